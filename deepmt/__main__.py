@@ -1,0 +1,3 @@
+from deepmt.cli import main
+
+raise SystemExit(main())

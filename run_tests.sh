@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Run the whole test suite: unit tests + every notebook under the smoke profile (pytest --nbval).
+# Creates/updates .venv first if needed. Extra arguments go to pytest, e.g. ./run_tests.sh tests/test_config.py -x
+set -euo pipefail
+cd "$(dirname "$0")"
+source scripts/bootstrap.sh
+export DEEPMT_PROFILE="${DEEPMT_PROFILE:-smoke}"
+export DEEPMT_CACHE="${DEEPMT_CACHE:-$PWD/.cache/test}"
+if [ $# -gt 0 ]; then
+  exec python -m pytest "$@"
+fi
+exec python -m pytest tests notebooks --nbval --nbval-current-env -p no:cacheprovider
