@@ -49,3 +49,28 @@ def save_table(df: "pd.DataFrame", name: str, index: bool = False) -> Path:
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=index, float_format="%.6g")
     return path
+
+
+def render_report(notebooks: list[str | os.PathLike], out_html: str | os.PathLike) -> Path:
+    """Concatenate executed notebooks (in order) into one browsable HTML report, written atomically."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    merged = nbformat.v4.new_notebook()
+    toc = ["# deepmt replication report", "", "Notebooks in this report:", ""]
+    for path in notebooks:
+        path = Path(path)
+        if not path.exists():
+            continue
+        nb = nbformat.read(path, as_version=4)
+        if not merged.metadata:
+            merged.metadata = nb.metadata
+        toc.append(f"- {path.stem}")
+        merged.cells.append(nbformat.v4.new_markdown_cell(f"---\n<a id='{path.stem}'></a>\n\n*Notebook `{path.name}`*"))
+        merged.cells.extend(nb.cells)
+    merged.cells.insert(0, nbformat.v4.new_markdown_cell("\n".join(toc)))
+    body, _ = HTMLExporter(template_name="lab").from_notebook_node(merged)
+    out = Path(out_html)
+    with atomic_path(out) as tmp:
+        tmp.write_text(body, encoding="utf-8")
+    return out

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Regenerate every figure (figures/) and table (results/) by executing the numbered notebooks in
+# order with papermill, then render them into one HTML report (results/report.html).
+# Creates/updates the local virtual environment (.venv) first if needed.
+#
+#   ./run_all.sh                      # quick profile (2-core CPU, about half an hour)
+#   ./run_all.sh --profile smoke      # mechanics only, seconds per notebook
+#   ./run_all.sh --only 01,04         # a subset (by number prefix)
+#   ./run_all.sh --keep-going         # run the rest after a failure (still exits non-zero)
+set -uo pipefail
+cd "$(dirname "$0")"
+
+profile="${DEEPMT_PROFILE:-quick}"
+only=""
+keep_going=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --profile) profile="$2"; shift 2 ;;
+    --profile=*) profile="${1#*=}"; shift ;;
+    --only) only="$2"; shift 2 ;;
+    --only=*) only="${1#*=}"; shift ;;
+    --keep-going) keep_going=1; shift ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    *) echo "run_all.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+source scripts/bootstrap.sh || { echo "run_all.sh: could not set up the environment" >&2; exit 1; }
+export DEEPMT_PROFILE="$profile"
+export DEEPMT_CACHE="${DEEPMT_CACHE:-$PWD/.cache/$profile}"
+executed="results/executed/$profile"
+mkdir -p "$executed" figures results
+
+start=$(date +%s)
+failed=()
+ran=()
+for nb in notebooks/[0-9][0-9]_*.ipynb; do
+  name="$(basename "$nb")"
+  num="${name%%_*}"
+  if [ -n "$only" ] && [[ ",$only," != *",$num,"* ]]; then continue; fi
+  t0=$(date +%s)
+  echo "=== $name (profile $profile)"
+  if papermill "$nb" "$executed/$name" -k deepmt --log-output --cwd notebooks -p profile "$profile" >"$executed/${name%.ipynb}.log" 2>&1; then
+    echo "    ok in $(( $(date +%s) - t0 )) s"
+    ran+=("$executed/$name")
+  else
+    echo "    FAILED: notebook $name (after $(( $(date +%s) - t0 )) s); log: $executed/${name%.ipynb}.log" >&2
+    tail -n 25 "$executed/${name%.ipynb}.log" >&2
+    failed+=("$name")
+    ran+=("$executed/$name")
+    [ "$keep_going" = 1 ] || break
+  fi
+done
+
+if [ ${#ran[@]} -gt 0 ]; then
+  python -c "import sys; from deepmt.reporting import render_report; print('report:', render_report(sys.argv[2:], sys.argv[1]))" \
+    "results/report.html" "${ran[@]}" || echo "run_all.sh: could not render the HTML report" >&2
+fi
+total=$(( $(date +%s) - start ))
+echo "total time: ${total} s ($(( total / 60 )) min $(( total % 60 )) s), profile $profile, $(nproc) CPU cores"
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "run_all.sh: failed notebook(s): ${failed[*]}" >&2
+  exit 1
+fi

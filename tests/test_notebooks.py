@@ -1,0 +1,59 @@
+"""Notebook hygiene (no stored outputs, one literal-only `parameters` cell) and run_all.sh failure handling."""
+
+import ast
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_committed_clean(path):
+    nb = json.loads(path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), f"{path.name} has stored outputs"
+    params = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(params) == 1, f"{path.name}: expected exactly one cell tagged 'parameters'"
+    tree = ast.parse("".join(params[0]["source"]))
+    for node in tree.body:
+        assert isinstance(node, ast.Assign), f"{path.name}: parameters cell may only assign literals"
+        ast.literal_eval(node.value)  # raises if not a literal
+    names = {t.id for node in tree.body for t in node.targets}
+    assert "profile" in names, f"{path.name}: parameters cell must define `profile`"
+    assert nb["cells"][0]["cell_type"] == "markdown", f"{path.name}: must open with a markdown title"
+
+
+def test_run_all_names_the_failing_notebook(tmp_path):
+    if not (Path(sys.prefix) / "bin" / "papermill").exists():
+        pytest.skip("papermill is not installed in this environment")
+    for name in ("run_all.sh", "pyproject.toml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copytree(ROOT / "scripts", tmp_path / "scripts")
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    import nbformat
+
+    def write(name, src):
+        nb = nbformat.v4.new_notebook()
+        cell = nbformat.v4.new_code_cell("profile = ''")
+        cell.metadata["tags"] = ["parameters"]
+        nb.cells = [nbformat.v4.new_markdown_cell("# t"), cell, nbformat.v4.new_code_cell(src)]
+        nb.metadata["kernelspec"] = {"name": "deepmt", "display_name": "deepmt", "language": "python"}
+        nbformat.write(nb, nbdir / name)
+
+    write("00_ok.ipynb", "x = 1")
+    write("01_broken.ipynb", "raise RuntimeError('boom')")
+    write("02_never.ipynb", "x = 2")
+    env = dict(os.environ, DEEPMT_VENV=str(Path(sys.prefix)), DEEPMT_CACHE=str(tmp_path / "cache"))
+    proc = subprocess.run(["bash", "run_all.sh", "--profile", "smoke"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "01_broken.ipynb" in proc.stderr
+    assert (tmp_path / "results/executed/smoke/00_ok.ipynb").exists()
+    assert not (tmp_path / "results/executed/smoke/02_never.ipynb").exists()
