@@ -57,3 +57,22 @@ def test_run_all_names_the_failing_notebook(tmp_path):
     assert "01_broken.ipynb" in proc.stderr
     assert (tmp_path / "results/executed/smoke/00_ok.ipynb").exists()
     assert not (tmp_path / "results/executed/smoke/02_never.ipynb").exists()
+
+
+SOURCES = sorted((ROOT / "notebooks" / "src").glob("[0-9][0-9]_*.py"))
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=[p.name for p in SOURCES])
+def test_notebook_matches_its_source(src):
+    sys.path.insert(0, str(ROOT / "notebooks"))
+    try:
+        import build
+    finally:
+        sys.path.pop(0)
+    nb_path = ROOT / "notebooks" / (src.stem + ".ipynb")
+    assert nb_path.exists(), f"{nb_path.name} missing: run python notebooks/build.py"
+    built = build.parse(src.read_text())
+    on_disk = json.loads(nb_path.read_text())
+    assert [c["source"] for c in on_disk["cells"]] == [
+        c["source"] for c in json.loads(__import__("nbformat").writes(built))["cells"]
+    ], f"{nb_path.name} differs from {src.name}: run python notebooks/build.py"
