@@ -1,0 +1,144 @@
+"""Evaluation of a trained Method on one split: batched inference, then the paper's metrics.
+
+Metrics follow the paper (``deepmt.metrics``): grading (accuracy, QWK, ...) over the graded
+images, ISR (PSNR/SSIM on [0, 1] images) and lesion segmentation (per-lesion AUC/AUPR averaged
+over the images that contain the lesion) per image, then averaged. Outputs are cast to fp32
+before any metric is computed, whatever the autocast dtype of the forward pass.
+
+``evaluate`` runs ``method.forward`` under ``torch.no_grad()``; a method that needs gradients
+inside ``forward`` (e.g. Grad-CAM visualization maps) enables them locally.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from deepmt.engine.device import Precision, eval_mode, make_loader, resolve_device, resolve_precision, to_device
+
+#: Keys of the per-image prediction arrays (``lesion_probs`` only when asked for: it is big).
+PREDICTION_KEYS = ("id", "grade_true", "grade_probs", "grade_pred")
+
+
+def _unwrap(method: torch.nn.Module) -> torch.nn.Module:
+    return getattr(method, "module", method)
+
+
+def _per_image(fn, arrays: list[np.ndarray]) -> list[dict[str, float]]:
+    """Call a batch metric function on each image alone (keeps per-image values for bootstrap)."""
+    n = len(arrays[0])
+    return [{k: float(v) for k, v in fn(*(a[i : i + 1] for a in arrays)).items() if np.ndim(v) == 0} for i in range(n)]
+
+
+@torch.no_grad()
+def predict_batches(
+    method: torch.nn.Module,
+    dataset,
+    cfg,
+    *,
+    prec: Precision | None = None,
+    keep_lesion_maps: bool = False,
+    progress: bool | None = None,
+    desc: str = "evaluate",
+) -> dict[str, Any]:
+    """Run ``method.forward`` over ``dataset`` and collect per-image results (fp32 numpy)."""
+    from deepmt import metrics as M
+
+    method = _unwrap(method)
+    if prec is None:
+        device = next(method.parameters()).device
+        prec = resolve_precision(device, cfg.train.precision, cfg.train.channels_last)
+    tasks = set(method.tasks)
+    loader = make_loader(dataset, cfg.train.eval_batch_size, prec=prec, num_workers=cfg.data.num_workers)
+    show = cfg.train.progress if progress is None else progress
+    ids: list[str] = []
+    grades: list[np.ndarray] = []
+    probs: list[np.ndarray] = []
+    isr_rows: list[dict[str, float]] = []
+    seg_rows: list[dict[str, float]] = []
+    maps: list[np.ndarray] = []
+    with eval_mode(method):
+        for batch in tqdm(loader, desc=desc, leave=False, disable=not show or len(loader) < 4):
+            ids.extend(str(i) for i in batch["id"])
+            grades.append(batch["grade"].numpy().astype(np.int64))
+            dev_batch = to_device(batch, prec)
+            with prec.autocast():
+                out = method(dev_batch)
+            if "grade" in tasks and out.grade_logits is not None:
+                probs.append(torch.softmax(out.grade_logits.float(), dim=1).cpu().numpy())
+            if "isr" in tasks and out.sr is not None:
+                sr = out.sr.float().clamp(0, 1).cpu().numpy()
+                isr_rows += _per_image(
+                    M.isr_metrics, [sr, batch["hr"].numpy(), batch["fov"].numpy(), batch["masks"].numpy()]
+                )
+            if "seg" in tasks and (out.lesion_probs is not None or out.lesion_logits is not None):
+                lp = out.lesion_probs if out.lesion_probs is not None else torch.sigmoid(out.lesion_logits.float())
+                lp = lp.float().cpu().numpy()
+                seg_rows += _per_image(
+                    M.segmentation_metrics, [lp, batch["masks"].numpy(), batch["mask_present"].numpy()]
+                )
+                if keep_lesion_maps:
+                    maps.append(lp.astype(np.float16))
+    pred: dict[str, Any] = {"id": np.asarray(ids), "grade_true": np.concatenate(grades) if grades else np.zeros(0, np.int64)}
+    if probs:
+        pred["grade_probs"] = np.concatenate(probs).astype(np.float32)
+        pred["grade_pred"] = pred["grade_probs"].argmax(1).astype(np.int64)
+    for prefix, rows in (("isr", isr_rows), ("seg", seg_rows)):
+        for key in sorted({k for r in rows for k in r}):
+            pred[f"{prefix}_{key}"] = np.asarray([r.get(key, np.nan) for r in rows], dtype=np.float64)
+    if maps:
+        pred["lesion_probs"] = np.concatenate(maps)
+    return pred
+
+
+def metrics_from_predictions(pred: dict[str, Any], tasks) -> dict[str, float]:
+    """Aggregate per-image predictions into the split's metrics (flat dict of floats)."""
+    from deepmt import metrics as M
+
+    out: dict[str, float] = {"n_images": float(len(pred["id"]))}
+    if "grade" in tasks and "grade_probs" in pred:
+        graded = pred["grade_true"] >= 0
+        out["n_graded"] = float(graded.sum())
+        if graded.any():
+            for k, v in M.grading_metrics(pred["grade_true"][graded], pred["grade_probs"][graded]).items():
+                if np.ndim(v) == 0:
+                    out[k] = float(v)
+    for prefix in ("isr", "seg"):
+        for key in [k for k in pred if k.startswith(prefix + "_")]:
+            vals = pred[key]
+            name = key[len(prefix) + 1 :]
+            if name in out:  # e.g. "auc" of grading and of segmentation
+                name = key
+            with np.errstate(all="ignore"):
+                out[name] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
+    return out
+
+
+def evaluate(
+    method: torch.nn.Module,
+    dataset,
+    cfg,
+    *,
+    keep_lesion_maps: bool = False,
+    progress: bool | None = None,
+    desc: str = "evaluate",
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Metrics of ``method`` on ``dataset`` for the tasks it has, and per-image predictions.
+
+    Returns ``(metrics, predictions)``: ``metrics`` is a flat dict of floats (grading keys from
+    ``grading_metrics``, ISR/segmentation keys averaged over images); ``predictions`` holds numpy
+    arrays per image (``id``, ``grade_true``, ``grade_probs``, ``grade_pred``, ``isr_psnr``,
+    ``isr_ssim``, ``seg_*``; ``lesion_probs`` (N, 4, H, W) float16 only if ``keep_lesion_maps``)
+    for bootstrap confidence intervals and paired tests.
+    """
+    base = _unwrap(method)
+    try:
+        device = next(base.parameters()).device
+    except StopIteration:  # parameter-free method (e.g. bicubic)
+        device = resolve_device(cfg.train.device)
+    prec = resolve_precision(device, cfg.train.precision, cfg.train.channels_last)
+    pred = predict_batches(base, dataset, cfg, prec=prec, keep_lesion_maps=keep_lesion_maps, progress=progress, desc=desc)
+    return metrics_from_predictions(pred, set(base.tasks)), pred

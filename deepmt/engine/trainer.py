@@ -1,0 +1,378 @@
+"""The one training engine, for DeepMT-DR's staged schedule and every baseline.
+
+For each stage of ``method.stages`` (DeepMT-DR: ``stage1a`` ISR + segmentation, ``stage1b``
+grading + fusion with segmentation frozen, ``stage2`` joint fine-tuning with the task-aware
+loss; baselines: e.g. ``("single",)``):
+
+1. freeze every parameter, unfreeze ``method.stage_parameters(stage)`` (BatchNorm layers whose
+   parameters are all frozen run in eval mode, so frozen parts keep their statistics);
+2. AdamW (``lr = method.stage_lr(stage)``, ``cfg.train.weight_decay``) with a OneCycle schedule
+   (cosine annealing after a short warm-up) over ``method.stage_epochs(stage)`` epochs;
+3. every step: ``total, terms = method.training_loss(batch, stage)`` under autocast, backward
+   (with a GradScaler for fp16), gradient clipping at ``cfg.train.grad_clip``;
+4. after every epoch: validation on the ``val`` split, model selection on
+   ``method.selection_metric(stage)`` (higher is better; validation only), ``last.pt``, and
+   ``best-<stage>.pt`` when the score improved; at the end of the stage the best epoch's
+   weights are restored.
+
+The test split is evaluated once, after the last stage. ``train(..., resume=True)`` continues
+from ``run_dir/last.pt`` (model, optimiser, scheduler, scaler, RNG states, position) and ends
+with the same numbers as an uninterrupted run. Files in ``run_dir``: ``config.json``,
+``metrics.csv`` / ``metrics.jsonl`` (one row per epoch: loss terms, ``val_*`` metrics, lr,
+seconds, images/s), ``last.pt``, ``best-<stage>.pt``, ``final.pt``.
+
+No host synchronisation happens inside the step loop: loss terms are summed on the device and
+read (``.item()``) only every ``cfg.train.log_every`` steps and at the end of the epoch, where a
+non-finite loss raises :class:`deepmt.errors.TrainingError` naming stage, epoch, step and term.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from deepmt.engine import ddp
+from deepmt.engine.checkpoint import (
+    check_config,
+    config_json,
+    get_rng_state,
+    load_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+)
+from deepmt.engine.device import make_loader, resolve_device, resolve_precision, setup_backends, to_device
+from deepmt.engine.evaluate import evaluate
+from deepmt.errors import DataError, TrainingError
+from deepmt.utils import atomic_write_text, seed_everything
+
+_NONE = 2**62  # "no non-finite step seen" marker of the on-device NaN tracker
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns (on every rank; predictions only on rank 0)."""
+
+    run_dir: Path
+    checkpoint: Path  # final.pt: the trained method
+    history: pd.DataFrame  # one row per epoch
+    best: dict[str, dict[str, float]]  # stage -> {"score", "epoch", "metric"}
+    val_metrics: dict[str, float]
+    test_metrics: dict[str, float] | None = None
+    test_predictions: dict[str, np.ndarray] | None = None
+    train_seconds: float = 0.0
+    resumed: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- helpers
+def grade_counts(dataset) -> list[int]:
+    """Training grade counts (for class-weighted CE): ``dataset.grades`` if present, else read every sample."""
+    grades = getattr(dataset, "grades", None)
+    if grades is None:
+        grades = [int(dataset[i]["grade"]) for i in range(len(dataset))]
+    g = np.asarray(list(grades), dtype=np.int64)
+    return [int((g == k).sum()) for k in range(5)]
+
+
+def _state_copy(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+
+
+def _freeze_for_stage(method: nn.Module, params: list[nn.Parameter]) -> None:
+    for p in method.parameters():
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+
+
+def _set_train_mode(method: nn.Module) -> None:
+    """Train mode, except BatchNorm layers whose parameters are all frozen in this stage."""
+    method.train()
+    for m in method.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            ps = list(m.parameters(recurse=False))
+            if ps and not any(p.requires_grad for p in ps):
+                m.eval()
+
+
+def _write_history(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    """Rewrite metrics.csv / metrics.jsonl from the full history (atomic: a crash never leaves half a row)."""
+    atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r, default=float) + "\n" for r in rows))
+    with_cols = pd.DataFrame(rows)
+    atomic_write_text(run_dir / "metrics.csv", with_cols.to_csv(index=False))
+
+
+def _finite_or_neg_inf(x: Any) -> float:
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return -math.inf
+    return x if math.isfinite(x) else -math.inf
+
+
+# --------------------------------------------------------------------------- the engine
+def train(
+    method: nn.Module,
+    cfg,
+    datasets: Mapping[str, Any],
+    run_dir: str | Path,
+    resume: bool = False,
+    *,
+    class_counts: list[int] | None = None,
+    evaluate_test: bool = True,
+) -> TrainResult:
+    """Train ``method`` stage by stage on ``datasets["train"]``, selecting on ``datasets["val"]``.
+
+    ``resume=True`` continues from ``run_dir/last.pt`` when it exists (a checkpoint made with a
+    different config raises :class:`deepmt.errors.ConfigMismatchError`); otherwise training starts
+    afresh. ``class_counts`` is only recorded in the checkpoints (so ``load_method`` can rebuild
+    the method exactly). Under ``torchrun`` this runs data-parallel (see :mod:`deepmt.engine.ddp`).
+    """
+    ctx = ddp.init_from_env(cfg.train.device)
+    device = resolve_device(cfg.train.device, ctx.local_rank)
+    prec = resolve_precision(device, cfg.train.precision, cfg.train.channels_last)
+    setup_backends(device)
+    run_dir = Path(run_dir)
+    if "train" not in datasets:
+        raise DataError("train(): datasets has no 'train' split")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    last_path = run_dir / "last.pt"
+    stages = tuple(method.stages)
+
+    method.to(device)
+    if prec.channels_last:
+        method.to(memory_format=torch.channels_last)
+
+    generator = torch.Generator()
+    generator.manual_seed(cfg.train.seed + ctx.rank)
+    history: list[dict[str, Any]] = []
+    best_info: dict[str, dict[str, float]] = {}
+    start_stage, start_epoch, elapsed = 0, 0, 0.0
+    ckpt: dict[str, Any] | None = None
+    if resume and last_path.exists():
+        ckpt = load_checkpoint(last_path, map_location="cpu")
+        check_config(ckpt, cfg, last_path, method=method.name)
+        method.load_state_dict(ckpt["model"])
+        start_stage, start_epoch = int(ckpt["stage_index"]), int(ckpt["epoch"])
+        history = json.loads(ckpt["history"])
+        best_info = json.loads(ckpt.get("best_info", "{}"))
+        elapsed = float(ckpt.get("elapsed", 0.0))
+        rng = ckpt["rng"]
+        if len(rng) == ctx.world_size:
+            set_rng_state(rng[ctx.rank], generator)
+        else:  # resumed with another world size: exact replay is impossible, stay deterministic
+            seed_everything(cfg.train.seed + ctx.rank + 1000 * (len(history) + 1))
+    else:
+        seed_everything(cfg.train.seed + ctx.rank)
+    resumed = ckpt is not None
+
+    meta = {"method": method.name, "config": config_json(cfg), "class_counts": class_counts}
+    if ctx.is_main:
+        atomic_write_text(run_dir / "config.json", json.dumps({"method": method.name, **cfg.to_dict()}, indent=2, default=str))
+        if not resumed:
+            for name in ("metrics.csv", "metrics.jsonl"):
+                (run_dir / name).unlink(missing_ok=True)
+
+    def save_last(stage_index: int, epoch: int, opt=None, sched=None, scaler=None, best=None) -> None:
+        rng = ddp.gather_objects(get_rng_state(generator), ctx)
+        if not ctx.is_main:
+            return
+        state = {
+            **meta,
+            "kind": "last",
+            "model": method.state_dict(),
+            "stage_index": stage_index,
+            "stage": stages[stage_index] if stage_index < len(stages) else "done",
+            "epoch": epoch,
+            "rng": rng,
+            "history": json.dumps(history, default=float),
+            "best_info": json.dumps(best_info),
+            "elapsed": elapsed,
+        }
+        if opt is not None:
+            state.update(optimizer=opt.state_dict(), scheduler=sched.state_dict(), scaler=scaler.state_dict())
+        if best is not None and best.get("model") is not None:
+            state.update(best_model=best["model"], best_score=best["score"], best_epoch=best["epoch"])
+        save_checkpoint(last_path, state)
+
+    val_set = datasets.get("val")
+    train_set = datasets["train"]
+    for si in range(start_stage, len(stages)):
+        stage = stages[si]
+        n_epochs = int(method.stage_epochs(stage, cfg.train))
+        params = [p for p in method.stage_parameters(stage)]
+        if n_epochs <= 0 or not params:
+            continue
+        _freeze_for_stage(method, params)
+        model = ddp.wrap(method, ctx, device)
+        metric_name = method.selection_metric(stage)
+        lr = float(method.stage_lr(stage, cfg.train))
+        bs = int(cfg.train.batch_size)
+        sampler = None
+        if ctx.enabled:
+            sampler = torch.utils.data.DistributedSampler(
+                train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=cfg.train.seed, drop_last=True
+            )
+        per_rank = len(train_set) // ctx.world_size
+        loader = make_loader(
+            train_set, bs, prec=prec, num_workers=cfg.data.num_workers, shuffle=True,
+            drop_last=per_rank > bs, generator=generator, sampler=sampler,
+        )
+        steps_per_epoch = len(loader)
+        if steps_per_epoch == 0:
+            raise DataError(f"stage {stage!r}: the training split is empty")
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.train.weight_decay)
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=lr, total_steps=max(2, n_epochs * steps_per_epoch), pct_start=0.15, anneal_strategy="cos"
+        )
+        scaler = prec.grad_scaler()
+        best: dict[str, Any] = {"score": -math.inf, "epoch": 0, "model": None}
+        first_epoch = 0
+        if ckpt is not None and si == start_stage and start_epoch > 0:
+            opt.load_state_dict(ckpt["optimizer"])
+            sched.load_state_dict(ckpt["scheduler"])
+            scaler.load_state_dict(ckpt["scaler"])
+            if "best_model" in ckpt:
+                best = {"score": float(ckpt["best_score"]), "epoch": int(ckpt["best_epoch"]), "model": ckpt["best_model"]}
+            first_epoch = start_epoch
+
+        bar = tqdm(
+            range(first_epoch, n_epochs), desc=f"{method.name}:{stage}", initial=first_epoch, total=n_epochs,
+            disable=not (cfg.train.progress and ctx.is_main),
+        )
+        for epoch in bar:
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            t0 = time.perf_counter()
+            terms_mean, n_images = _run_epoch(model, method, loader, opt, sched, scaler, params, prec, cfg, ctx, stage, epoch, bar)
+            seconds = time.perf_counter() - t0
+            elapsed += seconds
+            val = {}
+            if val_set is not None:
+                if ctx.is_main:
+                    val, _ = evaluate(method, val_set, cfg, progress=False, desc=f"val {stage}")
+                val = ddp.broadcast_object(val, ctx)
+                if metric_name not in val:
+                    raise TrainingError(
+                        f"stage {stage!r}: selection metric {metric_name!r} is not among the validation metrics "
+                        f"{sorted(val)}"
+                    )
+            score = _finite_or_neg_inf(val.get(metric_name, epoch))  # no val split: the last epoch wins
+            improved = best["model"] is None or score > best["score"]
+            if improved:
+                best = {"score": score, "epoch": epoch + 1, "model": _state_copy(method)}
+            row = {
+                "stage": stage, "epoch": epoch + 1, "global_epoch": len(history) + 1,
+                **{f"loss_{k}": v for k, v in terms_mean.items()},
+                **{f"val_{k}": v for k, v in val.items()},
+                "selection_metric": metric_name, "selection_score": score, "best": bool(improved),
+                "lr": float(sched.get_last_lr()[0]), "seconds": seconds, "images_per_s": n_images / max(seconds, 1e-9),
+            }
+            history.append(row)
+            best_info[stage] = {"score": best["score"], "epoch": best["epoch"], "metric": metric_name}
+            if improved and ctx.is_main:
+                save_checkpoint(run_dir / f"best-{stage}.pt", {
+                    **meta, "kind": "best", "model": best["model"], "stage_index": si, "stage": stage,
+                    "epoch": epoch + 1, "score": score,
+                })
+            save_last(si, epoch + 1, opt, sched, scaler, best)
+            if ctx.is_main:
+                _write_history(run_dir, history)
+                bar.set_postfix(loss=f"{terms_mean.get('total', float('nan')):.4g}", **{metric_name: f"{score:.4g}"})
+        bar.close()
+        if best["model"] is not None:
+            method.load_state_dict(best["model"])
+        del model, opt, sched
+        save_last(si + 1, 0)
+        ddp.barrier(ctx)
+
+    for p in method.parameters():
+        p.requires_grad_(False)
+    final_path = run_dir / "final.pt"
+    val_metrics: dict[str, float] = {}
+    test_metrics = test_pred = None
+    if ctx.is_main:
+        save_checkpoint(final_path, {
+            **meta, "kind": "final", "model": method.state_dict(), "stage_index": len(stages), "stage": "done",
+            "epoch": 0, "best_info": json.dumps(best_info), "elapsed": elapsed,
+        })
+        if val_set is not None:
+            val_metrics, _ = evaluate(method, val_set, cfg, desc="val")
+        if evaluate_test and datasets.get("test") is not None:
+            test_metrics, test_pred = evaluate(method, datasets["test"], cfg, desc="test")
+    val_metrics, test_metrics = ddp.broadcast_object((val_metrics, test_metrics), ctx)
+    ddp.barrier(ctx)
+    return TrainResult(
+        run_dir=run_dir, checkpoint=final_path, history=pd.DataFrame(history), best=best_info,
+        val_metrics=val_metrics, test_metrics=test_metrics, test_predictions=test_pred,
+        train_seconds=elapsed, resumed=resumed,
+    )
+
+
+def _run_epoch(model, method, loader, opt, sched, scaler, params, prec, cfg, ctx, stage, epoch, bar):
+    """One epoch of optimisation; returns (mean loss terms incl. ``total``, images seen on this rank)."""
+    _set_train_mode(method)
+    device = prec.device
+    names: list[str] | None = None
+    sums = first_bad = None
+    step_t = torch.zeros((), dtype=torch.int64, device=device)
+    n_images = 0
+    log_every = max(1, int(cfg.train.log_every))
+    n_steps = len(loader)
+    for step, batch in enumerate(loader):
+        n_images += int(batch["hr"].shape[0]) if "hr" in batch else 0
+        b = to_device(batch, prec)
+        with prec.autocast():
+            total, terms = model(b, stage)
+        if names is None:
+            names = ["total", *terms.keys()]
+            sums = torch.zeros(len(names), dtype=torch.float32, device=device)
+            first_bad = torch.full((len(names),), _NONE, dtype=torch.int64, device=device)
+        elif list(terms.keys()) != names[1:]:
+            raise TrainingError(
+                f"stage {stage!r}, epoch {epoch + 1}, step {step + 1}: training_loss returned terms "
+                f"{list(terms)} but {names[1:]} before"
+            )
+        scaler.scale(total).backward()
+        if cfg.train.grad_clip:
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
+        scaler.step(opt)
+        scaler.update()
+        opt.zero_grad(set_to_none=True)
+        sched.step()
+        vec = torch.stack([total.detach().float(), *(t.detach().float().reshape(()) for t in terms.values())])
+        bad = ~torch.isfinite(vec)
+        first_bad = torch.where(bad, torch.minimum(first_bad, step_t), first_bad)
+        sums += torch.where(bad, torch.zeros_like(vec), vec)
+        step_t += 1
+        if (step + 1) % log_every == 0 or step + 1 == n_steps:  # the only host syncs of the loop
+            _raise_if_not_finite(first_bad, names, ctx, stage, epoch)
+            if bar is not None and not bar.disable:
+                bar.set_postfix(step=f"{step + 1}/{n_steps}", loss=f"{(sums[0] / (step + 1)).item():.4g}")
+    if names is None:
+        return {}, 0
+    means = ddp.all_reduce_mean(sums / max(1, n_steps), ctx).tolist()
+    return dict(zip(names, means)), n_images
+
+
+def _raise_if_not_finite(first_bad: torch.Tensor, names: list[str], ctx, stage: str, epoch: int) -> None:
+    fb = ddp.all_reduce_min(first_bad, ctx).tolist()
+    worst = min(fb)
+    if worst >= _NONE:
+        return
+    culprits = [n for n, s in zip(names, fb) if s == worst and n != "total"] or ["total"]
+    raise TrainingError(
+        f"non-finite loss in stage {stage!r}, epoch {epoch + 1}, step {worst + 1}: term(s) {', '.join(culprits)} "
+        "became NaN/Inf; the run stopped and the last good checkpoint (last.pt) was kept"
+    )
