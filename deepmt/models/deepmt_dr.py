@@ -1,0 +1,215 @@
+"""DeepMT-DR: the hierarchy ISR -> lesion segmentation -> DR grading -> visualization map,
+trained in stages with the task-aware loss (Wang et al., AAAI 2021; journal extension JBHI 2022).
+
+Forward (inference, reads ``batch["lr"]`` only)::
+
+    SR = ISR(LR);  P = sigmoid(Seg(SR));  logits = Grader([SR, P]);  V = Vis(Grader, P)
+
+Training stages (``Method.stages``), following the paper's schedule:
+
+* ``stage1a`` – ISR + segmentation. ISR: pixel + TV loss. Segmentation: Dice + focal (+ deep
+  supervision) on ``Seg(SR)`` with the SR image detached (so the segmentation loss trains the
+  segmentation subnet only) **and**, when ``loss.seg_on_hr`` (default), also on ``Seg(HR)`` in the
+  same batch – stage 1b feeds the grader with ``Seg(HR)``, so the segmentation subnet must work on
+  HR images too.
+* ``stage1b`` – grading + visualization fusion on HR images with segmentation frozen (eval mode,
+  no gradient): grader input ``[HR, Seg(HR)]``; loss CE + ``vis_consistency`` x MSE(Vis, lesion union).
+* ``stage2`` – joint fine-tuning of all parts at ``lr * lr_stage2_factor`` with the task-aware loss:
+  ISR loss (pixel + TV + seg-aware + cls-aware + grading feedback), segmentation loss on Seg(SR)
+  (x ``seg_weight_in_joint``), grading loss (CE + vis consistency) and, when ``loss.unsupervised``
+  > 0, the journal's unsupervised term (pseudo masks = binarised Vis(HR) for images whose
+  ``mask_present`` is all False).
+
+Gradient routing (one optimiser, but each loss trains the part it belongs to, as with the
+authors' per-subnet optimisers): the segmentation and grading subnets consume a detached copy of SR;
+the task-aware feedback terms reach the ISR parameters only, via
+:func:`deepmt.losses.task_aware.feedback_terms`. The lesion maps fed to the grader are detached
+(the grader treats them as input; segmentation is trained by its own losses). A term whose weight
+is 0 is never computed, so it has no gradient path at all.
+
+``deepmt_dr_noisr`` (``use_isr=False``) replaces the ISR subnet by bicubic up-sampling; the ISR
+terms then vanish.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from deepmt.data.degradation import bicubic_upsample
+from deepmt.losses.grading import weighted_cross_entropy
+from deepmt.losses.isr import isr_loss
+from deepmt.losses.segmentation import segmentation_loss
+from deepmt.losses.task_aware import (
+    cls_aware_loss,
+    feedback_terms,
+    pseudo_masks,
+    seg_aware_loss,
+    unsupervised_seg_loss,
+    vis_consistency_loss,
+)
+from deepmt.models.grading import GradingNet
+from deepmt.models.isr import ISRNet
+from deepmt.models.methods import Method, MethodOutput
+from deepmt.models.segmentation import LesionUNet, lesion_union
+from deepmt.models.visualization import VisualizationMap, gradcam_target
+
+
+class DeepMTDR(Method):
+    stages = ("stage1a", "stage1b", "stage2")
+
+    def __init__(self, cfg, class_counts=None, name: str = "deepmt_dr", use_isr: bool = True):
+        super().__init__(name, cfg, class_counts)
+        m = cfg.model
+        self.isr = ISRNet.from_config(m.isr, self.scale) if use_isr else None
+        self.seg = LesionUNet.from_config(m.seg)
+        self.grader = GradingNet.from_config(m.grader)
+        self.vis = VisualizationMap.from_config(m.vis)
+        self.tasks = frozenset({"isr", "seg", "grade"} if use_isr else {"seg", "grade"})
+        #: compute the visualization map in ``forward`` (one extra backward pass through the grader)
+        self.compute_vis = True
+
+    # ------------------------------------------------------------------ stages
+    def stage_modules(self, stage):
+        isr = [self.isr] if self.isr is not None else []
+        return {
+            "stage1a": isr + [self.seg],
+            "stage1b": [self.grader, self.vis],
+            "stage2": isr + [self.seg, self.grader, self.vis],
+        }[stage]
+
+    def selection_metric(self, stage):
+        self.check_stage(stage)
+        return "dice" if stage == "stage1a" else self.cfg.train.selection_metric
+
+    # ------------------------------------------------------------------ parts
+    def super_resolve(self, lr: torch.Tensor) -> torch.Tensor:
+        return self.isr(lr) if self.isr is not None else bicubic_upsample(lr, self.scale)
+
+    def grade_and_visualize(
+        self,
+        image: torch.Tensor,
+        lesion_probs: torch.Tensor,
+        grade: torch.Tensor | None = None,
+        need_vis: bool = True,
+        create_graph: bool = False,
+    ):
+        """Grader on ``[image, lesion_probs]`` and (optionally) the visualization map.
+
+        Returns (GraderOutput, vis map or None). The map uses the true grade where ``grade`` >= 0
+        and the predicted one otherwise; feature selection uses the union of ``lesion_probs``.
+        """
+        x = self.grader.make_input(image, lesion_probs)
+        if not need_vis:
+            return self.grader(x, return_features=True), None
+        with torch.enable_grad():
+            if not x.requires_grad:  # activations must be in a graph for Grad-CAM
+                x = x.detach().requires_grad_(True)
+            out = self.grader(x, return_features=True)
+            target = gradcam_target(out.clean_logits, grade)
+            score = out.clean_logits.gather(1, target[:, None]).squeeze(1)
+            union = lesion_union(lesion_probs.detach().float()) if lesion_probs is not None else None
+            vis = self.vis(score, out.features, image.shape[-2:], union, create_graph=create_graph)
+        return out, vis
+
+    def forward(self, batch: dict) -> MethodOutput:
+        grad_on = torch.is_grad_enabled()
+        sr = self.super_resolve(batch["lr"])
+        logits = self.seg(sr)
+        probs = torch.sigmoid(logits.float())
+        out, vis = self.grade_and_visualize(sr, probs, None, need_vis=self.compute_vis, create_graph=False)
+        grade_logits = out.logits
+        if not grad_on:  # Grad-CAM ran under enable_grad: do not hand out graphs at inference
+            grade_logits = grade_logits.detach()
+            vis = vis.detach() if vis is not None else None
+        return MethodOutput(sr=sr, lesion_logits=logits, lesion_probs=probs, grade_logits=grade_logits, vis_map=vis)
+
+    # ------------------------------------------------------------------ losses
+    def _stage_loss(self, batch, stage):
+        return {"stage1a": self._loss_stage1a, "stage1b": self._loss_stage1b, "stage2": self._loss_stage2}[stage](batch)
+
+    def _loss_stage1a(self, batch):
+        L = self.cfg.loss
+        hr, masks, present = batch["hr"], batch["masks"], batch["mask_present"]
+        terms = {}
+        sr = self.super_resolve(batch["lr"])
+        if self.isr is not None:
+            terms.update(isr_loss(sr, hr, L))
+        seg_in, seg_masks, seg_present = sr.detach(), masks, present
+        if getattr(L, "seg_on_hr", True):
+            seg_in = torch.cat([seg_in, hr.to(seg_in.dtype)], dim=0)
+            seg_masks, seg_present = torch.cat([masks, masks]), torch.cat([present, present])
+        logits, sides = self.seg(seg_in, return_sides=True)
+        terms.update(segmentation_loss(logits, seg_masks, seg_present, L, sides))
+        return terms
+
+    def _loss_stage1b(self, batch):
+        L = self.cfg.loss
+        hr, grade = batch["hr"], batch["grade"]
+        with torch.no_grad():
+            probs_hr = torch.sigmoid(self.seg(hr).float())
+        need_vis = bool(L.vis_consistency)
+        out, vis = self.grade_and_visualize(hr, probs_hr, grade, need_vis=need_vis, create_graph=True)
+        terms = {"grade_ce": weighted_cross_entropy(out.logits, grade, self.class_weight)}
+        if need_vis:
+            terms["vis_consistency"] = L.vis_consistency * vis_consistency_loss(vis, probs_hr)
+        return terms
+
+    def _loss_stage2(self, batch):
+        L = self.cfg.loss
+        hr, masks, present, grade = batch["hr"], batch["masks"], batch["mask_present"], batch["grade"]
+        has_isr = self.isr is not None
+        w_seg_aware = L.seg_aware if has_isr else 0.0
+        w_cls_aware = L.cls_aware if has_isr else 0.0
+        w_feedback = L.grading_feedback if has_isr else 0.0
+        feedback = bool(w_seg_aware or w_cls_aware or w_feedback)
+        terms: dict[str, torch.Tensor] = {}
+
+        # low level: ISR
+        sr = self.super_resolve(batch["lr"])
+        if has_isr:
+            terms.update(isr_loss(sr, hr, L))
+        sr_cut = sr.detach().requires_grad_(feedback)
+
+        # mid level: segmentation of SR (trains the segmentation subnet only)
+        logits, sides = self.seg(sr_cut, return_sides=True)
+        probs = torch.sigmoid(logits.float())
+        if L.seg_weight_in_joint:
+            for k, v in segmentation_loss(logits, masks, present, L, sides).items():
+                terms[k] = L.seg_weight_in_joint * v
+
+        # targets on the real HR image (detached)
+        need_vis_hr = bool(w_cls_aware or L.unsupervised)
+        probs_hr = vis_hr = None
+        if w_seg_aware or need_vis_hr:
+            with torch.no_grad():
+                probs_hr = torch.sigmoid(self.seg(hr).float())
+        if need_vis_hr:
+            _, vis_hr = self.grade_and_visualize(hr, probs_hr, grade, need_vis=True, create_graph=False)
+            vis_hr = vis_hr.detach()
+
+        # high level: grading (+ visualization map) of SR
+        need_vis_sr = bool(w_cls_aware or L.vis_consistency)
+        out, vis_sr = self.grade_and_visualize(sr_cut, probs.detach(), grade, need_vis=need_vis_sr, create_graph=True)
+        ce = weighted_cross_entropy(out.logits, grade, self.class_weight)
+        terms["grade_ce"] = ce
+        grading_loss = ce
+        if L.vis_consistency:
+            terms["vis_consistency"] = L.vis_consistency * vis_consistency_loss(vis_sr, probs)
+            grading_loss = grading_loss + terms["vis_consistency"]
+
+        # journal: pseudo masks from the HR visualization map for images without annotations
+        if L.unsupervised:
+            select = ~present.bool().any(dim=1)
+            pseudo = pseudo_masks(vis_hr, self.cfg.model.vis.binarize_threshold)
+            terms["unsupervised"] = L.unsupervised * unsupervised_seg_loss(probs, pseudo, select)
+
+        # task-aware feedback into the ISR subnet only
+        fb = {}
+        if w_seg_aware:
+            fb["seg_aware"] = w_seg_aware * seg_aware_loss(probs, probs_hr)
+        if w_cls_aware:
+            fb["cls_aware"] = w_cls_aware * cls_aware_loss(vis_sr, vis_hr)
+        if w_feedback:
+            fb["grading_feedback"] = w_feedback * grading_loss
+        terms.update(feedback_terms(fb, sr_cut, sr))
+        return terms

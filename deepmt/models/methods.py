@@ -1,0 +1,155 @@
+"""Trainable methods: DeepMT-DR and every baseline behind one interface (docs/CONTRACTS.md "Methods").
+
+    from deepmt.models.methods import build_method, METHODS
+    method = build_method("deepmt_dr", cfg, class_counts=[n0, n1, n2, n3, n4])
+    for stage in method.stages:
+        params = method.stage_parameters(stage)          # what the optimiser trains (others frozen)
+        epochs, lr = method.stage_epochs(stage, cfg.train), method.stage_lr(stage, cfg.train)
+        total, terms = method.training_loss(batch, stage) # batch: collated Sample dict on the device
+    out = method(batch)                                   # MethodOutput (reads lr, or hr for HR upper bounds)
+
+``METHODS`` maps each registered name to its builder (``list(METHODS)`` lists the names).
+Ablations are config overrides of ``deepmt_dr`` (e.g. ``loss.seg_aware=0``, ``loss.cls_aware=0``,
+``loss.grading_feedback=0``, ``model.grader.use_lesion_maps=False``, ``model.vis.feature_selection=False``,
+``loss.unsupervised=0.5``), not new classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+import torch.nn as nn
+
+from deepmt.losses.grading import class_weights as resolve_class_weights
+
+TASKS = frozenset({"isr", "seg", "grade"})
+
+
+@dataclass
+class MethodOutput:
+    """What ``Method.forward`` returns; fields a method does not produce are None.
+
+    sr (B,3,H,W) in [0,1]; lesion_logits / lesion_probs (B,4,H,W) (sigmoid, MA/HE/EX/SE);
+    grade_logits (B,5); vis_map (B,1,H,W) in [0,1]. H, W are the HR size.
+    """
+
+    sr: torch.Tensor | None = None
+    lesion_logits: torch.Tensor | None = None
+    lesion_probs: torch.Tensor | None = None
+    grade_logits: torch.Tensor | None = None
+    vis_map: torch.Tensor | None = None
+
+
+class Method(nn.Module):
+    """Base class: one trainable method with named training stages.
+
+    Subclasses set ``tasks`` and ``stages`` and implement ``stage_modules(stage)``,
+    ``_stage_loss(batch, stage) -> dict`` and ``forward(batch) -> MethodOutput``.
+    """
+
+    tasks: frozenset = frozenset()
+    stages: tuple[str, ...] = ("single",)
+
+    def __init__(self, name: str, cfg, class_counts: Sequence[int] | None = None):
+        super().__init__()
+        self.name = name
+        self.cfg = cfg
+        self.scale = int(cfg.data.scale)
+        w = resolve_class_weights(cfg.loss.class_weights, class_counts)
+        self.register_buffer("class_weight", w, persistent=False)
+
+    # ------------------------------------------------------------------ stages
+    def check_stage(self, stage: str) -> None:
+        if stage not in self.stages:
+            raise ValueError(f"method {self.name!r} has stages {self.stages}, not {stage!r}")
+
+    def stage_modules(self, stage: str) -> list[nn.Module]:
+        raise NotImplementedError
+
+    def stage_parameters(self, stage: str) -> list[nn.Parameter]:
+        """The parameters the optimiser trains in ``stage`` (no duplicates)."""
+        self.check_stage(stage)
+        seen, params = set(), []
+        for m in self.stage_modules(stage):
+            for p in m.parameters():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    params.append(p)
+        return params
+
+    def stage_epochs(self, stage: str, train_cfg) -> int:
+        self.check_stage(stage)
+        return int(
+            {"stage1a": train_cfg.epochs_stage1a, "stage1b": train_cfg.epochs_stage1b, "stage2": train_cfg.epochs_stage2}.get(
+                stage, train_cfg.epochs_single
+            )
+        )
+
+    def stage_lr(self, stage: str, train_cfg) -> float:
+        self.check_stage(stage)
+        return float(train_cfg.lr * (train_cfg.lr_stage2_factor if stage == "stage2" else 1.0))
+
+    def selection_metric(self, stage: str) -> str:
+        """Validation metric (higher is better) that picks the best epoch of ``stage``."""
+        self.check_stage(stage)
+        return self.cfg.train.selection_metric
+
+    # ------------------------------------------------------------------ training
+    def _freeze_others(self, stage: str) -> None:
+        """Put sub-modules that ``stage`` does not train in eval mode (BN statistics stay fixed)."""
+        trained = {id(m) for m in self.stage_modules(stage)}
+        for child in self.children():
+            if id(child) not in trained:
+                child.eval()
+
+    def _stage_loss(self, batch: dict, stage: str) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def training_loss(self, batch: dict, stage: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(total, named weighted terms) for one collated batch; total = sum of the terms."""
+        self.check_stage(stage)
+        if self.training:
+            self._freeze_others(stage)
+        terms = self._stage_loss(batch, stage)
+        if not terms:
+            raise RuntimeError(f"method {self.name!r} stage {stage!r}: every loss term has weight 0")
+        total = torch.stack([t.float() for t in terms.values()]).sum()
+        return total, terms
+
+    def forward(self, batch: dict) -> MethodOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------------- registry
+# Imported here, after Method/MethodOutput exist, because both modules subclass them.
+from deepmt.models import baselines as _B  # noqa: E402
+from deepmt.models import deepmt_dr as _D  # noqa: E402
+
+#: name -> builder(cfg, class_counts=None) -> Method. ``list(METHODS)`` gives the names.
+METHODS: dict[str, Callable[..., Method]] = {
+    "bicubic": lambda cfg, cc=None: _B.BicubicBaseline(cfg, cc),
+    "srcnn": lambda cfg, cc=None: _B.SRBaseline("srcnn", cfg, cc),
+    "edsr": lambda cfg, cc=None: _B.SRBaseline("edsr", cfg, cc),
+    "isr": lambda cfg, cc=None: _B.SRBaseline("isr", cfg, cc),
+    "unet_lr": lambda cfg, cc=None: _B.SegBaseline("lr", cfg, cc),
+    "unet_bicubic": lambda cfg, cc=None: _B.SegBaseline("bicubic", cfg, cc),
+    "unet_hr": lambda cfg, cc=None: _B.SegBaseline("hr", cfg, cc),
+    "grader_lr": lambda cfg, cc=None: _B.GraderBaseline("lr", cfg, cc),
+    "grader_bicubic": lambda cfg, cc=None: _B.GraderBaseline("bicubic", cfg, cc),
+    "grader_hr": lambda cfg, cc=None: _B.GraderBaseline("hr", cfg, cc),
+    "two_stage": lambda cfg, cc=None: _B.TwoStage(cfg, cc),
+    "foo_mt": lambda cfg, cc=None: _B.FooMT("bicubic", cfg, cc),
+    "foo_mt_hr": lambda cfg, cc=None: _B.FooMT("hr", cfg, cc),
+    "deepmt_dr": lambda cfg, cc=None: _D.DeepMTDR(cfg, cc, name="deepmt_dr", use_isr=True),
+    "deepmt_dr_noisr": lambda cfg, cc=None: _D.DeepMTDR(cfg, cc, name="deepmt_dr_noisr", use_isr=False),
+}
+
+
+def build_method(name: str, cfg, class_counts: Sequence[int] | None = None) -> Method:
+    """Build the registered method ``name`` for ``cfg``; ``class_counts`` (5 training label counts)
+    feed ``loss.class_weights="auto"``."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose one of {sorted(METHODS)}")
+    return METHODS[name](cfg, class_counts)
