@@ -87,6 +87,8 @@ class ISRConfig:
 
     channels: int = 32
     n_resblocks: int = 5
+    upsampler: str = "transposed"  # "transposed" (authors' code) or "pixelshuffle"
+    global_skip: bool = True  # residual learning around the bicubic upsampling (starts at bicubic)
 
 
 @dataclass
@@ -150,6 +152,8 @@ class LossConfig:
     unsupervised: float = 0.0  # journal extension: pseudo masks from the binarised visualization map
     class_weights: str | tuple[float, ...] = "auto"  # "auto" (inverse training frequency), "none", or 5 weights
     seg_weight_in_joint: float = 1.0  # weight of the supervised segmentation loss in stage 2
+    seg_deep: float = 1.0  # deep supervision: weight of the side outputs' mean (Dice + focal) loss
+    seg_on_hr: bool = True  # stage 1a also trains segmentation on HR images (stage 1b grades [HR, seg(HR)])
 
 
 # --------------------------------------------------------------------------- engine
