@@ -1,0 +1,305 @@
+"""The claims table: each claim of the paper, our effect size with its confidence interval, and a verdict.
+
+The last notebook and the README show this table. It is generated from ``results/*claims*.csv`` (written by
+the notebooks through :func:`deepmt.reporting.save_table`), never edited by hand::
+
+    from deepmt.claims import Claim, claims_table, collect_claims, claims_markdown, update_readme_section
+
+    # in a notebook that measures claim C1 (effect = DeepMT-DR SR minus bicubic, accuracy, over 3 seeds)
+    save_table(claims_table([Claim.from_paper("C1", metric="accuracy", effect=d, lo=lo, hi=hi, n_seeds=3,
+                                              evidence="03_isr_helps_grading")]), "03_claims")
+    # in the last notebook
+    df = collect_claims()                                   # every results/*claims*.csv, verdicts recomputed
+    update_readme_section("README.md", "claims", claims_markdown(df))
+
+**Effects are signed in the claim's direction**: positive = what the paper says (A better than B; for a
+lower-is-better metric pass B - A). ``lo``/``hi`` is a confidence interval of the effect (bootstrap over
+images, or across seeds).
+
+**Verdict rule** (:func:`verdict`), with ``min_effect`` >= 0 the smallest improvement that would matter:
+
+* ``"not reproduced"`` when ``hi < min_effect``: the interval rules out an improvement as large as
+  ``min_effect`` (with ``min_effect = 0``: the effect is significantly in the opposite direction);
+* ``"reproduced"`` when ``lo > 0`` and ``effect >= min_effect``: the improvement is clearly above zero and
+  its point estimate is large enough to matter;
+* ``"inconclusive"`` otherwise: the interval is too wide to decide (it holds both 0 and ``min_effect``, or
+  the effect is real but of uncertain size).
+* ``"not measured"`` when the effect is nan (no notebook has produced it yet).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import pandas as pd
+
+from deepmt.errors import DataError
+from deepmt.utils import atomic_write_text
+
+REPRODUCED = "reproduced"
+NOT_REPRODUCED = "not reproduced"
+INCONCLUSIVE = "inconclusive"
+NOT_MEASURED = "not measured"
+VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_MEASURED)
+
+#: Columns of a claims table (and of the ``results/*claims*.csv`` files).
+COLUMNS = ("id", "text", "metric", "comparison", "effect", "lo", "hi", "min_effect", "n_seeds", "verdict", "evidence")
+
+
+def verdict(effect: float, lo: float, hi: float, min_effect: float = 0.0) -> str:
+    """The verdict on a claim from its effect (signed in the claim's direction) and confidence interval.
+
+    See the module docstring for the rule. ``min_effect`` must be >= 0; ``lo`` must not exceed ``hi``.
+    """
+    if min_effect is None or (isinstance(min_effect, float) and math.isnan(min_effect)):
+        min_effect = 0.0
+    if min_effect < 0:
+        raise ValueError(f"min_effect must be >= 0 (the smallest improvement that matters), got {min_effect}")
+    if effect is None or math.isnan(effect):
+        return NOT_MEASURED
+    if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
+        return INCONCLUSIVE  # a point estimate without an interval decides nothing
+    if lo > hi:
+        raise ValueError(f"confidence interval [{lo}, {hi}] has lo > hi")
+    if hi < min_effect:
+        return NOT_REPRODUCED
+    if lo > 0 and effect >= min_effect:
+        return REPRODUCED
+    return INCONCLUSIVE
+
+
+@dataclass(frozen=True)
+class PaperClaim:
+    """One claim of the paper: its text and the comparison that tests it."""
+
+    id: str
+    text: str
+    comparison: str
+    metrics: tuple[str, ...]
+
+
+#: The paper's claims that the notebooks test (effects signed so that positive supports the claim).
+PAPER_CLAIMS: dict[str, PaperClaim] = {
+    c.id: c
+    for c in (
+        PaperClaim(
+            "C1",
+            "Super-resolving the low-resolution input improves DR grading (Finding 1).",
+            "DeepMT-DR SR input vs bicubic-upsampled LR input, same grader",
+            ("accuracy", "qwk", "macro_f1"),
+        ),
+        PaperClaim(
+            "C2",
+            "Super-resolving the low-resolution input improves lesion segmentation (Finding 1).",
+            "segmentation of the SR image vs of the bicubic-upsampled LR image",
+            ("aupr", "dice"),
+        ),
+        PaperClaim(
+            "C3",
+            "The lesion segmentation regions agree with the regions that drive the grading decision (Finding 2).",
+            "visualization-map energy inside lesion masks vs the same masks at random positions in the FOV",
+            ("energy_in_lesions",),
+        ),
+        PaperClaim(
+            "C4",
+            "DeepMT-DR grades low-resolution fundus images better than the best baseline.",
+            "DeepMT-DR vs best baseline, LR input",
+            ("accuracy", "qwk", "macro_f1"),
+        ),
+        PaperClaim(
+            "C5",
+            "The task-aware loss improves grading and super-resolution in lesion regions.",
+            "DeepMT-DR vs the same network trained without the task-aware loss terms",
+            ("accuracy", "qwk", "psnr_lesion", "ssim_lesion"),
+        ),
+        PaperClaim(
+            "C6",
+            "DeepMT-DR's super-resolution beats single-task ISR inside lesion regions.",
+            "DeepMT-DR ISR vs single-task ISR network (same architecture, pixel loss only)",
+            ("psnr_lesion", "ssim_lesion"),
+        ),
+    )
+}
+
+
+@dataclass
+class Claim:
+    """One row of the claims table: a claim, one metric, the measured effect and the verdict.
+
+    ``effect`` = metric(A) - metric(B) signed so that positive supports the claim; ``lo``/``hi`` its
+    confidence interval; ``n_seeds`` training seeds behind it; ``evidence`` the notebook that measured it.
+    ``verdict`` is computed from the numbers by :func:`verdict` when left empty.
+    """
+
+    id: str
+    text: str
+    metric: str
+    comparison: str
+    effect: float = math.nan
+    lo: float = math.nan
+    hi: float = math.nan
+    n_seeds: int = 0
+    verdict: str = ""
+    evidence: str = ""
+    min_effect: float = 0.0
+
+    def __post_init__(self) -> None:
+        computed = verdict(self.effect, self.lo, self.hi, self.min_effect)
+        if not self.verdict:
+            self.verdict = computed
+        elif self.verdict not in VERDICTS:
+            raise ValueError(f"claim {self.id}: unknown verdict {self.verdict!r} (one of {VERDICTS})")
+
+    @classmethod
+    def from_paper(cls, id: str, metric: str, **kwargs: Any) -> "Claim":
+        """A claim of :data:`PAPER_CLAIMS` with its text and comparison filled in (both can be overridden)."""
+        if id not in PAPER_CLAIMS:
+            raise KeyError(f"unknown claim {id!r}; the paper's claims are {sorted(PAPER_CLAIMS)}")
+        pc = PAPER_CLAIMS[id]
+        kwargs.setdefault("text", pc.text)
+        kwargs.setdefault("comparison", pc.comparison)
+        return cls(id=id, metric=metric, **kwargs)
+
+
+def claims_table(claims: Iterable[Claim]) -> pd.DataFrame:
+    """A DataFrame with one row per claim and metric, columns :data:`COLUMNS` (numbers stay numbers)."""
+    rows = [dataclasses.asdict(c) for c in claims]
+    df = pd.DataFrame(rows, columns=list(COLUMNS))
+    return df.astype({"effect": float, "lo": float, "hi": float, "min_effect": float})
+
+
+def collect_claims(results_dir: str | Path | None = None, pattern: str = "*claims*.csv", include_unmeasured: bool = True) -> pd.DataFrame:
+    """Read every ``results/*claims*.csv``, recompute each verdict from its numbers, sort by claim id.
+
+    Missing ``text`` / ``comparison`` are taken from :data:`PAPER_CLAIMS`. With ``include_unmeasured``, a
+    paper claim that no file mentions appears as one "not measured" row, so the table always lists all
+    six. A file without the columns ``id``, ``metric``, ``effect``, ``lo``, ``hi`` raises ``DataError``.
+    """
+    from deepmt.reporting import results_dir as default_results_dir
+
+    root = Path(results_dir) if results_dir is not None else default_results_dir()
+    frames = []
+    for path in sorted(root.glob(pattern)):
+        try:
+            df = pd.read_csv(path)
+        except Exception as e:  # noqa: BLE001 - name the file whatever pandas says
+            raise DataError(f"{path}: cannot read claims table ({e})") from e
+        missing = [c for c in ("id", "metric", "effect", "lo", "hi") if c not in df.columns]
+        if missing:
+            raise DataError(f"{path}: claims table lacks columns {missing}")
+        df["source"] = path.name
+        frames.append(df)
+    claims = []
+    for df in frames:
+        for row in df.to_dict("records"):
+            cid = str(row["id"])
+            pc = PAPER_CLAIMS.get(cid)
+            text = row.get("text") if isinstance(row.get("text"), str) else (pc.text if pc else "")
+            comp = row.get("comparison") if isinstance(row.get("comparison"), str) else (pc.comparison if pc else "")
+            min_eff = row.get("min_effect", 0.0)
+            n_seeds = row.get("n_seeds", 0)
+            claims.append(
+                Claim(
+                    id=cid,
+                    text=text,
+                    metric=str(row["metric"]),
+                    comparison=comp,
+                    effect=float(row["effect"]),
+                    lo=float(row["lo"]),
+                    hi=float(row["hi"]),
+                    n_seeds=0 if pd.isna(n_seeds) else int(n_seeds),
+                    evidence=row.get("evidence") if isinstance(row.get("evidence"), str) else row["source"],
+                    min_effect=0.0 if pd.isna(min_eff) else float(min_eff),
+                )
+            )
+    if include_unmeasured:
+        seen = {c.id for c in claims}
+        claims += [Claim(id=pc.id, text=pc.text, metric=", ".join(pc.metrics), comparison=pc.comparison) for pc in PAPER_CLAIMS.values() if pc.id not in seen]
+    claims.sort(key=lambda c: _natural_key(c.id))
+    return claims_table(claims)
+
+
+def _natural_key(s: str) -> list[Any]:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+
+
+# --------------------------------------------------------------------------- markdown
+def _cell(v: Any, floatfmt: str) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, float):
+        s = format(v, floatfmt)
+    else:
+        s = str(v)
+    return s.replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(df: pd.DataFrame, floatfmt: str = ".3f", index: bool = False) -> str:
+    """A GitHub-flavoured markdown table of ``df`` (no tabulate needed): floats as ``floatfmt``, nan empty,
+    ``|`` escaped; numeric columns right-aligned."""
+    cols = list(df.columns)
+    rows = [[_cell(v, floatfmt) for v in rec] for rec in df.itertuples(index=False, name=None)]
+    if index:
+        cols = [df.index.name or ""] + cols
+        rows = [[_cell(i, floatfmt)] + r for i, r in zip(df.index, rows)]
+    numeric = [pd.api.types.is_numeric_dtype(df[c]) for c in df.columns]
+    if index:
+        numeric = [pd.api.types.is_numeric_dtype(df.index)] + numeric
+    header = "| " + " | ".join(_cell(c, floatfmt) for c in cols) + " |"
+    align = "|" + "|".join("---:" if num else "---" for num in numeric) + "|"
+    body = ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join([header, align, *body]) + "\n"
+
+
+def claims_markdown(claims: pd.DataFrame | Sequence[Claim], digits: int = 3) -> str:
+    """The claims table as the README shows it: claim, comparison, metric, effect [95 % CI], seeds, verdict."""
+    df = claims if isinstance(claims, pd.DataFrame) else claims_table(claims)
+    from deepmt.metrics import format_ci
+
+    shown = pd.DataFrame(
+        {
+            "claim": [f"**{i}** {t}" for i, t in zip(df["id"], df["text"])],
+            "comparison (A vs B)": df["comparison"],
+            "metric": df["metric"],
+            "effect A−B [CI]": [format_ci(e, lo, hi, digits=digits, signed=True) for e, lo, hi in zip(df["effect"], df["lo"], df["hi"])],
+            "seeds": [str(int(n)) if n else "" for n in df["n_seeds"]],
+            "verdict": df["verdict"],
+            "evidence": df["evidence"],
+        }
+    )
+    return to_markdown(shown)
+
+
+def update_readme_section(readme_path: str | Path, marker: str, markdown: str) -> bool:
+    """Replace the text between ``<!-- BEGIN marker -->`` and ``<!-- END marker -->`` with ``markdown``.
+
+    The file is rewritten atomically (:func:`deepmt.utils.atomic_path`) and only when the text changes;
+    returns whether it changed. Raises ``DataError`` naming the file when a marker is missing, repeated or
+    out of order.
+    """
+    path = Path(readme_path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file (cannot update section {marker!r})")
+    text = path.read_text(encoding="utf-8")
+    begin, end = f"<!-- BEGIN {marker} -->", f"<!-- END {marker} -->"
+    nb, ne = text.count(begin), text.count(end)
+    if nb != 1 or ne != 1:
+        problem = []
+        if nb != 1:
+            problem.append(f"{begin!r} occurs {nb} times")
+        if ne != 1:
+            problem.append(f"{end!r} occurs {ne} times")
+        raise DataError(f"{path}: cannot update section {marker!r}: " + "; ".join(problem) + " (expected once each)")
+    i, j = text.index(begin), text.index(end)
+    if j < i:
+        raise DataError(f"{path}: {end!r} comes before {begin!r}")
+    new = text[: i + len(begin)] + "\n" + markdown.strip("\n") + "\n" + text[j:]
+    if new == text:
+        return False
+    atomic_write_text(path, new)
+    return True
