@@ -1,0 +1,137 @@
+"""``python -m deepmt data check --format FMT ROOT``: validate a real dataset root before training on it.
+
+:func:`check_root` indexes ROOT in its published layout (:mod:`deepmt.data.real`), then (unless
+``decode=False``) fully decodes every image and lesion mask and checks that each mask has its image's size.
+It returns a :class:`CheckReport`: image counts per official split and grade, and every problem found
+(``fatal``/``error``: missing labels file or columns, grade outside the dataset's range, image listed but
+missing on disk, unreadable or corrupt image/mask, mask size differs from its image; ``warning``: image on
+disk but not listed, duplicate rows, missing lesion folder). The command prints the counts and the problems
+(at most ``--max-problems``; all are counted) and exits 1 when there is any error, 0 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from deepmt.data.io import read_image, read_mask
+from deepmt.data.real import IndexReport, Problem, index_dataset
+from deepmt.errors import DataError
+
+#: Show a progress bar when decoding at least this many images.
+PROGRESS_MIN = 50
+_SPLIT_ORDER = ("train", "val", "test")
+
+
+@dataclass
+class CheckReport:
+    """What :func:`check_root` found. ``ok`` is True when there is no error (warnings are allowed)."""
+
+    fmt: str
+    root: Path
+    counts: pd.DataFrame
+    problems: list[Problem] = field(default_factory=list)
+    n_images: int = 0
+    n_ungradable: int = 0
+    n_unlisted: int = 0
+    decoded: bool = True
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity in ("fatal", "error")]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def summary(self) -> str:
+        lines = [
+            f"dataset {self.fmt!r} at {self.root}: {self.n_images} indexed image(s)"
+            + ("" if self.decoded else " (files not decoded: --no-decode)"),
+        ]
+        if len(self.counts):
+            lines += ["images per official split (rows) and DR grade (columns; '-' = no grade):", self.counts.to_string()]
+        if self.fmt in ("messidor1", "messidor2", "aptos", "eyepacs"):
+            lines.append("(no official val/test split: stratified ones are carved from 'train' at load time)")
+        lines.append(f"excluded as ungradable: {self.n_ungradable}; on disk but not listed: {self.n_unlisted}")
+        lines.append(f"problems: {len(self.errors)} error(s), {len(self.warnings)} warning(s)")
+        return "\n".join(lines)
+
+
+def _counts(rep: IndexReport) -> pd.DataFrame:
+    rows = [(split, "-" if r.grade < 0 else str(r.grade)) for split, recs in rep.splits.items() for r in recs]
+    if not rows:
+        return pd.DataFrame()
+    df = pd.DataFrame(rows, columns=["split", "grade"])
+    table = pd.crosstab(df["split"], df["grade"], margins=True, margins_name="total")
+    order = [s for s in _SPLIT_ORDER if s in table.index] + ["total"]
+    return table.loc[order]
+
+
+def _decode_all(rep: IndexReport, progress: bool | None = None) -> None:
+    records = rep.records
+    show = len(records) >= PROGRESS_MIN if progress is None else progress
+    for rec in tqdm(records, desc="decoding images", unit="img", disable=not show, file=sys.stderr):
+        try:
+            size = read_image(rec.image).shape[:2]
+        except DataError as exc:
+            rep.error(str(exc))
+            continue
+        for mp in rec.masks or ():
+            if mp is None:
+                continue
+            try:
+                m = read_mask(mp)
+            except DataError as exc:
+                rep.error(str(exc))
+                continue
+            if m.shape != size:
+                rep.error(
+                    f"{mp}: mask size {m.shape[1]}x{m.shape[0]} differs from its image {rec.image.name} ({size[1]}x{size[0]})"
+                )
+
+
+def check_root(fmt: str, root: str | Path, decode: bool = True, progress: bool | None = None) -> CheckReport:
+    """Index (and by default decode) a dataset root; see the module docstring.
+
+    Raises :class:`DataError` only when ``fmt`` is unknown or ``root`` is missing, not a folder or empty;
+    every other problem is collected in the report.
+    """
+    rep = index_dataset(fmt, root)
+    if decode:
+        _decode_all(rep, progress)
+    return CheckReport(
+        fmt=fmt,
+        root=rep.root,
+        counts=_counts(rep),
+        problems=sorted(rep.problems, key=lambda p: p.severity == "warning"),  # errors first, stable
+        n_images=len(rep.records),
+        n_ungradable=rep.n_ungradable,
+        n_unlisted=rep.n_unlisted,
+        decoded=decode,
+    )
+
+
+def run_check_command(args: argparse.Namespace) -> int:
+    """``python -m deepmt data check``: print the report; exit code 1 when any error was found."""
+    report = check_root(args.format, args.root, decode=not args.no_decode)
+    print(report.summary())
+    limit = max(0, int(args.max_problems))
+    for p in report.problems[:limit]:
+        print(f"  {p}")
+    if len(report.problems) > limit:
+        print(f"  ... and {len(report.problems) - limit} more (raise --max-problems to see them)")
+    print("OK" if report.ok else f"FAILED: {len(report.errors)} error(s) in {report.root}")
+    return 0 if report.ok else 1
+
+
+__all__ = ["CheckReport", "check_root", "run_check_command"]
