@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-import types
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,46 +131,6 @@ def tiny_cfg(**overrides):
     return get_config("smoke", base)
 
 
-# ----------------------------------------------------------------------------- metrics fallback
-def ensure_metrics() -> None:
-    """TEST-ONLY FALLBACK, used only while deepmt/metrics.py does not exist yet: installs a minimal
-    ``deepmt.metrics`` (sklearn QWK/accuracy, skimage PSNR/SSIM, sklearn AUC/AUPR per image)."""
-    try:
-        import deepmt.metrics  # noqa: F401
-
-        return
-    except ImportError:
-        pass
-    from sklearn.metrics import accuracy_score, average_precision_score, cohen_kappa_score, roc_auc_score
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-
-    def grading_metrics(y_true, probs):
-        pred = np.asarray(probs).argmax(1)
-        return {"accuracy": accuracy_score(y_true, pred), "qwk": cohen_kappa_score(y_true, pred, weights="quadratic", labels=list(range(5)))}
-
-    def isr_metrics(sr, hr, fov=None, lesion_masks=None):
-        ps = [peak_signal_noise_ratio(h, s, data_range=1.0) for s, h in zip(sr, hr)]
-        ss = [structural_similarity(h, s, data_range=1.0, channel_axis=0, gaussian_weights=True, sigma=1.5) for s, h in zip(sr, hr)]
-        return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss))}
-
-    def segmentation_metrics(probs, masks, present):
-        out = {}
-        for c, les in enumerate(("MA", "HE", "EX", "SE")):
-            vals = [(roc_auc_score(m[c].ravel() > 0.5, p[c].ravel()), average_precision_score(m[c].ravel() > 0.5, p[c].ravel()))
-                    for p, m, pr in zip(probs, masks, present) if pr[c] and 0 < m[c].sum() < m[c].size]
-            out[f"auc_{les}"] = float(np.mean([v[0] for v in vals])) if vals else float("nan")
-            out[f"aupr_{les}"] = float(np.mean([v[1] for v in vals])) if vals else float("nan")
-        return out
-
-    mod = types.ModuleType("deepmt.metrics")
-    mod.grading_metrics, mod.isr_metrics, mod.segmentation_metrics = grading_metrics, isr_metrics, segmentation_metrics
-    mod.__doc__ = "TEST-ONLY FALLBACK (tests/dummy_method.py)"
-    sys.modules["deepmt.metrics"] = mod
-    import deepmt
-
-    deepmt.metrics = mod
-
-
 # ----------------------------------------------------------------------------- subprocess / DDP entry points
 def train_main(run_dir: str, resume: bool, delay: float, cfg_json: str) -> None:
     """Entry point of the kill-and-resume test's subprocess."""
@@ -180,7 +139,6 @@ def train_main(run_dir: str, resume: bool, delay: float, cfg_json: str) -> None:
     from deepmt.utils import seed_everything
     import json
 
-    ensure_metrics()
     cfg = config_from_dict(json.loads(cfg_json))
     seed_everything(cfg.train.seed)
     train(DummyMethod(), cfg, dummy_datasets(delay=delay), run_dir, resume=resume)
@@ -197,7 +155,6 @@ def ddp_worker(rank: int, world: int, port: int, run_dir: str, cfg_json: str) ->
     from deepmt.engine.trainer import train
     from deepmt.utils import seed_everything
 
-    ensure_metrics()
     cfg = config_from_dict(json.loads(cfg_json))
     seed_everything(cfg.train.seed)
     res = train(DummyMethod(), cfg, dummy_datasets(), run_dir)

@@ -4,9 +4,22 @@ prediction and the ``train`` / ``evaluate`` / ``predict`` CLI commands.
     from deepmt.engine import train, evaluate
     result = train(method, cfg, datasets, "runs/deepmt_dr")      # -> TrainResult
     metrics, predictions = evaluate(method, datasets["test"], cfg)
+
+Imports are lazy so that ``python -m deepmt --help`` does not load torch.
 """
 
-from deepmt.engine.evaluate import evaluate
-from deepmt.engine.trainer import TrainResult, train
+from __future__ import annotations
 
-__all__ = ["train", "TrainResult", "evaluate"]
+import importlib
+from typing import Any
+
+_EXPORTS = {"train": "trainer", "TrainResult": "trainer", "evaluate": "evaluate"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"deepmt.engine.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'deepmt.engine' has no attribute {name!r}")
+
+
+__all__ = list(_EXPORTS)

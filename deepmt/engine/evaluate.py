@@ -11,6 +11,7 @@ inside ``forward`` (e.g. Grad-CAM visualization maps) enables them locally.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -19,18 +20,10 @@ from tqdm.auto import tqdm
 
 from deepmt.engine.device import Precision, eval_mode, make_loader, resolve_device, resolve_precision, to_device
 
-#: Keys of the per-image prediction arrays (``lesion_probs`` only when asked for: it is big).
-PREDICTION_KEYS = ("id", "grade_true", "grade_probs", "grade_pred")
 
 
 def _unwrap(method: torch.nn.Module) -> torch.nn.Module:
     return getattr(method, "module", method)
-
-
-def _per_image(fn, arrays: list[np.ndarray]) -> list[dict[str, float]]:
-    """Call a batch metric function on each image alone (keeps per-image values for bootstrap)."""
-    n = len(arrays[0])
-    return [{k: float(v) for k, v in fn(*(a[i : i + 1] for a in arrays)).items() if np.ndim(v) == 0} for i in range(n)]
 
 
 @torch.no_grad()
@@ -57,8 +50,8 @@ def predict_batches(
     ids: list[str] = []
     grades: list[np.ndarray] = []
     probs: list[np.ndarray] = []
-    isr_rows: list[dict[str, float]] = []
-    seg_rows: list[dict[str, float]] = []
+    isr_rows: list[dict[str, np.ndarray]] = []  # per batch: key -> (B,) from metrics.isr_per_image
+    seg_rows: list[dict[str, np.ndarray]] = []  # per batch: key -> (B, 4) from metrics.segmentation_per_image
     maps: list[np.ndarray] = []
     with eval_mode(method):
         for batch in tqdm(loader, desc=desc, leave=False, disable=not show or len(loader) < 4):
@@ -71,15 +64,11 @@ def predict_batches(
                 probs.append(torch.softmax(out.grade_logits.float(), dim=1).cpu().numpy())
             if "isr" in tasks and out.sr is not None:
                 sr = out.sr.float().clamp(0, 1).cpu().numpy()
-                isr_rows += _per_image(
-                    M.isr_metrics, [sr, batch["hr"].numpy(), batch["fov"].numpy(), batch["masks"].numpy()]
-                )
+                isr_rows.append(M.isr_per_image(sr, batch["hr"].numpy(), batch["fov"].numpy(), batch["masks"].numpy()))
             if "seg" in tasks and (out.lesion_probs is not None or out.lesion_logits is not None):
                 lp = out.lesion_probs if out.lesion_probs is not None else torch.sigmoid(out.lesion_logits.float())
                 lp = lp.float().cpu().numpy()
-                seg_rows += _per_image(
-                    M.segmentation_metrics, [lp, batch["masks"].numpy(), batch["mask_present"].numpy()]
-                )
+                seg_rows.append(M.segmentation_per_image(lp, batch["masks"].numpy(), batch["mask_present"].numpy()))
                 if keep_lesion_maps:
                     maps.append(lp.astype(np.float16))
     pred: dict[str, Any] = {"id": np.asarray(ids), "grade_true": np.concatenate(grades) if grades else np.zeros(0, np.int64)}
@@ -87,33 +76,54 @@ def predict_batches(
         pred["grade_probs"] = np.concatenate(probs).astype(np.float32)
         pred["grade_pred"] = pred["grade_probs"].argmax(1).astype(np.int64)
     for prefix, rows in (("isr", isr_rows), ("seg", seg_rows)):
-        for key in sorted({k for r in rows for k in r}):
-            pred[f"{prefix}_{key}"] = np.asarray([r.get(key, np.nan) for r in rows], dtype=np.float64)
+        for key in rows[0] if rows else ():
+            pred[f"{prefix}_{key}"] = np.concatenate([r[key] for r in rows])
     if maps:
         pred["lesion_probs"] = np.concatenate(maps)
     return pred
 
 
+def _nanmean(x: np.ndarray, axis: int | None = None):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(x, axis=axis)
+
+
 def metrics_from_predictions(pred: dict[str, Any], tasks) -> dict[str, float]:
-    """Aggregate per-image predictions into the split's metrics (flat dict of floats)."""
+    """Aggregate per-image predictions into the split's metrics (flat dict of floats).
+
+    Grading: :func:`deepmt.metrics.grading_metrics` over the graded images (its ``n`` is ``n_graded``).
+    ISR: the per-image numbers of :func:`deepmt.metrics.isr_per_image` averaged over images (``psnr``,
+    ``ssim``, ``psnr_fov``, ..., ``psnr_lesion`` over the images with lesions), as ``isr_metrics`` does.
+    Segmentation: per lesion L, ``aupr_L``/``auc_L``/``dice_L``/``iou_L`` averaged over the images whose
+    mask of L is annotated and non-empty (the paper's protocol, as ``segmentation_metrics``), their mean
+    over lesions (``aupr``, ``auc``, ``dice``, ``iou``) and ``n_images_L``. Pixel-pooled numbers are left
+    out: they would need every lesion map of the split in memory.
+    """
+    from deepmt import LESIONS
     from deepmt import metrics as M
 
     out: dict[str, float] = {"n_images": float(len(pred["id"]))}
     if "grade" in tasks and "grade_probs" in pred:
-        graded = pred["grade_true"] >= 0
-        out["n_graded"] = float(graded.sum())
-        if graded.any():
-            for k, v in M.grading_metrics(pred["grade_true"][graded], pred["grade_probs"][graded]).items():
-                if np.ndim(v) == 0:
-                    out[k] = float(v)
-    for prefix in ("isr", "seg"):
-        for key in [k for k in pred if k.startswith(prefix + "_")]:
-            vals = pred[key]
-            name = key[len(prefix) + 1 :]
-            if name in out:  # e.g. "auc" of grading and of segmentation
-                name = key
-            with np.errstate(all="ignore"):
-                out[name] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
+        for k, v in M.grading_metrics(pred["grade_true"], pred["grade_probs"]).items():
+            if np.ndim(v) == 0:
+                out["n_graded" if k == "n" else k] = float(v)
+    if "isr" in tasks and "isr_psnr" in pred:
+        for key in [k for k in pred if k.startswith("isr_") and k != "isr_has_lesion"]:
+            out[key[4:]] = float(_nanmean(pred[key])) if len(pred[key]) else float("nan")
+        if "isr_has_lesion" in pred:
+            out["n_lesion_images"] = float(np.sum(pred["isr_has_lesion"]))
+    if "seg" in tasks and "seg_dice" in pred:
+        for k in ("aupr", "auc", "dice", "iou"):
+            per = pred.get(f"seg_{k}")
+            if per is None:
+                continue
+            lesion_means = _nanmean(per, axis=0) if len(per) else np.full(len(LESIONS), np.nan)
+            for l, name in enumerate(LESIONS):
+                out[f"{k}_{name}"] = float(lesion_means[l])
+            out[k] = float(_nanmean(lesion_means))
+        for l, name in enumerate(LESIONS):
+            out[f"n_images_{name}"] = float(np.isfinite(pred["seg_dice"][:, l]).sum())
     return out
 
 

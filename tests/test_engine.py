@@ -1,0 +1,101 @@
+"""The staged trainer: schedule, freezing, selection, logs, determinism, NaN handling, evaluation."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from dummy_method import DummyMethod, dummy_datasets, tiny_cfg
+
+from deepmt.engine.checkpoint import load_checkpoint
+from deepmt.engine.device import resolve_device, resolve_precision
+from deepmt.engine.evaluate import evaluate
+from deepmt.engine.trainer import train
+from deepmt.errors import ConfigMismatchError, TrainingError
+from deepmt.utils import seed_everything
+
+
+
+def _fresh(seed=0, **kw):
+    seed_everything(seed)
+    return DummyMethod(**kw)
+
+
+def test_staged_schedule_freezes_selects_and_logs(tmp_path):
+    cfg = tiny_cfg()
+    m = _fresh()
+    grader0 = {k: v.clone() for k, v in m.grader.state_dict().items()}
+
+    res = train(m, cfg, dummy_datasets(), tmp_path)
+    h = res.history
+    assert list(h["stage"]) == ["isr_seg", "isr_seg", "grade", "grade"]
+    assert list(h["selection_metric"]) == ["psnr", "psnr", "qwk", "qwk"]
+    assert {"loss_total", "loss_pixel", "loss_seg", "loss_ce", "val_psnr", "val_qwk", "lr", "seconds", "images_per_s"} <= set(h.columns)
+    # stage 2 trains only the grader: ISR validation numbers stay put
+    assert h["val_psnr"].iloc[2] == h["val_psnr"].iloc[3]
+    assert any(not torch.equal(grader0[k], v.cpu()) for k, v in m.grader.state_dict().items() if v.is_floating_point())
+    # best-of-stage restored: final weights are the best grade-stage epoch's
+    best = load_checkpoint(tmp_path / "best-grade.pt")
+    assert best["epoch"] == res.best["grade"]["epoch"]
+    for k, v in m.state_dict().items():
+        assert torch.equal(v.cpu(), best["model"][k]), k
+    # logs and config
+    csv = pd.read_csv(tmp_path / "metrics.csv")
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(csv) == len(rows) == 4
+    assert json.loads((tmp_path / "config.json").read_text())["train"]["seed"] == 0
+    assert res.test_metrics is not None and "qwk" in res.test_metrics and "psnr" in res.test_metrics
+    assert len(res.test_predictions["grade_probs"]) == 8
+    assert all(not p.requires_grad for p in m.parameters())
+
+
+def test_same_seed_same_numbers_other_seed_differs(tmp_path):
+    cfg = tiny_cfg()
+    a = train(_fresh(), cfg, dummy_datasets(), tmp_path / "a")
+    b = train(_fresh(), cfg, dummy_datasets(), tmp_path / "b")
+    np.testing.assert_equal(a.test_metrics, b.test_metrics)
+    np.testing.assert_array_equal(a.test_predictions["grade_probs"], b.test_predictions["grade_probs"])
+    c = train(_fresh(1), cfg.replace({"train.seed": 1}), dummy_datasets(), tmp_path / "c")
+    assert not np.array_equal(a.test_predictions["grade_probs"], c.test_predictions["grade_probs"])
+
+
+def test_nan_loss_stops_with_stage_epoch_step_and_term(tmp_path):
+    cfg = tiny_cfg()
+    # 4 steps per epoch (16 images / batch 4): call 7 is epoch 2, step 3 of stage isr_seg
+    m = _fresh(nan_at_call=7, nan_term="seg")
+    with pytest.raises(TrainingError) as info:
+        train(m, cfg, dummy_datasets(), tmp_path)
+    msg = str(info.value)
+    assert "'isr_seg'" in msg and "epoch 2" in msg and "step 3" in msg and "seg" in msg and "pixel" not in msg
+    ckpt = load_checkpoint(tmp_path / "last.pt")  # the last good checkpoint is kept and loads
+    assert ckpt["epoch"] == 1 and all(torch.isfinite(v.float()).all() for v in ckpt["model"].values())
+    assert not (tmp_path / "final.pt").exists()
+
+
+def test_evaluate_outputs_fp32_and_per_image_arrays():
+    cfg = tiny_cfg()
+    m = _fresh()
+    ds = dummy_datasets()["val"]
+    metrics, pred = evaluate(m, ds, cfg, keep_lesion_maps=True)
+    assert pred["grade_probs"].dtype == np.float32 and pred["grade_probs"].shape == (8, 5)
+    np.testing.assert_allclose(pred["grade_probs"].sum(1), 1, atol=1e-5)
+    assert pred["isr_psnr"].shape == (8,) and pred["lesion_probs"].shape == (8, 4, 16, 16)
+    assert math.isclose(metrics["psnr"], float(pred["isr_psnr"].mean()))
+    assert list(pred["id"]) == [f"img{i:03d}" for i in range(8)]
+    assert m.training  # mode restored
+
+
+def test_device_and_precision_resolution():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_precision(torch.device("cpu"), "fp32").amp_dtype is None
+    assert resolve_precision(torch.device("cpu"), "bf16").amp_dtype is torch.bfloat16
+    with pytest.raises(ConfigMismatchError):
+        resolve_precision(torch.device("cpu"), "fp16")
+    with pytest.raises(ConfigMismatchError):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigMismatchError, match="CUDA"):
+            resolve_device("cuda")
