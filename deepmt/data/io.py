@@ -66,6 +66,9 @@ def _decode(path: Path) -> tuple[np.ndarray, str]:
             with Image.open(path) as im:
                 im.load()  # force the full decode: truncated/corrupt data fails here, not later
                 mode = im.mode
+                if im.format == "TIFF" and mode in ("RGB", "RGBA", "RGBX", "LA", "CMYK") and _tiff_bits(im) > 8:
+                    # PIL keeps only the high byte of >8-bit colour TIFFs: read the full values with tifffile
+                    return _read_tifffile(path), "tifffile"
                 if mode == "P" or mode == "PA":
                     im = im.convert("RGBA" if ("transparency" in im.info or mode == "PA") else "RGB")
                 elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
@@ -80,16 +83,24 @@ def _decode(path: Path) -> tuple[np.ndarray, str]:
         pil_error = exc
     if path.suffix.lower() in _TIFF_EXTENSIONS:
         try:
-            import tifffile
-
-            arr = tifffile.imread(path)
-            return np.asarray(arr), "tifffile"
+            return _read_tifffile(path), "tifffile"
         except Exception as exc:  # tifffile raises many types for bad data
             raise DataError(f"{path}: corrupt or truncated TIFF (PIL: {pil_error}; tifffile: {exc})") from exc
     kind = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}.get(path.suffix.lower(), "image")
     if isinstance(pil_error, UnidentifiedImageError):
         raise DataError(f"{path}: not a readable image (unknown or corrupt {kind} data)") from pil_error
     raise DataError(f"{path}: corrupt or truncated {kind} (cannot decode: {pil_error})") from pil_error
+
+
+def _tiff_bits(im: Image.Image) -> int:
+    bps = getattr(im, "tag_v2", {}).get(258, 8)
+    return int(max(bps)) if isinstance(bps, (tuple, list)) else int(bps)
+
+
+def _read_tifffile(path: Path) -> np.ndarray:
+    import tifffile
+
+    return np.asarray(tifffile.imread(path))
 
 
 def _int_to_uint8(arr: np.ndarray) -> np.ndarray:
