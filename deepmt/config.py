@@ -45,8 +45,13 @@ class SynthConfig:
     ma_sigma: tuple[float, float] = (0.8, 1.1)  # HR px at 256-px reference size
     ma_contrast: tuple[float, float] = (0.6, 0.85)
     smudge_match: float = 1.0  # 1.0: smudge LR peak == MA LR peak; 0: no smudges; >1: smudges brighter at LR
-    nv_match: bool = True  # decoy NV tufts whose LR peak matches a real NV's (NV becomes an HR-only cue)
+    nv_match: float = 1.0  # decoy NV tufts, LR peak = nv_match x a real tuft's (1/True: matched; 0/False: no decoys)
     size_reference: int = 256  # lesion sizes are given in px at this HR size and scaled with hr_size
+    ma_count: tuple[int, int] = (8, 15)  # MA per image in grades 1-2 (grades 3-4: +2..+5 more)
+    dot_total: tuple[int, int] = (15, 27)  # MA + smudges per image in every grade (count matching)
+    smudge_sigma: tuple[float, float] = (1.6, 2.0)  # HR px at size_reference
+    severe_he_per_quadrant: int = 3  # grade 3 rule: at least this many haemorrhages in each of the 4 quadrants
+    nv_decoy_prob: float = 0.5  # probability of a decoy NV tuft in an image (every grade), when nv_match > 0
 
 
 @dataclass

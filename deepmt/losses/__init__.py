@@ -7,6 +7,7 @@ from deepmt.losses.isr import isr_loss, pixel_loss, tv_loss
 from deepmt.losses.segmentation import dice_loss, focal_loss, masked_mean, segmentation_loss
 from deepmt.losses.task_aware import (
     cls_aware_loss,
+    cut,
     feedback_terms,
     pseudo_masks,
     seg_aware_loss,
@@ -25,6 +26,7 @@ __all__ = [
     "masked_mean",
     "segmentation_loss",
     "cls_aware_loss",
+    "cut",
     "feedback_terms",
     "pseudo_masks",
     "seg_aware_loss",

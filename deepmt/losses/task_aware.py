@@ -63,10 +63,18 @@ def unsupervised_seg_loss(lesion_probs: torch.Tensor, pseudo: torch.Tensor, sele
     return ((dice + bce) * w).sum() / w.sum().clamp_min(1.0)
 
 
+def cut(source: torch.Tensor, track: bool = True) -> torch.Tensor:
+    """A copy of ``source`` cut from its graph, as the input of the later subnets. With ``track``
+    it requires grad (a non-leaf clone, which also works under ``FlopCounterMode``), so that
+    :func:`feedback_terms` can differentiate losses w.r.t. it."""
+    x = source.detach()
+    return x.requires_grad_(True).clone() if track else x
+
+
 def feedback_terms(values: dict[str, torch.Tensor], cut_input: torch.Tensor, source: torch.Tensor) -> dict[str, torch.Tensor]:
     """Route the gradient of each of ``values`` w.r.t. ``cut_input`` into ``source`` only.
 
-    ``cut_input`` is ``source.detach().requires_grad_()`` (what the later subnets consumed). Returns
+    ``cut_input`` is ``cut(source)`` (what the later subnets consumed). Returns
     scalars equal to ``values`` whose backward pass gives ``source`` (hence the ISR parameters)
     exactly ``d sum(values) / d cut_input`` and gives the later subnets' parameters nothing.
     One ``autograd.grad`` call serves all terms (the summed gradient is attached to the first term).

@@ -1,9 +1,9 @@
 """Baselines of the DeepMT-DR comparison, built from the same parts (see ``methods.METHODS``).
 
 * ``bicubic`` – no training: SR = bicubic up-sampling of the LR image (zero stages).
-* ``srcnn`` – SRCNN 9-1-5 (Dong et al. 2014; 64 and 32 filters) on the bicubic image. We let it
-  predict the residual to the bicubic image (VDSR-style) so it trains in the few epochs a CPU
-  affords; the original predicts the image itself.
+* ``srcnn`` – SRCNN 9-1-5 (Dong et al. 2014; 64 and 32 filters) on the bicubic image. With
+  ``model.isr.global_skip`` (default) it predicts the residual to the bicubic image (VDSR-style) so
+  it trains in the few epochs a CPU affords; ``global_skip=False`` is the original.
 * ``edsr`` – EDSR-style single-task ISR (Lim et al. 2017): conv, residual blocks without BN
   (residual scaling 0.1), conv + long skip, pixel-shuffle up-sampling, conv; same width and depth
   as our ISR subnet (``model.isr``), linear output (clamped to [0,1] at inference only).
@@ -55,20 +55,24 @@ def _image(batch: dict, kind: str, scale: int) -> torch.Tensor:
 
 # ------------------------------------------------------------------------- SR networks
 class SRCNN(nn.Module):
-    """SRCNN 9-1-5 (64/32 filters) on the bicubic image, predicting the residual to it."""
+    """SRCNN 9-1-5 (64/32 filters) on the bicubic image; predicts the residual to it when
+    ``residual`` (``model.isr.global_skip``), the image itself otherwise (the original)."""
 
-    def __init__(self, scale: int, f1: int = 64, f2: int = 32):
+    def __init__(self, scale: int, f1: int = 64, f2: int = 32, residual: bool = True):
         super().__init__()
         self.scale = scale
+        self.residual = residual
         self.conv1 = nn.Conv2d(3, f1, 9, padding=4)
         self.conv2 = nn.Conv2d(f1, f2, 1)
         self.conv3 = nn.Conv2d(f2, 3, 5, padding=2)
-        nn.init.normal_(self.conv3.weight, std=1e-3)
-        nn.init.zeros_(self.conv3.bias)
+        if residual:
+            nn.init.normal_(self.conv3.weight, std=1e-3)
+            nn.init.zeros_(self.conv3.bias)
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         x = bicubic_upsample(lr, self.scale)
-        return x + self.conv3(F.relu(self.conv2(F.relu(self.conv1(x)))))
+        y = self.conv3(F.relu(self.conv2(F.relu(self.conv1(x)))))
+        return x + y if self.residual else y
 
 
 class EDSRBlock(nn.Module):
@@ -135,26 +139,26 @@ class SRBaseline(Method):
         super().__init__(arch, cfg, class_counts)
         c = cfg.model.isr
         if arch == "srcnn":
-            self.net = SRCNN(self.scale)
+            self.isr = SRCNN(self.scale, residual=getattr(c, "global_skip", True))
         elif arch == "edsr":
-            self.net = EDSR(self.scale, c.channels, c.n_resblocks)
+            self.isr = EDSR(self.scale, c.channels, c.n_resblocks)
         elif arch == "isr":
-            self.net = ISRNet.from_config(c, self.scale)
+            self.isr = ISRNet.from_config(c, self.scale)
         else:
             raise ValueError(f"unknown SR baseline {arch!r}")
 
     def stage_modules(self, stage):
-        return [self.net]
+        return [self.isr]
 
     def selection_metric(self, stage):
         self.check_stage(stage)
         return "psnr"
 
     def _stage_loss(self, batch, stage):
-        return isr_loss(self.net(batch["lr"]), batch["hr"], self.cfg.loss)
+        return isr_loss(self.isr(batch["lr"]), batch["hr"], self.cfg.loss)
 
     def forward(self, batch):
-        sr = self.net(batch["lr"])
+        sr = self.isr(batch["lr"])
         return MethodOutput(sr=sr if self.training else sr.clamp(0, 1))
 
 
@@ -262,30 +266,21 @@ class TwoStage(Method):
         return MethodOutput(sr=sr, grade_logits=self.grader(sr))
 
 
-class FooMTNet(nn.Module):
-    """Shared encoder + segmentation decoder (the lesion U-Net) + classification head on the bottleneck."""
-
-    def __init__(self, seg_cfg, grader_cfg):
-        super().__init__()
-        self.unet = LesionUNet.from_config(seg_cfg)
-        c = self.unet.widths[-1]
-        self.cls_head = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-            nn.Linear(c, grader_cfg.fc_hidden),
-            nn.ReLU(inplace=True),
-            nn.Dropout(grader_cfg.dropout),
-            nn.Linear(grader_cfg.fc_hidden, N_GRADES),
-        )
-
-    def forward(self, x, return_sides=False):
-        feats = self.unet.encode(x)
-        seg = self.unet.decode(feats, return_sides=return_sides)
-        return seg, self.cls_head(feats[-1])
+def foo_classification_head(in_channels: int, grader_cfg) -> nn.Sequential:
+    """Classification branch on the shared encoder's bottleneck: GAP, FC-hidden, ReLU, dropout, FC-5."""
+    return nn.Sequential(
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(in_channels, grader_cfg.fc_hidden),
+        nn.ReLU(inplace=True),
+        nn.Dropout(grader_cfg.dropout),
+        nn.Linear(grader_cfg.fc_hidden, N_GRADES),
+    )
 
 
 class FooMT(Method):
-    """Foo et al. (AAAI 2020) style multi-task segmentation + grading without ISR."""
+    """Foo et al. (AAAI 2020) style multi-task segmentation + grading without ISR: the lesion U-Net
+    (shared encoder + segmentation decoder) and a classification head on its bottleneck."""
 
     tasks = frozenset({"seg", "grade"})
     stages = ("single",)
@@ -295,17 +290,22 @@ class FooMT(Method):
             raise ValueError(f"foo_mt input must be 'bicubic' or 'hr', got {kind!r}")
         super().__init__("foo_mt" if kind == "bicubic" else "foo_mt_hr", cfg, class_counts)
         self.kind = kind
-        self.net = FooMTNet(cfg.model.seg, cfg.model.grader)
+        self.seg = LesionUNet.from_config(cfg.model.seg)
+        self.grader = foo_classification_head(self.seg.widths[-1], cfg.model.grader)
 
     def stage_modules(self, stage):
-        return [self.net]
+        return [self.seg, self.grader]
+
+    def _run(self, batch, return_sides=False):
+        feats = self.seg.encode(_image(batch, self.kind, self.scale))
+        return self.seg.decode(feats, return_sides=return_sides), self.grader(feats[-1])
 
     def _stage_loss(self, batch, stage):
-        (logits, sides), grade_logits = self.net(_image(batch, self.kind, self.scale), return_sides=True)
+        (logits, sides), grade_logits = self._run(batch, return_sides=True)
         terms = segmentation_loss(logits, batch["masks"], batch["mask_present"], self.cfg.loss, sides)
         terms["grade_ce"] = weighted_cross_entropy(grade_logits, batch["grade"], self.class_weight)
         return terms
 
     def forward(self, batch):
-        logits, grade_logits = self.net(_image(batch, self.kind, self.scale))
+        logits, grade_logits = self._run(batch)
         return MethodOutput(lesion_logits=logits, lesion_probs=torch.sigmoid(logits.float()), grade_logits=grade_logits)

@@ -41,6 +41,7 @@ from deepmt.losses.isr import isr_loss
 from deepmt.losses.segmentation import segmentation_loss
 from deepmt.losses.task_aware import (
     cls_aware_loss,
+    cut,
     feedback_terms,
     pseudo_masks,
     seg_aware_loss,
@@ -168,7 +169,7 @@ class DeepMTDR(Method):
         sr = self.super_resolve(batch["lr"])
         if has_isr:
             terms.update(isr_loss(sr, hr, L))
-        sr_cut = sr.detach().requires_grad_(feedback)
+        sr_cut = cut(sr, track=feedback)
 
         # mid level: segmentation of SR (trains the segmentation subnet only)
         logits, sides = self.seg(sr_cut, return_sides=True)

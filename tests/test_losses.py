@@ -1,0 +1,147 @@
+"""Loss terms against hand-computed values on tiny tensors."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from deepmt.config import get_config
+from deepmt.losses import (
+    class_weights,
+    cut,
+    dice_loss,
+    feedback_terms,
+    focal_loss,
+    isr_loss,
+    seg_aware_loss,
+    segmentation_loss,
+    tv_loss,
+    unsupervised_seg_loss,
+    weighted_cross_entropy,
+)
+
+
+def test_dice_hand_computed():
+    logits = torch.zeros(1, 1, 2, 2)  # p = 0.5 everywhere
+    target = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
+    present = torch.tensor([[True]])
+    # inter = 0.5, sum p = 2, sum g = 1, smooth 1: 1 - (1 + 1) / (3 + 1) = 0.5
+    assert dice_loss(logits, target, present).item() == pytest.approx(0.5)
+
+
+def test_focal_hand_computed():
+    x = torch.tensor([[[[2.0, -1.0]]]])
+    t = torch.tensor([[[[1.0, 0.0]]]])
+    a, g = 0.25, 2.0
+    p1, p2 = 1 / (1 + math.exp(-2.0)), 1 / (1 + math.exp(1.0))
+    pos = a * (1 - p1) ** g * -math.log(p1)
+    neg = (1 - a) * p2**g * -math.log(1 - p2)
+    assert focal_loss(x, t, torch.tensor([[True]]), a, g).item() == pytest.approx((pos + neg) / 2, rel=1e-5)
+
+
+def test_masked_channels_are_excluded_not_zeroed():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 8, 8)
+    masks = (torch.rand(2, 4, 8, 8) > 0.7).float()
+    present = torch.tensor([[True, False, True, True], [False, False, False, False]])
+    full = dice_loss(logits, masks, present)
+    # the same as averaging only over the 3 present (image, channel) pairs
+    ref = torch.stack([dice_loss(logits[:1, c : c + 1], masks[:1, c : c + 1], torch.tensor([[True]])) for c in (0, 2, 3)]).mean()
+    assert full.item() == pytest.approx(ref.item(), rel=1e-6)
+    garbage = logits.clone()
+    garbage[0, 1] = 50.0
+    garbage[1] = -50.0
+    assert dice_loss(garbage, masks, present).item() == pytest.approx(full.item(), rel=1e-6)
+    # nothing annotated: zero loss that still backpropagates
+    lg = logits.clone().requires_grad_(True)
+    z = focal_loss(lg, masks, torch.zeros(2, 4, dtype=torch.bool))
+    z.backward()
+    assert z.item() == 0.0 and lg.grad is not None
+
+
+def test_tv_and_pixel_hand_computed():
+    x = torch.tensor([[[[0.0, 1.0], [2.0, 4.0]]]])
+    # vertical diffs 2, 3 -> mean 6.5; horizontal 1, 2 -> mean 2.5
+    assert tv_loss(x).item() == pytest.approx(9.0)
+    cfg = get_config("smoke").loss
+    hr = torch.zeros_like(x)
+    terms = isr_loss(x, hr, cfg)
+    assert terms["isr_pixel"].item() == pytest.approx((0 + 1 + 4 + 16) / 4)
+    assert terms["isr_tv"].item() == pytest.approx(cfg.tv * 9.0)
+    l1 = isr_loss(x, hr, get_config("smoke", {"loss.isr_pixel": "l1", "loss.tv": 0.0}).loss)
+    assert set(l1) == {"isr_pixel"} and l1["isr_pixel"].item() == pytest.approx(7 / 4)
+
+
+def test_weighted_ce_matches_torch_and_ignores_ungraded():
+    torch.manual_seed(0)
+    logits = torch.randn(6, 5)
+    grade = torch.tensor([0, 1, 4, -1, 2, 1])
+    w = torch.tensor([1.0, 10.0, 1.44, 25.0, 8.0])
+    ref = F.cross_entropy(logits, grade, weight=w, ignore_index=-1)
+    assert weighted_cross_entropy(logits, grade, w).item() == pytest.approx(ref.item(), rel=1e-6)
+    assert weighted_cross_entropy(logits, grade).item() == pytest.approx(F.cross_entropy(logits, grade, ignore_index=-1).item(), rel=1e-6)
+    lg = logits.clone().requires_grad_(True)
+    z = weighted_cross_entropy(lg, torch.full((6,), -1), w)
+    z.backward()
+    assert z.item() == 0.0 and torch.isfinite(lg.grad).all()
+
+
+def test_class_weights():
+    w = class_weights("auto", [10, 10, 20, 0, 5])
+    inv = torch.tensor([0.1, 0.1, 0.05, 0.2])
+    expected = inv / inv.mean()
+    assert torch.allclose(w[[0, 1, 2, 4]], expected) and w[3] == 1.0
+    assert w[[0, 1, 2, 4]].mean().item() == pytest.approx(1.0)
+    assert class_weights("none", [1, 2, 3, 4, 5]) is None
+    assert class_weights("auto", None) is None
+    assert torch.equal(class_weights((1, 10, 1.44, 25, 8)), torch.tensor([1, 10, 1.44, 25, 8]))
+    with pytest.raises(ValueError):
+        class_weights("bogus")
+    with pytest.raises(ValueError):
+        class_weights((1, 2, 3))
+
+
+def test_segmentation_loss_terms_and_zero_weights():
+    torch.manual_seed(0)
+    logits, sides = torch.randn(2, 4, 8, 8), [torch.randn(2, 4, 8, 8) for _ in range(2)]
+    masks = (torch.rand(2, 4, 8, 8) > 0.8).float()
+    present = torch.ones(2, 4, dtype=torch.bool)
+    L = get_config("smoke").loss
+    t = segmentation_loss(logits, masks, present, L, sides)
+    assert set(t) == {"seg_dice", "seg_focal", "seg_deep"}
+    side_ref = torch.stack([dice_loss(s, masks, present) + focal_loss(s, masks, present) for s in sides]).mean()
+    assert t["seg_deep"].item() == pytest.approx(side_ref.item(), rel=1e-6)
+    t0 = segmentation_loss(logits, masks, present, get_config("smoke", {"loss.seg_focal": 0.0, "loss.seg_deep": 0.0}).loss, sides)
+    assert set(t0) == {"seg_dice"}
+
+
+def test_seg_aware_and_unsupervised():
+    a, b = torch.full((1, 4, 2, 2), 0.5), torch.zeros(1, 4, 2, 2)
+    assert seg_aware_loss(a, b).item() == pytest.approx(0.25)
+    probs = torch.zeros(2, 4, 4, 4)
+    probs[:, 0, :2] = 0.9
+    pseudo = torch.zeros(2, 1, 4, 4)
+    pseudo[:, :, :2] = 1
+    # only image 1 is selected; image 0's content must not matter
+    l1 = unsupervised_seg_loss(probs, pseudo, torch.tensor([False, True]))
+    probs2 = probs.clone()
+    probs2[0] = 0.3
+    assert unsupervised_seg_loss(probs2, pseudo, torch.tensor([False, True])).item() == pytest.approx(l1.item())
+    dice = 1 - (2 * 0.9 * 8 + 1) / (0.9 * 8 + 8 + 1)
+    bce = -(8 * math.log(0.9) + 8 * math.log(1 - 1e-6)) / 16
+    assert l1.item() == pytest.approx(dice + bce, rel=1e-4)
+    assert unsupervised_seg_loss(probs, pseudo, torch.tensor([False, False])).item() == 0.0
+
+
+def test_feedback_terms_route_gradient_to_source_only():
+    w = torch.tensor(2.0, requires_grad=True)  # "ISR" parameter
+    v = torch.tensor(3.0, requires_grad=True)  # "later subnet" parameter
+    source = w * torch.ones(3)
+    x = cut(source)
+    loss = ((v * x) ** 2).sum()  # = 3 * (v w)^2
+    out = feedback_terms({"fb": loss}, x, source)
+    assert out["fb"].item() == pytest.approx(loss.item())
+    out["fb"].backward()
+    assert w.grad.item() == pytest.approx(3 * 2 * v.item() ** 2 * w.item())  # d/dw
+    assert v.grad is None
