@@ -452,14 +452,18 @@ def _ssim_map_nchw(sr: np.ndarray, hr: np.ndarray, data_range: float, backend: s
         gt = torch.as_tensor(g, device=dev)
         f = torch.cat([x, y, x * x, y * y, x * y])
         f = F.conv2d(F.conv2d(f, gt.view(1, 1, -1, 1)), gt.view(1, 1, 1, -1))  # (5NC, 1, h', w')
-        f = f.reshape(5, n, c, h - 2 * r, w - 2 * r).cpu().numpy()
+        return _ssim_formula(f.reshape(5, n, c, h - 2 * r, w - 2 * r), data_range).mean(1).cpu().numpy()
     else:
         raise ValueError(f"backend must be 'auto', 'scipy' or 'torch', got {backend!r}")
+    return _ssim_formula(f, data_range).mean(1)
+
+
+def _ssim_formula(f: Any, data_range: float) -> Any:
+    """SSIM from the stacked local means (mu_x, mu_y, E[x^2], E[y^2], E[xy]) (NumPy or torch)."""
     ux, uy, uxx, uyy, uxy = f
     vx, vy, vxy = uxx - ux * ux, uyy - uy * uy, uxy - ux * uy
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
-    return s.mean(1)
+    return ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
 
 
 def _masked_mean(maps: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
