@@ -28,10 +28,16 @@ def build_datasets(cfg: "DataConfig", splits: tuple[str, ...] = SPLITS) -> dict[
     if cfg.dataset == "synthetic":
         from deepmt.data.synthetic import build_synthetic_splits
 
-        return build_synthetic_splits(cfg, splits)
-    from deepmt.data.real import build_real_splits
+        out = build_synthetic_splits(cfg, splits)
+    else:
+        from deepmt.data.real import build_real_splits
 
-    return build_real_splits(cfg, splits)
+        out = build_real_splits(cfg, splits)
+    if "train" in out and (cfg.augment or cfg.crop_size):
+        from deepmt.data.transforms import AugmentedDataset, TrainAugment
+
+        out["train"] = AugmentedDataset(out["train"], TrainAugment(cfg))
+    return out
 
 
 __all__ = ["build_datasets", "Sample", "SAMPLE_KEYS", "NO_GRADE", "validate_sample", "SPLITS"]

@@ -668,8 +668,7 @@ def build_real_splits(
 ) -> dict[str, Dataset]:
     """The requested splits of the real dataset ``cfg.dataset`` at ``cfg.root`` (see the module docstring).
 
-    The train split is wrapped in :class:`deepmt.data.transforms.AugmentedDataset` when ``cfg.augment``
-    or ``cfg.crop_size`` asks for augmentation/cropping.
+    Augmentation of the train split is added by :func:`deepmt.data.build_datasets`, for every dataset alike.
     """
     rep = index_dataset(cfg.dataset, cfg.root)
     raise_on_problems(rep, skip_bad)
@@ -680,12 +679,7 @@ def build_real_splits(
             raise DataError(f"unknown split {split!r}; choose from {sorted(assigned)}")
         if not assigned[split]:
             raise DataError(f"{rep.root}: the {split} split of {cfg.dataset!r} is empty (too few usable images)")
-        ds: Dataset = RealFundusDataset(assigned[split], cfg, cfg.dataset, split, rep.root, rep)
-        if split == "train" and (cfg.augment or cfg.crop_size):
-            from deepmt.data.transforms import AugmentedDataset, TrainAugment
-
-            ds = AugmentedDataset(ds, TrainAugment(cfg))
-        out[split] = ds
+        out[split] = RealFundusDataset(assigned[split], cfg, cfg.dataset, split, rep.root, rep)
     return out
 
 
