@@ -81,7 +81,7 @@ from deepmt.data.degradation import degrade
 from deepmt.errors import DataError
 
 #: Bump when the generator changes its output (invalidates caches).
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 #: Class priors over grades 0-4. DDR: gradable images of the DDR dataset (6266/630/4477/236/913).
 GRADE_PRIORS: dict[str, tuple[float, ...]] = {
