@@ -24,7 +24,7 @@ def _free_port() -> int:
 
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed with gloo")
 def test_two_gloo_processes_train_and_rank0_checkpoint_loads(tmp_path):
-    cfg = tiny_cfg(**{"train.epochs_stage1a": 1, "train.epochs_stage1b": 1})
+    cfg = tiny_cfg(**{"train.epochs_stage1a": 1, "train.epochs_stage1b": 1, "train.device": "cpu"})
     mp.spawn(ddp_worker, args=(2, _free_port(), str(tmp_path), json.dumps(cfg.to_dict())), nprocs=2, join=True)
     r0 = json.loads((tmp_path / "rank0.json").read_text())
     r1 = json.loads((tmp_path / "rank1.json").read_text())

@@ -1,4 +1,8 @@
-"""The cached experiment runner: train once, reuse, retrain on a changed config or a corrupt entry."""
+"""The cached experiment runner: train once, reuse, retrain on a changed config or a corrupt entry.
+
+Runs are pinned to the CPU: exact same-seed equality is a CPU property here (on CUDA the grader's
+adaptive max-pool backward has no deterministic kernel).
+"""
 
 import json
 
@@ -9,6 +13,8 @@ import deepmt.engine.trainer as trainer
 from deepmt.config import get_config
 from deepmt.engine.evaluate import evaluate
 from deepmt.experiments import load_method, run_dir_for, run_experiment, run_seeds
+
+CPU = {"train.device": "cpu"}
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +38,7 @@ def train_calls(monkeypatch):
 
 
 def test_real_deepmt_dr_cached_and_reloaded(cache, train_calls):
-    cfg = get_config("smoke")
+    cfg = get_config("smoke", CPU)
     first = run_experiment("deepmt_dr", cfg)
     assert len(train_calls) == 1 and not first.from_cache
     assert list(first.history["stage"].unique()) == ["stage1a", "stage1b", "stage2"]
@@ -52,7 +58,7 @@ def test_real_deepmt_dr_cached_and_reloaded(cache, train_calls):
 
 
 def test_config_change_is_a_new_entry_and_same_seed_is_deterministic(cache, train_calls):
-    cfg = get_config("smoke")
+    cfg = get_config("smoke", CPU)
     a = run_experiment("grader_lr", cfg)
     b = run_experiment("grader_lr", cfg.replace({"train.lr": 1e-3}))
     assert len(train_calls) == 2 and a.run_dir != b.run_dir
@@ -66,7 +72,7 @@ def test_config_change_is_a_new_entry_and_same_seed_is_deterministic(cache, trai
 
 @pytest.mark.parametrize("damage", ["truncate_predictions", "delete_result", "garble_result", "alter_checkpoint", "corrupt_last"])
 def test_corrupt_entry_is_detected_and_retrained(cache, train_calls, damage):
-    cfg = get_config("smoke", {"train.lr": 3e-3})
+    cfg = get_config("smoke", {**CPU, "train.lr": 3e-3})
     good = run_experiment("grader_lr", cfg)
     d = run_dir_for("grader_lr", cfg)
     n = len(train_calls)
