@@ -22,6 +22,15 @@ from deepmt.losses import (
 )
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one intra-op thread is as fast, and avoids spin-waiting when the 2 cores are shared."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def test_dice_hand_computed():
     logits = torch.zeros(1, 1, 2, 2)  # p = 0.5 everywhere
     target = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])

@@ -11,6 +11,15 @@ from deepmt.models.segmentation import background_prob, lesion_union
 from deepmt.models.visualization import select_lesion_features
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one intra-op thread is as fast, and avoids spin-waiting when the 2 cores are shared."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.mark.parametrize("scale", [2, 4, 8])
 @pytest.mark.parametrize("size", [(8, 8), (6, 10)])
 @pytest.mark.parametrize("upsampler", ["transposed", "pixelshuffle"])
