@@ -99,3 +99,20 @@ def test_device_and_precision_resolution():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigMismatchError, match="CUDA"):
             resolve_device("cuda")
+
+
+def test_cpu_bf16_guard_keeps_strided_convs_on_1x1_inputs_finite():
+    """oneDNN's bf16 conv backward returns NaN weight grads at random for a strided conv on a 1x1 input."""
+    from deepmt.engine.device import guard_cpu_bf16_tiny_convs
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(16, 32, 3, 2, padding=1), torch.nn.Conv2d(32, 8, 3, 1, padding=1))
+    assert guard_cpu_bf16_tiny_convs(net) == 1 and guard_cpu_bf16_tiny_convs(net) == 0  # strided only, once
+    for _ in range(5):
+        junk = [torch.full((n,), float("nan")) for n in (1000, 20000, 100000)]  # dirty the allocator
+        del junk
+        x = torch.randn(4, 16, 1, 1)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = net(x)
+        y.float().sum().backward()
+        assert all(torch.isfinite(p.grad).all() for p in net.parameters())
+        net.zero_grad()

@@ -170,3 +170,31 @@ def make_loader(
         worker_init_fn=_worker_init_fn if num_workers > 0 else None,
         generator=generator,
     )
+
+
+# --------------------------------------------------------------------------- workaround
+def guard_cpu_bf16_tiny_convs(module: torch.nn.Module) -> int:
+    """Run strided convolutions on inputs smaller than their kernel in fp32 under CPU bf16 autocast.
+
+    oneDNN's bf16 convolution backward (torch 2.x CPU) reads uninitialised memory when a strided
+    convolution sees a 1x1 input (e.g. ResNet's last stage on a 16-px LR image: smoke profile, or
+    x8 LR at 128 px): the weight gradient then comes out NaN at random. Those convolutions cost
+    nothing, so they simply run in fp32. Returns the number of convolutions guarded.
+    """
+    n = 0
+    for conv in module.modules():
+        if not isinstance(conv, torch.nn.Conv2d) or max(conv.stride) == 1 or getattr(conv, "_deepmt_guard", False):
+            continue
+        original = conv.forward
+        kernel = max(conv.kernel_size)
+
+        def forward(x, _original=original, _kernel=kernel):
+            if x.device.type == "cpu" and min(x.shape[-2:]) < _kernel and torch.is_autocast_enabled("cpu"):
+                with torch.autocast("cpu", enabled=False):
+                    return _original(x.float())
+            return _original(x)
+
+        conv.forward = forward
+        conv._deepmt_guard = True
+        n += 1
+    return n

@@ -50,7 +50,14 @@ from deepmt.engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from deepmt.engine.device import make_loader, resolve_device, resolve_precision, setup_backends, to_device
+from deepmt.engine.device import (
+    guard_cpu_bf16_tiny_convs,
+    make_loader,
+    resolve_device,
+    resolve_precision,
+    setup_backends,
+    to_device,
+)
 from deepmt.engine.evaluate import evaluate
 from deepmt.errors import DataError, TrainingError
 from deepmt.utils import atomic_write_text, seed_everything
@@ -152,6 +159,8 @@ def train(
     method.to(device)
     if prec.channels_last:
         method.to(memory_format=torch.channels_last)
+    if device.type == "cpu" and prec.amp_dtype is torch.bfloat16:
+        guard_cpu_bf16_tiny_convs(method)  # oneDNN bf16 bug, see its docstring
 
     generator = torch.Generator()
     generator.manual_seed(cfg.train.seed + ctx.rank)
