@@ -134,14 +134,17 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_repeated(fn: Callable[[], Any], device: torch.device, share_s: float, *, warmup: int = 1, min_repeats: int = 1, max_repeats: int = 30) -> list[float]:
+def time_repeated(fn: Callable[[], Any], device: torch.device, share_s: float, *, warmup: int = 1, min_repeats: int = 1, max_repeats: int = 30, cheap_s: float = 0.0) -> list[float]:
     """Seconds per call of ``fn`` after ``warmup`` calls: repeat until ``share_s`` (warm-up included)
-    is spent, at least ``min_repeats`` and at most ``max_repeats`` times. CUDA is synchronised
-    around each call (the only host syncs of the benchmark)."""
+    is spent, at least ``min_repeats`` and at most ``max_repeats`` times; at least 3 times when
+    3 calls fit in ``cheap_s`` seconds (judged by the warm-up). CUDA is synchronised around each
+    call (the only host syncs of the benchmark)."""
     t_start = time.perf_counter()
     for _ in range(warmup):
         fn()
     _sync(device)
+    if warmup and 3 * (time.perf_counter() - t_start) / warmup <= cheap_s:
+        min_repeats = max(min_repeats, 3)
     times: list[float] = []
     while len(times) < max_repeats:
         t0 = time.perf_counter()
@@ -570,7 +573,8 @@ def run_benchmark(
                     else:
                         fn, prec = make_inference(cfg, mode, dev, batch[p], rec["timed_hr_size"], compile and mode == "fast")
                         gf = flops[p]["inference"]
-                    times = time_repeated(fn, dev, share, warmup=1, min_repeats=1 if required and cost > share else 2)
+                    times = time_repeated(fn, dev, share, warmup=1, min_repeats=1 if required and cost > share else 3,
+                                           cheap_s=0.05 * budget.total)
                     del fn
                 step = summarize(times)
                 entry.update(
@@ -733,12 +737,13 @@ def write_outputs(result: dict[str, Any], out_dir: str | os.PathLike | None) -> 
 
 
 # --------------------------------------------------------------------------- profiler
-def profile_step(profile: str = "quick", stage: str = "stage2", mode: str = "fast", device: str = "auto", steps: int = 2, row_limit: int = 25, sort_by: str = "self_cpu_time_total") -> str:
+def profile_step(profile: str = "quick", stage: str = "stage2", mode: str = "fast", device: str = "auto", steps: int = 2, row_limit: int = 25, sort_by: str | None = None) -> str:
     """torch.profiler table of ``steps`` training steps (after one warm-up) of ``stage``; the tool
     behind docs/PERFORMANCE.md."""
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
     dev = resolve_device(device)
+    sort_by = sort_by or ("self_device_time_total" if dev.type == "cuda" else "self_cpu_time_total")
     cfg = bench_config(profile, dev)
     bs = (BATCH_CUDA if dev.type == "cuda" else BATCH_CPU).get(profile, 4)
     with _mode_backends(mode, dev):
