@@ -29,6 +29,10 @@ source scripts/bootstrap.sh || { echo "run_all.sh: could not set up the environm
 export DEEPMT_PROFILE="$profile"
 export DEEPMT_CACHE="${DEEPMT_CACHE:-$PWD/.cache/$profile}"
 executed="results/executed/$profile"
+if [ "$profile" = smoke ]; then  # smoke numbers are not results: keep the committed figures/ and results/ intact
+  export DEEPMT_FIGURES="${DEEPMT_FIGURES:-$PWD/results/executed/smoke/figures}"
+  export DEEPMT_RESULTS="${DEEPMT_RESULTS:-$PWD/results/executed/smoke/tables}"
+fi
 mkdir -p "$executed" figures results
 
 start=$(date +%s)

@@ -6,6 +6,9 @@ cd "$(dirname "$0")"
 source scripts/bootstrap.sh
 export DEEPMT_PROFILE="${DEEPMT_PROFILE:-smoke}"
 export DEEPMT_CACHE="${DEEPMT_CACHE:-$PWD/.cache/test}"
+# smoke figures and tables are not results: keep them away from the committed figures/ and results/
+export DEEPMT_FIGURES="${DEEPMT_FIGURES:-$DEEPMT_CACHE/figures}"
+export DEEPMT_RESULTS="${DEEPMT_RESULTS:-$DEEPMT_CACHE/results}"
 if [ $# -gt 0 ]; then
   exec python -m pytest "$@"
 fi

@@ -278,12 +278,25 @@ def get_config(profile: str | None = None, overrides: Mapping[str, Any] | None =
     elif profile == "quick":
         cfg = cfg.replace(
             {
+                # sized so that every notebook together runs in about half an hour on a 2-core CPU
+                # (measured: see README). Lesions keep the pilot's pixel sizes (size_reference = hr_size):
+                # MA sigma 0.8-1.1 HR px, so they nearly vanish at LR 24 px.
+                "data.hr_size": 96,
+                "data.synth.size_reference": 96,
+                "data.n_train": 600,
+                "data.n_val": 150,
+                "data.n_test": 300,
                 "model.isr.channels": 16,
-                "model.isr.n_resblocks": 3,
-                "model.seg.base_channels": 16,
-                "model.seg.levels": 4,
-                "model.grader.width": 16,
+                "model.isr.n_resblocks": 2,
+                "model.seg.base_channels": 8,
+                "model.seg.levels": 3,
+                "model.grader.width": 12,
                 "model.grader.fc_hidden": 128,
+                "train.batch_size": 8,  # many small steps: segmentation of MA needs steps more than images
+                "train.epochs_stage1a": 6,
+                "train.epochs_stage1b": 6,
+                "train.epochs_stage2": 3,
+                "train.epochs_single": 8,
             }
         )
     elif profile == "paper":

@@ -1,0 +1,268 @@
+"""What every study shares: its config, its seeds, running a set of methods, and effects with CIs.
+
+    from deepmt.studies.common import study_config, run_methods, summary_table, paired_effect
+
+    cfg = study_config(profile, dataset, data_root)             # notebook parameters -> Config
+    runs = run_methods(["grader_bicubic", "deepmt_dr"], cfg, seeds=[0, 1, 2])
+    summary_table(runs, ["accuracy", "qwk"])                    # mean ± std over seeds
+    paired_effect(runs["deepmt_dr"], runs["grader_bicubic"], "accuracy")   # diff, 95% CI, p
+
+Every run comes from the experiment cache (:func:`deepmt.experiments.run_experiment`), so a method trained
+by one notebook is reused by every later one with the same config and seed.
+
+**Effects across seeds.** :func:`paired_effect` resamples the *test images* (paired: the same images for
+both methods) and, for each resample, averages the metric over the seeds of each method: the interval
+covers image sampling, and the seed-to-seed spread enters through the averaged point estimates. Report
+the across-seed standard deviation beside it (:func:`summary_table`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from deepmt import LESIONS
+from deepmt import metrics as M
+from deepmt.config import Config, get_config
+from deepmt.experiments import ExperimentResult, run_experiment
+
+#: readable names of the methods in tables and figures
+LABELS: dict[str, str] = {
+    "bicubic": "Bicubic",
+    "srcnn": "SRCNN",
+    "edsr": "EDSR-style",
+    "isr": "Single-task ISR",
+    "unet_lr": "U-Net on LR",
+    "unet_bicubic": "U-Net on bicubic",
+    "unet_hr": "U-Net on HR (upper bound)",
+    "grader_lr": "Grader on LR",
+    "grader_bicubic": "Grader on bicubic",
+    "grader_hr": "Grader on HR (upper bound)",
+    "two_stage": "Two-stage (ISR, then grader)",
+    "foo_mt": "Seg+grade multi-task on bicubic",
+    "foo_mt_hr": "Seg+grade multi-task on HR (upper bound)",
+    "deepmt_dr": "DeepMT-DR",
+    "deepmt_dr_noisr": "DeepMT-DR without ISR",
+}
+
+GRADING_METRICS = ("accuracy", "qwk", "macro_f1", "auc_ovr")
+ISR_METRICS = ("psnr", "ssim", "psnr_lesion", "ssim_lesion")
+SEG_METRICS = ("aupr", "auc", "dice")
+
+
+def label(name: str) -> str:
+    return LABELS.get(name, name)
+
+
+# --------------------------------------------------------------------------- config and seeds
+def study_config(profile: str = "", dataset: str = "synthetic", data_root: str = "", device: str = "auto",
+                 overrides: Mapping[str, Any] | None = None) -> Config:
+    """The Config of a notebook from its parameters cell (literals): ``profile`` "" means
+    ``$DEEPMT_PROFILE`` (``smoke`` in CI, else ``quick``); ``data_root`` "" means none."""
+    base = {"data.dataset": dataset, "data.root": data_root or None, "train.device": device}
+    base.update(dict(overrides or {}))
+    cfg = get_config(profile or None, base)
+    if dataset != "synthetic" and not data_root:
+        raise ValueError(f"dataset {dataset!r} needs data_root (the folder holding it in its published layout)")
+    return cfg
+
+
+def study_seeds(cfg: Config, seeds: Sequence[int]) -> list[int]:
+    """The training seeds a study uses: all of ``seeds``, except under ``smoke`` (mechanics only: one)."""
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must hold at least one training seed")
+    return seeds[:1] if cfg.profile == "smoke" else seeds
+
+
+def describe_config(cfg: Config) -> str:
+    d = cfg.data
+    return (f"profile {cfg.profile}: {d.dataset}, HR {d.hr_size}px, LR {d.lr_size}px (x{d.scale}), "
+            f"{d.n_train}/{d.n_val}/{d.n_test} train/val/test" if d.dataset == "synthetic" else
+            f"profile {cfg.profile}: {d.dataset} at {d.root}, HR {d.hr_size}px, LR {d.lr_size}px (x{d.scale})")
+
+
+# --------------------------------------------------------------------------- running
+Runs = dict[str, list[ExperimentResult]]
+
+
+def run_methods(methods: Iterable[str], cfg: Config, seeds: Sequence[int] = (0,),
+                overrides: Mapping[str, Mapping[str, Any]] | None = None, names: Mapping[str, str] | None = None) -> Runs:
+    """Train (or load from the cache) each method once per seed. Returns ``{name: [result per seed]}``.
+
+    ``overrides`` maps a method to extra config overrides (e.g. an ablation of ``deepmt_dr``); ``names``
+    maps a method entry to the registered method it runs (so ``{"no_seg_aware": "deepmt_dr"}`` with
+    ``overrides={"no_seg_aware": {"loss.seg_aware": 0}}`` runs an ablation under its own name).
+    """
+    methods = list(methods)
+    overrides = dict(overrides or {})
+    names = dict(names or {})
+    out: Runs = {}
+    total = len(methods) * len(seeds)
+    k = 0
+    for m in methods:
+        out[m] = []
+        for s in seeds:
+            k += 1
+            run_cfg = cfg.replace({**overrides.get(m, {}), "train.seed": int(s)})
+            t0 = time.perf_counter()
+            res = run_experiment(names.get(m, m), run_cfg)
+            how = "from cache" if res.from_cache else f"trained in {time.perf_counter() - t0:.0f} s"
+            print(f"[{k}/{total}] {m} seed {s}: {how}", flush=True)
+            out[m].append(res)
+    return out
+
+
+# --------------------------------------------------------------------------- per-image values
+def _check_aligned(results: Sequence[ExperimentResult]) -> np.ndarray:
+    ids = results[0].predictions["id"]
+    for r in results[1:]:
+        if not np.array_equal(r.predictions["id"], ids):
+            raise ValueError(f"{r.method}: test predictions are not on the same images as {results[0].method}")
+    return ids
+
+
+def _metric_spec(metric: str) -> tuple[str, Callable[..., Any]]:
+    """(kind, fn): kind 'grading' -> fn(y, probs); 'isr' -> key of pred; 'seg' -> (key, lesion index or None)."""
+    if hasattr(M, metric) and metric in ("accuracy", "qwk", "macro_f1", "auc_ovr", "linear_kappa"):
+        return "grading", getattr(M, metric)
+    if metric in ("psnr", "ssim", "psnr_fov", "ssim_fov", "psnr_lesion", "ssim_lesion"):
+        return "isr", metric
+    base, _, lesion = metric.partition("_")
+    if base in ("aupr", "auc", "dice", "iou") and (not lesion or lesion in LESIONS):
+        return "seg", (base, LESIONS.index(lesion) if lesion else None)
+    raise ValueError(f"unknown metric {metric!r}")
+
+
+def _seg_value(per: np.ndarray, lesion: int | None) -> float:
+    """The split's number from per-image, per-lesion values (N, 4): mean over images (per lesion), then lesions."""
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            means = np.nanmean(per, axis=0)
+            return float(means[lesion]) if lesion is not None else float(np.nanmean(means))
+
+
+def metric_value(res: ExperimentResult, metric: str) -> float:
+    """``metric`` of one run on the test split (from its stored metrics)."""
+    key = {"auc_ovr": "auc_ovr", "linear_kappa": "kappa_linear"}.get(metric, metric)
+    return float(res.metrics.get(key, math.nan))
+
+
+def paired_effect(a: Sequence[ExperimentResult], b: Sequence[ExperimentResult], metric: str,
+                  n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict[str, float]:
+    """metric(A) - metric(B) on the same test images, each averaged over its seeds, with a paired
+    bootstrap CI over images and a two-sided p-value. Returns diff, lo, hi, p_value, a, b, n_seeds."""
+    a, b = list(a), list(b)
+    ids = _check_aligned(a + b)
+    kind, spec = _metric_spec(metric)
+    if kind == "grading":
+        y = a[0].predictions["grade_true"]
+        pa = np.stack([r.predictions["grade_probs"] for r in a], 1)  # (N, S, 5)
+        pb = np.stack([r.predictions["grade_probs"] for r in b], 1)
+
+        def fn(yy, p):
+            return float(np.mean([spec(yy, p[:, s]) for s in range(p.shape[1])]))
+
+        def batched(w, yy, p):
+            return np.mean([spec.batched(w, yy, p[:, s]) for s in range(p.shape[1])], axis=0)
+
+        fn.batched = batched  # type: ignore[attr-defined]
+        out = M.paired_bootstrap_test(fn, y, pa, pb, n_boot=n_boot, seed=seed, alpha=alpha)
+    else:
+        if kind == "isr":
+            key = f"isr_{spec}"
+            va = np.nanmean(np.stack([r.predictions[key] for r in a]), 0) if all(key in r.predictions for r in a) else None
+            vb = np.nanmean(np.stack([r.predictions[key] for r in b]), 0) if all(key in r.predictions for r in b) else None
+            fn2: Callable[..., Any] = np.nanmean
+        else:
+            key = f"seg_{spec[0]}"
+            lesion = spec[1]
+
+            def stack(rs):
+                if not all(key in r.predictions for r in rs):
+                    return None
+                with np.errstate(all="ignore"):
+                    import warnings
+
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", RuntimeWarning)
+                        return np.nanmean(np.stack([r.predictions[key] for r in rs]), 0)
+
+            va, vb = stack(a), stack(b)
+
+            def fn2(v):
+                return _seg_value(v, lesion)
+
+        if va is None or vb is None:
+            missing = a[0].method if va is None else b[0].method
+            raise ValueError(f"{missing}: no per-image {metric!r} in its predictions (does it do that task?)")
+        out = M.paired_bootstrap_test(fn2, None, va, vb, n_boot=n_boot, seed=seed, alpha=alpha)
+    out = dict(out)
+    out["n_seeds"] = min(len(a), len(b))
+    out["n_images"] = len(ids)
+    return out
+
+
+# --------------------------------------------------------------------------- tables
+def long_table(runs: Runs, metrics: Sequence[str]) -> pd.DataFrame:
+    """One row per method, seed and metric (test split), plus training time."""
+    rows = []
+    for m, results in runs.items():
+        for r in results:
+            for met in metrics:
+                rows.append({"method": m, "label": label(m), "seed": r.config.train.seed, "metric": met,
+                             "value": metric_value(r, met), "train_s": r.train_seconds})
+    return pd.DataFrame(rows)
+
+
+def summary_table(runs: Runs, metrics: Sequence[str], digits: int = 3) -> pd.DataFrame:
+    """One row per method: ``<metric>`` as "mean ± std" over seeds, ``<metric>_mean``/``_std`` numbers,
+    the number of seeds and the mean training time."""
+    rows = []
+    for m, results in runs.items():
+        row: dict[str, Any] = {"method": m, "label": label(m), "n_seeds": len(results)}
+        for met in metrics:
+            vals = [metric_value(r, met) for r in results]
+            mean, std = M.mean_std(vals)
+            row[met] = M.format_mean_std(vals, digits=digits)
+            row[f"{met}_mean"], row[f"{met}_std"] = mean, std
+        row["train_s"] = float(np.mean([r.train_seconds for r in results]))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def effects_table(runs: Runs, pairs: Sequence[tuple[str, str]], metrics: Sequence[str], n_boot: int = 1000) -> pd.DataFrame:
+    """Paired effects A - B with 95% CIs and p-values for each (A, B) pair and metric."""
+    rows = []
+    for a, b in pairs:
+        for met in metrics:
+            e = paired_effect(runs[a], runs[b], met, n_boot=n_boot)
+            rows.append({"a": a, "b": b, "metric": met, "diff": e["diff"], "lo": e["lo"], "hi": e["hi"],
+                         "p_value": e["p_value"], "value_a": e["a"], "value_b": e["b"], "n_seeds": e["n_seeds"],
+                         "effect": M.format_ci(e["diff"], e["lo"], e["hi"], signed=True)})
+    return pd.DataFrame(rows)
+
+
+def sentence(effects: pd.DataFrame, a: str, b: str, metric: str) -> str:
+    """A "what we see" clause written from an effects row: direction, size, CI and significance."""
+    row = effects[(effects.a == a) & (effects.b == b) & (effects.metric == metric)]
+    if row.empty:
+        return f"{label(a)} vs {label(b)}: {metric} not measured"
+    r = row.iloc[0]
+    if not np.isfinite(r["diff"]):
+        return f"{label(a)} vs {label(b)}: {metric} undefined on this split"
+    if r["lo"] > 0:
+        word = "better than"
+    elif r["hi"] < 0:
+        word = "worse than"
+    else:
+        word = "not distinguishable from"
+    return (f"{label(a)} is {word} {label(b)} in {metric} ({r['value_a']:.3f} vs {r['value_b']:.3f}, "
+            f"difference {r['effect']}, p = {r['p_value']:.3f})")
