@@ -17,6 +17,24 @@ missing/unreadable ``result.json``, a missing or altered ``predictions.npz``/``f
 was interrupted -- is detected, reported with a warning and trained again (continuing from the
 entry's ``last.pt`` where that is valid), never used silently. Results are cheap to load: JSON for
 metrics, ``.npz`` for per-image predictions, CSV for the per-epoch history.
+
+**Warm-started runs** (ablations that change only later stages)::
+
+    base = run_experiment("deepmt_dr", cfg)
+    var = run_experiment("deepmt_dr", cfg.replace({"loss.cls_aware": 0}), warm_start=base, start_stage="stage2")
+
+trains only the stages from ``start_stage`` on, starting from the base run's model as it was when
+``start_stage`` began: the base's ``best-<previous stage>.pt`` (the trainer restores the best epoch at
+the end of every stage, so that file holds exactly the weights the next stage started from) and the
+RNG states of ``stage-end-<previous stage>.pt`` (so a warm run with the base's own config reproduces
+the base run). A previous stage that trained nothing (0 epochs) is skipped over: the stage before it
+is used, or the freshly built method when no earlier stage trained at all. The config may differ from
+the base's only in keys that cannot affect the earlier stages (:func:`warm_start_keys`); anything else
+raises :class:`ConfigMismatchError` naming the keys. The entry is cached apart from a full run of the
+same config, in ``<method>-<key>-warm-<base key>-<start stage>``, and its ``result.json`` records
+``warm_start`` (base key and run folder, start stage, the file it started from). Its history holds the
+base's rows of the earlier stages (column ``warm_start_from`` = base key) and its own rows;
+``train_seconds`` counts only its own stages. An interrupted warm run resumes from its own ``last.pt``.
 """
 
 from __future__ import annotations
@@ -34,7 +52,7 @@ import numpy as np
 import pandas as pd
 
 from deepmt.config import Config, config_from_dict
-from deepmt.errors import DeepMTError
+from deepmt.errors import ConfigMismatchError, DeepMTError
 from deepmt.utils import atomic_path, atomic_write_text, cache_dir
 
 RESULT_FORMAT = 1
@@ -59,11 +77,42 @@ class ExperimentResult:
     history: pd.DataFrame
     key: str
     from_cache: bool = False
+    #: None for a full run; for a warm-started one: base_key, base_run_dir, start_stage, init_checkpoint, ...
+    warm_start: dict[str, Any] | None = None
 
 
-def run_dir_for(method_name: str, cfg: Config) -> Path:
-    """The cache folder of ``method_name`` under ``cfg``."""
-    return cache_dir("runs", f"{method_name}-{cfg.key()}")
+def run_dir_for(method_name: str, cfg: Config, warm_base_key: str | None = None, start_stage: str | None = None) -> Path:
+    """The cache folder of ``method_name`` under ``cfg`` (of a warm-started run when ``warm_base_key`` is given)."""
+    if warm_base_key is None:
+        return cache_dir("runs", f"{method_name}-{cfg.key()}")
+    return cache_dir("runs", f"{method_name}-{cfg.key()}-warm-{warm_base_key}-{start_stage}")
+
+
+#: Config keys that affect DeepMT-DR's training only from the named stage on (per the stage losses in
+#: :mod:`deepmt.models.deepmt_dr`): a warm start at stage S may change the keys of S and later stages.
+_DEEPMT_STAGE_KEYS: dict[str, frozenset[str]] = {
+    "stage1a": frozenset(),
+    "stage1b": frozenset({
+        "train.epochs_stage1b", "train.selection_metric", "loss.vis_consistency", "loss.class_weights",
+        "model.vis.feature_selection", "model.vis.iou_threshold", "model.vis.binarize_threshold",
+    }),
+    "stage2": frozenset({
+        "train.epochs_stage2", "train.lr_stage2_factor", "loss.seg_aware", "loss.cls_aware",
+        "loss.grading_feedback", "loss.unsupervised", "loss.seg_weight_in_joint",
+    }),
+}
+#: method -> {stage: keys first used in that stage}; methods not listed may differ in no key at all.
+WARM_START_STAGE_KEYS: dict[str, dict[str, frozenset[str]]] = {
+    "deepmt_dr": _DEEPMT_STAGE_KEYS,
+    "deepmt_dr_noisr": _DEEPMT_STAGE_KEYS,
+}
+
+
+def warm_start_keys(method_name: str, stages: Sequence[str], start_stage: str) -> frozenset[str]:
+    """Dotted config keys in which a run warm-started at ``start_stage`` may differ from its base."""
+    table = WARM_START_STAGE_KEYS.get(method_name, {})
+    later = list(stages)[list(stages).index(start_stage):]
+    return frozenset().union(*(table.get(s, frozenset()) for s in later))
 
 
 def _sha256(path: Path) -> str:
@@ -83,8 +132,11 @@ class CacheEntryError(DeepMTError):
     """A cache entry is incomplete or corrupt (it will be retrained)."""
 
 
-def load_result(run_dir: Path, cfg: Config | None = None, method_name: str | None = None) -> ExperimentResult:
-    """Load a complete cache entry, checking config and checksums; raise :class:`CacheEntryError` otherwise."""
+def load_result(run_dir: Path, cfg: Config | None = None, method_name: str | None = None,
+                warm_start: tuple[str, str] | None = None) -> ExperimentResult:
+    """Load a complete cache entry, checking config and checksums; raise :class:`CacheEntryError` otherwise.
+
+    ``warm_start=(base key, start stage)`` also checks that the entry is that warm-started run."""
     run_dir = Path(run_dir)
     path = run_dir / RESULT_FILE
     if not path.is_file():
@@ -101,6 +153,9 @@ def load_result(run_dir: Path, cfg: Config | None = None, method_name: str | Non
         raise CacheEntryError(f"{path}: made for method {res.get('method')!r}, not {method_name!r}")
     if cfg is not None and _normalised(saved_cfg) != _normalised(cfg.to_dict()):
         raise CacheEntryError(f"{path}: made with a different config")
+    warm = res.get("warm_start")
+    if warm_start is not None and (not isinstance(warm, dict) or (warm.get("base_key"), warm.get("start_stage")) != tuple(warm_start)):
+        raise CacheEntryError(f"{path}: not the run warm-started from {warm_start[0]} at {warm_start[1]!r}")
     for name in CHECKED_FILES:
         f = run_dir / name
         if not f.is_file():
@@ -117,6 +172,7 @@ def load_result(run_dir: Path, cfg: Config | None = None, method_name: str | Non
         method=res["method"], config=config_from_dict(saved_cfg), metrics=res["metrics"], val_metrics=res["val_metrics"],
         predictions=predictions, checkpoint=run_dir / "final.pt", run_dir=run_dir,
         train_seconds=float(res["train_seconds"]), history=history, key=res["key"], from_cache=True,
+        warm_start=warm if isinstance(warm, dict) else None,
     )
 
 
@@ -134,25 +190,35 @@ def run_experiment(
     force: bool = False,
     datasets: dict[str, Any] | None = None,
     builder: Callable[[str, Config, Any], Any] | None = None,
+    warm_start: ExperimentResult | None = None,
+    start_stage: str | None = None,
 ) -> ExperimentResult:
     """Train ``method_name`` under ``cfg`` (or load the cached run) and return its results.
 
     ``force=True`` discards the cache entry and trains from scratch. ``datasets`` (default:
     ``deepmt.data.build_datasets(cfg.data)``) and ``builder`` (default: ``build_method``) are for
     tests and custom methods; they do not enter the cache key, so keep them a function of ``cfg``.
+    ``warm_start`` (a full run of the same method) with ``start_stage`` trains only the stages from
+    ``start_stage`` on, from the base run's state when that stage began (see the module docstring).
     """
     from deepmt.engine import ddp
     from deepmt.engine.checkpoint import load_checkpoint
     from deepmt.engine.trainer import grade_counts, train
     from deepmt.utils import seed_everything
 
-    run_dir = run_dir_for(method_name, cfg)
+    warm_key: tuple[str, str] | None = None
+    if warm_start is not None or start_stage is not None:
+        if warm_start is None or start_stage is None:
+            raise DeepMTError("run_experiment: warm_start and start_stage must be given together")
+        check_warm_start(method_name, cfg, warm_start, start_stage)
+        warm_key = (warm_start.key, start_stage)
+    run_dir = run_dir_for(method_name, cfg, *(warm_key or (None, None)))
     if force:
         shutil.rmtree(run_dir, ignore_errors=True)
         run_dir.mkdir(parents=True, exist_ok=True)
     else:
         try:
-            return load_result(run_dir, cfg, method_name)
+            return load_result(run_dir, cfg, method_name, warm_start=warm_key)
         except CacheEntryError as exc:
             if (run_dir / RESULT_FILE).exists() or any(run_dir.iterdir()):
                 warnings.warn(f"cache entry not usable, training again: {exc}", stacklevel=2)
@@ -174,10 +240,13 @@ def run_experiment(
         except DeepMTError as exc:
             warnings.warn(f"discarding an unusable checkpoint, training from scratch: {exc}", stacklevel=2)
             last.unlink(missing_ok=True)
+    init = warm_info = None
+    if warm_start is not None:
+        init, warm_info = _warm_init(method, method_name, warm_start, start_stage)
     t0 = time.perf_counter()
-    result = train(method, cfg, datasets, run_dir, resume=True, class_counts=class_counts)
+    result = train(method, cfg, datasets, run_dir, resume=True, class_counts=class_counts, init=init)
     if not ddp.current().is_main:
-        return load_result_when_ready(run_dir, cfg, method_name)
+        return load_result_when_ready(run_dir, cfg, method_name, warm_key)
     wall = time.perf_counter() - t0
     predictions = result.test_predictions or {"id": np.zeros(0, dtype="<U1")}
     with atomic_path(run_dir / "predictions.npz") as tmp:
@@ -197,19 +266,111 @@ def run_experiment(
         "resumed": result.resumed,
         "sha256": {name: _sha256(run_dir / name) for name in CHECKED_FILES},
     }
+    if warm_info is not None:
+        record["warm_start"] = warm_info
     atomic_write_text(run_dir / RESULT_FILE, json.dumps(record, indent=2, default=float))
     ddp.barrier(ddp.current())
-    out = load_result(run_dir, cfg, method_name)
+    out = load_result(run_dir, cfg, method_name, warm_start=warm_key)
     out.from_cache = False
     return out
 
 
-def load_result_when_ready(run_dir: Path, cfg: Config, method_name: str) -> ExperimentResult:
+# --------------------------------------------------------------------------- warm starts
+def check_warm_start(method_name: str, cfg: Config, base: ExperimentResult, start_stage: str) -> None:
+    """Raise :class:`DeepMTError` unless ``cfg`` may be warm-started from ``base`` at ``start_stage``:
+    same method, ``base`` a full run, and configs equal except in keys that only affect ``start_stage``
+    and later stages (:func:`warm_start_keys`) or that never affect the weights."""
+    from deepmt.engine.checkpoint import RESUME_IGNORED_KEYS, config_diff
+
+    if base.method != method_name:
+        raise DeepMTError(f"warm start: the base run is of method {base.method!r}, not {method_name!r}")
+    if base.warm_start is not None:
+        raise DeepMTError(
+            f"warm start: the base run {base.run_dir.name} is itself warm-started; warm-start from its base "
+            f"({base.warm_start.get('base_key')}) instead"
+        )
+    table = WARM_START_STAGE_KEYS.get(method_name)
+    stages = list(table) if table else None
+    if stages is not None and start_stage not in stages:
+        raise DeepMTError(f"warm start: {method_name!r} has stages {tuple(stages)}, not {start_stage!r}")
+    allowed = warm_start_keys(method_name, stages or [start_stage], start_stage)
+    diff = config_diff(base.config.to_dict(), cfg.to_dict(), ignore=RESUME_IGNORED_KEYS | allowed)
+    if diff:
+        raise ConfigMismatchError(
+            f"warm start of {method_name!r} at {start_stage!r} from run {base.key}: the configs differ in "
+            f"{', '.join(diff)}, which affect stages before {start_stage!r} (only "
+            f"{', '.join(sorted(allowed)) or 'no keys'} may differ); train a full run instead"
+        )
+
+
+def _warm_init(method, method_name: str, base: ExperimentResult, start_stage: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The trainer's ``init`` for a warm start, and the ``warm_start`` record of result.json."""
+    from deepmt.engine.checkpoint import check_config, load_checkpoint
+
+    stages = list(method.stages)
+    if start_stage not in stages:
+        raise DeepMTError(f"warm start: {method_name!r} has stages {tuple(stages)}, not {start_stage!r}")
+    k = stages.index(start_stage)
+    if k == 0:
+        raise DeepMTError(f"warm start at {start_stage!r}, the first stage, trains everything: run without warm_start")
+    try:
+        base_record = json.loads((base.run_dir / RESULT_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise DeepMTError(f"warm start: cannot read the base run's {base.run_dir / RESULT_FILE} ({exc})") from exc
+    base_best = base_record.get("best", {})
+    # the last earlier stage that trained anything: its best epoch is where the next stage started
+    source = None
+    for st in reversed(stages[:k]):
+        if int(method.stage_epochs(st, base.config.train)) > 0 and list(method.stage_parameters(st)):
+            source = st
+            break
+    info: dict[str, Any] = {
+        "base_key": base.key, "base_run_dir": str(base.run_dir), "start_stage": start_stage,
+        "init_checkpoint": None, "init_sha256": None, "rng": "seeded",
+    }
+    if source is None:  # no earlier stage trained: the base started start_stage from its fresh build
+        model = {k_: v.detach().to("cpu", copy=True) for k_, v in method.state_dict().items()}
+    else:
+        path = base.run_dir / f"best-{source}.pt"
+        if not path.is_file():
+            raise DeepMTError(
+                f"warm start: {path} is missing, so the base run's state at the start of {start_stage!r} is unknown; "
+                f"train the base again (run_experiment(..., force=True))"
+            )
+        ckpt = load_checkpoint(path)
+        check_config(ckpt, base.config, path, method=method_name)
+        want = base_best.get(source, {}).get("epoch")
+        if ckpt.get("stage") != source or (want is not None and int(ckpt.get("epoch", -1)) != int(want)):
+            raise DeepMTError(
+                f"warm start: {path} holds stage {ckpt.get('stage')!r} epoch {ckpt.get('epoch')}, but the base run "
+                f"restored {source!r} epoch {want}; train the base again (force=True)"
+            )
+        model = ckpt["model"]
+        info.update(init_checkpoint=path.name, init_sha256=_sha256(path))
+    rng = None
+    if source is not None and (base.run_dir / f"stage-end-{source}.pt").is_file():
+        rng = load_checkpoint(base.run_dir / f"stage-end-{source}.pt").get("rng")
+        info["rng"] = f"stage-end-{source}.pt"
+    rows = []
+    h = base.history
+    if len(h) and "stage" in h.columns:
+        for r in h[h["stage"].isin(stages[:k])].to_dict("records"):
+            rows.append({c: v for c, v in r.items() if not (isinstance(v, float) and np.isnan(v))})
+    info["earlier_stages_seconds"] = float(sum(r.get("seconds", 0.0) for r in rows))
+    init = {
+        "model": model, "stage_index": k, "history": rows, "rng": rng, "from": base.key,
+        "best_info": {s: v for s, v in base_best.items() if s in stages[:k]},
+    }
+    return init, info
+
+
+def load_result_when_ready(run_dir: Path, cfg: Config, method_name: str,
+                           warm_start: tuple[str, str] | None = None) -> ExperimentResult:
     """Non-zero ranks: wait for rank 0 to write the entry (it does right after training)."""
     from deepmt.engine import ddp
 
     ddp.barrier(ddp.current())
-    return load_result(run_dir, cfg, method_name)
+    return load_result(run_dir, cfg, method_name, warm_start=warm_start)
 
 
 def run_seeds(method_name: str, cfg: Config, seeds: Sequence[int], **kw: Any) -> list[ExperimentResult]:

@@ -15,6 +15,18 @@ loss; baselines: e.g. ``("single",)``):
    ``best-<stage>.pt`` when the score improved; at the end of the stage the best epoch's
    weights are restored.
 
+At the end of every stage the RNG states (all ranks) are also written to ``stage-end-<stage>.pt``
+(no weights: those are in ``best-<stage>.pt``), so that a warm-started run (below) can continue from
+exactly where the stage ended.
+
+**Warm start** (``train(..., init={...})``, used by :func:`deepmt.experiments.run_experiment` with
+``warm_start=``): when no ``last.pt`` is resumed, ``init = {"model": state_dict, "stage_index": k,
+"history": [rows of the earlier stages], "best_info": {...}, "rng": [per-rank states] or None,
+"from": label}`` loads the weights and starts at stage index ``k``. The earlier stages' history rows
+are kept, each marked with ``warm_start_from = init["from"]`` (rows trained by this call leave that
+column empty); ``train_seconds`` counts only the stages trained here. Without ``init["rng"]`` the
+RNGs are seeded from ``cfg.train.seed`` as for a fresh run.
+
 The test split is evaluated once, after the last stage. ``train(..., resume=True)`` continues
 from ``run_dir/last.pt`` (model, optimiser, scheduler, scaler, RNG states, position) and ends
 with the same numbers as an uninterrupted run. Files in ``run_dir``: ``config.json``,
@@ -137,13 +149,16 @@ def train(
     *,
     class_counts: list[int] | None = None,
     evaluate_test: bool = True,
+    init: Mapping[str, Any] | None = None,
 ) -> TrainResult:
     """Train ``method`` stage by stage on ``datasets["train"]``, selecting on ``datasets["val"]``.
 
     ``resume=True`` continues from ``run_dir/last.pt`` when it exists (a checkpoint made with a
     different config raises :class:`deepmt.errors.ConfigMismatchError`); otherwise training starts
     afresh. ``class_counts`` is only recorded in the checkpoints (so ``load_method`` can rebuild
-    the method exactly). Under ``torchrun`` this runs data-parallel (see :mod:`deepmt.engine.ddp`).
+    the method exactly). ``init`` warm-starts a run at a later stage (see the module docstring); a
+    ``last.pt`` to resume takes precedence over it. Under ``torchrun`` this runs data-parallel (see
+    :mod:`deepmt.engine.ddp`).
     """
     ctx = ddp.init_from_env(cfg.train.device)
     device = resolve_device(cfg.train.device, ctx.local_rank)
@@ -181,6 +196,20 @@ def train(
             set_rng_state(rng[ctx.rank], generator)
         else:  # resumed with another world size: exact replay is impossible, stay deterministic
             seed_everything(cfg.train.seed + ctx.rank + 1000 * (len(history) + 1))
+    elif init is not None:
+        start_stage = int(init["stage_index"])
+        if not 0 <= start_stage <= len(stages):
+            raise TrainingError(f"init: stage_index {start_stage} is outside the stages {stages}")
+        method.load_state_dict(init["model"])
+        label = str(init.get("from", "init"))
+        history = [{**dict(r), "warm_start_from": label} for r in init.get("history", [])]
+        best_info = {k: dict(v) for k, v in dict(init.get("best_info", {})).items()}
+        seed_everything(cfg.train.seed + ctx.rank)
+        rng = init.get("rng")
+        if rng is not None and len(rng) == ctx.world_size:
+            set_rng_state(rng[ctx.rank], generator)
+        elif rng is not None:  # another world size: stay deterministic
+            seed_everything(cfg.train.seed + ctx.rank + 1000 * (len(history) + 1))
     else:
         seed_everything(cfg.train.seed + ctx.rank)
     resumed = ckpt is not None
@@ -213,6 +242,15 @@ def train(
         if best is not None and best.get("model") is not None:
             state.update(best_model=best["model"], best_score=best["score"], best_epoch=best["epoch"])
         save_checkpoint(last_path, state)
+
+    def save_stage_end(stage_index: int) -> None:
+        """RNG states where stage ``stage_index`` ended (its weights are ``best-<stage>.pt``)."""
+        rng = ddp.gather_objects(get_rng_state(generator), ctx)
+        if ctx.is_main:
+            save_checkpoint(run_dir / f"stage-end-{stages[stage_index]}.pt", {
+                **meta, "kind": "stage_end", "stage_index": stage_index + 1, "stage": stages[stage_index],
+                "epoch": 0, "rng": rng, "best_info": json.dumps(best_info),
+            })
 
     val_set = datasets.get("val")
     train_set = datasets["train"]
@@ -302,6 +340,7 @@ def train(
         if best["model"] is not None:
             method.load_state_dict(best["model"])
         del model, opt, sched
+        save_stage_end(si)  # before last.pt moves on: a crash in between redoes both
         save_last(si + 1, 0)
         ddp.barrier(ctx)
 
