@@ -20,7 +20,7 @@ while [ $# -gt 0 ]; do
     --only) only="$2"; shift 2 ;;
     --only=*) only="${1#*=}"; shift ;;
     --keep-going) keep_going=1; shift ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) echo "run_all.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -35,6 +35,8 @@ if [ "$profile" = smoke ]; then  # smoke numbers are not results: keep the commi
 fi
 mkdir -p "$executed" figures results
 
+cache_state=empty
+if [ -n "$(ls -A "$DEEPMT_CACHE/runs" 2>/dev/null)" ]; then cache_state=warm; fi
 start=$(date +%s)
 failed=()
 ran=()
@@ -65,4 +67,20 @@ echo "total time: ${total} s ($(( total / 60 )) min $(( total % 60 )) s), profil
 if [ ${#failed[@]} -gt 0 ]; then
   echo "run_all.sh: failed notebook(s): ${failed[*]}" >&2
   exit 1
+fi
+# a complete run of a real profile: record how the numbers were made and refresh the README's results
+if [ -z "$only" ] && [ "$profile" != smoke ]; then
+  python - "$profile" "$total" "$cache_state" <<'PY' && python -m deepmt.studies.summary --readme README.md --timing results/run_all_timing.json
+import datetime, json, sys
+from deepmt.config import get_config
+from deepmt.utils import atomic_write_text
+profile, total = sys.argv[1], float(sys.argv[2])
+d = get_config(profile).data
+atomic_write_text("results/run_all_timing.json", json.dumps({
+    "command": "./run_all.sh" + ("" if profile == "quick" else f" --profile {profile}"), "profile": profile, "total_s": total,
+    "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+    "cache_at_start": sys.argv[3],
+    "data": f"HR {d.hr_size} px, LR {d.lr_size} px (x{d.scale}), {d.n_train}/{d.n_val}/{d.n_test} train/val/test images",
+}, indent=2))
+PY
 fi

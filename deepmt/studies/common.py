@@ -155,59 +155,80 @@ def metric_value(res: ExperimentResult, metric: str) -> float:
     return float(res.metrics.get(key, math.nan))
 
 
+def _per_image(results: Sequence[ExperimentResult], metric: str) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    """(fn, arrays) such that ``fn(*arrays)`` is ``metric`` averaged over the seeds of ``results``
+    and the arrays' rows are the test images (for bootstrapping)."""
+    results = list(results)
+    _check_aligned(results)
+    kind, spec = _metric_spec(metric)
+    if kind == "grading":
+        y = results[0].predictions["grade_true"]
+        p = np.stack([r.predictions["grade_probs"] for r in results], 1)  # (N, S, 5)
+
+        def fn(yy, pp):
+            return float(np.mean([spec(yy, pp[:, s]) for s in range(pp.shape[1])]))
+
+        def batched(w, yy, pp):
+            return np.mean([spec.batched(w, yy, pp[:, s]) for s in range(pp.shape[1])], axis=0)
+
+        fn.batched = batched  # type: ignore[attr-defined]
+        return fn, (y, p)
+    key = f"isr_{spec}" if kind == "isr" else f"seg_{spec[0]}"
+    missing = [r.method for r in results if key not in r.predictions]
+    if missing:
+        raise ValueError(f"{missing[0]}: no per-image {metric!r} in its predictions (does it do that task?)")
+    import warnings
+
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        v = np.nanmean(np.stack([r.predictions[key] for r in results]), 0)
+    if kind == "isr":
+        return np.nanmean, (v,)
+    lesion = spec[1]
+
+    def seg_fn(vv):
+        return _seg_value(vv, lesion)
+
+    def seg_batched(w, vv):  # weights (B, N) of the resampled rows -> (B,) values, all resamples at once
+        ok = np.isfinite(vv)
+        with np.errstate(all="ignore"):
+            means = (w @ np.where(ok, vv, 0.0)) / (w @ ok.astype(np.float64))  # (B, 4) per-lesion means
+            if lesion is not None:
+                return means[:, lesion]
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                return np.nanmean(means, axis=1)
+
+    seg_fn.batched = seg_batched  # type: ignore[attr-defined]
+    return seg_fn, (v,)
+
+
+def method_ci(results: Sequence[ExperimentResult], metric: str, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """(value, lo, hi): ``metric`` on the test split averaged over seeds, with a 95% bootstrap CI over images."""
+    fn, arrays = _per_image(results, metric)
+    return M.bootstrap_ci(fn, *arrays, n_boot=n_boot, seed=seed)
+
+
 def paired_effect(a: Sequence[ExperimentResult], b: Sequence[ExperimentResult], metric: str,
                   n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict[str, float]:
     """metric(A) - metric(B) on the same test images, each averaged over its seeds, with a paired
-    bootstrap CI over images and a two-sided p-value. Returns diff, lo, hi, p_value, a, b, n_seeds."""
+    bootstrap CI over images and a two-sided p-value. Returns diff, lo, hi, p_value, a, b, n_seeds, n_images."""
     a, b = list(a), list(b)
     ids = _check_aligned(a + b)
-    kind, spec = _metric_spec(metric)
-    if kind == "grading":
-        y = a[0].predictions["grade_true"]
-        pa = np.stack([r.predictions["grade_probs"] for r in a], 1)  # (N, S, 5)
-        pb = np.stack([r.predictions["grade_probs"] for r in b], 1)
-
-        def fn(yy, p):
-            return float(np.mean([spec(yy, p[:, s]) for s in range(p.shape[1])]))
-
-        def batched(w, yy, p):
-            return np.mean([spec.batched(w, yy, p[:, s]) for s in range(p.shape[1])], axis=0)
-
-        fn.batched = batched  # type: ignore[attr-defined]
-        out = M.paired_bootstrap_test(fn, y, pa, pb, n_boot=n_boot, seed=seed, alpha=alpha)
-    else:
-        if kind == "isr":
-            key = f"isr_{spec}"
-            va = np.nanmean(np.stack([r.predictions[key] for r in a]), 0) if all(key in r.predictions for r in a) else None
-            vb = np.nanmean(np.stack([r.predictions[key] for r in b]), 0) if all(key in r.predictions for r in b) else None
-            fn2: Callable[..., Any] = np.nanmean
-        else:
-            key = f"seg_{spec[0]}"
-            lesion = spec[1]
-
-            def stack(rs):
-                if not all(key in r.predictions for r in rs):
-                    return None
-                with np.errstate(all="ignore"):
-                    import warnings
-
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", RuntimeWarning)
-                        return np.nanmean(np.stack([r.predictions[key] for r in rs]), 0)
-
-            va, vb = stack(a), stack(b)
-
-            def fn2(v):
-                return _seg_value(v, lesion)
-
-        if va is None or vb is None:
-            missing = a[0].method if va is None else b[0].method
-            raise ValueError(f"{missing}: no per-image {metric!r} in its predictions (does it do that task?)")
-        out = M.paired_bootstrap_test(fn2, None, va, vb, n_boot=n_boot, seed=seed, alpha=alpha)
-    out = dict(out)
-    out["n_seeds"] = min(len(a), len(b))
-    out["n_images"] = len(ids)
-    return out
+    fa, arrays_a = _per_image(a, metric)
+    fb, arrays_b = _per_image(b, metric)
+    # the same seed and number of images -> the same resampled image indices for A and B (paired)
+    sa = M._bootstrap_samples(fa, arrays_a, n_boot, seed)
+    sb = M._bootstrap_samples(fb, arrays_b, n_boot, seed)
+    va, vb = float(fa(*arrays_a)), float(fb(*arrays_b))
+    d = sa[None] - sb[None]
+    d = d[~np.isnan(d)]
+    lo, hi = M._percentiles(d, alpha)
+    p = min(1.0, 2 * (min((d <= 0).sum(), (d >= 0).sum()) + 1) / (d.size + 1)) if d.size else math.nan
+    return {"diff": float(va - vb), "lo": lo, "hi": hi, "p_value": float(p), "a": float(va), "b": float(vb),
+            "n_seeds": min(len(a), len(b)), "n_images": len(ids), "n_boot": int(d.size)}
 
 
 # --------------------------------------------------------------------------- tables

@@ -1,0 +1,114 @@
+"""The README's results section, generated from ``results/*.csv`` (never edited by hand).
+
+``./run_all.sh`` calls this after a complete run of every notebook under a non-smoke profile::
+
+    python -m deepmt.studies.summary --readme README.md --timing results/run_all_timing.json
+
+It writes the claims table (from every ``results/*claims*.csv``, verdicts recomputed), the main tables
+(01, 04, 05, 06) and the provenance of the numbers: command, profile, machine and wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from deepmt.claims import claims_markdown, collect_claims, to_markdown, update_readme_section
+from deepmt.errors import DataError
+from deepmt.reporting import results_dir
+
+
+def _read(root: Path, name: str) -> pd.DataFrame | None:
+    path = root / f"{name}.csv"
+    if not path.is_file():
+        return None
+    try:
+        return pd.read_csv(path)
+    except Exception as exc:  # noqa: BLE001 - name the file whatever pandas says
+        raise DataError(f"{path}: cannot read results table ({exc})") from exc
+
+
+def _cols(df: pd.DataFrame, cols: list[str], names: dict[str, str] | None = None) -> pd.DataFrame:
+    keep = [c for c in cols if c in df.columns]
+    return df[keep].rename(columns=names or {})
+
+
+def machine_line() -> str:
+    from deepmt.bench import cpu_model, usable_cores
+
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu_model()} ({usable_cores()} cores), {gpu}, Python {platform.python_version()}, torch {torch.__version__}"
+
+
+def results_markdown(root: str | Path | None = None, timing: dict[str, Any] | None = None) -> str:
+    """The README results section: provenance, claims table and main tables, from ``root`` (``results/``)."""
+    root = Path(root) if root is not None else results_dir()
+    parts: list[str] = []
+    if timing:
+        parts.append(
+            f"Made by `{timing.get('command', './run_all.sh')}` (profile `{timing.get('profile', '?')}`) on "
+            f"{timing.get('machine', '?')}, {timing.get('date', '')}: {timing.get('total_s', float('nan')) / 60:.1f} min "
+            f"wall time for all notebooks, "
+            + ("from an empty cache" if timing.get("cache_at_start") == "empty" else "reusing runs already in the cache")
+            + ". Synthetic benchmark: "
+            f"{timing.get('data', '')}. The executed notebooks are in `results/report.html`."
+        )
+    parts.append("### Claims of the paper\n\n" + claims_markdown(collect_claims(root)))
+    parts.append(
+        "Verdict rule (`deepmt/claims.py`): *reproduced* when the 95% interval of the effect lies above 0, "
+        "*not reproduced* when it lies below, *inconclusive* otherwise. Intervals are paired bootstraps over "
+        "test images (metrics averaged over the training seeds)."
+    )
+    t01 = _read(root, "01_grading_by_input")
+    if t01 is not None:
+        parts.append("### Finding 1: grading from each input (notebook 01)\n\n" + to_markdown(
+            _cols(t01, ["label", "input", "n_seeds", "accuracy [95% CI]", "qwk [95% CI]", "macro_f1 [95% CI]"])))
+    t04 = _read(root, "04_grading_table")
+    if t04 is not None:
+        parts.append("### Grading from LR input, mean ± std over seeds (notebook 04)\n\n" + to_markdown(
+            _cols(t04, ["label", "input", "n_seeds", "accuracy", "qwk", "macro_f1", "auc_ovr", "train_s"],
+                  {"train_s": "train s"}), floatfmt=".0f"))
+    t05 = _read(root, "05_isr_table")
+    if t05 is not None:
+        parts.append("### Super-resolution quality (notebook 05)\n\n" + to_markdown(
+            _cols(t05, ["label", "psnr [95% CI]", "ssim [95% CI]", "psnr_lesion [95% CI]", "ssim_lesion [95% CI]"])))
+    t06 = _read(root, "06_segmentation_table")
+    if t06 is not None:
+        a = t06[t06.metric == "aupr"]
+        parts.append("### Lesion segmentation AUPR (notebook 06)\n\n" + to_markdown(
+            _cols(a, ["label", "input", "MA", "HE", "EX", "SE", "mean"])))
+    figs = [f for f in ("01_grading_by_input", "04_grading_table", "11_claims") if (root.parent / "figures" / f"{f}.png").is_file()]
+    if figs:
+        parts.append("\n".join(f"![{f}](figures/{f}.png)" for f in figs))
+    return "\n\n".join(parts) + "\n"
+
+
+def update_readme(readme: str | Path, root: str | Path | None = None, timing: dict[str, Any] | None = None) -> bool:
+    """Rewrite the README's ``results`` section; returns whether it changed."""
+    return update_readme_section(readme, "results", results_markdown(root, timing))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m deepmt.studies.summary", description=__doc__.split("\n\n")[0])
+    p.add_argument("--readme", default="README.md")
+    p.add_argument("--results", default=None, help="results folder (default: $DEEPMT_RESULTS or results/)")
+    p.add_argument("--timing", default=None, help="JSON written by run_all.sh: command, profile, total_s, date")
+    args = p.parse_args(argv)
+    timing = None
+    if args.timing:
+        timing = json.loads(Path(args.timing).read_text())
+        timing.setdefault("machine", machine_line())
+    changed = update_readme(args.readme, args.results, timing)
+    print(f"{args.readme}: results section {'updated' if changed else 'unchanged'}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

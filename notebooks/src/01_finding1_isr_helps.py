@@ -1,0 +1,99 @@
+# %% [markdown]
+# # 01 Finding 1: super-resolution helps grading and lesion segmentation
+#
+# **Reproduces:** the paper's first finding (Introduction; claims **C1** and **C2** of the claims table):
+# *super-resolving a low-resolution fundus photo improves both DR grading and lesion segmentation,
+# compared with working on the LR image or its bicubic up-sampling.*
+#
+# We train the same tasks from four kinds of input and compare them on the same test images:
+#
+# | input | grading | segmentation |
+# |---|---|---|
+# | LR (24 px in `quick`) | `grader_lr` (ResNet-18-style grader) | `unet_lr` |
+# | bicubic up-sampling of LR | `grader_bicubic`; `deepmt_dr_noisr` = DeepMT-DR without its ISR subnet | `unet_bicubic`; `deepmt_dr_noisr` |
+# | super-resolved by DeepMT-DR | `deepmt_dr` | `deepmt_dr` |
+# | HR (upper bound) | `grader_hr` | `unet_hr` |
+#
+# The controlled test of the claims is **DeepMT-DR vs DeepMT-DR without ISR**: identical segmentation and
+# grading subnets, losses and schedule; only the input differs (SR vs bicubic). Effects are paired
+# differences on the test images with 95% bootstrap intervals; grading runs are averaged over `seeds`.
+
+# %% tags=["parameters"]
+profile = ""  # "" -> $DEEPMT_PROFILE (smoke in CI) or quick
+seeds = [0, 1, 2]  # training seeds of the grading runs (smoke uses the first only)
+seg_seeds = [0]  # training seeds of the segmentation-only U-Nets
+dataset = "synthetic"
+data_root = ""
+device = "auto"
+n_boot = 1000
+
+# %%
+from deepmt.reporting import save_figure, save_table
+from deepmt.studies import tables as T
+from deepmt.studies.common import describe_config, sentence, study_config, study_seeds
+
+cfg = study_config(profile, dataset, data_root, device)
+seeds = study_seeds(cfg, seeds)
+seg_seeds = study_seeds(cfg, seg_seeds)
+smoke = cfg.profile == "smoke"
+print(describe_config(cfg), f"| grading seeds {seeds}, segmentation seeds {seg_seeds}")
+
+# %% [markdown]
+# ## Data
+# The benchmark's splits (generated once and cached; see notebook 00). Every method is trained on the
+# training split, selected on validation and measured on the test split.
+
+# %%
+from deepmt.data import build_datasets
+
+splits = build_datasets(cfg.data)
+print({name: len(ds) for name, ds in splits.items()})
+
+# %% [markdown]
+# ## Run
+# Trains each method once per seed (or loads it from the experiment cache, shared with notebooks 04-06).
+
+# %%
+res = T.finding1(cfg, seeds, seg_seeds, n_boot=n_boot)
+
+# %% [markdown]
+# ## Results
+
+# %%
+grading = res["grading"]
+segmentation = res["segmentation"]
+effects = res["effects"]
+save_table(grading, "01_grading_by_input")
+save_table(segmentation, "01_segmentation_by_input")
+save_table(effects, "01_effects")
+save_table(res["claims"], "01_claims")
+display(grading[["label", "input", "n_seeds"] + [f"{m} [95% CI]" for m in T.GRADING_METRICS]])
+display(segmentation[["label", "input"] + [f"{m} [95% CI]" for m in ("aupr", "dice", "aupr_MA", "dice_MA")]])
+display(effects[["task", "a", "b", "metric", "effect", "p_value"]])
+
+# %% [markdown]
+# ## Figures
+
+# %%
+save_figure(T.plot_metric_bars(grading, ["accuracy", "qwk", "macro_f1"], "Grading from each input (test, 95% CI)"), "01_grading_by_input")
+save_figure(T.plot_metric_bars(segmentation, ["aupr", "aupr_MA", "dice"], "Lesion segmentation from each input (test, 95% CI)"), "01_segmentation_by_input");
+
+# %% [markdown]
+# ## What we see
+
+# %%
+g = grading.set_index("method")
+s = segmentation.set_index("method")
+print(
+    f"Grading accuracy from LR {g.loc['grader_lr', 'accuracy']:.3f}, bicubic {g.loc['grader_bicubic', 'accuracy']:.3f}, "
+    f"DeepMT-DR without ISR {g.loc['deepmt_dr_noisr', 'accuracy']:.3f}, DeepMT-DR {g.loc['deepmt_dr', 'accuracy']:.3f}, "
+    f"HR {g.loc['grader_hr', 'accuracy']:.3f} (mean of {len(seeds)} seed(s)). "
+    + sentence(effects, "deepmt_dr", "deepmt_dr_noisr", "accuracy") + "; "
+    + sentence(effects, "deepmt_dr", "deepmt_dr_noisr", "qwk") + ". "
+    f"Segmentation AUPR (mean over lesions): LR U-Net {s.loc['unet_lr', 'aupr']:.3f}, bicubic U-Net {s.loc['unet_bicubic', 'aupr']:.3f}, "
+    f"DeepMT-DR {s.loc['deepmt_dr', 'aupr']:.3f}, HR U-Net {s.loc['unet_hr', 'aupr']:.3f}; microaneurysm AUPR "
+    f"{s.loc['unet_bicubic', 'aupr_MA']:.3f} (bicubic) vs {s.loc['deepmt_dr', 'aupr_MA']:.3f} (DeepMT-DR) vs {s.loc['unet_hr', 'aupr_MA']:.3f} (HR). "
+    + sentence(effects[effects.task == "segmentation"], "deepmt_dr", "deepmt_dr_noisr", "aupr") + ". "
+    + "Verdicts: " + "; ".join(f"{r.id} {r.metric}: {r.verdict}" for r in res["claims"].itertuples()) + "."
+    + (" (smoke profile: mechanics only, these numbers are not results.)" if smoke else "")
+)

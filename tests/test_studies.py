@@ -1,0 +1,119 @@
+"""deepmt.studies.common / tables / summary: effects, CIs and the README results section, on fake runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from deepmt import metrics as M
+from deepmt.claims import Claim, claims_table
+from deepmt.config import get_config
+from deepmt.experiments import ExperimentResult
+from deepmt.studies import common as C
+from deepmt.studies import summary as S
+
+
+def fake_run(method: str, seed: int, correct: float, n: int = 200, rng_seed: int = 0) -> ExperimentResult:
+    """A run whose grade predictions are right on a fraction ``correct`` of images, with per-image ISR/seg values."""
+    rng = np.random.default_rng(rng_seed + 17 * seed)
+    y = np.arange(n) % 5
+    right = rng.random(n) < correct
+    pred = np.where(right, y, (y + 1 + rng.integers(0, 4, n)) % 5)
+    probs = np.full((n, 5), 0.05)
+    probs[np.arange(n), pred] = 0.8
+    seg = rng.random((n, 4)) * correct
+    seg[rng.random((n, 4)) < 0.3] = np.nan  # lesion absent in some images
+    preds = {"id": np.array([f"img{i}" for i in range(n)]), "grade_true": y, "grade_probs": probs.astype(np.float32),
+             "isr_psnr_lesion": 20 + 10 * correct + rng.normal(0, 1, n), "seg_aupr": seg}
+    cfg = get_config("smoke", {"train.seed": seed})
+    metrics = {k: float(v) for k, v in M.grading_metrics(y, probs).items() if np.ndim(v) == 0}
+    return ExperimentResult(method=method, config=cfg, metrics=metrics, val_metrics={"qwk": correct}, predictions=preds,
+                            checkpoint=Path("x"), run_dir=Path("."), train_seconds=1.0, history=pd.DataFrame(), key="k")
+
+
+@pytest.fixture
+def runs():
+    return {"good": [fake_run("good", s, 0.8) for s in range(3)], "bad": [fake_run("bad", s, 0.4, rng_seed=5) for s in range(3)]}
+
+
+def test_paired_effect_detects_a_real_difference(runs):
+    e = C.paired_effect(runs["good"], runs["bad"], "accuracy", n_boot=300)
+    assert e["lo"] > 0 and e["diff"] > 0.2 and e["p_value"] < 0.01
+    assert e["a"] == pytest.approx(np.mean([C.metric_value(r, "accuracy") for r in runs["good"]]))
+    reverse = C.paired_effect(runs["bad"], runs["good"], "accuracy", n_boot=300)
+    assert reverse["hi"] < 0 and reverse["diff"] == pytest.approx(-e["diff"])
+
+
+def test_paired_effect_of_a_method_with_itself_is_zero(runs):
+    e = C.paired_effect(runs["good"], runs["good"], "qwk", n_boot=200)
+    assert e["diff"] == 0 and e["lo"] == 0 and e["hi"] == 0 and e["p_value"] == 1.0
+
+
+@pytest.mark.parametrize("metric", ["aupr", "aupr_MA", "psnr_lesion"])
+def test_batched_per_image_metrics_match_the_plain_ones(runs, metric):
+    fn, arrays = C._per_image(runs["good"], metric)
+    rng = np.random.default_rng(0)
+    n = len(arrays[0])
+    idx = rng.integers(0, n, size=(5, n))
+    w = np.stack([np.bincount(i, minlength=n) for i in idx]).astype(float)
+    batched = getattr(fn, "batched", None) or M._BATCHED[fn]
+    got = batched(w, *arrays)
+    want = [fn(*[a[i] for a in arrays]) for i in idx]
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
+def test_method_ci_brackets_the_point_and_a_missing_task_is_named(runs):
+    v, lo, hi = C.method_ci(runs["good"], "accuracy", n_boot=200)
+    assert lo <= v <= hi
+    del runs["bad"][0].predictions["seg_aupr"]
+    with pytest.raises(ValueError, match="bad.*aupr"):
+        C.paired_effect(runs["good"], runs["bad"], "aupr")
+
+
+def test_misaligned_test_images_are_refused(runs):
+    runs["bad"][1].predictions["id"] = runs["bad"][1].predictions["id"][::-1].copy()
+    with pytest.raises(ValueError, match="same images"):
+        C.paired_effect(runs["good"], runs["bad"], "accuracy")
+
+
+def test_summary_and_sentence(runs):
+    s = C.summary_table(runs, ["accuracy"])
+    assert list(s.method) == ["good", "bad"] and "±" in s.loc[0, "accuracy"] and s.loc[0, "n_seeds"] == 3
+    eff = C.effects_table(runs, [("good", "bad")], ["accuracy"], n_boot=200)
+    assert "better than" in C.sentence(eff, "good", "bad", "accuracy")
+    assert "not measured" in C.sentence(eff, "good", "bad", "qwk")
+
+
+def test_study_config_and_seeds(monkeypatch):
+    monkeypatch.setenv("DEEPMT_PROFILE", "smoke")
+    cfg = C.study_config("", "synthetic", "")
+    assert cfg.profile == "smoke" and C.study_seeds(cfg, [3, 4, 5]) == [3]
+    assert C.study_seeds(get_config("quick"), [3, 4, 5]) == [3, 4, 5]
+    with pytest.raises(ValueError, match="data_root"):
+        C.study_config("smoke", "ddr", "")
+    with pytest.raises(ValueError, match="at least one"):
+        C.study_seeds(cfg, [])
+
+
+def test_readme_results_section_from_results_folder(tmp_path):
+    res = tmp_path / "results"
+    res.mkdir()
+    claims_table([Claim.from_paper("C1", metric="accuracy", effect=0.1, lo=0.05, hi=0.15, n_seeds=3, evidence="01")]).to_csv(res / "01_claims.csv", index=False)
+    pd.DataFrame({"label": ["A"], "input": ["LR"], "n_seeds": [3], "accuracy [95% CI]": ["0.5 [0.4, 0.6]"]}).to_csv(res / "01_grading_by_input.csv", index=False)
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- BEGIN results -->\nold\n<!-- END results -->\n")
+    timing = {"command": "./run_all.sh", "profile": "quick", "total_s": 1500, "date": "2026-11-25", "machine": "test box",
+              "cache_at_start": "empty", "data": "HR 96"}
+    assert S.update_readme(readme, res, timing)
+    text = readme.read_text()
+    assert "25.0 min" in text and "test box" in text and "from an empty cache" in text
+    assert "| **C1**" in text and "reproduced" in text and "0.5 [0.4, 0.6]" in text and "old" not in text
+    assert "not measured" in text  # the other claims are listed too
+    (res / "04_grading_table.csv").write_text("not,a\n\"broken")
+    with pytest.raises(Exception, match="04_grading_table"):
+        S.results_markdown(res, timing)
+    assert json.dumps(timing)
