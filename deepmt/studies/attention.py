@@ -1,0 +1,583 @@
+"""Finding 2 (notebook 02): do the regions that drive the grading decision fall on the lesions?
+
+    from deepmt.studies import attention as A
+    study = A.attention_study({"grader_hr": res_hr, "deepmt_dr": res_mt}, cfg, n_images=200)
+    A.summary_table(study.per_image)          # energy share observed vs random, effect with CI, ROC-AUC
+    A.claims_rows(A.summary_table(...))       # claim C3 rows for the claims table
+
+**Maps.** :func:`visualization_maps` gives the (B,1,H,W) map of a trained method from the package's own
+code: for DeepMT-DR its visualization map (:meth:`DeepMTDR.grade_and_visualize`: Grad-CAM of ResNet
+stages fused coarse-to-fine, lesion-oriented feature selection) from the **LR** input; for a plain grader
+(``grader_hr``, ``grader_bicubic``, ``grader_lr``) the same fusion without feature selection and with
+equal (untrained) stage weights, i.e. plain multi-stage Grad-CAM (:class:`~deepmt.models.visualization.VisualizationMap`).
+The Grad-CAM target is the predicted grade (``target="pred"``, the decision being explained) or the true
+grade (``target="true"``; ungraded images fall back to the prediction).
+
+**Measures, per test image with at least one lesion pixel in the field of view (FOV):**
+
+* ``energy``: share of the map's energy (sum of map values) inside the lesion region (the union of the
+  four lesion masks dilated by a disk of ``dilation`` px, :func:`deepmt.metrics.lesion_region`), out of its
+  energy inside the FOV. A uniform map scores the region's area share (``area_share``).
+* ``energy_random``: the same for the **same region at random positions**: rotated by a uniform random
+  angle about the FOV centroid, mirrored with probability 1/2, cut to the FOV, averaged over
+  ``n_random`` draws (:func:`random_rotations`). This keeps each image's lesion count, sizes, area and
+  distances from the FOV centre, and moves only *where* the lesions are: a map that merely prefers the
+  FOV's interior or the image's bright parts gains nothing from it. The effect of claim C3 is
+  ``mean(energy) - mean(energy_random)``, paired bootstrap over images.
+* ``auc``: the map as a pixel-level lesion detector: ROC-AUC (scikit-learn) of the map values inside
+  the FOV against the (undilated) union of the lesion masks; ``auc_<L>`` per lesion type where that
+  mask is annotated and non-empty; ``auc_random`` the AUC against the rotated masks (about 0.5).
+* for a method that also segments (DeepMT-DR): ``energy_pred`` / ``energy_pred_random``, the same
+  energy share inside its **own predicted** lesion regions (probability >= 0.5, dilated) -- the paper's
+  wording of Finding 2 (segmentation regions vs grading regions). DeepMT-DR is trained to make its map
+  agree with its lesion maps (``loss.vis_consistency``), so this agreement is partly by construction;
+  the HR grader, trained on grades only, is the unbiased test.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from deepmt import GRADES, LESIONS
+from deepmt import metrics as M
+from deepmt.models.methods import MethodOutput
+
+#: evidence name of the claim rows (the notebook)
+EVIDENCE = "02_finding2_lesions_vs_attention"
+#: probability at which a predicted lesion map counts as a lesion region
+PRED_THRESHOLD = 0.5
+
+
+# --------------------------------------------------------------------------- maps
+def _unwrap(method):
+    return getattr(method, "module", method)
+
+
+def _device_of(method) -> torch.device:
+    try:
+        return next(method.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+def batch_to(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    """A collated Sample batch with its tensors on ``device`` (fp32, contiguous)."""
+    return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+
+
+def visualization_maps(method, batch: Mapping[str, Any], target: str = "pred") -> MethodOutput:
+    """Run a trained method on ``batch`` and return its :class:`MethodOutput` with ``vis_map`` (B,1,H,W) set.
+
+    DeepMT-DR (and ``deepmt_dr_noisr``): its visualization map from the LR input (the package's
+    :meth:`grade_and_visualize`). A plain grader baseline: multi-stage Grad-CAM through its
+    ``VisualizationMap`` (no feature selection). Any other method with a ``compute_vis`` switch is run
+    with it on. ``target``: "pred" (Grad-CAM of the predicted grade, what ``forward`` does) or "true"
+    (the true grade where known). Raises ``ValueError`` for a method without a grader.
+    """
+    from deepmt.models.baselines import GraderBaseline, _image
+    from deepmt.models.deepmt_dr import DeepMTDR
+    from deepmt.models.visualization import gradcam_target
+
+    if target not in ("pred", "true"):
+        raise ValueError(f"target must be 'pred' or 'true', got {target!r}")
+    m = _unwrap(method)
+    grade = batch["grade"] if target == "true" else None
+    if isinstance(m, DeepMTDR):
+        with torch.no_grad():
+            sr = m.super_resolve(batch["lr"])
+            logits = m.seg(sr)
+            probs = torch.sigmoid(logits.float())
+        out, vis = m.grade_and_visualize(sr, probs, grade, need_vis=True, create_graph=False)
+        return MethodOutput(sr=sr, lesion_logits=logits, lesion_probs=probs, grade_logits=out.logits.detach(), vis_map=vis.detach())
+    if isinstance(m, GraderBaseline):
+        x = _image(batch, m.kind, m.scale)
+        size = (batch["lr"].shape[-2] * m.scale, batch["lr"].shape[-1] * m.scale)
+        with torch.enable_grad():
+            xi = x.detach().requires_grad_(True)
+            out = m.grader(xi, return_features=True)
+            tgt = gradcam_target(out.clean_logits, grade)
+            score = out.clean_logits.gather(1, tgt[:, None]).squeeze(1)
+            vis = m.vis(score, out.features, size, None, create_graph=False)
+        return MethodOutput(grade_logits=out.logits.detach(), vis_map=vis.detach())
+    if hasattr(m, "compute_vis"):
+        if target == "true":
+            raise ValueError(f"method {getattr(m, 'name', m)!r}: only the predicted-grade target is available")
+        old = m.compute_vis
+        m.compute_vis = True
+        try:
+            with torch.no_grad():
+                out = m(batch)
+        finally:
+            m.compute_vis = old
+        if out.vis_map is not None:
+            return out
+    raise ValueError(f"method {getattr(m, 'name', type(m).__name__)!r} has no grader, so no visualization map")
+
+
+# --------------------------------------------------------------------------- measures
+def energy_share(vis: np.ndarray, region: np.ndarray, fov: np.ndarray) -> np.ndarray | float:
+    """Share of the map's energy inside ``region`` out of its energy inside ``fov``.
+
+    (H,W) arrays -> float, or a stack of regions (..., H, W) with one map -> array. nan when the map has no
+    energy in the FOV.
+    """
+    v = np.clip(np.asarray(vis, dtype=np.float64), 0, None) * (np.asarray(fov) > 0.5)
+    total = v.sum()
+    if not total > 0:
+        return np.full(np.shape(region)[:-2], np.nan) if np.ndim(region) > 2 else math.nan
+    inside = (np.asarray(region, dtype=bool) * v).sum(axis=(-2, -1))
+    out = inside / total
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def random_rotations(masks: np.ndarray, fov: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` random placements of the (C,H,W) bool ``masks`` inside the field of view -> (n,C,H,W) bool.
+
+    Each draw rotates all C masks together by one uniform random angle about the FOV centroid and
+    mirrors them (left-right about the centroid) with probability 1/2 -- nearest-neighbour resampling --
+    then cuts them to the FOV. Distances from the FOV centre, sizes and (for a circular FOV) areas are kept.
+    """
+    masks = np.asarray(masks, dtype=bool)
+    if masks.ndim != 3:
+        raise ValueError(f"masks must be (C, H, W), got shape {masks.shape}")
+    fov = np.asarray(fov) > 0.5
+    C, H, W = masks.shape
+    if not fov.any():
+        fov = np.ones((H, W), bool)
+    ys, xs = np.nonzero(fov)
+    cy, cx = ys.mean(), xs.mean()
+    yy, xx = np.mgrid[0:H, 0:W]
+    dy, dx = (yy - cy).ravel(), (xx - cx).ravel()
+    out = np.zeros((n, C, H * W), bool)
+    flat = masks.reshape(C, H * W)
+    for k in range(n):
+        theta = rng.uniform(0.0, 2 * np.pi)
+        mirror = rng.random() < 0.5
+        c, s = math.cos(theta), math.sin(theta)
+        # output pixel p takes the source pixel c + R(-theta)(p - c), mirrored in x
+        sx = c * dx + s * dy
+        sy = -s * dx + c * dy
+        if mirror:
+            sx = -sx
+        ix = np.rint(sx + cx).astype(np.int64)
+        iy = np.rint(sy + cy).astype(np.int64)
+        ok = (ix >= 0) & (ix < W) & (iy >= 0) & (iy < H)
+        out[k][:, ok] = flat[:, iy[ok] * W + ix[ok]]
+    return out.reshape(n, C, H, W) & fov
+
+
+def pixel_auc(score: np.ndarray, positive: np.ndarray, valid: np.ndarray | None = None) -> float:
+    """ROC-AUC (scikit-learn) of ``score`` as a detector of ``positive`` pixels, over the ``valid`` pixels;
+    nan when one class is missing."""
+    from sklearn.metrics import roc_auc_score
+
+    valid = np.ones(np.shape(score), bool) if valid is None else np.asarray(valid) > 0.5
+    y = np.asarray(positive, dtype=bool)[valid]
+    if y.all() or not y.any():
+        return math.nan
+    return float(roc_auc_score(y, np.asarray(score, dtype=np.float64)[valid]))
+
+
+def rank_auc(ranks: np.ndarray, positives: np.ndarray) -> np.ndarray:
+    """ROC-AUC of many label vectors against one score vector, from the score's average ranks (1-based,
+    ``scipy.stats.rankdata``): Mann-Whitney U / (n_pos n_neg), equal to scikit-learn's AUC with ties.
+    ``positives`` (K, n) bool -> (K,) AUCs (nan where one class is missing)."""
+    pos = np.atleast_2d(np.asarray(positives, dtype=bool))
+    n = pos.shape[1]
+    n_pos = pos.sum(1).astype(np.float64)
+    n_neg = n - n_pos
+    r = pos @ np.asarray(ranks, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = (r - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    auc[(n_pos == 0) | (n_neg == 0)] = np.nan
+    return auc
+
+
+def auto_dilation(hr_size: int) -> int:
+    """Default lesion-region dilation in px: ``hr_size // 32`` (3 px at 96, 32 at 1024), at least 1."""
+    return max(1, int(hr_size) // 32)
+
+
+def image_agreement(
+    vis: np.ndarray,
+    masks: np.ndarray,
+    fov: np.ndarray,
+    *,
+    mask_present: np.ndarray | None = None,
+    lesion_probs: np.ndarray | None = None,
+    dilation: int = 3,
+    n_random: int = 20,
+    rng: np.random.Generator | None = None,
+) -> dict[str, float] | None:
+    """The measures of one image (see the module docstring): map ``vis`` (H,W), ``masks`` (4,H,W),
+    ``fov`` (H,W), optional ``lesion_probs`` (4,H,W) of the same method. None when the image has no
+    annotated lesion pixel inside the FOV."""
+    from scipy.stats import rankdata
+
+    rng = rng if rng is not None else np.random.default_rng(0)
+    vis = np.asarray(vis, dtype=np.float64)
+    fov_b = np.asarray(fov) > 0.5
+    present = np.ones(len(LESIONS), bool) if mask_present is None else np.asarray(mask_present, dtype=bool)
+    m = (np.asarray(masks) > 0.5) & present[:, None, None] & fov_b
+    union = m.any(0)
+    if not union.any():
+        return None
+    region = M.lesion_region(m[None], dilation=dilation, fov=fov_b[None, None])[0]
+    placed = random_rotations(np.stack([region, union]), fov_b, n_random, rng)
+    ranks = rankdata(vis[fov_b])
+    row: dict[str, float] = {
+        "lesion_px": float(union.sum()),
+        "area_share": float(region.sum() / max(fov_b.sum(), 1)),
+        "energy": energy_share(vis, region, fov_b),
+        "energy_random": float(np.nanmean(energy_share(vis, placed[:, 0], fov_b))) if n_random else math.nan,
+        "auc": pixel_auc(vis, union, fov_b),
+        "auc_random": float(np.nanmean(rank_auc(ranks, placed[:, 1][:, fov_b]))) if n_random else math.nan,
+    }
+    for k, name in enumerate(LESIONS):
+        row[f"auc_{name}"] = pixel_auc(vis, m[k], fov_b) if present[k] and m[k].any() else math.nan
+    row["energy_pred"] = row["energy_pred_random"] = math.nan
+    if lesion_probs is not None:
+        pred = (np.asarray(lesion_probs) >= PRED_THRESHOLD).any(0) & fov_b
+        row["pred_lesion_px"] = float(pred.sum())
+        if pred.any():
+            pred_region = M.lesion_region(pred[None, None], dilation=dilation, fov=fov_b[None, None])[0]
+            placed_pred = random_rotations(pred_region[None], fov_b, n_random, rng)[:, 0]
+            row["energy_pred"] = energy_share(vis, pred_region, fov_b)
+            row["energy_pred_random"] = float(np.nanmean(energy_share(vis, placed_pred, fov_b))) if n_random else math.nan
+    return row
+
+
+# --------------------------------------------------------------------------- the study
+@dataclass
+class AttentionStudy:
+    """What :func:`attention_study` measured: one row per method and image, and example images."""
+
+    per_image: pd.DataFrame
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    methods: list[str] = field(default_factory=list)
+    dilation: int = 0
+    n_random: int = 0
+    target: str = "pred"
+    n_scanned: int = 0
+    n_without_lesions: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_images(self) -> int:
+        return int(self.per_image["id"].nunique()) if len(self.per_image) else 0
+
+
+def test_split(cfg):
+    """The test split of ``cfg``'s dataset (built or loaded from the cache)."""
+    from deepmt.data import build_datasets
+
+    return build_datasets(cfg.data, ("test",))["test"]
+
+
+def has_lesions(sample: Mapping[str, Any]) -> bool:
+    """Whether a (single) sample has an annotated lesion pixel inside its field of view."""
+    present = np.asarray(sample["mask_present"], dtype=bool)
+    if not present.any():
+        return False
+    m = np.asarray(sample["masks"])[present] > 0.5
+    return bool((m.any(0) & (np.asarray(sample["fov"])[0] > 0.5)).any())
+
+
+def attention_study(
+    results: Mapping[str, Any],
+    cfg,
+    *,
+    n_images: int = 200,
+    dilation: int = 0,
+    n_random: int = 20,
+    target: str = "pred",
+    seed: int = 0,
+    n_examples: int = 4,
+    dataset=None,
+    batch_size: int | None = None,
+    device: str | None = None,
+) -> AttentionStudy:
+    """Visualization maps of each method in ``results`` ({name: ExperimentResult or trained Method}) on
+    the first ``n_images`` test images that have lesion annotations, measured against the lesion masks.
+
+    ``dilation`` 0 means :func:`auto_dilation`; ``n_random`` random placements per image; ``seed`` seeds
+    the placements; ``n_examples`` images (one per grade 1-4 where possible) keep their maps for figures.
+    ``dataset`` defaults to the test split of ``cfg``.
+    """
+    from deepmt.experiments import ExperimentResult, load_method
+
+    ds = dataset if dataset is not None else test_split(cfg)
+    dilation = int(dilation) or auto_dilation(cfg.data.hr_size)
+    methods = {}
+    for name, r in results.items():
+        methods[name] = load_method(r, device=device or cfg.train.device) if isinstance(r, ExperimentResult) else r
+    bs = int(batch_size or cfg.train.eval_batch_size)
+    loader = torch.utils.data.DataLoader(ds, batch_size=bs, shuffle=False, num_workers=0)
+    rng = np.random.default_rng(seed)
+    rows: list[dict[str, Any]] = []
+    by_grade: dict[int, dict[str, Any]] = {}  # the first image of each grade 1-4, for the figure
+    others: list[dict[str, Any]] = []  # further images, should some grade be missing
+    n_done = n_scanned = n_without = 0
+    for batch in loader:
+        if n_done >= n_images:
+            break
+        B = len(batch["id"])
+        n_scanned += B
+        keep = [i for i in range(B) if has_lesions({k: batch[k][i] for k in ("masks", "mask_present", "fov")})]
+        n_without += B - len(keep)
+        keep = keep[: n_images - n_done]
+        if not keep:
+            continue
+        idx = torch.tensor(keep)
+        sub = {k: (v[idx] if isinstance(v, torch.Tensor) else [v[i] for i in keep]) for k, v in batch.items()}
+        masks, fov, present = sub["masks"].numpy(), sub["fov"].numpy()[:, 0], sub["mask_present"].numpy()
+        grades = sub["grade"].numpy()
+        outs = {}
+        for name, method in methods.items():
+            out = visualization_maps(method, batch_to(sub, _device_of(method)), target=target)
+            outs[name] = {
+                "vis": out.vis_map[:, 0].float().cpu().numpy(),
+                "probs": out.lesion_probs.float().cpu().numpy() if out.lesion_probs is not None else None,
+                "grade_pred": out.grade_logits.float().argmax(1).cpu().numpy(),
+                "sr": out.sr.float().clamp(0, 1).cpu().numpy() if out.sr is not None else None,
+            }
+        for j, sid in enumerate(sub["id"]):
+            g = int(grades[j])
+            for name, o in outs.items():
+                row = image_agreement(
+                    o["vis"][j], masks[j], fov[j], mask_present=present[j],
+                    lesion_probs=o["probs"][j] if o["probs"] is not None else None,
+                    dilation=dilation, n_random=n_random, rng=rng,
+                )
+                if row is None:
+                    continue
+                rows.append({"method": name, "id": str(sid), "grade": g, "grade_pred": int(o["grade_pred"][j]), **row})
+            if (1 <= g <= 4 and g not in by_grade) or len(others) < n_examples:
+                ex = {
+                    "id": str(sid), "grade": g, "hr": sub["hr"][j].permute(1, 2, 0).numpy(),
+                    "masks": masks[j] * present[j][:, None, None], "fov": fov[j],
+                    "maps": {n: o["vis"][j] for n, o in outs.items()},
+                    "lesion_probs": {n: o["probs"][j] for n, o in outs.items() if o["probs"] is not None},
+                    "grade_pred": {n: int(o["grade_pred"][j]) for n, o in outs.items()},
+                }
+                if 1 <= g <= 4 and g not in by_grade:
+                    by_grade[g] = ex
+                else:
+                    others.append(ex)
+        n_done += len(keep)
+    chosen = [by_grade[g] for g in sorted(by_grade)][:n_examples]
+    chosen += others[: max(0, n_examples - len(chosen))]
+    for ex in chosen:
+        ex["measures"] = {r["method"]: r for r in rows if r["id"] == ex["id"]}
+    notes = []
+    if not rows:
+        notes.append(
+            f"none of the {n_scanned} test images scanned has an annotated lesion inside its field of view: "
+            "Finding 2 needs lesion masks (use a dataset with masks, e.g. synthetic, idrid-seg or ddr-seg)"
+        )
+    per_image = pd.DataFrame(rows)
+    return AttentionStudy(per_image, chosen, list(methods), dilation, n_random, target, n_scanned, n_without, notes)
+
+
+# --------------------------------------------------------------------------- tables
+def _mean_ci(x: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, float]:
+    x = np.asarray(x, dtype=np.float64)
+    if not np.isfinite(x).any():
+        return math.nan, math.nan, math.nan
+    return M.bootstrap_ci(M.nanmean, x, n_boot=n_boot, seed=seed)
+
+
+def _paired(a: np.ndarray, b: np.ndarray, n_boot: int, seed: int) -> dict[str, float]:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    ok = np.isfinite(a) & np.isfinite(b)
+    if not ok.any():
+        return {"diff": math.nan, "lo": math.nan, "hi": math.nan, "p_value": math.nan, "n": 0}
+    out = M.paired_bootstrap_test(np.mean, None, a[ok], b[ok], n_boot=n_boot, seed=seed)
+    return {"diff": out["diff"], "lo": out["lo"], "hi": out["hi"], "p_value": out["p_value"], "n": int(ok.sum())}
+
+
+def summary_table(per_image: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """One row per method: energy share inside the lesion region (mean, 95% CI), the random-placement
+    baseline, their paired difference (CI, p), the lift (ratio of means), the uniform-map area share,
+    pixel ROC-AUC (mean, CI) and its random-placement value, and -- for methods that segment -- the energy
+    share inside their own predicted lesion regions vs random placements of those."""
+    cols = ["method", "n_images", "energy", "energy_lo", "energy_hi", "energy_random", "effect", "effect_lo", "effect_hi",
+            "p_value", "lift", "area_share", "auc", "auc_lo", "auc_hi", "auc_random", "energy_pred", "energy_pred_random",
+            "effect_pred", "effect_pred_lo", "effect_pred_hi", "n_pred"]
+    rows = []
+    if per_image is None or not len(per_image):
+        return pd.DataFrame(columns=cols)
+    for method, df in per_image.groupby("method", sort=False):
+        e, lo, hi = _mean_ci(df["energy"].to_numpy(), n_boot, seed)
+        eff = _paired(df["energy"].to_numpy(), df["energy_random"].to_numpy(), n_boot, seed)
+        a, alo, ahi = _mean_ci(df["auc"].to_numpy(), n_boot, seed)
+        pred = _paired(df["energy_pred"].to_numpy(), df["energy_pred_random"].to_numpy(), n_boot, seed)
+        er = float(np.nanmean(df["energy_random"])) if df["energy_random"].notna().any() else math.nan
+        rows.append({
+            "method": method, "n_images": int(len(df)), "energy": e, "energy_lo": lo, "energy_hi": hi, "energy_random": er,
+            "effect": eff["diff"], "effect_lo": eff["lo"], "effect_hi": eff["hi"], "p_value": eff["p_value"],
+            "lift": e / er if er and np.isfinite(er) and er > 0 else math.nan,
+            "area_share": float(df["area_share"].mean()),
+            "auc": a, "auc_lo": alo, "auc_hi": ahi,
+            "auc_random": float(np.nanmean(df["auc_random"])) if df["auc_random"].notna().any() else math.nan,
+            "energy_pred": float(np.nanmean(df["energy_pred"])) if df["energy_pred"].notna().any() else math.nan,
+            "energy_pred_random": float(np.nanmean(df["energy_pred_random"])) if df["energy_pred_random"].notna().any() else math.nan,
+            "effect_pred": pred["diff"], "effect_pred_lo": pred["lo"], "effect_pred_hi": pred["hi"], "n_pred": pred["n"],
+        })
+    return pd.DataFrame(rows, columns=cols)
+
+
+def by_grade_table(per_image: pd.DataFrame) -> pd.DataFrame:
+    """Mean energy share (observed, random), their difference and pixel AUC per method and true grade."""
+    if per_image is None or not len(per_image):
+        return pd.DataFrame(columns=["method", "grade", "grade_name", "n_images", "energy", "energy_random", "effect", "auc"])
+    df = per_image.assign(diff=per_image["energy"] - per_image["energy_random"])
+    g = df.groupby(["method", "grade"], sort=False).agg(
+        n_images=("id", "size"), energy=("energy", "mean"), energy_random=("energy_random", "mean"),
+        effect=("diff", "mean"), auc=("auc", "mean"),
+    ).reset_index()
+    g.insert(2, "grade_name", [GRADES[x] if 0 <= x < len(GRADES) else "no grade" for x in g["grade"]])
+    order = {m: i for i, m in enumerate(per_image["method"].unique())}
+    g = g.assign(_o=g["method"].map(order)).sort_values(["_o", "grade"], kind="stable").drop(columns="_o")
+    return g.reset_index(drop=True)
+
+
+def by_lesion_table(per_image: pd.DataFrame) -> pd.DataFrame:
+    """Mean pixel ROC-AUC of each method's map per lesion type, over the images that contain that lesion."""
+    rows = []
+    if per_image is not None and len(per_image):
+        for method, df in per_image.groupby("method", sort=False):
+            for name in LESIONS:
+                v = df[f"auc_{name}"].to_numpy(dtype=np.float64)
+                ok = np.isfinite(v)
+                rows.append({"method": method, "lesion": name, "n_images": int(ok.sum()), "auc": float(v[ok].mean()) if ok.any() else math.nan})
+    return pd.DataFrame(rows, columns=["method", "lesion", "n_images", "auc"])
+
+
+def claims_rows(summary: pd.DataFrame, n_seeds: int = 1, evidence: str = EVIDENCE, methods: Sequence[str] | None = None):
+    """Claim C3 rows (one per method, in ``methods`` order): effect = mean energy share inside the real lesion
+    regions minus inside randomly placed ones, with its paired-bootstrap CI. A missing method gives a
+    "not measured" row."""
+    from deepmt.claims import PAPER_CLAIMS, Claim
+    from deepmt.studies.common import label
+
+    methods = list(methods) if methods is not None else list(summary["method"]) if len(summary) else ["grader_hr"]
+    base = PAPER_CLAIMS["C3"].comparison
+    claims = []
+    for m in methods:
+        row = summary[summary["method"] == m]
+        r = row.iloc[0] if len(row) else None
+        claims.append(Claim.from_paper(
+            "C3", metric="energy_in_lesions",
+            effect=float(r["effect"]) if r is not None else math.nan,
+            lo=float(r["effect_lo"]) if r is not None else math.nan,
+            hi=float(r["effect_hi"]) if r is not None else math.nan,
+            n_seeds=n_seeds if r is not None else 0, evidence=evidence, comparison=f"{label(m)}: {base}",
+        ))
+    return claims
+
+
+# --------------------------------------------------------------------------- figures
+def _overlay_map(ax, image: np.ndarray, vis: np.ndarray | None, masks: np.ndarray, title: str = "", fov: np.ndarray | None = None) -> None:
+    ax.imshow(np.clip(image, 0, 1), interpolation="nearest")
+    if vis is not None:
+        shown = np.ma.masked_where(np.asarray(fov) <= 0.5, vis) if fov is not None else vis
+        ax.imshow(shown, cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation="nearest")
+    union = (np.asarray(masks) > 0.5).any(0)
+    if union.any():
+        ax.contour(union.astype(float), levels=[0.5], colors="white", linewidths=0.8)
+    ax.set_xticks([]), ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=7)
+
+
+def figure_examples(study: AttentionStudy):
+    """Example test images (one per grade 1-4 where possible): the HR image with its lesion masks
+    outlined, then each method's visualization map overlaid (jet; white contours = lesion masks)."""
+    import matplotlib.pyplot as plt
+
+    from deepmt.studies.common import label
+
+    exs = study.examples
+    ncol = 1 + len(study.methods)
+    fig, axes = plt.subplots(max(1, len(exs)), ncol, figsize=(2.3 * ncol, 2.4 * max(1, len(exs))), squeeze=False)
+    if not exs:
+        axes[0, 0].text(0.5, 0.5, "no test image with lesion masks", ha="center", va="center")
+        axes[0, 0].axis("off")
+        return fig
+    for r, ex in enumerate(exs):
+        gname = f"grade {ex['grade']}" if ex["grade"] >= 0 else "no grade"
+        _overlay_map(axes[r, 0], ex["hr"], None, ex["masks"], f"{ex['id']} ({gname})\nHR + lesion masks")
+        for c, m in enumerate(study.methods, start=1):
+            meas = ex["measures"].get(m, {})
+            _overlay_map(
+                axes[r, c], ex["hr"], ex["maps"][m], ex["masks"],
+                f"{label(m)} (pred {ex['grade_pred'][m]})\nenergy {meas.get('energy', math.nan):.2f} "
+                f"(random {meas.get('energy_random', math.nan):.2f}), AUC {meas.get('auc', math.nan):.2f}",
+                fov=ex["fov"],
+            )
+    fig.suptitle(f"Visualization maps vs lesion masks (white contours), Grad-CAM target: {study.target} grade", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def figure_energy(per_image: pd.DataFrame, summary: pd.DataFrame):
+    """(a) per image: energy share inside the real lesion region vs inside random placements, one colour per
+    method, diagonal = no agreement; (b) the paired effect (lesions - random) with its 95% CI per method, and
+    for methods that segment the same against their own predicted lesion regions; (c) pixel ROC-AUC of each map as a lesion detector by true grade (0.5 = chance)."""
+    import matplotlib.pyplot as plt
+
+    from deepmt.studies.common import label
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    if per_image is None or not len(per_image):
+        for ax in axes:
+            ax.text(0.5, 0.5, "no images with lesion masks", ha="center", va="center")
+            ax.axis("off")
+        return fig
+    methods = list(summary["method"])
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    ax = axes[0]
+    top = float(np.nanmax(per_image[["energy", "energy_random"]].to_numpy())) if len(per_image) else 1.0
+    for k, m in enumerate(methods):
+        df = per_image[per_image.method == m]
+        ax.scatter(df["energy_random"], df["energy"], s=10, alpha=0.6, color=colours[k % len(colours)], label=label(m))
+    ax.plot([0, top], [0, top], "k--", lw=0.8)
+    ax.set_xlabel("energy share in randomly placed masks"), ax.set_ylabel("energy share in lesion masks")
+    ax.set_title("(a) per image", fontsize=9)
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    x = np.arange(len(methods))
+    s = summary.set_index("method").loc[methods]
+    w = 0.38
+    eff, lo, hi = s["effect"].to_numpy(float), s["effect_lo"].to_numpy(float), s["effect_hi"].to_numpy(float)
+    ax.bar(x - w / 2, eff, w, yerr=[eff - lo, hi - eff], capsize=3, label="true lesion masks")
+    if s["effect_pred"].notna().any():
+        ep, pl, ph = s["effect_pred"].to_numpy(float), s["effect_pred_lo"].to_numpy(float), s["effect_pred_hi"].to_numpy(float)
+        ax.bar(x + w / 2, ep, w, yerr=[ep - pl, ph - ep], capsize=3, label="its own predicted lesions", hatch="//", alpha=0.7)
+    for k, m in enumerate(methods):
+        ax.annotate(f"x{s.loc[m, 'lift']:.2f}", (x[k] - w / 2, max(hi[k], 0) if np.isfinite(hi[k]) else 0),
+                    ha="center", va="bottom", fontsize=7)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xticks(x, [label(m) for m in methods], fontsize=7, rotation=10)
+    ax.set_ylabel("energy share: lesions - random placements")
+    ax.set_title("(b) paired effect, 95% CI (x lift = ratio)", fontsize=9)
+    ax.legend(fontsize=7)
+    ax = axes[2]
+    grades = sorted(per_image["grade"].unique())
+    for k, m in enumerate(methods):
+        df = per_image[per_image.method == m].groupby("grade")["auc"].mean().reindex(grades)
+        ax.plot(grades, df.to_numpy(), "o-", color=colours[k % len(colours)], label=label(m))
+    ax.axhline(0.5, color="k", ls="--", lw=0.8)
+    ax.set_xticks(grades)
+    ax.set_xlabel("true DR grade"), ax.set_ylabel("pixel ROC-AUC of the map")
+    ax.set_title("(c) map as a lesion detector", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

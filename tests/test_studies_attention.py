@@ -1,0 +1,282 @@
+"""Studies of notebooks 02 (lesions vs attention) and 09 (qualitative): measures on tiny synthetic arrays,
+visualization maps of untrained smoke-size methods, the study functions end to end on an in-memory split."""
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from deepmt import LESIONS
+from deepmt.config import get_config
+from deepmt.models.methods import build_method
+from deepmt.studies import attention as A
+from deepmt.studies import qualitative as Q
+
+H = 64
+
+
+def disk(n=H, r=None, centre=None):
+    r = r if r is not None else n / 2 - 2
+    cy, cx = centre if centre is not None else ((n - 1) / 2, (n - 1) / 2)
+    yy, xx = np.mgrid[0:n, 0:n]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return get_config("smoke", {"train.device": "cpu"})
+
+
+def make_split(n=6, size=H, scale=4, seed=0):
+    """An in-memory list of Sample dicts: a red disk fundus, a few square lesions, grades 0..4."""
+    from deepmt.data.degradation import degrade
+
+    rng = np.random.default_rng(seed)
+    fov = disk(size)
+    out = []
+    for i in range(n):
+        g = i % 5
+        hr = np.zeros((3, size, size), np.float32)
+        hr[0], hr[1], hr[2] = 0.8 * fov, 0.35 * fov, 0.1 * fov
+        hr += 0.02 * rng.random((3, size, size)).astype(np.float32) * fov
+        masks = np.zeros((4, size, size), np.float32)
+        for j in range(g * 2):
+            k = 0 if j == 0 else int(rng.integers(4 if g > 1 else 1))  # every lesion image has an MA
+            y, x = rng.integers(size // 4, 3 * size // 4, 2)
+            masks[k, y : y + 2, x : x + 2] = 1
+            hr[:, y : y + 2, x : x + 2] *= 0.5
+        hr_t = torch.from_numpy(hr).clamp(0, 1)
+        out.append({
+            "hr": hr_t, "lr": degrade(hr_t, scale), "masks": torch.from_numpy(masks),
+            "mask_present": torch.ones(4, dtype=torch.bool), "fov": torch.from_numpy(fov[None].astype(np.float32)),
+            "grade": torch.tensor(g), "id": f"img{i}",
+        })
+    return out
+
+
+# --------------------------------------------------------------------------- measures
+def test_energy_share_uniform_map_is_area_share():
+    fov = disk()
+    region = disk(r=8) & fov
+    assert A.energy_share(np.ones((H, H)), region, fov) == pytest.approx(region.sum() / fov.sum())
+    assert A.energy_share(region.astype(float), region, fov) == pytest.approx(1.0)
+    assert math.isnan(A.energy_share(np.zeros((H, H)), region, fov))
+    # outside the FOV does not count; a stack of regions gives one value each
+    v = np.ones((H, H))
+    v[~fov] = 100
+    stack = A.energy_share(v, np.stack([region, np.zeros_like(region)]), fov)
+    assert stack.shape == (2,) and stack[0] == pytest.approx(region.sum() / fov.sum()) and stack[1] == 0
+
+
+def test_random_rotations_keep_area_inside_fov_and_move_lesions():
+    rng = np.random.default_rng(0)
+    fov = disk()
+    m = np.zeros((2, H, H), bool)
+    m[0, 10:16, 30:36] = True  # off-centre blob
+    m[1] = disk(r=5)  # centred disk: invariant under rotation about the centre
+    out = A.random_rotations(m, fov, 30, rng)
+    assert out.shape == (30, 2, H, H) and out.dtype == bool
+    assert not (out & ~fov).any()
+    area = out[:, 0].sum((1, 2))
+    assert np.all(np.abs(area - m[0].sum()) <= 0.25 * m[0].sum())
+    assert np.mean([(o & m[0]).sum() == m[0].sum() for o in out[:, 0]]) < 0.2  # lesion moved in most draws
+    assert all(np.logical_xor(o, m[1]).sum() <= 0.25 * m[1].sum() for o in out[:, 1])  # up to edge pixels
+    # same seed, same placements
+    again = A.random_rotations(m, fov, 30, np.random.default_rng(0))
+    assert np.array_equal(out, again)
+    with pytest.raises(ValueError):
+        A.random_rotations(m[0], fov, 2, rng)
+
+
+def test_rank_auc_matches_sklearn_with_ties():
+    from scipy.stats import rankdata
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(1)
+    score = np.round(rng.random(300), 1)  # many ties
+    labels = rng.random((5, 300)) < 0.2
+    got = A.rank_auc(rankdata(score), labels)
+    want = [roc_auc_score(l, score) for l in labels]
+    np.testing.assert_allclose(got, want, atol=1e-12)
+    assert np.isnan(A.rank_auc(rankdata(score), np.zeros((1, 300), bool))[0])
+    assert A.pixel_auc(score.reshape(15, 20), labels[0].reshape(15, 20)) == pytest.approx(want[0])
+    assert math.isnan(A.pixel_auc(score, np.zeros(300, bool)))
+
+
+def test_image_agreement_perfect_map_and_no_lesions():
+    rng = np.random.default_rng(0)
+    fov = disk()
+    masks = np.zeros((4, H, H), bool)
+    masks[0, 12:14, 30:32] = masks[1, 40:44, 20:24] = True
+    from deepmt.metrics import lesion_region
+
+    region = lesion_region(masks[None], 2, fov[None, None])[0]
+    row = A.image_agreement(region.astype(float), masks, fov, dilation=2, n_random=10, rng=rng)
+    assert row["energy"] == pytest.approx(1.0)
+    assert row["energy_random"] < 0.5
+    assert row["auc"] > 0.95 and row["auc_MA"] > 0.95 and math.isnan(row["auc_EX"])
+    assert abs(row["auc_random"] - 0.5) < 0.3
+    assert row["area_share"] == pytest.approx(region.sum() / fov.sum())
+    assert math.isnan(row["energy_pred"])
+    # predicted lesion maps -> energy in predicted regions
+    probs = masks.astype(np.float32)
+    row = A.image_agreement(region.astype(float), masks, fov, lesion_probs=probs, dilation=2, n_random=5, rng=rng)
+    assert row["energy_pred"] == pytest.approx(1.0) and row["pred_lesion_px"] == masks.any(0).sum()
+    assert A.image_agreement(np.ones((H, H)), np.zeros((4, H, H)), fov) is None
+    assert A.image_agreement(np.ones((H, H)), masks, fov, mask_present=np.zeros(4, bool)) is None
+    assert A.auto_dilation(96) == 3 and A.auto_dilation(16) == 1
+
+
+# --------------------------------------------------------------------------- maps
+@pytest.mark.parametrize("name", ["deepmt_dr", "grader_hr", "grader_bicubic"])
+def test_visualization_maps_match_forward(cfg, name):
+    torch.manual_seed(0)
+    m = build_method(name, cfg).eval()
+    batch = torch.utils.data.default_collate(make_split(3))
+    out = A.visualization_maps(m, batch)
+    assert out.vis_map.shape == (3, 1, H, H) and not out.vis_map.requires_grad
+    assert float(out.vis_map.min()) >= 0 and float(out.vis_map.max()) <= 1 + 1e-6
+    m.compute_vis = True
+    with torch.no_grad():
+        ref = m(batch)
+    torch.testing.assert_close(out.vis_map, ref.vis_map, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out.grade_logits, ref.grade_logits, rtol=1e-4, atol=1e-5)
+    true = A.visualization_maps(m, batch, target="true")
+    assert true.vis_map.shape == (3, 1, H, H)
+    with pytest.raises(ValueError):
+        A.visualization_maps(m, batch, target="other")
+
+
+def test_visualization_maps_refuse_a_method_without_grader(cfg):
+    m = build_method("isr", cfg).eval()
+    with pytest.raises(ValueError, match="no grader"):
+        A.visualization_maps(m, torch.utils.data.default_collate(make_split(2)))
+
+
+# --------------------------------------------------------------------------- the study
+@pytest.fixture(scope="module")
+def study(cfg):
+    torch.manual_seed(0)
+    methods = {n: build_method(n, cfg).eval() for n in ("grader_hr", "deepmt_dr")}
+    return A.attention_study(methods, cfg, n_images=4, n_random=5, dataset=make_split(8), batch_size=3)
+
+
+def test_attention_study_tables_and_claims(study):
+    from deepmt.claims import claims_table
+
+    pi = study.per_image
+    assert study.n_images == 4 and set(pi["method"]) == {"grader_hr", "deepmt_dr"}
+    assert study.n_without_lesions >= 1  # grade-0 images carry no lesions
+    assert (pi["grade"] > 0).all() and pi["energy"].between(0, 1).all()
+    assert pi.loc[pi.method == "grader_hr", "energy_pred"].isna().all()
+    assert pi.loc[pi.method == "deepmt_dr", "pred_lesion_px"].notna().all()
+    s = A.summary_table(pi, n_boot=200)
+    assert list(s["method"]) == ["grader_hr", "deepmt_dr"]
+    r = s.iloc[0]
+    assert r["effect"] == pytest.approx(r["energy"] - r["energy_random"])
+    assert r["effect_lo"] <= r["effect"] <= r["effect_hi"]
+    assert r["n_images"] == 4
+    g = A.by_grade_table(pi)
+    assert set(g["grade"]) == set(pi["grade"]) and list(dict.fromkeys(g["method"])) == ["grader_hr", "deepmt_dr"]
+    les = A.by_lesion_table(pi)
+    assert len(les) == 2 * len(LESIONS)
+    claims = claims_table(A.claims_rows(s, methods=["grader_hr", "deepmt_dr", "missing"]))
+    assert list(claims["id"]) == ["C3"] * 3 and (claims["metric"] == "energy_in_lesions").all()
+    assert claims["effect"].iloc[0] == pytest.approx(r["effect"]) and claims["verdict"].iloc[2] == "not measured"
+    assert len(study.examples) >= 1 and set(study.examples[0]["maps"]) == {"grader_hr", "deepmt_dr"}
+    import matplotlib.pyplot as plt
+
+    plt.close(A.figure_examples(study))
+    plt.close(A.figure_energy(pi, s))
+
+
+def test_attention_study_without_masks(cfg):
+    split = make_split(4)
+    for s in split:
+        s["mask_present"] = torch.zeros(4, dtype=torch.bool)
+    st = A.attention_study({"grader_hr": build_method("grader_hr", cfg).eval()}, cfg, n_images=10, n_random=2, dataset=split)
+    assert st.n_images == 0 and st.notes
+    s = A.summary_table(st.per_image)
+    assert len(s) == 0
+    assert A.claims_rows(s, methods=["grader_hr"])[0].verdict == "not measured"
+    assert len(A.by_grade_table(st.per_image)) == 0 and len(A.by_lesion_table(st.per_image)) == 0
+    import matplotlib.pyplot as plt
+
+    plt.close(A.figure_examples(st))
+    plt.close(A.figure_energy(st.per_image, s))
+
+
+# --------------------------------------------------------------------------- qualitative (09)
+def test_best_centre_and_crop_half():
+    m = np.zeros((H, H), bool)
+    m[2, 2] = True  # near the corner: the box is moved inside
+    m[30, 40] = True
+    all_l = m.copy()
+    all_l[28:33, 38:43] = True
+    x, y = Q.best_centre(m, all_l, 8)
+    assert (x, y) == (40, 30)
+    m2 = np.zeros((H, H), bool)
+    m2[1, 1] = True
+    assert Q.best_centre(m2, m2, 8) == (8, 8)
+    assert Q.crop_half(96, 4) == 16 and Q.crop_half(64, 4) == 8 and Q.crop_half(16, 4) == 4
+
+
+def test_pick_crops_prefers_grades_and_falls_back():
+    split = make_split(10)
+    picks, note = Q.pick_crops(split, n=4, lesion="MA")
+    assert note == "" and len(picks) == 4
+    assert sorted(p["grade"] for p in picks) == [1, 2, 3, 4]
+    for p in picks:
+        assert p["half"] <= p["x"] <= H - p["half"] and p["lesion"] == "MA"
+    for s in split:
+        s["masks"][0] = 0  # no MA anywhere
+    picks, note = Q.pick_crops(split, n=2, lesion="MA")
+    assert "any lesion" in note and picks and picks[0]["lesion"] == "any"
+    for s in split:
+        s["mask_present"] = torch.zeros(4, dtype=torch.bool)
+    picks, note = Q.pick_crops(split, n=3)
+    assert "random points" in note and len(picks) == 3
+    with pytest.raises(ValueError):
+        Q.pick_crops(split, lesion="XX")
+
+
+def test_qualitative_study_and_figures(cfg):
+    import matplotlib.pyplot as plt
+
+    torch.manual_seed(0)
+    methods = {n: build_method(n, cfg).eval() for n in Q.SR_METHODS}
+    qs = Q.qualitative_study(methods, cfg, n_crops=3, dataset=make_split(6))
+    assert qs.methods == list(Q.SR_METHODS) and len(qs.picks) == 3
+    assert len(qs.table) == 3 * len(Q.SR_METHODS) and np.isfinite(qs.table["psnr_crop"]).all()
+    w = Q.psnr_wide(qs.table)
+    assert len(w) == 3 and {f"psnr_{m}" for m in Q.SR_METHODS} <= set(w.columns) and set(w["best"]) <= set(Q.SR_METHODS)
+    img = qs.images[0]
+    assert img["vis"].shape == (H, H) and img["probs"].shape == (4, H, H) and img["grade_probs"].sum() == pytest.approx(1, abs=1e-5)
+    plt.close(Q.figure_sr_crops(qs))
+    plt.close(Q.figure_full_images(qs))
+
+
+def test_real_photo_study_through_predict(cfg, tmp_path):
+    import matplotlib.pyplot as plt
+
+    from deepmt.engine.checkpoint import config_json, save_checkpoint
+
+    torch.manual_seed(0)
+    m = build_method("deepmt_dr", cfg)
+    ckpt = save_checkpoint(tmp_path / "final.pt", {"kind": "final", "method": "deepmt_dr", "config": config_json(cfg),
+                                                  "class_counts": None, "model": m.state_dict()})
+    yy, xx = np.mgrid[0:150, 0:160]
+    photo = np.zeros((150, 160, 3), np.uint8)
+    photo[(yy - 75) ** 2 + (xx - 80) ** 2 <= 60**2] = (200, 90, 40)  # a red disk on black
+    real = Q.real_photo_study(ckpt, image=photo, name="test photo", device="cpu")
+    assert real.table["probability"].sum() == pytest.approx(1, abs=1e-4)
+    np.testing.assert_allclose(real.table["probability"], real.table["probability_fp32"], atol=0.05)
+    assert real.table["predicted"].sum() == 1 and real.summary["image"] == "test photo"
+    assert real.sr.shape == (H, H, 3) and real.lr.shape == (H // 4, H // 4, 3) and real.vis.shape == (H, H)
+    plt.close(Q.figure_real_photo(real))
