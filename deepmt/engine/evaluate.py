@@ -38,8 +38,6 @@ def predict_batches(
     desc: str = "evaluate",
 ) -> dict[str, Any]:
     """Run ``method.forward`` over ``dataset`` and collect per-image results (fp32 numpy)."""
-    from deepmt import metrics as M
-
     method = _unwrap(method)
     if prec is None:
         device = next(method.parameters()).device
@@ -53,6 +51,30 @@ def predict_batches(
     isr_rows: list[dict[str, np.ndarray]] = []  # per batch: key -> (B,) from metrics.isr_per_image
     seg_rows: list[dict[str, np.ndarray]] = []  # per batch: key -> (B, 4) from metrics.segmentation_per_image
     maps: list[np.ndarray] = []
+    # visualization maps (Grad-CAM, a backward pass per batch) are not collected here: skip them
+    had_vis = getattr(method, "compute_vis", None)
+    if had_vis is not None:
+        method.compute_vis = False
+    try:
+        _collect(method, loader, show, desc, prec, tasks, keep_lesion_maps, ids, grades, probs, isr_rows, seg_rows, maps)
+    finally:
+        if had_vis is not None:
+            method.compute_vis = had_vis
+    pred: dict[str, Any] = {"id": np.asarray(ids), "grade_true": np.concatenate(grades) if grades else np.zeros(0, np.int64)}
+    if probs:
+        pred["grade_probs"] = np.concatenate(probs).astype(np.float32)
+        pred["grade_pred"] = pred["grade_probs"].argmax(1).astype(np.int64)
+    for prefix, rows in (("isr", isr_rows), ("seg", seg_rows)):
+        for key in rows[0] if rows else ():
+            pred[f"{prefix}_{key}"] = np.concatenate([r[key] for r in rows])
+    if maps:
+        pred["lesion_probs"] = np.concatenate(maps)
+    return pred
+
+
+def _collect(method, loader, show, desc, prec, tasks, keep_lesion_maps, ids, grades, probs, isr_rows, seg_rows, maps) -> None:
+    from deepmt import metrics as M
+
     with eval_mode(method):
         for batch in tqdm(loader, desc=desc, leave=False, disable=not show or len(loader) < 4):
             ids.extend(str(i) for i in batch["id"])
@@ -71,16 +93,6 @@ def predict_batches(
                 seg_rows.append(M.segmentation_per_image(lp, batch["masks"].numpy(), batch["mask_present"].numpy()))
                 if keep_lesion_maps:
                     maps.append(lp.astype(np.float16))
-    pred: dict[str, Any] = {"id": np.asarray(ids), "grade_true": np.concatenate(grades) if grades else np.zeros(0, np.int64)}
-    if probs:
-        pred["grade_probs"] = np.concatenate(probs).astype(np.float32)
-        pred["grade_pred"] = pred["grade_probs"].argmax(1).astype(np.int64)
-    for prefix, rows in (("isr", isr_rows), ("seg", seg_rows)):
-        for key in rows[0] if rows else ():
-            pred[f"{prefix}_{key}"] = np.concatenate([r[key] for r in rows])
-    if maps:
-        pred["lesion_probs"] = np.concatenate(maps)
-    return pred
 
 
 def _nanmean(x: np.ndarray, axis: int | None = None):
