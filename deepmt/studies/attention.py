@@ -318,7 +318,7 @@ def attention_study(
     for name, r in results.items():
         methods[name] = load_method(r, device=device or cfg.train.device) if isinstance(r, ExperimentResult) else r
     bs = int(batch_size or cfg.train.eval_batch_size)
-    loader = torch.utils.data.DataLoader(ds, batch_size=bs, shuffle=False, num_workers=0)
+    loader = torch.utils.data.DataLoader(ds, batch_size=bs, shuffle=False, num_workers=int(cfg.data.num_workers))
     rng = np.random.default_rng(seed)
     rows: list[dict[str, Any]] = []
     by_grade: dict[int, dict[str, Any]] = {}  # the first image of each grade 1-4, for the figure
@@ -562,6 +562,8 @@ def figure_energy(per_image: pd.DataFrame, summary: pd.DataFrame):
         ep, pl, ph = s["effect_pred"].to_numpy(float), s["effect_pred_lo"].to_numpy(float), s["effect_pred_hi"].to_numpy(float)
         ax.bar(x + w / 2, ep, w, yerr=[ep - pl, ph - ep], capsize=3, label="its own predicted lesions", hatch="//", alpha=0.7)
     for k, m in enumerate(methods):
+        if not np.isfinite(s.loc[m, "lift"]):
+            continue
         ax.annotate(f"x{s.loc[m, 'lift']:.2f}", (x[k] - w / 2, max(hi[k], 0) if np.isfinite(hi[k]) else 0),
                     ha="center", va="bottom", fontsize=7)
     ax.axhline(0, color="k", lw=0.8)
