@@ -1,0 +1,450 @@
+"""Notebook 10, beyond the paper: robustness to harsher degradation, calibration, compute cost.
+
+    from deepmt.studies.beyond import (severity_levels, robustness, calibration_table, reliability_table,
+                                       cost_table, machine_table)
+    results = {m: rs[0] for m, rs in run_methods(["deepmt_dr", "grader_bicubic"], cfg).items()}
+    test = build_datasets(cfg.data, ("test",))["test"]
+    levels = severity_levels(cfg, blur_sigmas=[0, 1, 2], noise_stds=[0, 0.02], jpeg_qualities=[50, 20])
+    rob = robustness(results, test, cfg, levels)     # one row per (method, level): accuracy, qwk, ece, psnr, ...
+    calibration_table(results)                       # ECE (with a bootstrap CI), confidence, Brier, NLL
+    cost_table(results, test, cfg)                   # parameters, GFLOPs, training and inference images/s
+
+Evaluation only: every model comes from the experiment cache and is never trained here.
+
+**Robustness: re-degrading the same test images.** Changing ``data.degradation`` in the config would make a
+new synthetic split: the cache key of :mod:`deepmt.data.synthetic` hashes the degradation, so the whole split
+(HR images included) is generated again, and the generator *uses* ``blur_sigma`` when it matches the
+distractors' LR contrast to the lesions' -- the HR images themselves would change with the blur, mixing a
+shift of content with the shift of degradation. :class:`DegradedDataset` instead keeps each test sample (HR,
+masks, grade) and replaces only its LR image by :func:`deepmt.data.degradation.degrade` of its HR image with
+the level's settings, rounded to 8 bits as a stored image is. This costs no generation and works for every
+dataset (real ones degrade on the fly anyway). The clean level is the run's own test split, whose metrics are
+the run's stored test metrics. Noise is seeded per image, so every method sees the same noisy images.
+
+**Training images/s** of a cached run (:func:`training_throughput`): the trainer records, per epoch,
+``seconds`` (optimisation only, validation excluded) and ``images_per_s`` = images drawn from the training
+loader / seconds; images = sum(images_per_s x seconds) over all epochs of all stages and the rate is images /
+sum(seconds). A step can push an image through a network more than once (DeepMT-DR's stage 1a segments SR and HR;
+stage 2 runs Grad-CAM on SR and HR), so images/s is not a FLOP rate. The seconds were measured on whichever
+machine trained the run (cached runs may come from another machine).
+
+**Inference images/s** (:func:`inference_throughput`): the test split's batches are loaded onto the device
+first, one batch warms up, then ``method(batch)`` runs over all batches under ``torch.no_grad`` and the
+engine's autocast (as :func:`deepmt.engine.evaluate.evaluate` does), timed with device synchronisation; data
+loading and metrics are excluded. DeepMT-DR's forward includes its visualization map (one backward pass through
+the grader, Grad-CAM); ``grade_only`` times it without (``compute_vis = False``: same grades).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from deepmt import metrics as M
+from deepmt.config import Config
+from deepmt.data.degradation import degrade
+from deepmt.experiments import ExperimentResult, load_method
+from deepmt.studies.common import label
+
+#: metrics the robustness table reports (those a method lacks are nan)
+ROBUST_METRICS = ("accuracy", "qwk", "ece", "auc_ovr", "psnr", "ssim", "aupr", "dice")
+KINDS = ("blur", "noise", "jpeg")
+_KIND_TEXT = {"blur": "Gaussian blur sigma (HR px)", "noise": "Gaussian noise std (LR, [0,1])",
+              "jpeg": "JPEG quality of the LR image"}
+
+
+# --------------------------------------------------------------------------- robustness
+class DegradedDataset(torch.utils.data.Dataset):
+    """``base`` with each sample's LR image remade from its HR image by :func:`degrade` (see the module doc).
+
+    ``seed`` seeds the noise of image ``i`` with ``seed * 1_000_003 + i``; ``quantize`` rounds the LR
+    image to 8 bits. Everything else of the sample (HR, masks, grade, id) is unchanged.
+    """
+
+    def __init__(self, base, scale: int, blur_sigma: float = 0.0, noise_std: float = 0.0,
+                 jpeg_quality: int | None = None, seed: int = 0, quantize: bool = True) -> None:
+        self.base = base
+        self.scale = int(scale)
+        self.blur_sigma = float(blur_sigma or 0.0)
+        self.noise_std = float(noise_std or 0.0)
+        self.jpeg_quality = None if jpeg_quality is None else int(jpeg_quality)
+        self.seed = int(seed)
+        self.quantize = bool(quantize)
+        self.grades = getattr(base, "grades", None)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> dict:
+        s = dict(self.base[i])
+        lr = degrade(s["hr"], self.scale, blur_sigma=self.blur_sigma, noise_std=self.noise_std,
+                     jpeg_quality=self.jpeg_quality, seed=self.seed * 1_000_003 + int(i))
+        if self.quantize:
+            lr = torch.round(lr * 255.0) / 255.0
+        s["lr"] = lr
+        return s
+
+
+def severity_levels(cfg: Config, blur_sigmas: Sequence[float] = (), noise_stds: Sequence[float] = (),
+                    jpeg_qualities: Sequence[int | None] = ()) -> pd.DataFrame:
+    """The degradation levels to test: the clean level (``cfg.data.degradation``) first, then one level per
+    value of each kind, the other two settings kept at the config's. A value equal to the config's own setting
+    (blur 0, noise 0, JPEG ``None`` by default) is the clean level and is not repeated.
+
+    Columns: ``level`` (a readable name), ``kind`` (clean | blur | noise | jpeg), ``value`` (the kind's setting;
+    the clean level gets each kind's value in the row of that kind), ``severity`` (0 = clean, then 1, 2, ... in
+    the given order within a kind), ``blur_sigma``, ``noise_std``, ``jpeg_quality``.
+    """
+    d = cfg.data.degradation
+    base = {"blur_sigma": float(d.blur_sigma), "noise_std": float(d.noise_std), "jpeg_quality": d.jpeg_quality}
+    rows = [{"level": "clean", "kind": "clean", "value": math.nan, "severity": 0, **base}]
+    for kind, values, key in (("blur", blur_sigmas, "blur_sigma"), ("noise", noise_stds, "noise_std"),
+                              ("jpeg", jpeg_qualities, "jpeg_quality")):
+        k = 0
+        for v in values:
+            v = None if v is None else (int(v) if key == "jpeg_quality" else float(v))
+            if v == base[key]:
+                continue
+            if key != "jpeg_quality" and (v is None or v < 0):
+                raise ValueError(f"{key} must be >= 0, got {v!r}")
+            if key == "jpeg_quality" and v is not None and not 1 <= v <= 100:
+                raise ValueError(f"JPEG quality must be in 1..100, got {v}")
+            k += 1
+            rows.append({"level": f"{kind} {v:g}" if v is not None else f"{kind} none", "kind": kind,
+                         "value": math.nan if v is None else float(v), "severity": k, **{**base, key: v}})
+    return pd.DataFrame(rows)
+
+
+def degraded_dataset(test_set, cfg: Config, level: Mapping[str, Any], seed: int = 0):
+    """``test_set`` itself for the clean level, else a :class:`DegradedDataset` with the level's settings."""
+    if level["kind"] == "clean":
+        return test_set
+    jq = level["jpeg_quality"]
+    jq = None if jq is None or (isinstance(jq, float) and math.isnan(jq)) else int(jq)
+    return DegradedDataset(test_set, cfg.data.scale, level["blur_sigma"], level["noise_std"], jq, seed=seed)
+
+
+def _metric_row(metrics: Mapping[str, float], names: Sequence[str]) -> dict[str, float]:
+    return {m: float(metrics.get(m, math.nan)) for m in names}
+
+
+def robustness(results: Mapping[str, ExperimentResult], test_set, cfg: Config, levels: pd.DataFrame,
+               metrics: Sequence[str] = ROBUST_METRICS, device: str | None = None, seed: int = 0,
+               verbose: bool = True) -> pd.DataFrame:
+    """Evaluate each trained method of ``results`` on every level of ``levels`` (:func:`severity_levels`).
+
+    The clean level takes the run's stored test metrics; the other levels run
+    :func:`deepmt.engine.evaluate.evaluate` on :func:`degraded_dataset` (DeepMT-DR without its visualization
+    map, which does not change the grades). Returns one row per (method, level) with the level's columns,
+    ``metrics`` and ``eval_seconds``.
+    """
+    from deepmt.engine.evaluate import evaluate
+
+    rows = []
+    datasets = {i: degraded_dataset(test_set, cfg, lv, seed=seed) for i, lv in levels.iterrows()}
+    for name, res in results.items():
+        method = None
+        for i, lv in levels.iterrows():
+            row = {"method": name, "label": label(name), **lv.to_dict()}
+            if lv["kind"] == "clean":
+                row.update(_metric_row(res.metrics, metrics), eval_seconds=0.0)
+            else:
+                if method is None:
+                    method = load_method(res, device=device or cfg.train.device)
+                    if hasattr(method, "compute_vis"):
+                        method.compute_vis = False
+                t0 = time.perf_counter()
+                m, _ = evaluate(method, datasets[i], res.config, progress=False, desc=f"{name} {lv['level']}")
+                row.update(_metric_row(m, metrics), eval_seconds=time.perf_counter() - t0)
+                if verbose:
+                    print(f"{name:>16} {lv['level']:>12}: " + ", ".join(
+                        f"{k} {row[k]:.3f}" for k in ("accuracy", "qwk", "psnr") if k in row and np.isfinite(row[k]))
+                        + f" ({row['eval_seconds']:.1f} s)", flush=True)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def robustness_drops(table: pd.DataFrame, metric: str = "qwk") -> pd.DataFrame:
+    """Per method and kind: ``metric`` on clean images, at the most severe level of the kind, and the change
+    (severe - clean). Kinds without a level are left out."""
+    rows = []
+    for name, g in table.groupby("method", sort=False):
+        clean = g[g["kind"] == "clean"]
+        c = float(clean[metric].iloc[0]) if len(clean) and metric in clean else math.nan
+        for kind in KINDS:
+            gk = g[g["kind"] == kind]
+            if gk.empty:
+                continue
+            worst = gk.loc[gk["severity"].idxmax()]
+            rows.append({"method": name, "label": label(name), "kind": kind, "level": worst["level"],
+                         "metric": metric, "clean": c, "severe": float(worst[metric]),
+                         "change": float(worst[metric]) - c})
+    return pd.DataFrame(rows)
+
+
+def figure_robustness(table: pd.DataFrame, metrics: Sequence[str] = ("accuracy", "qwk")):
+    """Rows: metrics; columns: degradation kinds. Each panel: the metric of every method against the severity
+    of that kind (the clean level first)."""
+    import matplotlib.pyplot as plt
+
+    kinds = [k for k in KINDS if (table["kind"] == k).any()] or ["clean"]
+    metrics = [m for m in metrics if m in table and table[m].notna().any()] or list(metrics[:1])
+    fig, axes = plt.subplots(len(metrics), len(kinds), figsize=(3.8 * len(kinds), 3.0 * len(metrics)),
+                             squeeze=False, sharey="row")
+    for c, kind in enumerate(kinds):
+        for r, metric in enumerate(metrics):
+            ax = axes[r][c]
+            ticks = None
+            for name, g in table.groupby("method", sort=False):
+                d = pd.concat([g[g["kind"] == "clean"], g[g["kind"] == kind].sort_values("severity")])
+                if metric not in d or d[metric].isna().all():
+                    continue
+                ax.plot(np.arange(len(d)), d[metric], marker="o", label=label(name))
+                ticks = ["clean"] + [f"{v:g}" for v in d["value"].iloc[1:]]
+            if ticks:
+                ax.set_xticks(np.arange(len(ticks)), ticks)
+            ax.set_xlabel(_KIND_TEXT.get(kind, kind), fontsize=9)
+            if c == 0:
+                ax.set_ylabel(f"test {metric}")
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- calibration
+def _graded(res: ExperimentResult) -> tuple[np.ndarray, np.ndarray] | None:
+    p = res.predictions
+    if "grade_probs" not in p:
+        return None
+    y = np.asarray(p["grade_true"], dtype=np.int64)
+    keep = y >= 0
+    if not keep.any():
+        return None
+    return y[keep], np.asarray(p["grade_probs"], dtype=np.float64)[keep]
+
+
+def calibration_table(results: Mapping[str, ExperimentResult], n_bins: int = 10, n_boot: int = 1000,
+                      seed: int = 0) -> pd.DataFrame:
+    """Per grading method, from its cached test predictions (graded images only): top-label ``ece`` with a
+    95% bootstrap CI over images (``ece_lo``, ``ece_hi``), ``accuracy``, ``mean_confidence``,
+    ``overconfidence`` (mean confidence - accuracy: > 0 means over-confident), the multi-class ``brier``
+    score and the negative log-likelihood ``nll``. Methods without grades are left out."""
+    rows = []
+    for name, res in results.items():
+        g = _graded(res)
+        if g is None:
+            continue
+        y, p = g
+        onehot = np.eye(p.shape[1])[y]
+
+        def ece(yy, pp):
+            return M.expected_calibration_error(yy, pp, n_bins=n_bins)
+
+        val, lo, hi = M.bootstrap_ci(ece, y, p, n_boot=n_boot, seed=seed, use_batched=False)
+        acc = float((p.argmax(1) == y).mean())
+        conf = float(p.max(1).mean())
+        rows.append({"method": name, "label": label(name), "n_graded": int(len(y)), "ece": val, "ece_lo": lo,
+                     "ece_hi": hi, "accuracy": acc, "mean_confidence": conf, "overconfidence": conf - acc,
+                     "brier": float(((p - onehot) ** 2).sum(1).mean()),
+                     "nll": float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1.0)).mean()), "n_bins": n_bins})
+    return pd.DataFrame(rows)
+
+
+def reliability_table(results: Mapping[str, ExperimentResult], n_bins: int = 10) -> pd.DataFrame:
+    """Reliability diagram data per grading method (:func:`deepmt.metrics.reliability_curve`): one row per
+    (method, confidence bin) with ``bin_lower``, ``bin_upper``, ``confidence``, ``accuracy``, ``count``."""
+    rows = []
+    for name, res in results.items():
+        g = _graded(res)
+        if g is None:
+            continue
+        rc = M.reliability_curve(*g, n_bins=n_bins)
+        for b in range(n_bins):
+            rows.append({"method": name, "label": label(name), "bin_lower": rc["bin_lower"][b],
+                         "bin_upper": rc["bin_upper"][b], "confidence": rc["confidence"][b],
+                         "accuracy": rc["accuracy"][b], "count": int(rc["count"][b])})
+    return pd.DataFrame(rows, columns=["method", "label", "bin_lower", "bin_upper", "confidence", "accuracy", "count"])
+
+
+def figure_reliability(reliability: pd.DataFrame, calibration: pd.DataFrame):
+    """One reliability diagram per method: accuracy per confidence bin (bars) against the diagonal, the gap
+    to it shaded, and the share of images per bin below."""
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(reliability["method"])) if len(reliability) else []
+    n = max(1, len(names))
+    fig, axes = plt.subplots(2, n, figsize=(3.4 * n, 4.6), squeeze=False, gridspec_kw={"height_ratios": [3, 1]},
+                             sharex=True)
+    for c, name in enumerate(names):
+        d = reliability[reliability["method"] == name]
+        width = (d["bin_upper"] - d["bin_lower"]).to_numpy()
+        mid = (d["bin_lower"] + d["bin_upper"]).to_numpy() / 2
+        acc = d["accuracy"].fillna(0).to_numpy()
+        ax = axes[0][c]
+        ax.bar(mid, acc, width=width, edgecolor="k", color="C0", alpha=0.8, label="accuracy")
+        conf = d["confidence"].to_numpy()
+        ok = np.isfinite(conf)
+        ax.bar(mid[ok], (conf - acc)[ok], bottom=acc[ok], width=width[ok], color="C3", alpha=0.3, label="gap to confidence")
+        ax.plot([0, 1], [0, 1], "k--", lw=1)
+        row = calibration[calibration["method"] == name]
+        ece = f"ECE {row['ece'].iloc[0]:.3f}" if len(row) else ""
+        ax.set_title(f"{label(name)}\n{ece}", fontsize=9)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        axes[1][c].bar(mid, d["count"] / max(1, d["count"].sum()), width=width, color="0.5")
+        axes[1][c].set_xlabel("confidence (max probability)")
+    axes[0][0].set_ylabel("accuracy")
+    axes[1][0].set_ylabel("share")
+    if names:
+        axes[0][0].legend(fontsize=7, loc="upper left")
+    else:
+        axes[0][0].text(0.5, 0.5, "no graded test images", ha="center", va="center")
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- compute cost
+def training_throughput(res: ExperimentResult) -> dict[str, float]:
+    """``train_images`` (drawn from the training loader over all epochs), ``train_seconds`` (optimisation
+    only) and ``train_img_s`` of a cached run, from its history (see the module doc)."""
+    h = res.history
+    if h.empty or "seconds" not in h or "images_per_s" not in h:
+        return {"train_images": math.nan, "train_seconds": float(res.train_seconds), "train_img_s": math.nan}
+    seconds = float(h["seconds"].sum())
+    images = float((h["images_per_s"] * h["seconds"]).sum())
+    return {"train_images": round(images), "train_seconds": seconds, "train_img_s": images / seconds if seconds > 0 else math.nan}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def inference_throughput(method, dataset, cfg: Config, max_images: int | None = None, repeats: int = 1) -> dict[str, float]:
+    """Images/s of ``method(batch)`` over ``dataset`` (at most ``max_images``), best of ``repeats`` timed passes
+    after one warm-up batch; batches are on the device beforehand (see the module doc)."""
+    from deepmt.engine.device import eval_mode, make_loader, resolve_precision, to_device
+
+    device = next(method.parameters()).device if any(True for _ in method.parameters()) else torch.device("cpu")
+    prec = resolve_precision(device, cfg.train.precision, cfg.train.channels_last)
+    if max_images is not None and len(dataset) > max_images:
+        dataset = torch.utils.data.Subset(dataset, range(int(max_images)))
+    loader = make_loader(dataset, cfg.train.eval_batch_size, prec=prec, num_workers=0)
+    batches, n = [], 0
+    for batch in loader:
+        batches.append(to_device(batch, prec))
+        n += int(batch["lr"].shape[0])
+    if not batches:
+        return {"infer_images": 0, "infer_seconds": math.nan, "infer_img_s": math.nan}
+    best = math.inf
+    with eval_mode(method), torch.no_grad():
+        with prec.autocast():
+            method(batches[0])
+        _sync(device)
+        for _ in range(max(1, int(repeats))):
+            t0 = time.perf_counter()
+            for b in batches:
+                with prec.autocast():
+                    method(b)
+            _sync(device)
+            best = min(best, time.perf_counter() - t0)
+    return {"infer_images": n, "infer_seconds": best, "infer_img_s": n / best}
+
+
+def cost_table(results: Mapping[str, ExperimentResult], test_set, cfg: Config, device: str | None = None,
+               max_images: int | None = None, repeats: int = 1, threads: int = 0) -> pd.DataFrame:
+    """One row per method: parameters per part and GFLOPs per image (:func:`deepmt.models.cost.method_cost`
+    under the run's config), training images/s of the cached run, inference images/s measured here (full
+    forward, and ``grade_only`` without DeepMT-DR's visualization map), and the test QWK for reference.
+
+    ``threads`` > 0 times inference with that many torch CPU threads (restored afterwards); 0 keeps torch's
+    setting. On a shared CPU, OpenMP threads that wait for each other can make a 2-thread pass 10-100x slower
+    than a 1-thread one while other processes hold the cores: check ``load_avg_1min`` of :func:`machine_table`.
+    """
+    from deepmt.models.cost import method_cost
+
+    before = torch.get_num_threads()
+    if threads and threads > 0:
+        torch.set_num_threads(int(threads))
+    try:
+        return _cost_rows(results, test_set, cfg, device, max_images, repeats, method_cost)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _cost_rows(results, test_set, cfg, device, max_images, repeats, method_cost) -> pd.DataFrame:
+    rows = []
+    for name, res in results.items():
+        row: dict[str, Any] = {"label": label(name), **method_cost(name, res.config)}
+        row.update(training_throughput(res))
+        method = load_method(res, device=device or cfg.train.device)
+        row.update(inference_throughput(method, test_set, res.config, max_images=max_images, repeats=repeats))
+        if getattr(method, "compute_vis", False):
+            method.compute_vis = False
+            row["infer_img_s_grade_only"] = inference_throughput(method, test_set, res.config, max_images=max_images,
+                                                                 repeats=repeats)["infer_img_s"]
+        else:
+            row["infer_img_s_grade_only"] = row["infer_img_s"]
+        row["device"] = str(next(method.parameters()).device) if any(True for _ in method.parameters()) else "cpu"
+        row["precision"] = res.config.train.precision
+        row["threads"] = torch.get_num_threads()
+        row["load_avg_1min"] = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else math.nan
+        row["test_qwk"] = float(res.metrics.get("qwk", math.nan))
+        rows.append(row)
+        del method
+    return pd.DataFrame(rows)
+
+
+def machine_table(device: str = "auto") -> pd.DataFrame:
+    """The machine the inference timings ran on (:func:`deepmt.bench.machine_info`) as a two-column table."""
+    from deepmt.bench import machine_info
+    from deepmt.engine.device import resolve_device, resolve_precision
+
+    dev = resolve_device(device)
+    info = machine_info(dev)
+    info["autocast"] = resolve_precision(dev, "auto").name
+    if hasattr(os, "getloadavg"):  # a shared machine's timings are only trustworthy at a load below its cores
+        info["load_avg_1min"] = round(os.getloadavg()[0], 2)
+    return pd.DataFrame({"item": list(info), "value": [str(v) for v in info.values()]})
+
+
+def figure_cost(cost: pd.DataFrame):
+    """Bars per method: parameters (millions), inference GFLOPs per image, and images/s (training of the cached
+    run; inference here, full and grade-only)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    x = np.arange(len(cost))
+    names = cost["label"].tolist()
+    axes[0].bar(x, cost["params_total"] / 1e6, color="C0")
+    axes[0].set_ylabel("parameters (millions)")
+    axes[1].bar(x, cost["gflops_forward"], color="C1", label="inference")
+    axes[1].bar(x, cost["gflops_train"], color="C1", alpha=0.35, label="training step (fwd+bwd)", bottom=0, zorder=0)
+    axes[1].set_ylabel("GFLOPs per image")
+    axes[1].legend(fontsize=7)
+    w = 0.27
+    axes[2].bar(x - w, cost["train_img_s"], w, label="training (cached run)", color="C2")
+    axes[2].bar(x, cost["infer_img_s"], w, label="inference", color="C4")
+    axes[2].bar(x + w, cost["infer_img_s_grade_only"], w, label="inference, grade only", color="C4", alpha=0.45)
+    axes[2].set_ylabel("images / s")
+    axes[2].set_yscale("log")
+    axes[2].legend(fontsize=7)
+    for ax in axes:
+        ax.set_xticks(x, names, rotation=20, ha="right", fontsize=8)
+        ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig
+
+
+__all__ = [
+    "ROBUST_METRICS", "KINDS", "DegradedDataset", "severity_levels", "degraded_dataset", "robustness",
+    "robustness_drops", "figure_robustness", "calibration_table", "reliability_table", "figure_reliability",
+    "training_throughput", "inference_throughput", "cost_table", "machine_table", "figure_cost",
+]

@@ -1,0 +1,283 @@
+"""deepmt.studies.training (notebook 03) and deepmt.studies.beyond (notebook 10).
+
+Table functions are tested on hand-made histories and predictions; the functions that load models
+(robustness, cost) on smoke runs of DeepMT-DR and the bicubic grader trained once into a temporary cache.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from deepmt.config import get_config  # noqa: E402
+from deepmt.experiments import ExperimentResult  # noqa: E402
+from deepmt.studies import beyond as B  # noqa: E402
+from deepmt.studies import training as T  # noqa: E402
+
+CPU = {"train.device": "cpu"}
+
+
+# ----------------------------------------------------------------------------- hand-made runs
+def _history() -> pd.DataFrame:
+    rows = []
+    g = 0
+    for stage, n, metric in (("stage1a", 3, "dice"), ("stage1b", 2, "qwk"), ("stage2", 2, "qwk")):
+        best = -1.0
+        for e in range(1, n + 1):
+            g += 1
+            row = {"stage": stage, "epoch": e, "global_epoch": g, "loss_total": 2.0 / e}
+            if stage != "stage1b":
+                row.update(loss_isr_pixel=0.01 / e, loss_seg_dice=0.9 / e)
+            if stage != "stage1a":
+                row.update(loss_grade_ce=1.5 / e)
+            if stage == "stage2":
+                row.update(loss_cls_aware=0.3 / e)
+            val = {"qwk": 0.1 * g, "accuracy": 0.2 + 0.01 * g, "psnr": 25.0 + (0.5 * e if stage == "stage1a" else 1.5),
+                   "dice": [0.1, 0.3, 0.2][e - 1] if stage == "stage1a" else 0.2}
+            row.update({f"val_{k}": v for k, v in val.items()})
+            score = val[metric]
+            row.update(selection_metric=metric, selection_score=score, best=score > best, lr=1e-3, seconds=2.0,
+                       images_per_s=8.0)
+            best = max(best, score)
+            rows.append(row)
+    df = pd.DataFrame(rows)
+    df.loc[df.stage == "stage1a", "loss_grade_ce"] = np.nan
+    return df
+
+
+def _result(tmp_path: Path, method: str = "deepmt_dr", history: pd.DataFrame | None = None, probs=None, y=None,
+            best: dict | None = None) -> ExperimentResult:
+    run_dir = tmp_path / method
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if best is not None:
+        (run_dir / "result.json").write_text(json.dumps({"best": best}))
+    pred = {"id": np.arange(len(y)).astype(str), "grade_true": np.asarray(y)} if y is not None else {"id": np.zeros(0)}
+    if probs is not None:
+        pred["grade_probs"] = np.asarray(probs, dtype=np.float32)
+    h = _history() if history is None else history
+    return ExperimentResult(method=method, config=get_config("smoke", CPU), metrics={"qwk": 0.5, "accuracy": 0.6},
+                            val_metrics={}, predictions=pred, checkpoint=run_dir / "final.pt", run_dir=run_dir,
+                            train_seconds=float(h["seconds"].sum()) if len(h) else 0.0, history=h, key="k")
+
+
+# ----------------------------------------------------------------------------- training (notebook 03)
+def test_best_info_from_result_json_or_history(tmp_path):
+    res = _result(tmp_path)
+    best = T.best_info(res)  # no result.json: derived from the history's best flags
+    assert best["stage1a"] == {"score": 0.3, "epoch": 2, "metric": "dice"}
+    assert best["stage1b"]["epoch"] == 2 and best["stage2"]["epoch"] == 2
+    res2 = _result(tmp_path / "b", best={"stage1a": {"score": 0.9, "epoch": 3, "metric": "dice"}})
+    assert T.best_info(res2)["stage1a"]["epoch"] == 3  # result.json wins
+    assert T.best_info(res2)["stage2"]["epoch"] == 2  # stages it lacks come from the history
+
+
+def test_stage_schedule_counts_parameters_and_throughput(tmp_path):
+    from deepmt.models.methods import build_method
+
+    res = _result(tmp_path)
+    method = build_method("deepmt_dr", res.config)
+    sched = T.stage_schedule(res, method).set_index("stage")
+    total = sum(p.numel() for p in method.parameters())
+    assert list(sched.index) == ["stage1a", "stage1b", "stage2"]
+    assert (sched["trained_params"] + sched["frozen_params"] == total).all()
+    assert sched.loc["stage2", "trained_params"] == total  # joint fine-tuning trains everything
+    assert sched.loc["stage1a", "parts"] == "isr, seg" and sched.loc["stage1b", "parts"] == "grader, vis"
+    assert sched.loc["stage2", "peak_lr"] == pytest.approx(res.config.train.lr * res.config.train.lr_stage2_factor)
+    assert sched.loc["stage1a", "epochs_run"] == 3 and sched.loc["stage1a", "selected_epoch"] == 2
+    assert sched.loc["stage1a", "seconds"] == pytest.approx(6.0)
+    assert sched.loc["stage1a", "train_images"] == pytest.approx(48.0)
+    assert sched.loc["stage1a", "images_per_s"] == pytest.approx(8.0)
+    no_method = T.stage_schedule(res)  # without the method: counts are nan, the rest is there
+    assert no_method["trained_params"].isna().all() and list(no_method["epochs_run"]) == [3, 2, 2]
+
+
+def test_loss_and_validation_curves_are_long_tables(tmp_path):
+    h = _history()
+    assert T.loss_terms(h)[0] == "total"
+    long = T.loss_curves(h)
+    assert set(long["term"]) == {"total", "isr_pixel", "seg_dice", "grade_ce", "cls_aware"}
+    assert not long["value"].isna().any()  # terms a stage does not compute are dropped
+    assert set(long.loc[long.stage == "stage1a", "term"]) == {"total", "isr_pixel", "seg_dice"}
+    val = T.validation_curves(h.assign(val_aupr=np.nan))  # all-nan metrics (no masks) are left out
+    assert set(val["metric"]) == {"qwk", "accuracy", "psnr", "dice"}
+    assert val.loc[val.metric == "qwk", "train_seconds"].tolist() == pytest.approx([2.0 * (i + 1) for i in range(7)])
+    assert set(val["task"]) == {"grading", "ISR", "segmentation"}
+
+
+def test_selected_epochs_reports_the_kept_epoch_metrics(tmp_path):
+    sel = T.selected_epochs(_result(tmp_path)).set_index("stage")
+    assert sel.loc["stage1a", "selected_epoch"] == 2
+    assert sel.loc["stage1a", "val_dice"] == pytest.approx(0.3)
+    assert sel.loc["stage1a", "val_psnr"] == pytest.approx(26.0)
+    assert list(sel.index) == ["stage1a", "stage1b", "stage2"]
+
+
+def test_training_figures_draw(tmp_path):
+    res = _result(tmp_path)
+    other = _result(tmp_path, "grader_bicubic", history=_history()[lambda d: d.stage == "stage1b"].assign(stage="single"))
+    runs = {"deepmt_dr": [res], "grader_bicubic": [other]}
+    from deepmt.models.methods import build_method
+
+    for fig in (T.figure_loss_curves(res.history), T.figure_validation_curves(runs),
+                T.figure_schedule(T.stage_schedule(res, build_method("deepmt_dr", res.config))),
+                T.figure_loss_curves(pd.DataFrame())):
+        assert len(fig.axes) >= 1
+        plt.close(fig)
+    fin = T.final_metrics(runs)
+    assert list(fin["method"]) == ["deepmt_dr", "grader_bicubic"] and math.isnan(fin.loc[0, "psnr"])
+
+
+# ----------------------------------------------------------------------------- beyond (notebook 10)
+class _Base(torch.utils.data.Dataset):
+    def __init__(self, n=4, hr=32):
+        g = torch.Generator().manual_seed(0)
+        self.hr = torch.rand(n, 3, hr, hr, generator=g)
+
+    def __len__(self):
+        return len(self.hr)
+
+    def __getitem__(self, i):
+        from deepmt.data.degradation import degrade
+
+        lr = torch.round(degrade(self.hr[i], 4) * 255) / 255
+        return {"hr": self.hr[i], "lr": lr, "grade": torch.tensor(i % 5), "id": f"x{i}"}
+
+
+def test_severity_levels_clean_first_and_config_values_not_repeated():
+    cfg = get_config("smoke")
+    lv = B.severity_levels(cfg, [0.0, 1.0, 2.0], [0.0, 0.05], [None, 90, 20])
+    assert lv.iloc[0]["kind"] == "clean" and (lv["kind"] == "clean").sum() == 1
+    assert lv[lv.kind == "blur"]["value"].tolist() == [1.0, 2.0]
+    assert lv[lv.kind == "blur"]["severity"].tolist() == [1, 2]
+    assert lv[lv.kind == "noise"]["noise_std"].tolist() == [0.05]
+    jp = lv[lv.kind == "jpeg"]
+    assert jp["value"].tolist() == [90.0, 20.0] and (jp["blur_sigma"] == 0).all()
+    with pytest.raises(ValueError):
+        B.severity_levels(cfg, jpeg_qualities=[0])
+    with pytest.raises(ValueError):
+        B.severity_levels(cfg, noise_stds=[-0.1])
+    # a config that already blurs: its own blur is the clean level, "0" is a level of its own
+    lv2 = B.severity_levels(cfg.replace({"data.degradation.blur_sigma": 1.0}), [0.0, 1.0])
+    assert lv2[lv2.kind == "blur"]["value"].tolist() == [0.0] and lv2.iloc[0]["blur_sigma"] == 1.0
+
+
+def test_degraded_dataset_keeps_everything_but_lr():
+    base = _Base()
+    cfg = get_config("smoke")
+    lv = B.severity_levels(cfg, [2.0], [0.05], [20]).set_index("level")
+    assert B.degraded_dataset(base, cfg, lv.loc["clean"].to_dict() | {"kind": "clean"}) is base
+    plain = B.DegradedDataset(base, 4)  # no extra degradation: the base's (8-bit) LR image exactly
+    assert torch.equal(plain[1]["lr"], base[1]["lr"])
+    for level in ("blur 2", "noise 0.05", "jpeg 20"):
+        ds = B.degraded_dataset(base, cfg, lv.loc[level].to_dict() | {"level": level})
+        s, b = ds[2], base[2]
+        assert len(ds) == len(base) and torch.equal(s["hr"], b["hr"]) and s["id"] == b["id"]
+        assert s["lr"].shape == b["lr"].shape and not torch.equal(s["lr"], b["lr"])
+        assert torch.equal(torch.round(s["lr"] * 255) / 255, s["lr"])  # 8-bit
+        assert torch.equal(ds[2]["lr"], s["lr"])  # seeded: the same noise every time
+    noisy = B.DegradedDataset(base, 4, noise_std=0.05)
+    assert not torch.equal(noisy[0]["lr"], B.DegradedDataset(base, 4, noise_std=0.05, seed=1)[0]["lr"])
+
+
+def test_robustness_drops_from_a_table():
+    rows = []
+    for m, clean, worst in (("deepmt_dr", 0.8, 0.5), ("grader_bicubic", 0.7, 0.6)):
+        rows.append({"method": m, "kind": "clean", "level": "clean", "value": np.nan, "severity": 0, "qwk": clean})
+        for k in ("blur", "noise"):
+            rows.append({"method": m, "kind": k, "level": f"{k} 1", "value": 1.0, "severity": 1, "qwk": (clean + worst) / 2})
+            rows.append({"method": m, "kind": k, "level": f"{k} 2", "value": 2.0, "severity": 2, "qwk": worst})
+    table = pd.DataFrame(rows)
+    d = B.robustness_drops(table, "qwk").set_index(["method", "kind"])
+    assert d.loc[("deepmt_dr", "blur"), "change"] == pytest.approx(-0.3)
+    assert d.loc[("grader_bicubic", "noise"), "level"] == "noise 2"
+    fig = B.figure_robustness(table.assign(accuracy=table.qwk), ("accuracy", "qwk"))
+    assert len(fig.axes) == 4
+    plt.close(fig)
+
+
+def test_calibration_and_reliability(tmp_path):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 5, 200)
+    onehot = np.eye(5)[y]
+    perfect_conf = _result(tmp_path, "grader_bicubic", probs=0.96 * onehot + 0.01, y=y)  # right and confident
+    overconf = np.eye(5)[(y + (rng.random(200) < 0.5)) % 5] * 0.95 + 0.0125  # 50% right, 96% sure
+    bad = _result(tmp_path, "deepmt_dr", probs=overconf, y=np.where(np.arange(200) < 10, -1, y))
+    no_grades = _result(tmp_path, "isr", y=y)
+    cal = B.calibration_table({"grader_bicubic": perfect_conf, "deepmt_dr": bad, "isr": no_grades}, n_bins=10,
+                              n_boot=100).set_index("method")
+    assert list(cal.index) == ["grader_bicubic", "deepmt_dr"]  # no grades: left out
+    assert cal.loc["deepmt_dr", "n_graded"] == 190  # grade -1 ignored
+    assert cal.loc["grader_bicubic", "ece"] < 0.06 < 0.3 < cal.loc["deepmt_dr", "ece"]
+    assert cal.loc["deepmt_dr", "ece_lo"] <= cal.loc["deepmt_dr", "ece"] <= cal.loc["deepmt_dr", "ece_hi"]
+    assert cal.loc["deepmt_dr", "overconfidence"] > 0.3
+    assert cal.loc["grader_bicubic", "brier"] < cal.loc["deepmt_dr", "brier"]
+    rel = B.reliability_table({"grader_bicubic": perfect_conf, "deepmt_dr": bad}, n_bins=10)
+    assert len(rel) == 20 and rel.groupby("method")["count"].sum().tolist() == [190, 200]
+    fig = B.figure_reliability(rel, cal.reset_index())
+    plt.close(fig)
+    empty = B.figure_reliability(B.reliability_table({}), B.calibration_table({}))
+    plt.close(empty)
+
+
+def test_training_throughput_from_history(tmp_path):
+    t = B.training_throughput(_result(tmp_path))
+    assert t["train_seconds"] == pytest.approx(14.0) and t["train_images"] == 112 and t["train_img_s"] == pytest.approx(8.0)
+
+
+def test_machine_table_names_the_machine():
+    m = dict(zip(*B.machine_table("cpu").T.values))
+    assert {"cpu_model", "torch_threads", "platform", "device", "autocast"} <= set(m)
+
+
+# ----------------------------------------------------------------------------- on real smoke runs
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory):
+    from deepmt.experiments import run_experiment
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DEEPMT_CACHE", str(tmp_path_factory.mktemp("cache")))
+        cfg = get_config("smoke", CPU)
+        yield cfg, {m: run_experiment(m, cfg) for m in ("deepmt_dr", "grader_bicubic")}
+
+
+@pytest.mark.slow
+def test_robustness_and_cost_on_smoke_runs(smoke_runs):
+    from deepmt.data import build_datasets
+
+    cfg, results = smoke_runs
+    test = build_datasets(cfg.data, ("test",))["test"]
+    levels = B.severity_levels(cfg, noise_stds=[0.1])
+    rob = B.robustness(results, test, cfg, levels, verbose=False)
+    assert len(rob) == 4 and list(rob["level"].unique()) == ["clean", "noise 0.1"]
+    clean = rob[(rob.method == "deepmt_dr") & (rob.kind == "clean")].iloc[0]
+    noisy = rob[(rob.method == "deepmt_dr") & (rob.kind == "noise")].iloc[0]
+    assert clean["qwk"] == results["deepmt_dr"].metrics["qwk"]  # the clean level is the stored test result
+    assert noisy["psnr"] < clean["psnr"]  # noise hurts the SR image
+    assert math.isnan(rob[rob.method == "grader_bicubic"]["psnr"].iloc[0])
+    # a level with no extra degradation reproduces the stored metrics (same images, same model)
+    same = B.robustness({"grader_bicubic": results["grader_bicubic"]}, B.DegradedDataset(test, cfg.data.scale), cfg,
+                        levels.iloc[:1].assign(kind="blur", level="none"), verbose=False)
+    assert same["qwk"].iloc[0] == pytest.approx(results["grader_bicubic"].metrics["qwk"])
+    assert same["accuracy"].iloc[0] == pytest.approx(results["grader_bicubic"].metrics["accuracy"])
+
+    threads = torch.get_num_threads()
+    cost = B.cost_table(results, test, cfg, max_images=4, repeats=1, threads=1).set_index("method")
+    assert torch.get_num_threads() == threads  # restored
+    assert (cost["threads"] == 1).all()
+    assert cost.loc["deepmt_dr", "params_total"] > cost.loc["grader_bicubic", "params_total"] > 0
+    assert cost.loc["deepmt_dr", "gflops_forward"] > cost.loc["grader_bicubic", "gflops_forward"] > 0
+    assert (cost["infer_img_s"] > 0).all() and (cost["train_img_s"] > 0).all()
+    assert cost.loc["deepmt_dr", "infer_images"] == 4
+    fig = B.figure_cost(cost.reset_index())
+    plt.close(fig)
