@@ -293,10 +293,10 @@ def get_config(profile: str | None = None, overrides: Mapping[str, Any] | None =
                 "model.grader.width": 12,
                 "model.grader.fc_hidden": 128,
                 "train.batch_size": 8,  # many small steps: segmentation of MA needs steps more than images
-                "train.epochs_stage1a": 6,
-                "train.epochs_stage1b": 6,
-                "train.epochs_stage2": 3,
-                "train.epochs_single": 8,
+                "train.epochs_stage1a": 5,
+                "train.epochs_stage1b": 4,
+                "train.epochs_stage2": 2,
+                "train.epochs_single": 6,
             }
         )
     elif profile == "paper":
