@@ -1,0 +1,174 @@
+"""deepmt.studies.ablations: variants, how each is trained (warm start / full run / the base itself), tables,
+claims and figures. Training is faked (no run takes more than a moment); the warm-start mechanics themselves are
+tested in test_warm_start.py and the notebooks run end to end under smoke (nbval)."""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import deepmt.studies.ablations as A
+import deepmt.studies.common as common
+from deepmt.config import get_config
+from deepmt.experiments import ExperimentResult
+
+N = 40
+
+
+@pytest.fixture
+def cfg():
+    return get_config("smoke", {"train.device": "cpu"})
+
+
+def _fake(method, cfg, quality=0.0, warm=None):
+    """A result whose numbers improve with ``quality`` (deterministic per config)."""
+    rng = np.random.default_rng(int(cfg.key(), 16) % 2**32)
+    y = np.arange(N) % 5
+    logits = rng.normal(size=(N, 5)) + (2.0 + quality) * np.eye(5)[y]
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    pred = {"id": np.array([f"test_{i:04d}" for i in range(N)]), "grade_true": y, "grade_probs": probs}
+    if method != "deepmt_dr_noisr":
+        pred.update(isr_psnr_lesion=30 + quality + rng.normal(0, 0.1, N), isr_ssim_lesion=0.8 + 0.01 * quality + rng.normal(0, 0.01, N))
+    pred.update(seg_aupr=np.clip(0.3 + 0.05 * quality + rng.normal(0, 0.05, (N, 4)), 0, 1),
+                seg_dice=np.clip(0.2 + rng.normal(0, 0.05, (N, 4)), 0, 1))
+    from deepmt import metrics as M
+
+    metrics = {"accuracy": M.accuracy(y, probs), "qwk": M.qwk(y, probs), "macro_f1": M.macro_f1(y, probs),
+               "aupr": float(pred["seg_aupr"].mean()), "dice": float(pred["seg_dice"].mean()),
+               "aupr_MA": float(pred["seg_aupr"][:, 0].mean())}
+    if "isr_psnr_lesion" in pred:
+        metrics.update(psnr_lesion=float(pred["isr_psnr_lesion"].mean()), ssim_lesion=float(pred["isr_ssim_lesion"].mean()))
+    return ExperimentResult(method=method, config=cfg, metrics=metrics, val_metrics={}, predictions=pred,
+                            checkpoint=Path("final.pt"), run_dir=Path("."), train_seconds=1.0 if warm else 3.0,
+                            history=pd.DataFrame(), key=cfg.key(), from_cache=False,
+                            warm_start={"base_key": "b", "start_stage": warm, "earlier_stages_seconds": 2.0} if warm else None)
+
+
+@pytest.fixture
+def fake_runs(monkeypatch):
+    """Fake run_experiment / run_methods; records every call."""
+    calls = []
+
+    def run_experiment(method, cfg, warm_start=None, start_stage=None, **kw):
+        calls.append((method, cfg, start_stage))
+        quality = -1.0 if cfg.loss.cls_aware == 0 and cfg.loss.seg_aware == 0 else 0.0
+        return _fake(method, cfg, quality, warm=start_stage)
+
+    def run_methods(methods, cfg, seeds=(0,), **kw):
+        return {m: [_fake(m, cfg.replace({"train.seed": s})) for s in seeds] for m in methods}
+
+    monkeypatch.setattr(A, "run_experiment", run_experiment)
+    monkeypatch.setattr(A, "run_methods", run_methods)
+    return calls
+
+
+def test_variants_and_their_training_plan(cfg):
+    names = [v.name for v in A.task_aware_variants([0, 10, 100], [1])]
+    assert names[:5] == ["no_seg_aware", "no_cls_aware", "no_grading_feedback", "no_vis_consistency", "no_task_aware"]
+    assert names[5:] == ["cls_aware=0", "cls_aware=10", "cls_aware=100", "seg_aware=1"]
+    off = {v.name: v for v in A.task_aware_variants()}["no_task_aware"].overrides
+    assert off == {"loss.seg_aware": 0.0, "loss.cls_aware": 0.0, "loss.grading_feedback": 0.0}
+    plan = {v.name: A.start_stage(v.method, cfg, cfg.replace(dict(v.overrides)))
+            for v in A.task_aware_variants([10]) + A.structure_variants([2, 4, 8], 4)}
+    assert plan == {
+        "no_seg_aware": "stage2", "no_cls_aware": "stage2", "no_grading_feedback": "stage2", "no_task_aware": "stage2",
+        "no_vis_consistency": "stage1b", "cls_aware=10": "base",
+        "no_isr": "full", "no_seg": "full", "no_feature_selection": "stage1b", "unsupervised": "stage2",
+        "scale_x2": "full", "scale_x8": "full",
+    }
+    # mixed changes start at the earliest stage they touch; keys that never change weights do not count
+    assert A.start_stage("deepmt_dr", cfg, cfg.replace({"loss.cls_aware": 1.0, "loss.vis_consistency": 0.1})) == "stage1b"
+    assert A.start_stage("deepmt_dr", cfg, cfg.replace({"train.progress": True, "train.device": "cuda"})) == "base"
+    assert A.start_stage("deepmt_dr", cfg, cfg.replace({"loss.cls_aware": 1.0, "train.lr": 1e-3})) == "full"
+
+
+def test_task_aware_study_warm_starts_dedupes_and_claims(cfg, fake_runs):
+    res = A.task_aware_study(cfg, [0], cls_aware_weights=[0, 10, 100], n_boot=200)
+    trained = {(c[1].loss.seg_aware, c[1].loss.cls_aware, c[1].loss.grading_feedback, c[1].loss.vis_consistency): c[2]
+               for c in fake_runs}
+    assert len(fake_runs) == 6  # 5 ablations + cls_aware=100; cls_aware=0 and =10 are reused
+    assert trained[(1.0, 10.0, 1.0, 0.0)] == "stage1b" and trained[(0.0, 0.0, 0.0, 0.3)] == "stage2"
+    plan = res["plan"].set_index("variant")
+    assert plan.loc["cls_aware=0", "trained"] == "same as no_cls_aware"
+    assert plan.loc["cls_aware=10", "trained"] == "same as deepmt_dr"
+    assert plan.loc["no_vis_consistency", "trained"] == "warm start at stage1b"
+    assert plan.loc["no_seg_aware", "shared_s"] == 2.0 and plan.loc["deepmt_dr", "trained"] == "base"
+    # one summary row and one set of effects per distinct run
+    assert list(res["summary"].variant) == ["deepmt_dr", "no_seg_aware", "no_cls_aware", "no_grading_feedback",
+                                            "no_vis_consistency", "no_task_aware", "cls_aware=100"]
+    eff = res["effects"]
+    assert set(eff.a) == set(res["summary"].variant) - {"deepmt_dr"} and set(eff.b) == {"deepmt_dr"}
+    assert set(eff.metric) == set(A.METRICS)
+    e = eff[(eff.a == "no_task_aware") & (eff.metric == "psnr_lesion")].iloc[0]
+    assert e["diff"] == pytest.approx(e["value_a"] - e["value_b"]) and e["diff"] < 0 and e["hi"] < 0
+    # claim C5: full minus all feedback off, signed in the claim's direction
+    claims = res["claims"].set_index("metric")
+    assert list(claims.index) == list(A.C5_METRICS) and set(claims.id) == {"C5"}
+    assert claims.loc["psnr_lesion", "effect"] == pytest.approx(-e["diff"]) and claims.loc["psnr_lesion", "verdict"] == "reproduced"
+    assert (claims.n_seeds == 1).all() and (claims.evidence == "07_ablation_task_aware_loss").all()
+    sweep = res["sweeps"]["cls_aware"]
+    assert list(sweep.weight) == [0.0, 10.0, 100.0] and list(sweep.variant) == ["no_cls_aware", "deepmt_dr", "cls_aware=100"]
+    assert sweep.is_base.tolist() == [False, True, False] and np.isfinite(sweep.qwk_lo).all()
+    assert "without task-aware loss" in A.effect_clause(eff, "no_task_aware", ["qwk", "psnr_lesion"], res["ablation"].labels)
+    assert "(lower)" in A.effect_clause(eff, "no_task_aware", "psnr_lesion")
+    assert list(res["wide"].variant) == list(res["summary"].variant)[1:]
+    A.plot_effects(eff, ["accuracy", "psnr_lesion"], res["ablation"].labels)
+    A.plot_sweep(sweep, ["qwk", "psnr_lesion"], "sweep")
+
+
+def test_structure_study_plan_skip_and_scale_check(cfg, fake_runs, monkeypatch):
+    monkeypatch.setattr(A, "scale_alignment", lambda ab, c, scale_of: pd.DataFrame(
+        [{"variant": v, "scale": s, "ids_match": True} for v, s in scale_of.items() if v != "deepmt_dr"]))
+    res = A.structure_study(cfg, [0, 1], scales=[4, 8], unsupervised=0.5, n_boot=100)
+    plan = res["plan"].set_index("variant")
+    assert plan.loc["unsupervised", "trained"] == "not run" and "annotation" in plan.loc["unsupervised", "note"]
+    assert plan.loc["no_isr", "trained"] == "full run" and plan.loc["no_seg", "trained"] == "full run"
+    assert plan.loc["no_feature_selection", "trained"] == "warm start at stage1b"
+    assert plan.loc["scale_x8", "trained"] == "full run" and "scale_x4" not in plan.index
+    methods = [(c[0], c[1].train.seed, c[2]) for c in fake_runs]
+    assert ("deepmt_dr_noisr", 1, None) in methods and len(fake_runs) == 2 * 4
+    assert res["scale_of"] == {"deepmt_dr": 4, "scale_x8": 8}
+    eff = res["effects"]
+    assert not ((eff.a == "no_isr") & (eff.metric == "psnr_lesion")).any()  # no ISR, no ISR metrics
+    assert ((eff.a == "no_isr") & (eff.metric == "qwk")).any() and (eff.n_seeds == 2).all()
+    assert "not measured" in A.effect_clause(eff, "no_isr", "psnr_lesion")
+    A.plot_scales(res["summary"], res["scale_of"], ["accuracy", "qwk"])
+
+
+def test_real_datasets_run_the_unsupervised_variant_when_images_lack_annotations(cfg, monkeypatch):
+    class Train:
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            import torch
+
+            return {"mask_present": torch.tensor([i == 0] * 4)}
+
+    monkeypatch.setattr("deepmt.data.build_datasets", lambda data_cfg, splits: {"train": Train()})
+    assert A.annotated_everywhere(cfg)  # synthetic: by construction
+    assert not A.annotated_everywhere(cfg.replace({"data.dataset": "idrid", "data.root": "/nowhere"}))
+
+
+def test_scale_alignment_on_the_synthetic_benchmark(cfg, tmp_path, monkeypatch):
+    """Same ids and grades at x4 and x8; HR images differ only by the re-matched distractors."""
+    monkeypatch.setenv("DEEPMT_CACHE", str(tmp_path))
+    cfg = cfg.replace({"data.n_train": 2, "data.n_val": 2, "data.n_test": 4})
+    from deepmt.data import build_datasets
+
+    def result(c):
+        ds = build_datasets(c.data, ("test",))["test"]
+        pred = {"id": np.array([ds[i]["id"] for i in range(len(ds))]), "grade_true": np.asarray(ds.grades)}
+        return ExperimentResult("deepmt_dr", c, {}, {}, pred, Path("f"), Path("."), 0.0, pd.DataFrame(), c.key())
+
+    ab = A.Ablation(runs={"deepmt_dr": [result(cfg)], "scale_x8": [result(cfg.replace({"data.scale": 8}))]},
+                    plan=pd.DataFrame(), variants=[], labels={})
+    check = A.scale_alignment(ab, cfg, {"deepmt_dr": 4, "scale_x8": 8}, n_check=4)
+    r = check.iloc[0]
+    assert r.variant == "scale_x8" and r.lr_size == cfg.data.hr_size // 8 and r.ids_match and r.grades_match
+    assert 0 <= r.hr_max_abs_diff < 0.5 and r.hr_images_checked == 4
