@@ -67,7 +67,9 @@ def render_report(notebooks: list[str | os.PathLike], out_html: str | os.PathLik
             merged.metadata = nb.metadata
         toc.append(f"- {path.stem}")
         merged.cells.append(nbformat.v4.new_markdown_cell(f"---\n<a id='{path.stem}'></a>\n\n*Notebook `{path.name}`*"))
-        merged.cells.extend(nb.cells)
+        for cell in nb.cells:  # cell ids must be unique across the merged notebooks
+            cell["id"] = f"{path.stem[:40]}-{cell.get('id', len(merged.cells))}"
+            merged.cells.append(cell)
     merged.cells.insert(0, nbformat.v4.new_markdown_cell("\n".join(toc)))
     body, _ = HTMLExporter(template_name="lab").from_notebook_node(merged)
     out = Path(out_html)
