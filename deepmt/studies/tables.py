@@ -29,7 +29,7 @@ from deepmt.studies.common import (
 )
 
 #: Finding 1, grading: the same task from each kind of input (LR, bicubic, SR, HR).
-FINDING1_GRADING = ("grader_lr", "grader_bicubic", "deepmt_dr_noisr", "deepmt_dr", "grader_hr")
+FINDING1_GRADING = ("grader_lr", "grader_bicubic", "deepmt_dr_noisr", "deepmt_dr", "grader_hr", "foo_mt_hr")
 #: Finding 1, segmentation.
 FINDING1_SEG = ("unet_lr", "unet_bicubic", "deepmt_dr_noisr", "deepmt_dr", "unet_hr")
 #: what each method sees
@@ -41,7 +41,7 @@ INPUTS = {
 }
 #: grading baselines of table 04 (all from LR input) and HR references (upper bounds, not competitors)
 GRADING_BASELINES = ("grader_lr", "grader_bicubic", "two_stage", "foo_mt", "deepmt_dr_noisr")
-GRADING_REFERENCES = ("grader_hr",)
+GRADING_REFERENCES = ("grader_hr", "foo_mt_hr")
 ISR_METHODS = ("bicubic", "srcnn", "edsr", "isr", "deepmt_dr")
 SEG_METHODS = ("unet_lr", "unet_bicubic", "deepmt_dr_noisr", "deepmt_dr", "unet_hr")
 
@@ -90,7 +90,8 @@ def finding1(cfg: Config, seeds: Sequence[int], seg_seeds: Sequence[int] = (0,),
     g_metrics = list(GRADING_METRICS)
     s_metrics = ["aupr", "dice", "aupr_MA", "dice_MA"]
     g_effects = effects_table(grading, [("deepmt_dr", "deepmt_dr_noisr"), ("deepmt_dr_noisr", "grader_bicubic"),
-                                        ("grader_bicubic", "grader_lr"), ("grader_hr", "grader_bicubic")], g_metrics, n_boot)
+                                        ("grader_bicubic", "grader_lr"), ("grader_hr", "grader_bicubic"),
+                                        ("foo_mt_hr", "deepmt_dr_noisr")], g_metrics, n_boot)
     s_effects = effects_table(seg, [("deepmt_dr", "deepmt_dr_noisr"), ("unet_bicubic", "unet_lr"), ("unet_hr", "unet_bicubic")],
                               s_metrics, n_boot)
     claims = pd.concat([

@@ -12,7 +12,7 @@
 # | LR (24 px in `quick`) | `grader_lr` (ResNet-18-style grader) | `unet_lr` |
 # | bicubic up-sampling of LR | `grader_bicubic`; `deepmt_dr_noisr` = DeepMT-DR without its ISR subnet | `unet_bicubic`; `deepmt_dr_noisr` |
 # | super-resolved by DeepMT-DR | `deepmt_dr` | `deepmt_dr` |
-# | HR (upper bound) | `grader_hr` | `unet_hr` |
+# | HR (reference) | `grader_hr`; `foo_mt_hr` = the same lesion U-Net + grading head on HR | `unet_hr` |
 #
 # The controlled test of the claims is **DeepMT-DR vs DeepMT-DR without ISR**: identical segmentation and
 # grading subnets, losses and schedule; only the input differs (SR vs bicubic). Effects are paired
@@ -87,7 +87,9 @@ s = segmentation.set_index("method")
 print(
     f"Grading accuracy from LR {g.loc['grader_lr', 'accuracy']:.3f}, bicubic {g.loc['grader_bicubic', 'accuracy']:.3f}, "
     f"DeepMT-DR without ISR {g.loc['deepmt_dr_noisr', 'accuracy']:.3f}, DeepMT-DR {g.loc['deepmt_dr', 'accuracy']:.3f}, "
-    f"HR {g.loc['grader_hr', 'accuracy']:.3f} (mean of {len(seeds)} seed(s)). "
+    f"HR {g.loc['grader_hr', 'accuracy']:.3f}; a segmentation + grading multi-task net on HR {g.loc['foo_mt_hr', 'accuracy']:.3f} "
+    f"(mean of {len(seeds)} seed(s)). "
+    + sentence(effects, "foo_mt_hr", "deepmt_dr_noisr", "accuracy") + " (the information lost at LR, for the lesion-supervised family). "
     + sentence(effects, "deepmt_dr", "deepmt_dr_noisr", "accuracy") + "; "
     + sentence(effects, "deepmt_dr", "deepmt_dr_noisr", "qwk") + ". "
     f"Segmentation AUPR (mean over lesions): LR U-Net {s.loc['unet_lr', 'aupr']:.3f}, bicubic U-Net {s.loc['unet_bicubic', 'aupr']:.3f}, "
