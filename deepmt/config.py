@@ -278,7 +278,7 @@ def get_config(profile: str | None = None, overrides: Mapping[str, Any] | None =
     elif profile == "quick":
         cfg = cfg.replace(
             {
-                # sized so that every notebook together runs in about half an hour on a 2-core CPU
+                # sized for a 2-core CPU: every notebook together took 37.5 min from an empty cache (README)
                 # (measured: see README). Lesions keep the pilot's pixel sizes (size_reference = hr_size):
                 # MA sigma 0.8-1.1 HR px, so they nearly vanish at LR 24 px.
                 "data.hr_size": 96,
