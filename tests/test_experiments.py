@@ -17,13 +17,6 @@ from deepmt.experiments import load_method, run_dir_for, run_experiment, run_see
 CPU = {"train.device": "cpu"}
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DEEPMT_CACHE", str(tmp_path_factory.mktemp("cache")))
-        yield
-
-
 @pytest.fixture
 def train_calls(monkeypatch):
     calls = []

@@ -28,13 +28,6 @@ class Interrupt(Exception):
     pass
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DEEPMT_CACHE", str(tmp_path_factory.mktemp("cache")))
-        yield
-
-
 @pytest.fixture
 def epochs(monkeypatch):
     """Records (stage, epoch, state at the start of each stage) of every trained epoch."""
