@@ -52,6 +52,7 @@ class SynthConfig:
     smudge_sigma: tuple[float, float] = (1.6, 2.0)  # HR px at size_reference
     severe_he_per_quadrant: int = 3  # grade 3 rule: at least this many haemorrhages in each of the 4 quadrants
     nv_decoy_prob: float = 0.5  # probability of a decoy NV tuft in an image (every grade), when nv_match > 0
+    preretinal_he: bool = True  # grade 4 also gets a large preretinal haemorrhage, masked as HE (makes grade 4 learnable)
 
 
 @dataclass

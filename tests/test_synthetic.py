@@ -79,6 +79,7 @@ def _check_rule(s, t=3):
         assert not has_nv
     else:
         assert has_nv and len(s["lesions"]["nv_xy"]) == 1
+    assert bool(s["meta"]["has_preretinal_he"]) == (g == 4)
     # metadata agrees with the masks
     assert list(he_q) == [s["meta"][f"HE_q{q}"] for q in range(4)]
 
@@ -207,3 +208,21 @@ def test_manifest_records_config(tmp_path, monkeypatch):
     assert man["data_config"]["synth"]["smudge_match"] == cfg.synth.smudge_match
     meta = ds.meta
     assert list(meta["grade"]) == list(ds.grades) and "has_nv" in meta
+
+
+def test_grade4_preretinal_haemorrhage_is_the_largest_he_and_only_in_grade4():
+    """At the quick profile's lesion scale (size_reference = hr_size = 96) the preretinal haemorrhage is an HE
+    mask component larger than any ordinary haemorrhage, so grade 4 is learnable from the lesion masks."""
+    cfg = get_config("smoke", {"data.hr_size": 96, "data.synth.size_reference": 96}).data
+    largest = {g: [] for g in range(5)}
+    for i in range(25):
+        s = generate_sample(i, cfg, "test")
+        lab, n = ndimage.label(s["masks"][1].astype(bool), structure=np.ones((3, 3)))
+        largest[s["grade"]].append(int(np.bincount(lab.ravel())[1:].max()) if n else 0)
+    assert all(largest.values())
+    smallest_prh = min(largest[4])
+    assert smallest_prh > max(max(largest[g]) for g in range(4)), largest
+    off = get_config("smoke", {"data.hr_size": 96, "data.synth.size_reference": 96, "data.synth.preretinal_he": False}).data
+    g4 = next(i for i in range(25) if generate_sample(i, off, "test")["grade"] == 4)
+    s = generate_sample(g4, off, "test")
+    assert s["meta"]["has_preretinal_he"] == 0 and s["meta"]["has_nv"] == 1

@@ -18,6 +18,14 @@ What an image holds (sizes in px at :attr:`SynthConfig.size_reference` = 256 and
   SE = soft exudates (cotton-wool spots), pale fluffy patches near the disc and arcades.
 * **Neovascularisation (NV)**: in grade 4 only, a tuft of fine tortuous loops at the disc rim (NVD) or on
   an arcade (NVE). NOT masked (real datasets do not mask NV); ``has_nv`` is in the metadata.
+* **Preretinal haemorrhage** (``preretinal_he``, on by default): in grade 4 only, one large boat-shaped
+  haemorrhage with a flat upper edge (blood settled under gravity; radius 8-12 px), masked as HE. The
+  ICDR scale counts vitreous/preretinal haemorrhage as a sign of PDR, as NV. It makes grade 4 learnable
+  from the lesion masks: an unmasked NV tuft alone is a cue that a grader trained from grade labels does
+  not find (the lesion-supervised grader on HR stayed below 0.8 accuracy, its grade 3/4 recall 0.3-0.6,
+  and even the true lesion counts per quadrant only reached 0.78 without ``has_nv``). With
+  ``preretinal_he=False`` grade 4 is signalled by the unmasked NV tuft alone (generator version 2's
+  benchmark, apart from the random draws).
 * **Distractors (not lesions, not masked)**, in every grade: MA-coloured smudges (sigma ``smudge_sigma``
   1.6-2 px) whose peak after degradation equals that of an MA drawn from the MA prior times
   ``smudge_match`` (at HR a smudge peaks at about half an MA; at LR they look alike), brown pigment
@@ -81,7 +89,7 @@ from deepmt.data.degradation import degrade
 from deepmt.errors import DataError
 
 #: Bump when the generator changes its output (invalidates caches).
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 #: Class priors over grades 0-4. DDR: gradable images of the DDR dataset (6266/630/4477/236/913).
 GRADE_PRIORS: dict[str, tuple[float, ...]] = {
@@ -104,7 +112,7 @@ SE_TARGET = (0.95, 0.9, 0.8)
 META_COLUMNS = (
     [f"{les}_{q}" for les in LESIONS for q in ("q0", "q1", "q2", "q3")]
     + [f"n_{les}" for les in LESIONS]
-    + ["has_nv", "n_smudge", "n_nv_decoy", "n_pigment", "n_reflection", "n_he_dot", "n_he_blot", "n_he_flame"]
+    + ["has_nv", "has_preretinal_he", "n_smudge", "n_nv_decoy", "n_pigment", "n_reflection", "n_he_dot", "n_he_blot", "n_he_flame"]
 )
 
 
@@ -123,6 +131,8 @@ def grade_rules_text(severe_he_per_quadrant: int = 3) -> str:
             "                   'haemorrhages in all 4 quadrants'), no neovascularisation.",
             "  4 PDR          : neovascularisation (NV, a tuft of fine new vessels at the disc or on an arcade),",
             "                   drawn on top of grade-3 lesions. NV is not in the masks, as in real datasets.",
+            "                   With preretinal_he (default) every grade-4 image also has one large boat-shaped",
+            "                   preretinal haemorrhage (an ICDR sign of PDR), masked as HE.",
             "Quadrants are the image quadrants about the centre of the field of view; a haemorrhage counts in the",
             "quadrant of its centre (every haemorrhage lies wholly inside one quadrant).",
             "Rule order: NV -> 4; else HE in all 4 quadrants -> 3; else any HE/EX/SE -> 2; else any MA -> 1; else 0.",
@@ -425,6 +435,15 @@ def generate_sample(index: int, data_cfg, split: str = "train") -> dict[str, Any
         placer = _Placer()
         placer.place(rng, 1, lambda: disc_r + 2, lambda r, k: (np.array([disc[0]]), np.array([disc[1]]), np.array([True])), 0)
         gap = 1.5 + 0.5 * s
+        # ---- grade 4: one large preretinal haemorrhage, placed first (it needs the most room)
+        prh = []
+        if plan["nv"] and sc.preretinal_he:
+            a = rng.uniform(8.0, 12.0) * s
+            q = int(rng.integers(0, 4))  # wholly inside one quadrant, like every haemorrhage
+            got = placer.place(rng, 1, lambda e=1.3 * a: e, _inside_region(c, R, 0.8, disc, disc_r + 1.3 * a, q, 1.3 * a + 1.0), gap)
+            if not got:
+                continue
+            prh.append((a, got[0], q))
         # ---- haemorrhages: quadrant by quadrant, each wholly inside its quadrant
         he = []
         for q in range(4):
@@ -519,6 +538,17 @@ def generate_sample(index: int, data_cfg, split: str = "train") -> dict[str, Any
         D.stamp_mask(masks[1], box, p, 0.5, x, y)
         counts[1, q] += 1
         he_kinds[kind] += 1
+
+    # ---- preretinal haemorrhage (grade 4): a horizontal ellipse cut flat above its centre (fluid level)
+    for a, (x, y, _), q in prh:
+        box, p = D.rotated_patch(x, y, a, 0.6 * a, 0.0, n, n, power=4.0)
+        level = y - rng.uniform(0.1, 0.35) * a
+        rows = np.arange(box[0], box[1], dtype=np.float32) + 0.5
+        p = p * np.clip(rows - level, 0.0, 1.0)[:, None].astype(np.float32)
+        p = np.minimum(1.0, 1.3 * p)
+        D.darken(img, box, p, rng.uniform(0.75, 0.9), HE_COLOUR)
+        D.stamp_mask(masks[1], box, p, 0.5, x, y)
+        counts[1, q] += 1
 
     # ---- microaneurysms and MA-coloured smudges (count-matched, LR peak matched)
     ma_lo, ma_hi = (v * s for v in sc.ma_sigma)
@@ -621,7 +651,7 @@ def generate_sample(index: int, data_cfg, split: str = "train") -> dict[str, Any
 
     meta = {f"{les}_q{q}": int(counts[i, q]) for i, les in enumerate(LESIONS) for q in range(4)}
     meta.update({f"n_{les}": int(counts[i].sum()) for i, les in enumerate(LESIONS)})
-    meta.update(has_nv=int(bool(plan["nv"])), n_smudge=len(sm_xy), n_nv_decoy=len(decoy_xy), n_pigment=n_pig, n_reflection=ref_done,
+    meta.update(has_nv=int(bool(plan["nv"])), has_preretinal_he=len(prh), n_smudge=len(sm_xy), n_nv_decoy=len(decoy_xy), n_pigment=n_pig, n_reflection=ref_done,
                 n_he_dot=he_kinds["dot"], n_he_blot=he_kinds["blot"], n_he_flame=he_kinds["flame"])
     lesions.update(fov_center=np.asarray(c, np.float32), fov_radius=float(R), disc_xy=np.asarray(disc, np.float32), macula_xy=np.asarray(mac, np.float32))
     assert grade_from_lesions(meta["n_MA"], counts[1], meta["n_EX"], meta["n_SE"], bool(meta["has_nv"]), sc.severe_he_per_quadrant) == grade
