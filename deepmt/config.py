@@ -143,6 +143,13 @@ class LossConfig:
     ISR loss = pixel(SR, HR) + tv * TV(SR) + seg_aware * MSE(seg(SR), seg(HR))
              + cls_aware * MSE(vis(SR), vis(HR)) + grading_feedback * grading loss,
     grading loss = CE + vis_consistency * MSE(vis map, lesion map).
+
+    ``seg_aware`` / ``cls_aware`` / ``grading_feedback`` are the authors' weights (1 / 10 / 1). Beside a
+    mean-over-pixels MSE they make the feedback's gradient on the ISR 10^1-10^4 times the pixel term's, so
+    by default (``feedback_scaling="calibrated"``) each feedback term with a non-zero weight is rescaled at
+    the start of stage 2 so that its gradient on the ISR parameters is ``feedback_ratio`` times the pixel
+    term's (measured over ``calibration_batches`` batches; the weight then only switches the term on or off).
+    ``feedback_scaling="authors"`` reproduces the authors' weighting exactly.
     """
 
     isr_pixel: str = "mse"  # "mse" or "l1"
@@ -155,6 +162,9 @@ class LossConfig:
     cls_aware: float = 10.0  # classification-aware term
     grading_feedback: float = 1.0  # grading loss fed back into ISR
     vis_consistency: float = 0.3  # visualization map vs lesion map
+    feedback_scaling: str = "calibrated"  # "authors": the weights above as given; "calibrated": see below
+    feedback_ratio: float = 0.5  # calibrated: each feedback term's gradient on the ISR = this x the pixel term's
+    calibration_batches: int = 4  # calibrated: stage-2 training batches over which the gradient norms are measured
     unsupervised: float = 0.0  # journal extension: pseudo masks from the binarised visualization map
     class_weights: str | tuple[float, ...] = "auto"  # "auto" (inverse training frequency), "none", or 5 weights
     seg_weight_in_joint: float = 1.0  # weight of the supervised segmentation loss in stage 2
@@ -179,6 +189,7 @@ class TrainConfig:
     epochs_single: int = 12  # single-task and two-stage baselines (per trained part)
     lr_stage2_factor: float = 0.1  # stage 2 learning rate = lr * this (paper fine-tunes with a small lr)
     grad_clip: float | None = 5.0
+    stage2_max_psnr_drop: float = 0.5  # stage 2 keeps no epoch whose val PSNR is this many dB below stage 1's
     selection_metric: str = "qwk"  # validation metric for model selection (grading); psnr / dice for other tasks
     log_every: int = 10
     progress: bool = True

@@ -33,7 +33,8 @@ class DummyMethod(nn.Module):
     tasks = frozenset({"isr", "seg", "grade"})
     stages = ("isr_seg", "grade")
 
-    def __init__(self, scale: int = 4, nan_at_call: int | None = None, nan_term: str = "pixel"):
+    def __init__(self, scale: int = 4, nan_at_call: int | None = None, nan_term: str = "pixel", keep_start: bool = False,
+                 never_better: bool = False):
         super().__init__()
         self.scale = scale
         self.isr = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(8, 3, 3, padding=1))
@@ -43,6 +44,8 @@ class DummyMethod(nn.Module):
             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(8, 5),
         )
         self.nan_at_call, self.nan_term, self.calls = nan_at_call, nan_term, 0
+        #: the grade stage's starting weights compete for selection; with never_better no epoch may beat them
+        self.keep_start, self.never_better = keep_start, never_better
 
     # -- contract
     def stage_parameters(self, stage):
@@ -56,6 +59,14 @@ class DummyMethod(nn.Module):
 
     def selection_metric(self, stage):
         return "psnr" if stage == "isr_seg" else "qwk"
+
+    def keeps_start_candidate(self, stage):
+        return self.keep_start and stage == "grade"
+
+    def selection_score(self, stage, val, start_val=None):
+        if self.never_better and start_val is not None and val is not start_val:
+            return float("-inf")
+        return float(val[self.selection_metric(stage)])
 
     def _sr(self, lr):
         up = F.interpolate(lr, scale_factor=self.scale, mode="bilinear", align_corners=False)

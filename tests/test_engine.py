@@ -116,3 +116,28 @@ def test_cpu_bf16_guard_keeps_strided_convs_on_1x1_inputs_finite():
         y.float().sum().backward()
         assert all(torch.isfinite(p.grad).all() for p in net.parameters())
         net.zero_grad()
+
+
+def test_stage_start_weights_compete_and_are_kept_when_no_epoch_beats_them(tmp_path, capsys):
+    cfg = tiny_cfg()
+    m = _fresh(keep_start=True, never_better=True)
+    res = train(m, cfg, dummy_datasets(), tmp_path)
+    assert res.best["grade"]["epoch"] == 0 and "start_val" in res.best["grade"]
+    # the final weights are those the grade stage started from = the best isr_seg epoch's
+    start = load_checkpoint(tmp_path / "best-isr_seg.pt")["model"]
+    for k, v in m.state_dict().items():
+        assert torch.equal(v.cpu(), start[k]), k
+    assert load_checkpoint(tmp_path / "best-grade.pt")["epoch"] == 0
+    assert "kept those" in capsys.readouterr().out
+    # the history still holds one row per trained epoch
+    assert list(res.history["stage"]) == ["isr_seg", "isr_seg", "grade", "grade"]
+
+
+def test_stage_start_candidate_loses_to_a_better_epoch(tmp_path):
+    cfg = tiny_cfg()
+    a = train(_fresh(keep_start=True), cfg, dummy_datasets(), tmp_path / "a")
+    start_score = a.best["grade"]["start_val"]["qwk"]
+    assert a.best["grade"]["score"] >= start_score
+    # without the candidate the same epochs are trained (selection only, no change of the trajectory)
+    b = train(_fresh(), cfg, dummy_datasets(), tmp_path / "b")
+    np.testing.assert_array_equal(a.history["val_qwk"], b.history["val_qwk"])

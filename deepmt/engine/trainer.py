@@ -13,7 +13,10 @@ loss; baselines: e.g. ``("single",)``):
 4. after every epoch: validation on the ``val`` split, model selection on
    ``method.selection_metric(stage)`` (higher is better; validation only), ``last.pt``, and
    ``best-<stage>.pt`` when the score improved; at the end of the stage the best epoch's
-   weights are restored.
+   weights are restored. The score is ``method.selection_score(stage, val, start_val)`` (by default
+   the selection metric). Where ``method.keeps_start_candidate(stage)`` (DeepMT-DR's stage 2), the
+   weights the stage starts from are evaluated first and compete as "epoch 0": the stage never keeps
+   a model worse on validation than the one it started from, and says so when it keeps that one.
 
 At the end of every stage the RNG states (all ranks) are also written to ``stage-end-<stage>.pt``
 (no weights: those are in ``best-<stage>.pt``), so that a warm-started run (below) can continue from
@@ -292,6 +295,19 @@ def train(
             if "best_model" in ckpt:
                 best = {"score": float(ckpt["best_score"]), "epoch": int(ckpt["best_epoch"]), "model": ckpt["best_model"]}
             first_epoch = start_epoch
+        # the weights the stage starts from compete for selection (e.g. stage 2 vs the stage-1 weights)
+        start_val = dict(best_info.get(stage, {}).get("start_val") or {}) or None
+        if val_set is not None and first_epoch == 0 and method.keeps_start_candidate(stage):
+            if ctx.is_main:
+                start_val, _ = evaluate(method, val_set, cfg, progress=False, desc=f"val {stage} start")
+            start_val = ddp.broadcast_object(start_val, ctx)
+            s0 = _finite_or_neg_inf(method.selection_score(stage, start_val, start_val))
+            best = {"score": s0, "epoch": 0, "model": _state_copy(method)}
+            best_info[stage] = {"score": s0, "epoch": 0, "metric": metric_name, "start_val": start_val}
+            if ctx.is_main:
+                save_checkpoint(run_dir / f"best-{stage}.pt", {
+                    **meta, "kind": "best", "model": best["model"], "stage_index": si, "stage": stage, "epoch": 0, "score": s0,
+                })
 
         bar = tqdm(
             range(first_epoch, n_epochs), desc=f"{method.name}:{stage}", initial=first_epoch, total=n_epochs,
@@ -314,7 +330,8 @@ def train(
                         f"stage {stage!r}: selection metric {metric_name!r} is not among the validation metrics "
                         f"{sorted(val)}"
                     )
-            score = _finite_or_neg_inf(val.get(metric_name, epoch))  # no val split: the last epoch wins
+            # no val split: the last epoch wins
+            score = _finite_or_neg_inf(method.selection_score(stage, val, start_val) if val else epoch)
             improved = best["model"] is None or score > best["score"]
             if improved:
                 best = {"score": score, "epoch": epoch + 1, "model": _state_copy(method)}
@@ -326,7 +343,8 @@ def train(
                 "lr": float(sched.get_last_lr()[0]), "seconds": seconds, "images_per_s": n_images / max(seconds, 1e-9),
             }
             history.append(row)
-            best_info[stage] = {"score": best["score"], "epoch": best["epoch"], "metric": metric_name}
+            best_info[stage] = {"score": best["score"], "epoch": best["epoch"], "metric": metric_name,
+                                **({"start_val": start_val} if start_val else {})}
             if improved and ctx.is_main:
                 save_checkpoint(run_dir / f"best-{stage}.pt", {
                     **meta, "kind": "best", "model": best["model"], "stage_index": si, "stage": stage,
@@ -339,6 +357,10 @@ def train(
         bar.close()
         if best["model"] is not None:
             method.load_state_dict(best["model"])
+            if best["epoch"] == 0 and n_epochs > 0 and ctx.is_main:
+                print(f"{method.name}:{stage}: no epoch beat the weights the stage started from on validation "
+                      f"({metric_name}{', within the PSNR floor' if start_val and 'psnr' in start_val else ''}); kept those",
+                      flush=True)
         del model, opt, sched
         save_stage_end(si)  # before last.pt moves on: a crash in between redoes both
         save_last(si + 1, 0)

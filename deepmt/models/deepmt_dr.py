@@ -39,10 +39,13 @@ from deepmt.data.degradation import bicubic_upsample
 from deepmt.losses.grading import weighted_cross_entropy
 from deepmt.losses.isr import isr_loss
 from deepmt.losses.segmentation import segmentation_loss
+from deepmt.errors import ConfigMismatchError
 from deepmt.losses.task_aware import (
+    FeedbackCalibration,
     cls_aware_loss,
     cut,
     feedback_terms,
+    isr_gradient_norms,
     pseudo_masks,
     seg_aware_loss,
     unsupervised_seg_loss,
@@ -68,6 +71,14 @@ class DeepMTDR(Method):
         self.tasks = frozenset({"isr", "seg", "grade"} if use_isr else {"seg", "grade"})
         #: compute the visualization map in ``forward`` (one extra backward pass through the grader)
         self.compute_vis = True
+        L = cfg.loss
+        if L.feedback_scaling not in ("authors", "calibrated"):
+            raise ConfigMismatchError(f"loss.feedback_scaling={L.feedback_scaling!r}: choose 'authors' or 'calibrated'")
+        #: per-term scales of the task-aware feedback (``loss.feedback_scaling="calibrated"``), else None
+        self.feedback_calibration = (
+            FeedbackCalibration(L.feedback_ratio, L.calibration_batches)
+            if use_isr and L.feedback_scaling == "calibrated" else None
+        )
 
     # ------------------------------------------------------------------ stages
     def stage_modules(self, stage):
@@ -80,7 +91,21 @@ class DeepMTDR(Method):
 
     def selection_metric(self, stage):
         self.check_stage(stage)
-        return "dice" if stage == "stage1a" else self.cfg.train.selection_metric
+        return "aupr" if stage == "stage1a" else self.cfg.train.selection_metric
+
+    def keeps_start_candidate(self, stage):
+        """Stage 2 competes with the stage-1 weights it starts from: it never keeps a worse model."""
+        return stage == "stage2"
+
+    def selection_score(self, stage, val, start_val=None):
+        """Stage 2: the grading metric, but an epoch whose validation PSNR fell more than
+        ``train.stage2_max_psnr_drop`` dB below the stage-1 weights' is not eligible (-inf), so stage 2
+        never silently keeps a super-resolution worse than stage 1's."""
+        score = super().selection_score(stage, val, start_val)
+        if stage == "stage2" and self.isr is not None and start_val and "psnr" in val and "psnr" in start_val:
+            if float(val["psnr"]) < float(start_val["psnr"]) - float(self.cfg.train.stage2_max_psnr_drop):
+                return float("-inf")
+        return score
 
     # ------------------------------------------------------------------ parts
     def super_resolve(self, lr: torch.Tensor) -> torch.Tensor:
@@ -205,12 +230,28 @@ class DeepMTDR(Method):
             terms["unsupervised"] = L.unsupervised * unsupervised_seg_loss(probs, pseudo, select)
 
         # task-aware feedback into the ISR subnet only
-        fb = {}
+        raw = {}
         if w_seg_aware:
-            fb["seg_aware"] = w_seg_aware * seg_aware_loss(probs, probs_hr)
+            raw["seg_aware"] = seg_aware_loss(probs, probs_hr)
         if w_cls_aware:
-            fb["cls_aware"] = w_cls_aware * cls_aware_loss(vis_sr, vis_hr)
+            raw["cls_aware"] = cls_aware_loss(vis_sr, vis_hr)
         if w_feedback:
-            fb["grading_feedback"] = w_feedback * grading_loss
+            raw["grading_feedback"] = grading_loss
+        weights = {"seg_aware": w_seg_aware, "cls_aware": w_cls_aware, "grading_feedback": w_feedback}
+        cal = self.feedback_calibration
+        if cal is not None and raw and sr.device.type != "meta":  # meta: FLOP counting, no values to measure
+            if self.training and not cal.done and torch.is_grad_enabled():
+                cal.update(isr_gradient_norms(raw, sr_cut, sr, list(self.isr.parameters()), direct={"isr_pixel": terms["isr_pixel"]}))
+            weights = cal.scales()
+        fb = {k: weights[k] * v for k, v in raw.items()}
         terms.update(feedback_terms(fb, sr_cut, sr))
         return terms
+
+    def feedback_summary(self) -> dict[str, float]:
+        """The task-aware feedback's calibration: mean gradient norms on the ISR per term and the scales
+        used (``loss.feedback_scaling="calibrated"``); the authors' weights otherwise."""
+        L = self.cfg.loss
+        if self.feedback_calibration is None:
+            return {"scaling": "authors", "scale_seg_aware": L.seg_aware, "scale_cls_aware": L.cls_aware,
+                    "scale_grading_feedback": L.grading_feedback}
+        return {"scaling": "calibrated", "ratio": L.feedback_ratio, **self.feedback_calibration.summary()}

@@ -96,6 +96,16 @@ class Method(nn.Module):
         self.check_stage(stage)
         return self.cfg.train.selection_metric
 
+    def keeps_start_candidate(self, stage: str) -> bool:
+        """Whether the weights ``stage`` starts from compete with its epochs for selection (evaluated on
+        validation before the first epoch; kept when no epoch beats them). Default: no."""
+        return False
+
+    def selection_score(self, stage: str, val: dict[str, float], start_val: dict[str, float] | None = None) -> float:
+        """The score (higher is better) that selects the epoch of ``stage`` from its validation metrics
+        ``val``; ``start_val`` are those of the stage's starting weights when :meth:`keeps_start_candidate`."""
+        return float(val[self.selection_metric(stage)])
+
     # ------------------------------------------------------------------ training
     def _freeze_others(self, stage: str) -> None:
         """Put sub-modules that ``stage`` does not train in eval mode (BN statistics stay fixed)."""
