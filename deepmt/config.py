@@ -77,6 +77,7 @@ class DataConfig:
     val_fraction: float = 0.15  # stratified validation split for real datasets without one
     seed: int = 0  # data seed (synthetic generation and split), independent of the training seed
     augment: bool = True  # joint image+mask flips/rotations for training
+    mask_fraction: float = 1.0  # training images that keep their lesion masks (rest grade-only; DDR: 757/13,673)
     num_workers: int = 0
     synth: SynthConfig = field(default_factory=SynthConfig)
     degradation: DegradationConfig = field(default_factory=DegradationConfig)

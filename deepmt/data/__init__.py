@@ -33,6 +33,10 @@ def build_datasets(cfg: "DataConfig", splits: tuple[str, ...] = SPLITS) -> dict[
         from deepmt.data.real import build_real_splits
 
         out = build_real_splits(cfg, splits)
+    if "train" in out and cfg.mask_fraction < 1.0:
+        from deepmt.data.partial_masks import with_partial_masks
+
+        out["train"] = with_partial_masks(out["train"], cfg.mask_fraction, cfg.seed)
     if "train" in out and (cfg.augment or cfg.crop_size):
         from deepmt.data.transforms import AugmentedDataset, TrainAugment
 
