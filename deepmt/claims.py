@@ -3,7 +3,8 @@
 The last notebook and the README show this table. It is generated from ``results/*claims*.csv`` (written by
 the notebooks through :func:`deepmt.reporting.save_table`), never edited by hand::
 
-    from deepmt.claims import Claim, claims_table, collect_claims, claims_markdown, update_readme_section
+    from deepmt.claims import Claim, claims_table, collect_claims, claims_markdown
+    from deepmt.results_io import update_readme_section
 
     # in a notebook that measures claim C1 (effect = DeepMT-DR SR minus bicubic, accuracy, over 3 seeds)
     save_table(claims_table([Claim.from_paper("C1", metric="accuracy", effect=d, lo=lo, hi=hi, n_seeds=3,
@@ -38,8 +39,7 @@ from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
-from deepmt.errors import DataError
-from deepmt.utils import atomic_write_text
+from deepmt.results_io import read_result_tables, text_or, to_markdown
 
 REPRODUCED = "reproduced"
 NOT_REPRODUCED = "not reproduced"
@@ -183,24 +183,14 @@ def collect_claims(results_dir: str | Path | None = None, pattern: str = "*claim
     from deepmt.reporting import results_dir as default_results_dir
 
     root = Path(results_dir) if results_dir is not None else default_results_dir()
-    frames = []
-    for path in sorted(root.glob(pattern)):
-        try:
-            df = pd.read_csv(path)
-        except Exception as e:  # noqa: BLE001 - name the file whatever pandas says
-            raise DataError(f"{path}: cannot read claims table ({e})") from e
-        missing = [c for c in ("id", "metric", "effect", "lo", "hi") if c not in df.columns]
-        if missing:
-            raise DataError(f"{path}: claims table lacks columns {missing}")
-        df["source"] = path.name
-        frames.append(df)
+    frames = read_result_tables(root, pattern, required=("id", "metric", "effect", "lo", "hi"), what="claims table")
     claims = []
     for df in frames:
         for row in df.to_dict("records"):
             cid = str(row["id"])
             pc = PAPER_CLAIMS.get(cid)
-            text = row.get("text") if isinstance(row.get("text"), str) else (pc.text if pc else "")
-            comp = row.get("comparison") if isinstance(row.get("comparison"), str) else (pc.comparison if pc else "")
+            text = text_or(row.get("text"), pc.text if pc else "")
+            comp = text_or(row.get("comparison"), pc.comparison if pc else "")
             min_eff = row.get("min_effect", 0.0)
             n_seeds = row.get("n_seeds", 0)
             claims.append(
@@ -213,7 +203,7 @@ def collect_claims(results_dir: str | Path | None = None, pattern: str = "*claim
                     lo=float(row["lo"]),
                     hi=float(row["hi"]),
                     n_seeds=0 if pd.isna(n_seeds) else int(n_seeds),
-                    evidence=row.get("evidence") if isinstance(row.get("evidence"), str) else row["source"],
+                    evidence=text_or(row.get("evidence"), row["source"]),
                     min_effect=0.0 if pd.isna(min_eff) else float(min_eff),
                 )
             )
@@ -229,33 +219,6 @@ def _natural_key(s: str) -> list[Any]:
 
 
 # --------------------------------------------------------------------------- markdown
-def _cell(v: Any, floatfmt: str) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return ""
-    if isinstance(v, float):
-        s = format(v, floatfmt)
-    else:
-        s = str(v)
-    return s.replace("|", "\\|").replace("\n", " ")
-
-
-def to_markdown(df: pd.DataFrame, floatfmt: str = ".3f", index: bool = False) -> str:
-    """A GitHub-flavoured markdown table of ``df`` (no tabulate needed): floats as ``floatfmt``, nan empty,
-    ``|`` escaped; numeric columns right-aligned."""
-    cols = list(df.columns)
-    rows = [[_cell(v, floatfmt) for v in rec] for rec in df.itertuples(index=False, name=None)]
-    if index:
-        cols = [df.index.name or ""] + cols
-        rows = [[_cell(i, floatfmt)] + r for i, r in zip(df.index, rows)]
-    numeric = [pd.api.types.is_numeric_dtype(df[c]) for c in df.columns]
-    if index:
-        numeric = [pd.api.types.is_numeric_dtype(df.index)] + numeric
-    header = "| " + " | ".join(_cell(c, floatfmt) for c in cols) + " |"
-    align = "|" + "|".join("---:" if num else "---" for num in numeric) + "|"
-    body = ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join([header, align, *body]) + "\n"
-
-
 def claims_markdown(claims: pd.DataFrame | Sequence[Claim], digits: int = 3) -> str:
     """The claims table as the README shows it: claim, comparison, metric, effect [95 % CI], seeds, verdict."""
     df = claims if isinstance(claims, pd.DataFrame) else claims_table(claims)
@@ -273,33 +236,3 @@ def claims_markdown(claims: pd.DataFrame | Sequence[Claim], digits: int = 3) -> 
         }
     )
     return to_markdown(shown)
-
-
-def update_readme_section(readme_path: str | Path, marker: str, markdown: str) -> bool:
-    """Replace the text between ``<!-- BEGIN marker -->`` and ``<!-- END marker -->`` with ``markdown``.
-
-    The file is rewritten atomically (:func:`deepmt.utils.atomic_path`) and only when the text changes;
-    returns whether it changed. Raises ``DataError`` naming the file when a marker is missing, repeated or
-    out of order.
-    """
-    path = Path(readme_path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file (cannot update section {marker!r})")
-    text = path.read_text(encoding="utf-8")
-    begin, end = f"<!-- BEGIN {marker} -->", f"<!-- END {marker} -->"
-    nb, ne = text.count(begin), text.count(end)
-    if nb != 1 or ne != 1:
-        problem = []
-        if nb != 1:
-            problem.append(f"{begin!r} occurs {nb} times")
-        if ne != 1:
-            problem.append(f"{end!r} occurs {ne} times")
-        raise DataError(f"{path}: cannot update section {marker!r}: " + "; ".join(problem) + " (expected once each)")
-    i, j = text.index(begin), text.index(end)
-    if j < i:
-        raise DataError(f"{path}: {end!r} comes before {begin!r}")
-    new = text[: i + len(begin)] + "\n" + markdown.strip("\n") + "\n" + text[j:]
-    if new == text:
-        return False
-    atomic_write_text(path, new)
-    return True

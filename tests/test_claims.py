@@ -52,16 +52,6 @@ def test_paper_claims_and_claim_rows():
     assert df["effect"].dtype == float
 
 
-def test_to_markdown_escapes_and_aligns():
-    df = pd.DataFrame({"name": ["a|b", "c"], "value": [0.12345, math.nan], "n": [3, 4]})
-    md = C.to_markdown(df)
-    lines = md.strip().split("\n")
-    assert lines[0] == "| name | value | n |"
-    assert lines[1] == "|---|---:|---:|"
-    assert lines[2] == "| a\\|b | 0.123 | 3 |"
-    assert lines[3] == "| c |  | 4 |"
-
-
 def test_claims_markdown_formats_effect_and_ci():
     df = C.claims_table([C.Claim.from_paper("C4", metric="qwk", effect=0.031, lo=-0.002, hi=0.064, n_seeds=3)])
     md = C.claims_markdown(df)
@@ -90,34 +80,3 @@ def test_collect_claims_reads_results_and_recomputes_verdicts(tmp_path):
     pd.DataFrame({"id": ["C1"], "metric": ["qwk"]}).to_csv(tmp_path / "09_claims.csv", index=False)
     with pytest.raises(DataError, match="09_claims.csv.*effect"):
         C.collect_claims(tmp_path)
-
-
-README = "# x\n\n## Results\n\n<!-- BEGIN results -->\nold text\n<!-- END results -->\n\nafter\n"
-
-
-def test_update_readme_section_replaces_only_the_section(tmp_path):
-    path = tmp_path / "README.md"
-    path.write_text(README)
-    assert C.update_readme_section(path, "results", "| a |\n|---|\n| 1 |\n")
-    text = path.read_text()
-    assert text == "# x\n\n## Results\n\n<!-- BEGIN results -->\n| a |\n|---|\n| 1 |\n<!-- END results -->\n\nafter\n"
-    assert not C.update_readme_section(path, "results", "| a |\n|---|\n| 1 |")  # unchanged: not rewritten
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md"]  # no temporary file left behind
-
-
-@pytest.mark.parametrize(
-    "text, fragment",
-    [
-        ("# x\nno markers\n", "occurs 0 times"),
-        ("<!-- BEGIN results -->\n<!-- BEGIN results -->\n<!-- END results -->\n", "occurs 2 times"),
-        ("<!-- END results -->\n<!-- BEGIN results -->\n", "comes before"),
-    ],
-)
-def test_update_readme_section_errors(tmp_path, text, fragment):
-    path = tmp_path / "README.md"
-    path.write_text(text)
-    with pytest.raises(DataError, match=fragment):
-        C.update_readme_section(path, "results", "new")
-    assert path.read_text() == text
-    with pytest.raises(DataError, match="no such file"):
-        C.update_readme_section(tmp_path / "missing.md", "results", "new")

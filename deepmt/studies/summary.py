@@ -18,9 +18,10 @@ from typing import Any
 
 import pandas as pd
 
-from deepmt.claims import claims_markdown, collect_claims, to_markdown, update_readme_section
+from deepmt.claims import claims_markdown, collect_claims
 from deepmt.errors import DataError
 from deepmt.reporting import results_dir
+from deepmt.results_io import to_markdown, update_readme_section
 
 
 def _read(root: Path, name: str) -> pd.DataFrame | None:
