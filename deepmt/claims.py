@@ -32,9 +32,10 @@ images, or across seeds).
 of :data:`deepmt.controls.CONTROLS`). :func:`collect_claims` applies them (:func:`apply_controls`): a
 measured claim whose required control failed gets ``"not testable (control gap failed)"``, one whose
 required control was never measured (in the claim's ``regime``, for a control bound to it) gets
-``"not testable (control gap not measured)"``; several reasons are joined by ``"; "``. Only when every
-required control passes does the verdict rule above decide. ``regime`` names the benchmark setting that
-produced the claim (a free string the notebooks pass, e.g. ``"smudge_match=0.7, x4, all masks"``).
+``"not testable (control gap not measured)"`` (several reasons: ``"not testable (control learnable failed;
+controls gap, negative not measured)"``). Only when every required control passes does the verdict rule
+above decide. ``regime`` names the benchmark setting that produced the claim (a free string the notebooks
+pass, e.g. ``"smudge_match=0.7, x4, all masks"``).
 """
 
 from __future__ import annotations
@@ -214,8 +215,9 @@ def not_testable_reason(claim_id: str, regime: str, controls: pd.DataFrame) -> s
     ``controls`` is a controls table (:func:`deepmt.controls.collect_controls`). Every member of every
     control family the claim needs (:attr:`PaperClaim.controls`) must have passed: measured in the same
     regime for a control bound to it (``same_regime``), in any regime otherwise (every such row must pass).
-    The reason names each control that failed (``"control gap failed"``), then each that was not measured
-    (``"control negative not measured"``), joined by ``"; "``. A claim outside :data:`PAPER_CLAIMS` needs none.
+    The reason names the controls that failed (``"control gap failed"``), then those that were not measured
+    (``"controls gap, negative not measured"``), joined by ``"; "``. A claim outside :data:`PAPER_CLAIMS`
+    needs none.
     """
     pc = PAPER_CLAIMS.get(claim_id)
     failed, missing = [], []
@@ -229,7 +231,8 @@ def not_testable_reason(claim_id: str, regime: str, controls: pd.DataFrame) -> s
                 failed.append(cid)
             elif status != {K.PASS}:  # no row, or a row without a measurement
                 missing.append(cid)
-    return "; ".join([f"control {c} failed" for c in failed] + [f"control {c} not measured" for c in missing])
+    return "; ".join(f"control{'s' * (len(ids) > 1)} {', '.join(ids)} {what}"
+                     for ids, what in ((failed, "failed"), (missing, "not measured")) if ids)
 
 
 def apply_controls(claims: pd.DataFrame, controls: pd.DataFrame) -> pd.DataFrame:

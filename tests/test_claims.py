@@ -158,8 +158,9 @@ def test_not_testable_lists_failures_then_missing_and_only_the_needed_controls()
     unmeasured = C.Claim.from_paper("C1", metric="qwk", regime=REGIME)
     assert _verdict(unmeasured, controls) == "not measured"  # nothing to judge: stays not measured
     assert _verdict(C1_ROW, K.controls_table([])) == (
-        "not testable (control learnable not measured; control gap not measured; control sr_works:srcnn not measured; "
-        "control sr_works:edsr not measured; control sr_works:isr not measured; control negative not measured)")
+        "not testable (controls learnable, gap, sr_works:srcnn, sr_works:edsr, sr_works:isr, negative not measured)")
+    two_failed = with_row(rows, K.control_row("gap", 0.01, -0.02, 0.04, regime=REGIME))
+    assert _verdict(C1_ROW, two_failed) == "not testable (controls learnable, gap failed; control negative not measured)"
 
 
 def test_negative_control_counts_in_any_regime_but_every_measurement_must_pass():
