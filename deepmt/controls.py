@@ -87,13 +87,13 @@ class Control:
         return self.id.split(":", 1)[0]
 
     def requirement(self) -> str:
-        """The rule in words, e.g. ``"≥ 0.08, CI > 0"``."""
-        t = f"{self.threshold:g}"
+        """The rule in words, with the unit, e.g. ``"≥ 0.08 accuracy, CI above 0"``."""
+        t = f"{self.threshold:g} {self.unit}"
         return {
             AT_LEAST: f"≥ {t}",
-            DIFF_AT_LEAST: f"≥ {t}, CI > 0",
-            CI_ABOVE: f"CI > {t}",
-            CI_HOLDS: f"CI ∋ {t} (or below)",
+            DIFF_AT_LEAST: f"≥ {t}, CI above 0",
+            CI_ABOVE: f"CI above {t}",
+            CI_HOLDS: f"CI not above {t}",
         }[self.rule]
 
 
@@ -249,7 +249,6 @@ def controls_markdown(controls: pd.DataFrame | Sequence[ControlResult], digits: 
         {
             "control": [f"**{i}** {t}" for i, t in zip(df["id"], df["text"])],
             "required": [CONTROLS[i].requirement() for i in df["id"]],
-            "unit": df["unit"],
             "measured [CI]": [format_ci(v, lo, hi, digits=digits) for v, lo, hi in zip(df["value"], df["lo"], df["hi"])],
             "seeds": [str(int(n)) if n else "" for n in df["n_seeds"]],
             "regime": df["regime"],

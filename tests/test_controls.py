@@ -28,7 +28,7 @@ def test_registry_holds_the_preregistered_thresholds():
     with pytest.raises(KeyError, match="sr_work"):
         K.members("sr_work")
     assert [K.CONTROLS[c].requirement() for c in ("learnable", "gap", "sr_works:srcnn", "negative")] == [
-        "≥ 0.9", "≥ 0.08, CI > 0", "CI > 0", "CI ∋ 0 (or below)"]
+        "≥ 0.9 accuracy", "≥ 0.08 accuracy, CI above 0", "CI above 0 dB", "CI not above 0 AUPR"]
 
 
 @pytest.mark.parametrize(
@@ -121,6 +121,6 @@ def test_controls_markdown_shows_requirement_measurement_and_result():
     md = K.controls_markdown([K.control_row("learnable", 0.75, 0.7, 0.8, n_seeds=3, regime="r", evidence="01_x"),
                               K.control_row("negative")])
     lines = md.strip().split("\n")
-    assert lines[0] == "| control | required | unit | measured [CI] | seeds | regime | result | evidence |"
-    assert "| ≥ 0.9 | accuracy | 0.750 [0.700, 0.800] | 3 | r | fail | 01_x |" in lines[2]
-    assert lines[3].endswith("| CI ∋ 0 (or below) | AUPR | n/a |  |  | not measured |  |")
+    assert lines[0] == "| control | required | measured [CI] | seeds | regime | result | evidence |"
+    assert "| ≥ 0.9 accuracy | 0.750 [0.700, 0.800] | 3 | r | fail | 01_x |" in lines[2]
+    assert lines[3].endswith("| CI not above 0 AUPR | n/a |  |  | not measured |  |")
