@@ -216,23 +216,23 @@ def not_testable_reason(claim_id: str, regime: str, controls: pd.DataFrame) -> s
     control family the claim needs (:attr:`PaperClaim.controls`) must have passed: measured in the same
     regime for a control bound to it (``same_regime``), in any regime otherwise (every such row must pass).
     The reason names the controls that failed (``"control gap failed"``), then those that were not measured
-    (``"controls gap, negative not measured"``), joined by ``"; "``. A claim outside :data:`PAPER_CLAIMS`
-    needs none.
+    (``"controls gap, negative not measured"``), then those measured only in other regimes (``"control gap
+    measured only in another regime"``: check the ``regime`` strings), joined by ``"; "``. A claim outside
+    :data:`PAPER_CLAIMS` needs none.
     """
     pc = PAPER_CLAIMS.get(claim_id)
-    failed, missing = [], []
+    failed, missing, elsewhere = [], [], []
     for family in pc.controls if pc else ():
         for cid in K.members(family):
-            rows = controls[controls["id"] == cid]
-            if K.CONTROLS[cid].same_regime:
-                rows = rows[rows["regime"].fillna("") == regime]
-            status = set(rows["status"])
-            if K.FAIL in status:
+            rows = controls[(controls["id"] == cid) & (controls["status"] != K.NOT_MEASURED)]
+            here = rows[rows["regime"].fillna("") == regime] if K.CONTROLS[cid].same_regime else rows
+            if (here["status"] == K.FAIL).any():
                 failed.append(cid)
-            elif status != {K.PASS}:  # no row, or a row without a measurement
-                missing.append(cid)
+            elif len(here) == 0:
+                (elsewhere if len(rows) else missing).append(cid)
     return "; ".join(f"control{'s' * (len(ids) > 1)} {', '.join(ids)} {what}"
-                     for ids, what in ((failed, "failed"), (missing, "not measured")) if ids)
+                     for ids, what in ((failed, "failed"), (missing, "not measured"),
+                                       (elsewhere, "measured only in another regime")) if ids)
 
 
 def apply_controls(claims: pd.DataFrame, controls: pd.DataFrame) -> pd.DataFrame:

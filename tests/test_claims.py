@@ -139,7 +139,8 @@ def test_passing_controls_keep_the_verdict_rule():
         (K.control_row("sr_works:edsr", -0.3, -0.5, -0.1, regime=REGIME), "control sr_works:edsr failed"),
         (K.control_row("negative", 0.06, 0.02, 0.10, regime=NOTHING_LEFT), "control negative failed"),  # recovered the unrecoverable
         (K.control_row("gap", regime=REGIME), "control gap not measured"),  # a row without a value
-        (K.control_row("gap", 0.12, 0.08, 0.16, regime="smudge_match=0.5, x4, all masks"), "control gap not measured"),  # other regime
+        (K.control_row("gap", 0.12, 0.08, 0.16, regime="smudge_match=0.5, x4, all masks"),
+         "control gap measured only in another regime"),
     ],
 )
 def test_a_failing_or_missing_control_makes_the_claim_not_testable(row, reason):
