@@ -134,6 +134,7 @@ def test_claims_figure_one_panel_per_unit_with_labels_colours_and_controls():
     assert rows[2][0] == "gap" and rows[2][2] == "0.050 [0.020, 0.080]" and rows[2][4] == "fail"
     assert rows[2][1] == "≥ 0.08 accuracy,\nCI above 0"
     assert cells[3, 4].get_facecolor()[:3] == pytest.approx(matplotlib.colors.to_rgb(V.STATUS_COLOURS["fail"]))
+    assert [t.get_text() for t in side.texts] == ["claims not measured (not drawn): C4"]
     plt.close(fig)
     empty = V.claims_figure(claims[claims["id"] == "C4"], controls)
     assert any(t.get_text() == "no claim measured yet" for ax in empty.axes for t in ax.texts)

@@ -209,9 +209,13 @@ def claims_figure(claims: pd.DataFrame, controls: pd.DataFrame, title: str = "")
                           colWidths=[0.2, 0.17, 0.25, 0.22, 0.16], cellLoc="left", loc="upper left")
         table.auto_set_font_size(False)
         table.set_fontsize(6.5)
-        line = min(0.03, 0.95 / sum(lines))  # of the axes height
+        line = min(0.03, 0.9 / sum(lines))  # of the axes height
         for (i, _), cell in table.get_celld().items():
             cell.set_height(line * lines[i])
+    unmeasured = list(dict.fromkeys(claims.loc[claims["verdict"] == NOT_MEASURED, "id"]))
+    if unmeasured:
+        axc.text(0, 1 - line * (sum(lines) + 1) if cells else 0.9, f"claims not measured (not drawn): {', '.join(unmeasured)}",
+                 fontsize=8, va="top", transform=axc.transAxes)
     handles = [Line2D([], [], color=c, marker="o", mfc="white" if v == NOT_TESTABLE else c, label=v)
                for v, c in VERDICT_COLOURS.items()]
     fig.legend(handles=handles, loc="outside upper left", ncols=len(handles), fontsize=8, frameon=False)
