@@ -263,7 +263,8 @@ def collect_claims(results_dir: str | Path | None = None, pattern: str = "*claim
     from deepmt.reporting import results_dir as default_results_dir
 
     root = Path(results_dir) if results_dir is not None else default_results_dir()
-    frames = read_result_tables(root, pattern, required=("id", "metric", "effect", "lo", "hi"), what="claims table")
+    frames = read_result_tables(root, pattern, required=("id", "metric", "effect", "lo", "hi"), what="claims table",
+                                text_columns=("id", "text", "metric", "comparison", "regime", "evidence"))
     claims = []
     for df in frames:
         for row in df.to_dict("records"):

@@ -212,7 +212,8 @@ def collect_controls(results_dir: str | Path | None = None, pattern: str = "*con
     from deepmt.reporting import results_dir as default_results_dir
 
     root = Path(results_dir) if results_dir is not None else default_results_dir()
-    frames = read_result_tables(root, pattern, required=("id", "value", "lo", "hi"), what="controls table", exclude=(COLLECTED,))
+    frames = read_result_tables(root, pattern, required=("id", "value", "lo", "hi"), what="controls table",
+                                exclude=(COLLECTED,), text_columns=("id", "regime", "evidence"))
     rows: list[ControlResult] = []
     source: dict[tuple[str, str], str] = {}
     for df in frames:

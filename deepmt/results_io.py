@@ -25,16 +25,17 @@ from deepmt.utils import atomic_write_text
 
 
 def read_result_tables(root: str | Path, pattern: str, required: Sequence[str], what: str,
-                       exclude: Sequence[str] = ()) -> list[pd.DataFrame]:
+                       exclude: Sequence[str] = (), text_columns: Sequence[str] = ()) -> list[pd.DataFrame]:
     """Every ``root/pattern`` file (sorted by name, those named in ``exclude`` skipped) as a DataFrame with
-    an added ``source`` column (the file name). A file pandas cannot read, or one without the ``required``
+    an added ``source`` column (the file name). ``text_columns`` (where present) are read as text, so that a
+    cell like ``02`` or ``0.7`` stays as written. A file pandas cannot read, or one without the ``required``
     columns, raises ``DataError`` naming the file and ``what`` it should have been."""
     frames = []
     for path in sorted(Path(root).glob(pattern)):
         if path.name in exclude:
             continue
         try:
-            df = pd.read_csv(path)
+            df = pd.read_csv(path, dtype={c: str for c in text_columns})
         except Exception as e:  # noqa: BLE001 - name the file whatever pandas says
             raise DataError(f"{path}: cannot read {what} ({e})") from e
         missing = [c for c in required if c not in df.columns]

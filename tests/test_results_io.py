@@ -59,6 +59,9 @@ def test_read_result_tables_names_the_bad_file(tmp_path):
     frames = R.read_result_tables(tmp_path, "*_x.csv", required=("id", "value"), what="x table", exclude=("11_x.csv",))
     assert [f["source"].iloc[0] for f in frames] == ["01_x.csv", "02_x.csv"]  # sorted, excluded file skipped
     assert [f["id"].iloc[0] for f in frames] == ["b", "a"]
+    pd.DataFrame({"id": ["07"], "value": [1.0]}).to_csv(tmp_path / "04_x.csv", index=False)
+    frames = R.read_result_tables(tmp_path, "04_x.csv", required=("id",), what="x table", text_columns=("id", "absent"))
+    assert frames[0]["id"].tolist() == ["07"]  # as written, not the number 7
     with pytest.raises(DataError, match=r"01_x.csv: x table lacks columns \['lo'\]"):
         R.read_result_tables(tmp_path, "*_x.csv", required=("id", "lo"), what="x table")
     (tmp_path / "03_x.csv").write_bytes(b"\xff\xfe\x00broken")
