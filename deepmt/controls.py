@@ -161,18 +161,12 @@ def check(rule: str, threshold: float, value: float, lo: float = math.nan, hi: f
     return PASS if ok else FAIL
 
 
-@dataclass
-class ControlResult:
+@dataclass(frozen=True)
+class ControlResult(Control):
     """One row of the controls table: a registry control, its measurement and the status the rule gives.
 
-    Build it with :func:`control_row`, which fills the registry fields and computes ``status``."""
+    Build it with :func:`control_row`, which copies the registry fields and computes ``status``."""
 
-    id: str
-    text: str
-    metric: str
-    unit: str
-    rule: str
-    threshold: float
     value: float = math.nan
     lo: float = math.nan
     hi: float = math.nan
@@ -189,9 +183,8 @@ def control_row(id: str, value: float = math.nan, lo: float = math.nan, hi: floa
     if id not in CONTROLS:
         raise KeyError(f"unknown control {id!r}; the registry has {list(CONTROLS)}")
     c = CONTROLS[id]
-    return ControlResult(id=id, text=c.text, metric=c.metric, unit=c.unit, rule=c.rule, threshold=c.threshold,
-                         value=value, lo=lo, hi=hi, n_seeds=n_seeds, status=check(c.rule, c.threshold, value, lo, hi),
-                         regime=regime, evidence=evidence)
+    return ControlResult(**dataclasses.asdict(c), value=value, lo=lo, hi=hi, n_seeds=n_seeds,
+                         status=check(c.rule, c.threshold, value, lo, hi), regime=regime, evidence=evidence)
 
 
 def controls_table(rows: Iterable[ControlResult]) -> pd.DataFrame:
