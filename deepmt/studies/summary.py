@@ -4,8 +4,11 @@
 
     python -m deepmt.studies.summary --readme README.md --timing results/run_all_timing.json
 
-It writes the claims table (from every ``results/*claims*.csv``, verdicts recomputed), the main tables
-(01, 04, 05, 06) and the provenance of the numbers: command, profile, machine and wall time.
+It writes the controls table (from every ``results/*controls*.csv``, pass/fail recomputed against the
+pre-registered thresholds of :mod:`deepmt.controls`), then the claims table (from every
+``results/*claims*.csv``, verdicts recomputed, "not testable" where a control a claim needs did not pass)
+with the regime the claims come from, the main tables (01, 04, 05, 06) and the provenance of the numbers:
+command, profile, machine and wall time.
 """
 
 from __future__ import annotations
@@ -18,9 +21,12 @@ from typing import Any
 
 import pandas as pd
 
-from deepmt.claims import claims_markdown, collect_claims, to_markdown, update_readme_section
+from deepmt.claims import claims_markdown, collect_claims
+from deepmt.controls import collect_controls, controls_markdown
 from deepmt.errors import DataError
 from deepmt.reporting import results_dir
+from deepmt.results_io import to_markdown, update_readme_section
+from deepmt.studies.verdicts import regime_sentence
 
 
 def _read(root: Path, name: str) -> pd.DataFrame | None:
@@ -48,7 +54,8 @@ def machine_line() -> str:
 
 
 def results_markdown(root: str | Path | None = None, timing: dict[str, Any] | None = None) -> str:
-    """The README results section: provenance, claims table and main tables, from ``root`` (``results/``)."""
+    """The README results section from ``root`` (``results/``): provenance, the controls table, then the claims
+    table with the regime the claims come from and the verdict rule, then the main tables."""
     root = Path(root) if root is not None else results_dir()
     parts: list[str] = []
     if timing:
@@ -60,11 +67,21 @@ def results_markdown(root: str | Path | None = None, timing: dict[str, Any] | No
             + ". Synthetic benchmark: "
             f"{timing.get('data', '')}. The executed notebooks are in `results/report.html`."
         )
-    parts.append("### Claims of the paper\n\n" + claims_markdown(collect_claims(root)))
+    controls = collect_controls(root)
+    claims = collect_claims(root, controls=controls)
+    parts.append("### Controls: can this benchmark test the claims?\n\n" + controls_markdown(controls))
     parts.append(
-        "Verdict rule (`deepmt/claims.py`): *reproduced* when the 95% interval of the effect lies above 0, "
-        "*not reproduced* when it lies below, *inconclusive* otherwise. Intervals are paired bootstraps over "
-        "test images (metrics averaged over the training seeds)."
+        "Controls (`deepmt/controls.py`): each requirement was stated in code before the measurements and is a "
+        "minimum, never loosened after seeing results; *pass* / *fail* is recomputed from the measured value and "
+        "its 95% interval. A claim whose controls did not all pass cannot be judged on this benchmark."
+    )
+    parts.append("### Claims of the paper\n\n" + regime_sentence(claims) + "\n\n" + claims_markdown(claims))
+    parts.append(
+        "Verdict rule (`deepmt/claims.py`): *not testable (control … failed / not measured)* when a control the "
+        "claim needs did not pass in the claim's regime; otherwise *reproduced* when the 95% interval of the "
+        "effect lies above 0, *not reproduced* when it lies below, *inconclusive* otherwise, and *not measured* "
+        "when no notebook has produced the effect. Intervals are paired bootstraps over test images (metrics "
+        "averaged over the training seeds)."
     )
     t01 = _read(root, "01_grading_by_input")
     if t01 is not None:

@@ -1,17 +1,30 @@
 # %% [markdown]
-# # 11 The claims table: what reproduces, what does not
+# # 11 Controls, then claims: what this benchmark can test, and what reproduces
 #
-# **Summarises** every claim of the paper that the notebooks test (`deepmt.claims.PAPER_CLAIMS`): its text, the
-# comparison that tests it, our effect with its 95% confidence interval, the number of training seeds behind it,
-# and a verdict computed from those numbers by one rule (`deepmt.claims.verdict`):
+# **Summarises** every claim of the paper that the notebooks test (`deepmt.claims.PAPER_CLAIMS`), but only after
+# the **controls** that say whether the benchmark can test it at all (`deepmt.controls.CONTROLS`). A replication
+# whose controls fail cannot say "not reproduced"; it can only say "not tested".
 #
+# **Controls** (thresholds pre-registered in `deepmt/controls.py` before any measurement; minimums, never
+# loosened after seeing results): the lesion-supervised multi-task grader learns the grades on HR (`learnable`);
+# bicubic LR falls behind it (`gap`); every learned SR baseline beats bicubic, single-task ISR by 2 dB
+# (`sr_works:*`); resolution matters for MA segmentation (`lesion_resolution`); and where LR carries no MA
+# information DeepMT-DR recovers none (`negative`). Each row: requirement, measured value with its 95% CI,
+# regime (the benchmark setting that produced it), pass / fail.
+#
+# **Claims**: the comparison that tests each, our effect with its 95% CI, the seeds and regime behind it, and
+# a verdict computed from those numbers by one rule (`deepmt.claims.verdict`, `deepmt.claims.apply_controls`):
+#
+# * **not testable (control … failed / not measured)**: a control the claim needs did not pass, so the
+#   benchmark cannot judge it;
 # * **reproduced**: the interval of the effect lies above 0 (in the direction the paper claims);
 # * **not reproduced**: the interval rules out an improvement;
 # * **inconclusive**: the interval holds 0 (too little evidence either way at this profile's size);
 # * **not measured**: no notebook has produced the effect yet (run the notebook named in `evidence`).
 #
-# The table is built from `results/*claims*.csv`, which notebooks 01, 02, 04, 05 and 07 write; it is never
-# edited by hand. `./run_all.sh` also writes it into the README, with the command, machine and time that made it.
+# Both tables are built from `results/*controls*.csv` and `results/*claims*.csv`, which the other notebooks
+# write; they are never edited by hand. `./run_all.sh` also writes them into the README, with the command,
+# machine and time that made them.
 
 # %% tags=["parameters"]
 profile = ""  # "" -> $DEEPMT_PROFILE (smoke in CI) or quick; only used to label the output
@@ -19,62 +32,51 @@ dataset = "synthetic"
 data_root = ""
 
 # %%
-import matplotlib.pyplot as plt
-import numpy as np
+from IPython.display import Markdown
 
 from deepmt.claims import claims_markdown, collect_claims
+from deepmt.controls import collect_controls, controls_markdown
 from deepmt.reporting import results_dir, save_figure, save_table
 from deepmt.studies.common import study_config
+from deepmt.studies.verdicts import claims_figure, regime_sentence, what_we_see
 
 cfg = study_config(profile, dataset, data_root)
 smoke = cfg.profile == "smoke"
-print(f"profile {cfg.profile}; claims from {results_dir()}")
+print(f"profile {cfg.profile}; controls and claims from {results_dir()}")
 
 # %% [markdown]
-# ## Data: every claims file the notebooks wrote
+# ## Data: every controls and claims file the notebooks wrote
 
 # %%
-claims = collect_claims()
-print(sorted({str(e) for e in claims["evidence"] if isinstance(e, str)}))
+controls = collect_controls()
+claims = collect_claims(controls=controls)
+print("controls from", sorted({e for e in controls["evidence"] if e}))
+print("claims from", sorted({e for e in claims["evidence"] if isinstance(e, str) and e}))
 
 # %% [markdown]
-# ## Results
+# ## Results: the controls first
+
+# %%
+save_table(controls, "11_controls")
+display(Markdown(controls_markdown(controls)))
+
+# %% [markdown]
+# ## Results: the claims, with the controls applied
 
 # %%
 save_table(claims, "11_verdicts")
-display(claims[["id", "metric", "comparison", "effect", "lo", "hi", "n_seeds", "verdict", "evidence"]])
-from IPython.display import Markdown
-
+print(regime_sentence(claims))
 display(Markdown(claims_markdown(claims)))
 
 # %% [markdown]
-# ## Figures: effects with their 95% intervals (positive = in the paper's direction)
+# ## Figures: effects with their 95% intervals, one panel per unit (positive = in the paper's direction), controls beside them
 
 # %%
-measured = claims[np.isfinite(claims["effect"])].reset_index(drop=True)
-fig, ax = plt.subplots(figsize=(7, 0.42 * max(len(measured), 1) + 1.2))
-colors = {"reproduced": "#27ae60", "not reproduced": "#c0392b", "inconclusive": "#7f8c8d"}
-for i, r in measured.iterrows():
-    lo, hi = (r["lo"], r["hi"]) if np.isfinite(r["lo"]) else (r["effect"], r["effect"])
-    ax.plot([lo, hi], [i, i], color=colors.get(r["verdict"], "k"), lw=2)
-    ax.plot(r["effect"], i, "o", color=colors.get(r["verdict"], "k"))
-ax.axvline(0, color="k", lw=0.8)
-ax.set_yticks(range(len(measured)), [f"{r.id} {r.metric}" for r in measured.itertuples()])
-ax.invert_yaxis()
-ax.set_xlabel("effect A − B (metric units; see the table for each comparison)")
-ax.set_title("The paper's claims on the synthetic benchmark" + (" (smoke: not results)" if smoke else ""))
-fig.tight_layout()
+fig = claims_figure(claims, controls, title="The paper's claims on the synthetic benchmark" + (" (smoke: not results)" if smoke else ""))
 save_figure(fig, "11_claims");
 
 # %% [markdown]
 # ## What we see
 
 # %%
-counts = claims.groupby("id")["verdict"].agg(lambda v: ", ".join(f"{k}: {n}" for k, n in v.value_counts().items()))
-print(
-    f"{len(measured)} of {len(claims)} claim rows are measured. Per claim (metric rows by verdict): "
-    + "; ".join(f"{cid} ({c})" for cid, c in counts.items()) + ". "
-    "A claim counts as reproduced on this benchmark only if its interval excludes zero in the paper's direction; "
-    "'inconclusive' means this profile's test set and seeds cannot decide it."
-    + (" (smoke profile: mechanics only, these numbers are not results.)" if smoke else "")
-)
+print(what_we_see(claims, controls, smoke=smoke))

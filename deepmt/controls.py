@@ -1,0 +1,253 @@
+"""Controls: checks that the benchmark can test the paper's claims at all, each with a threshold fixed in advance.
+
+A replication whose controls fail cannot say "not reproduced", only "not testable": if the HR grader cannot
+learn the grades, or bicubic LR loses nothing that matters, no super-resolution result says anything about
+the paper. Each control in :data:`CONTROLS` has a rule and a threshold **pre-registered here, in code, before
+the measurements** (issue 11). They are minimums: a threshold may be made stricter where the data allow,
+never looser after seeing results. :func:`collect_controls` ignores whatever threshold or pass/fail a CSV
+carries and applies the registry's, as :func:`deepmt.claims.collect_claims` recomputes verdicts.
+
+The notebooks measure the controls; the last notebook and the README show them above the claims::
+
+    from deepmt.controls import control_row, controls_table, collect_controls, controls_markdown
+
+    # in the notebook that measures it: mean test accuracy over seeds, CI over test images
+    save_table(controls_table([control_row("learnable", value=acc, lo=lo, hi=hi, n_seeds=3,
+                                           evidence="01_finding1_isr_helps",
+                                           regime="smudge_match=0.7, x4, all masks")]), "01_controls")
+    # in the last notebook
+    controls = collect_controls()            # every results/*controls*.csv, pass/fail recomputed
+    print(controls_markdown(controls))
+
+**Rules** (:func:`check`; ``t`` the threshold, ``value`` the measurement, ``[lo, hi]`` its 95 % CI):
+
+* ``at_least``: ``value >= t`` (the point estimate, e.g. a mean over seeds);
+* ``diff_at_least``: a difference ``value >= t`` *and* its CI excludes 0 (``lo > 0``);
+* ``ci_above``: the CI lies above ``t`` (``lo > t``);
+* ``ci_holds``: the CI holds ``t`` or lies below it (``lo <= t``): nothing measurable is gained.
+
+Boundaries: ``>=`` passes at equality; "above" is strict (``lo == 0`` is not above 0; it holds 0). The
+numbers are compared as the CSV keeps them (6 significant digits, as :func:`deepmt.reporting.save_table`
+writes them), so a pass/fail never changes on the way through ``results/``. A missing value, or a missing
+CI where the rule needs one, gives ``"not measured"``.
+
+**Regimes.** Every row names the benchmark setting that produced it (``regime``, a free string the
+notebooks pass, e.g. ``"smudge_match=0.7, x4, all masks"``). A control with ``same_regime`` must be
+measured in the regime of the claim that needs it; the negative control is measured where LR carries no
+MA information, a regime of its own. Two rows of one control in one regime raise ``DataError``: each
+control has one source.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import pandas as pd
+
+from deepmt.errors import DataError
+from deepmt.results_io import read_result_tables, text_or, to_markdown
+
+AT_LEAST = "at_least"
+DIFF_AT_LEAST = "diff_at_least"
+CI_ABOVE = "ci_above"
+CI_HOLDS = "ci_holds"
+RULES = (AT_LEAST, DIFF_AT_LEAST, CI_ABOVE, CI_HOLDS)
+
+PASS = "pass"
+FAIL = "fail"
+NOT_MEASURED = "not measured"
+
+#: Columns of a controls table (and of the ``results/*controls*.csv`` files).
+COLUMNS = ("id", "text", "metric", "unit", "rule", "threshold", "value", "lo", "hi", "n_seeds", "status", "regime", "evidence")
+
+#: The table the last notebook writes from all the others; :func:`collect_controls` never reads it back.
+COLLECTED = "11_controls.csv"
+
+
+@dataclass(frozen=True)
+class Control:
+    """One pre-registered control: what is measured (``metric`` in ``unit``), and the ``rule`` and
+    ``threshold`` it must meet. ``id`` is ``family`` or ``family:member`` (one row per member, e.g. per SR
+    method); a claim that needs a family needs every member."""
+
+    id: str
+    text: str
+    metric: str
+    unit: str
+    rule: str
+    threshold: float
+    same_regime: bool = True
+
+    @property
+    def family(self) -> str:
+        return self.id.split(":", 1)[0]
+
+    def requirement(self) -> str:
+        """The rule in words, with the unit, e.g. ``"≥ 0.08 accuracy, CI above 0"``."""
+        t = f"{self.threshold:g} {self.unit}"
+        return {
+            AT_LEAST: f"≥ {t}",
+            DIFF_AT_LEAST: f"≥ {t}, CI above 0",
+            CI_ABOVE: f"CI above {t}",
+            CI_HOLDS: f"CI not above {t}",
+        }[self.rule]
+
+
+_SR_VS_BICUBIC = "PSNR of its SR image minus PSNR of the bicubic-upsampled LR image, test set"
+
+#: The pre-registered controls (issue 11). Thresholds are minimums: never loosen one after seeing results.
+#: ``sr_works`` has one row per learned SR baseline so that a failure names the method, and because
+#: single-task ISR must clear 2 dB where the others need only beat bicubic. DeepMT-DR's own SR is not a
+#: control: it is the method under test (claims C5 and C6 measure it).
+CONTROLS: dict[str, Control] = {
+    c.id: c
+    for c in (
+        Control("learnable", "The lesion-supervised multi-task grader on HR learns the grades: test accuracy, mean over seeds",
+                "accuracy", "accuracy", AT_LEAST, 0.90),
+        Control("gap", "The same network on bicubic-upsampled LR falls behind it: accuracy on HR minus on bicubic "
+                "(something is left for super-resolution to recover)", "accuracy", "accuracy", DIFF_AT_LEAST, 0.08),
+        Control("sr_works:srcnn", f"SRCNN beats bicubic: {_SR_VS_BICUBIC}", "psnr", "dB", CI_ABOVE, 0.0),
+        Control("sr_works:edsr", f"EDSR-style beats bicubic: {_SR_VS_BICUBIC}", "psnr", "dB", CI_ABOVE, 0.0),
+        Control("sr_works:isr", f"Single-task ISR beats bicubic by 2 dB: {_SR_VS_BICUBIC}", "psnr", "dB", DIFF_AT_LEAST, 2.0),
+        Control("lesion_resolution", "Resolution matters for lesions: MA AUPR of U-Net on HR minus U-Net on bicubic",
+                "aupr_MA", "AUPR", CI_ABOVE, 0.0),
+        Control("negative", "Negative control: where LR carries no MA information, DeepMT-DR's MA AUPR minus the same "
+                "network's on bicubic input (nothing is recovered where nothing is left)", "aupr_MA", "AUPR", CI_HOLDS, 0.0,
+                same_regime=False),
+    )
+}
+
+
+def members(family: str) -> list[str]:
+    """The registry ids of a control family (``"sr_works"`` -> ``["sr_works:srcnn", ...]``), in registry order."""
+    ids = [cid for cid, c in CONTROLS.items() if c.family == family]
+    if not ids:
+        raise KeyError(f"unknown control {family!r}; the registry has {sorted({c.family for c in CONTROLS.values()})}")
+    return ids
+
+
+def _stored(x: float) -> float:
+    """``x`` as the results CSV keeps it (``%.6g``, :func:`deepmt.reporting.save_table`)."""
+    return float(f"{x:.6g}")
+
+
+def check(rule: str, threshold: float, value: float, lo: float = math.nan, hi: float = math.nan) -> str:
+    """``"pass"``, ``"fail"`` or ``"not measured"`` for one measurement under ``rule`` (see the module
+    docstring). ``lo`` must not exceed ``hi``."""
+    if rule not in RULES:
+        raise ValueError(f"unknown control rule {rule!r} (one of {RULES})")
+    if value is None or math.isnan(value):
+        return NOT_MEASURED
+    value = _stored(value)
+    has_ci = lo is not None and hi is not None and not math.isnan(lo) and not math.isnan(hi)
+    if has_ci:
+        lo, hi = _stored(lo), _stored(hi)
+        if lo > hi:
+            raise ValueError(f"confidence interval [{lo}, {hi}] has lo > hi")
+    if rule == AT_LEAST:
+        return PASS if value >= threshold else FAIL
+    if not has_ci:
+        return NOT_MEASURED  # the rule is about the interval: a point estimate decides nothing
+    if rule == DIFF_AT_LEAST:
+        ok = value >= threshold and lo > 0
+    elif rule == CI_ABOVE:
+        ok = lo > threshold
+    else:  # CI_HOLDS
+        ok = lo <= threshold
+    return PASS if ok else FAIL
+
+
+@dataclass(frozen=True)
+class ControlResult(Control):
+    """One row of the controls table: a registry control, its measurement and the status the rule gives.
+
+    Build it with :func:`control_row`, which copies the registry fields and computes ``status``."""
+
+    value: float = math.nan
+    lo: float = math.nan
+    hi: float = math.nan
+    n_seeds: int = 0
+    status: str = NOT_MEASURED
+    regime: str = ""
+    evidence: str = ""
+
+
+def control_row(id: str, value: float = math.nan, lo: float = math.nan, hi: float = math.nan, n_seeds: int = 0,
+                evidence: str = "", regime: str = "") -> ControlResult:
+    """The row of control ``id`` (a key of :data:`CONTROLS`) for a measured ``value`` with CI ``[lo, hi]``
+    over ``n_seeds`` training seeds; pass/fail is computed from the registry's rule and threshold."""
+    if id not in CONTROLS:
+        raise KeyError(f"unknown control {id!r}; the registry has {list(CONTROLS)}")
+    c = CONTROLS[id]
+    return ControlResult(**dataclasses.asdict(c), value=value, lo=lo, hi=hi, n_seeds=n_seeds,
+                         status=check(c.rule, c.threshold, value, lo, hi), regime=regime, evidence=evidence)
+
+
+def controls_table(rows: Iterable[ControlResult]) -> pd.DataFrame:
+    """A DataFrame with one row per control measurement, columns :data:`COLUMNS` (numbers stay numbers)."""
+    df = pd.DataFrame([dataclasses.asdict(r) for r in rows], columns=list(COLUMNS))
+    return df.astype({"threshold": float, "value": float, "lo": float, "hi": float, "n_seeds": int})
+
+
+def collect_controls(results_dir: str | Path | None = None, pattern: str = "*controls*.csv",
+                     include_unmeasured: bool = True) -> pd.DataFrame:
+    """Read every ``results/*controls*.csv`` (not :data:`COLLECTED`), recompute each pass/fail from
+    :data:`CONTROLS`, order the rows as the registry.
+
+    With ``include_unmeasured``, a registry control that no file mentions appears as one "not measured"
+    row. Raises ``DataError`` naming the file for a file without ``id``, ``value``, ``lo``, ``hi``, an
+    unknown control id, an interval with lo > hi, or a control measured twice in one regime.
+    """
+    from deepmt.reporting import results_dir as default_results_dir
+
+    root = Path(results_dir) if results_dir is not None else default_results_dir()
+    frames = read_result_tables(root, pattern, required=("id", "value", "lo", "hi"), what="controls table",
+                                exclude=(COLLECTED,), text_columns=("id", "regime", "evidence"))
+    rows: list[ControlResult] = []
+    source: dict[tuple[str, str], str] = {}
+    for df in frames:
+        for rec in df.to_dict("records"):
+            cid, where = str(rec["id"]), rec["source"]
+            if cid not in CONTROLS:
+                raise DataError(f"{where}: unknown control {cid!r} (the registry, deepmt/controls.py, has {list(CONTROLS)})")
+            regime = text_or(rec.get("regime"))
+            if (cid, regime) in source:
+                raise DataError(f"{where}: control {cid!r} in regime {regime!r} is also measured in {source[cid, regime]} "
+                                "(each control has one source)")
+            source[cid, regime] = where
+            n_seeds = rec.get("n_seeds", 0)
+            try:
+                rows.append(control_row(cid, float(rec["value"]), float(rec["lo"]), float(rec["hi"]),
+                                        n_seeds=0 if pd.isna(n_seeds) else int(n_seeds),
+                                        evidence=text_or(rec.get("evidence"), where), regime=regime))
+            except ValueError as e:
+                raise DataError(f"{where}: control {cid!r}: {e}") from e
+    if include_unmeasured:
+        seen = {r.id for r in rows}
+        rows += [control_row(cid) for cid in CONTROLS if cid not in seen]
+    order = {cid: i for i, cid in enumerate(CONTROLS)}
+    rows.sort(key=lambda r: (order[r.id], r.regime))
+    return controls_table(rows)
+
+
+def controls_markdown(controls: pd.DataFrame | Sequence[ControlResult], digits: int = 3) -> str:
+    """The controls table as the README shows it: control, requirement, measured [95 % CI], seeds, regime, result."""
+    from deepmt.metrics import format_ci
+
+    df = controls if isinstance(controls, pd.DataFrame) else controls_table(controls)
+    shown = pd.DataFrame(
+        {
+            "control": [f"**{i}** {t}" for i, t in zip(df["id"], df["text"])],
+            "required": [CONTROLS[i].requirement() for i in df["id"]],
+            "measured [CI]": [format_ci(v, lo, hi, digits=digits) for v, lo, hi in zip(df["value"], df["lo"], df["hi"])],
+            "seeds": [str(int(n)) if n else "" for n in df["n_seeds"]],
+            "regime": df["regime"],
+            "result": df["status"],
+            "evidence": df["evidence"],
+        }
+    )
+    return to_markdown(shown)

@@ -1,0 +1,126 @@
+"""deepmt.controls: the pre-registered controls, their rules at the boundaries, collecting and showing them."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from deepmt import controls as K
+from deepmt.errors import DataError
+
+
+def test_registry_holds_the_preregistered_thresholds():
+    """The thresholds stated in issue 11 before any measurement; this test fails if one is loosened."""
+    got = {cid: (c.metric, c.unit, c.rule, c.threshold, c.same_regime) for cid, c in K.CONTROLS.items()}
+    assert got == {
+        "learnable": ("accuracy", "accuracy", "at_least", 0.90, True),
+        "gap": ("accuracy", "accuracy", "diff_at_least", 0.08, True),
+        "sr_works:srcnn": ("psnr", "dB", "ci_above", 0.0, True),
+        "sr_works:edsr": ("psnr", "dB", "ci_above", 0.0, True),
+        "sr_works:isr": ("psnr", "dB", "diff_at_least", 2.0, True),
+        "lesion_resolution": ("aupr_MA", "AUPR", "ci_above", 0.0, True),
+        "negative": ("aupr_MA", "AUPR", "ci_holds", 0.0, False),
+    }
+    assert K.members("sr_works") == ["sr_works:srcnn", "sr_works:edsr", "sr_works:isr"]
+    assert K.members("gap") == ["gap"]
+    with pytest.raises(KeyError, match="sr_work"):
+        K.members("sr_work")
+    assert [K.CONTROLS[c].requirement() for c in ("learnable", "gap", "sr_works:srcnn", "negative")] == [
+        "≥ 0.9 accuracy", "≥ 0.08 accuracy, CI above 0", "CI above 0 dB", "CI not above 0 AUPR"]
+
+
+@pytest.mark.parametrize(
+    "rule, t, value, lo, hi, expected",
+    [
+        ("at_least", 0.9, 0.9, math.nan, math.nan, "pass"),  # equality passes; no CI needed
+        ("at_least", 0.9, 0.8999, 0.85, 0.95, "fail"),
+        ("at_least", 0.9, 0.8999999999999999, 0.85, 0.95, "pass"),  # compared as the CSV keeps it (%.6g)
+        ("diff_at_least", 0.08, 0.08, 0.001, 0.16, "pass"),  # equality passes, CI above 0
+        ("diff_at_least", 0.08, 0.0799, 0.03, 0.13, "fail"),
+        ("diff_at_least", 0.08, 0.1, 0.0, 0.2, "fail"),  # CI touching 0 does not exclude it
+        ("diff_at_least", 0.08, 0.1, -0.01, 0.21, "fail"),
+        ("diff_at_least", 2.0, 2.0, 1.5, 2.5, "pass"),
+        ("diff_at_least", 0.08, 0.1, math.nan, math.nan, "not measured"),  # the rule needs the CI
+        ("ci_above", 0.0, 0.3, 0.0, 0.6, "fail"),  # strictly above
+        ("ci_above", 0.0, 0.3, 1e-5, 0.6, "pass"),
+        ("ci_above", 0.0, -0.3, -0.6, -0.1, "fail"),
+        ("ci_holds", 0.0, 0.02, 0.0, 0.04, "pass"),  # holds 0 at its edge
+        ("ci_holds", 0.0, 0.0, -0.03, 0.03, "pass"),
+        ("ci_holds", 0.0, -0.05, -0.08, -0.02, "pass"),  # below 0: nothing recovered either
+        ("ci_holds", 0.0, 0.05, 1e-5, 0.1, "fail"),  # a recovered effect
+        ("ci_holds", 0.0, 0.05, math.nan, math.nan, "not measured"),
+        ("at_least", 0.9, math.nan, math.nan, math.nan, "not measured"),
+    ],
+)
+def test_rules_at_their_boundaries(rule, t, value, lo, hi, expected):
+    assert K.check(rule, t, value, lo, hi) == expected
+
+
+def test_check_rejects_bad_input():
+    with pytest.raises(ValueError, match="lo > hi"):
+        K.check("ci_above", 0.0, 0.1, 0.2, 0.0)
+    with pytest.raises(ValueError, match="unknown control rule"):
+        K.check("roughly", 0.0, 0.1)
+
+
+def test_control_row_takes_rule_and_threshold_from_the_registry():
+    r = K.control_row("gap", 0.12, 0.05, 0.19, n_seeds=3, evidence="01_x", regime="r")
+    assert (r.threshold, r.rule, r.unit, r.status, r.regime) == (0.08, "diff_at_least", "accuracy", "pass", "r")
+    assert K.control_row("gap", 0.06, 0.01, 0.11).status == "fail"
+    assert K.control_row("negative").status == "not measured"
+    with pytest.raises(KeyError, match="sr_works'"):
+        K.control_row("sr_works", 1.0, 0.5, 1.5)  # a family: measure each member
+    df = K.controls_table([r])
+    assert list(df.columns) == list(K.COLUMNS) and df["value"].dtype == float
+
+
+def test_collect_controls_round_trip_recomputes_from_the_registry(tmp_path):
+    rows = [K.control_row("learnable", 0.9, 0.88, 0.92, n_seeds=3, evidence="01_x", regime="r"),
+            K.control_row("sr_works:isr", 1.5, 1.2, 1.8, n_seeds=3, evidence="05_x", regime="r")]
+    df = K.controls_table(rows)
+    df.to_csv(tmp_path / "01_controls.csv", index=False, float_format="%.6g")
+    back = K.collect_controls(tmp_path, include_unmeasured=False)
+    pd.testing.assert_frame_equal(back, df)  # the CSV keeps every number and the pass/fail
+    assert back["status"].tolist() == ["pass", "fail"]
+    # a hand-edited pass or a loosened threshold in the file changes nothing
+    df.loc[1, ["status", "threshold"]] = ["pass", 1.0]
+    df.to_csv(tmp_path / "01_controls.csv", index=False)
+    back = K.collect_controls(tmp_path, include_unmeasured=False)
+    assert back.loc[1, "status"] == "fail" and back.loc[1, "threshold"] == 2.0
+    # the collected table the last notebook writes is never read back; unmeasured controls are listed
+    K.controls_table([K.control_row("gap", 0.5, 0.4, 0.6, regime="r")]).to_csv(tmp_path / K.COLLECTED, index=False)
+    full = K.collect_controls(tmp_path)
+    assert full["id"].tolist() == list(K.CONTROLS)  # registry order
+    assert full.set_index("id").loc["gap", "status"] == "not measured"
+    # a minimal file: only the required columns (evidence from the file name, regime empty)
+    pd.DataFrame({"id": ["negative"], "value": [0.0], "lo": [-0.1], "hi": [0.1]}).to_csv(tmp_path / "00_controls.csv", index=False)
+    neg = K.collect_controls(tmp_path).set_index("id").loc["negative"]
+    assert (neg["status"], neg["evidence"], neg["regime"], neg["n_seeds"]) == ("pass", "00_controls.csv", "", 0)
+
+
+@pytest.mark.parametrize(
+    "other, fragment",
+    [
+        (pd.DataFrame({"id": ["learnabel"], "value": [0.9], "lo": [0.8], "hi": [1.0]}), "02_controls.csv: unknown control 'learnabel'"),
+        (pd.DataFrame({"id": ["learnable"], "value": [0.9], "lo": [0.8], "hi": [1.0], "regime": ["r"]}),
+         "02_controls.csv: control 'learnable' in regime 'r' is also measured in 01_controls.csv"),
+        (pd.DataFrame({"id": ["gap"], "value": [0.1], "lo": [0.2], "hi": [0.0]}), "02_controls.csv: control 'gap': .*lo > hi"),
+        (pd.DataFrame({"id": ["gap"], "value": [0.1]}), r"02_controls.csv: controls table lacks columns \['lo', 'hi'\]"),
+    ],
+)
+def test_collect_controls_names_the_bad_file(tmp_path, other, fragment):
+    K.controls_table([K.control_row("learnable", 0.9, 0.88, 0.92, regime="r")]).to_csv(tmp_path / "01_controls.csv", index=False)
+    other.to_csv(tmp_path / "02_controls.csv", index=False)
+    with pytest.raises(DataError, match=fragment):
+        K.collect_controls(tmp_path)
+
+
+def test_controls_markdown_shows_requirement_measurement_and_result():
+    md = K.controls_markdown([K.control_row("learnable", 0.75, 0.7, 0.8, n_seeds=3, regime="r", evidence="01_x"),
+                              K.control_row("negative")])
+    lines = md.strip().split("\n")
+    assert lines[0] == "| control | required | measured [CI] | seeds | regime | result | evidence |"
+    assert "| ≥ 0.9 accuracy | 0.750 [0.700, 0.800] | 3 | r | fail | 01_x |" in lines[2]
+    assert lines[3].endswith("| CI not above 0 AUPR | n/a |  |  | not measured |  |")
