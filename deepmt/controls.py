@@ -251,3 +251,16 @@ def controls_markdown(controls: pd.DataFrame | Sequence[ControlResult], digits: 
         }
     )
     return to_markdown(shown)
+
+
+def regime_of(cfg) -> str:
+    """The benchmark setting a claim or control was measured in, as the ``regime`` column writes it:
+    the dataset (for the synthetic benchmark its LR-information dial ``smudge_match``), the scale and
+    which training images carry lesion masks, e.g. ``"synthetic, smudge_match=0.8, x4, all masks"``."""
+    d = cfg.data
+    parts = [d.dataset]
+    if d.dataset == "synthetic":
+        parts.append(f"smudge_match={float(d.synth.smudge_match):g}")
+    parts.append(f"x{int(d.scale)}")
+    parts.append("all masks" if float(d.mask_fraction) >= 1 else f"masks on {100 * float(d.mask_fraction):g}% of training images")
+    return ", ".join(parts)

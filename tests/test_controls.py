@@ -124,3 +124,13 @@ def test_controls_markdown_shows_requirement_measurement_and_result():
     assert lines[0] == "| control | required | measured [CI] | seeds | regime | result | evidence |"
     assert "| ≥ 0.9 accuracy | 0.750 [0.700, 0.800] | 3 | r | fail | 01_x |" in lines[2]
     assert lines[3].endswith("| CI not above 0 AUPR | n/a |  |  | not measured |  |")
+
+
+def test_regime_of_names_the_dial_the_scale_and_the_masks():
+    from deepmt.config import get_config
+    from deepmt.controls import regime_of
+
+    assert regime_of(get_config("smoke", {"data.synth.smudge_match": 0.8})) == "synthetic, smudge_match=0.8, x4, all masks"
+    r = regime_of(get_config("smoke", {"data.scale": 8, "data.mask_fraction": 0.1, "data.synth.smudge_match": 1.0}))
+    assert r == "synthetic, smudge_match=1, x8, masks on 10% of training images"
+    assert regime_of(get_config("smoke", {"data.dataset": "ddr", "data.root": "/x"})) == "ddr, x4, all masks"
