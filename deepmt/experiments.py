@@ -98,7 +98,8 @@ _DEEPMT_STAGE_KEYS: dict[str, frozenset[str]] = {
     }),
     "stage2": frozenset({
         "train.epochs_stage2", "train.lr_stage2_factor", "loss.seg_aware", "loss.cls_aware",
-        "loss.grading_feedback", "loss.unsupervised", "loss.seg_weight_in_joint",
+        "loss.grading_feedback", "loss.unsupervised", "loss.seg_weight_in_joint", "loss.feedback_scaling",
+        "loss.feedback_ratio", "loss.calibration_batches", "train.stage2_max_psnr_drop",
     }),
 }
 #: method -> {stage: keys first used in that stage}; methods not listed may differ in no key at all.

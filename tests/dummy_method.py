@@ -63,6 +63,9 @@ class DummyMethod(nn.Module):
     def keeps_start_candidate(self, stage):
         return self.keep_start and stage == "grade"
 
+    def kept_across_selection(self):
+        return ()
+
     def selection_score(self, stage, val, start_val=None):
         if self.never_better and start_val is not None and val is not start_val:
             return float("-inf")

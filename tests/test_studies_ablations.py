@@ -68,14 +68,15 @@ def fake_runs(monkeypatch):
 
 
 def test_variants_and_their_training_plan(cfg):
-    names = [v.name for v in A.task_aware_variants([0, 10, 100], [1])]
-    assert names[:5] == ["no_seg_aware", "no_cls_aware", "no_grading_feedback", "no_vis_consistency", "no_task_aware"]
-    assert names[5:] == ["cls_aware=0", "cls_aware=10", "cls_aware=100", "seg_aware=1"]
+    names = [v.name for v in A.task_aware_variants([0, 10, 100], [1], [0.1, 2])]
+    assert names[:6] == ["authors_weights", "no_seg_aware", "no_cls_aware", "no_grading_feedback", "no_vis_consistency", "no_task_aware"]
+    assert names[6:] == ["cls_aware=0", "cls_aware=10", "cls_aware=100", "seg_aware=1", "feedback_ratio=0.1", "feedback_ratio=2"]
     off = {v.name: v for v in A.task_aware_variants()}["no_task_aware"].overrides
     assert off == {"loss.seg_aware": 0.0, "loss.cls_aware": 0.0, "loss.grading_feedback": 0.0}
     plan = {v.name: A.start_stage(v.method, cfg, cfg.replace(dict(v.overrides)))
-            for v in A.task_aware_variants([10]) + A.structure_variants([2, 4, 8], 4)}
+            for v in A.task_aware_variants([10], (), [0.5, 2]) + A.structure_variants([2, 4, 8], 4)}
     assert plan == {
+        "authors_weights": "stage2", "feedback_ratio=0.5": "base", "feedback_ratio=2": "stage2",
         "no_seg_aware": "stage2", "no_cls_aware": "stage2", "no_grading_feedback": "stage2", "no_task_aware": "stage2",
         "no_vis_consistency": "stage1b", "cls_aware=10": "base",
         "no_isr": "full", "no_seg": "full", "no_feature_selection": "stage1b", "unsupervised": "stage2",
@@ -87,19 +88,35 @@ def test_variants_and_their_training_plan(cfg):
     assert A.start_stage("deepmt_dr", cfg, cfg.replace({"loss.cls_aware": 1.0, "train.lr": 1e-3})) == "full"
 
 
-def test_task_aware_study_warm_starts_dedupes_and_claims(cfg, fake_runs):
-    res = A.task_aware_study(cfg, [0], cls_aware_weights=[0, 10, 100], n_boot=200)
-    trained = {(c[1].loss.seg_aware, c[1].loss.cls_aware, c[1].loss.grading_feedback, c[1].loss.vis_consistency): c[2]
-               for c in fake_runs}
-    assert len(fake_runs) == 6  # 5 ablations + cls_aware=100; cls_aware=0 and =10 are reused
-    assert trained[(1.0, 10.0, 1.0, 0.0)] == "stage1b" and trained[(0.0, 0.0, 0.0, 0.3)] == "stage2"
+def test_task_aware_study_warm_starts_dedupes_and_claims(cfg, fake_runs, monkeypatch):
+    import deepmt.experiments as E
+
+    class _Loaded:
+        def __init__(self, res):
+            self.scaling = res.config.loss.feedback_scaling
+
+        def feedback_summary(self):
+            return {"scaling": self.scaling, "grad_norm_isr_pixel": 1e-3, "grad_norm_cls_aware": 2.0, "scale_cls_aware": 1e-4,
+                    "grad_norm_seg_aware": 1e-2, "scale_seg_aware": 0.05, "grad_norm_grading_feedback": 1.0,
+                    "scale_grading_feedback": 5e-4}
+
+    monkeypatch.setattr(E, "load_method", _Loaded)
+    res = A.task_aware_study(cfg, [0], cls_aware_weights=[0, 10, 100], feedback_ratios=(), n_boot=200)
+    trained = {(c[1].loss.seg_aware, c[1].loss.cls_aware, c[1].loss.grading_feedback, c[1].loss.vis_consistency,
+                c[1].loss.feedback_scaling): c[2] for c in fake_runs}
+    assert len(fake_runs) == 7  # the authors' weights + 5 ablations + cls_aware=100; cls_aware=0 and =10 are reused
+    assert trained[(1.0, 10.0, 1.0, 0.3, "authors")] == "stage2"
+    g = res["gradients"].set_index("variant")
+    assert list(g.index) == ["deepmt_dr", "authors_weights"]
+    assert g.loc["deepmt_dr", "ratio_cls_aware"] == pytest.approx(1e-4 * 2.0 / 1e-3)
+    assert trained[(1.0, 10.0, 1.0, 0.0, "calibrated")] == "stage1b" and trained[(0.0, 0.0, 0.0, 0.3, "calibrated")] == "stage2"
     plan = res["plan"].set_index("variant")
     assert plan.loc["cls_aware=0", "trained"] == "same as no_cls_aware"
     assert plan.loc["cls_aware=10", "trained"] == "same as deepmt_dr"
     assert plan.loc["no_vis_consistency", "trained"] == "warm start at stage1b"
     assert plan.loc["no_seg_aware", "shared_s"] == 2.0 and plan.loc["deepmt_dr", "trained"] == "base"
     # one summary row and one set of effects per distinct run
-    assert list(res["summary"].variant) == ["deepmt_dr", "no_seg_aware", "no_cls_aware", "no_grading_feedback",
+    assert list(res["summary"].variant) == ["deepmt_dr", "authors_weights", "no_seg_aware", "no_cls_aware", "no_grading_feedback",
                                             "no_vis_consistency", "no_task_aware", "cls_aware=100"]
     eff = res["effects"]
     assert set(eff.a) == set(res["summary"].variant) - {"deepmt_dr"} and set(eff.b) == {"deepmt_dr"}
@@ -172,3 +189,40 @@ def test_scale_alignment_on_the_synthetic_benchmark(cfg, tmp_path, monkeypatch):
     r = check.iloc[0]
     assert r.variant == "scale_x8" and r.lr_size == cfg.data.hr_size // 8 and r.ids_match and r.grades_match
     assert 0 <= r.hr_max_abs_diff < 0.5 and r.hr_images_checked == 4
+
+
+def test_unsupervised_study_claims_c7_in_the_partial_mask_regime(cfg, fake_runs):
+    res = A.unsupervised_study(cfg, [0, 1], mask_fraction=0.1, unsupervised=0.5, n_boot=200)
+    assert res["regime"] == "synthetic, smudge_match=1, x4, masks on 10% of training images"
+    # the variant is warm-started at stage 2 from the partial-mask base, which itself has masks on 10%
+    assert all(c[1].data.mask_fraction == 0.1 for c in fake_runs)
+    assert {c[2] for c in fake_runs} == {"stage2"} and {c[1].loss.unsupervised for c in fake_runs} == {0.5}
+    claims = res["claims"]
+    assert set(claims.id) == {"C7"} and set(claims.metric) == set(A.C7_METRICS) and (claims.regime == res["regime"]).all()
+    assert (claims.n_seeds == 2).all()
+    ctrl = res["controls"].iloc[0]
+    assert ctrl["id"] == "learnable" and ctrl["regime"] == res["regime"] and ctrl["n_seeds"] == 2
+
+
+def test_dial_sweep_gap_gain_share_and_the_negative_control(monkeypatch):
+    from deepmt.studies import tables as T
+
+    cfg = get_config("smoke", {"data.synth.smudge_match": 0.8})
+    seen = []
+
+    def run_methods(methods, c, seeds=(0,), **kw):
+        seen.append((float(c.data.synth.smudge_match), tuple(seeds)))
+        sm = float(c.data.synth.smudge_match)
+        q = {"foo_mt_hr": 1.0, "foo_mt": 1.0 - sm, "deepmt_dr": 1.0 - 0.5 * sm, "deepmt_dr_noisr": 1.0 - sm}
+        return {m: [_fake(m, c.replace({"train.seed": s}), q[m]) for s in seeds] for m in methods}
+
+    monkeypatch.setattr(T, "run_methods", run_methods)
+    res = T.dial_sweep(cfg, (0.0, 0.8, 1.0), seeds=(0,), default_seeds=(0, 1, 2), n_boot=200)
+    assert seen == [(0.0, (0,)), (0.8, (0, 1, 2)), (1.0, (0,))]  # the profile's own setting gets the main seeds
+    t = res["table"].set_index("smudge_match")
+    assert t.loc[0.8, "n_seeds"] == 3 and t.loc[0.8, "regime"] == "synthetic, smudge_match=0.8, x4, all masks"
+    assert t.loc[1.0, "gap"] > t.loc[0.0, "gap"]  # more information lost as the dial rises
+    assert t.loc[1.0, "share_recovered"] == pytest.approx(t.loc[1.0, "gain"] / t.loc[1.0, "gap"])
+    neg = res["controls"]
+    assert list(neg.id) == ["negative"] and neg.iloc[0]["regime"] == "synthetic, smudge_match=1, x4, all masks"
+    T.plot_dial(res["table"])

@@ -356,7 +356,12 @@ def train(
                 bar.set_postfix(loss=f"{terms_mean.get('total', float('nan')):.4g}", **{metric_name: f"{score:.4g}"})
         bar.close()
         if best["model"] is not None:
+            # state that records how the stage ran (not weights) survives the restore of the best epoch
+            kept = tuple(method.kept_across_selection())
+            keep = {k: v.clone() for k, v in method.state_dict().items() if kept and k.startswith(kept)}
             method.load_state_dict(best["model"])
+            if keep:
+                method.load_state_dict(keep, strict=False)
             if best["epoch"] == 0 and n_epochs > 0 and ctx.is_main:
                 print(f"{method.name}:{stage}: no epoch beat the weights the stage started from on validation "
                       f"({metric_name}{', within the PSNR floor' if start_val and 'psnr' in start_val else ''}); kept those",

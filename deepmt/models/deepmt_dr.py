@@ -74,11 +74,10 @@ class DeepMTDR(Method):
         L = cfg.loss
         if L.feedback_scaling not in ("authors", "calibrated"):
             raise ConfigMismatchError(f"loss.feedback_scaling={L.feedback_scaling!r}: choose 'authors' or 'calibrated'")
-        #: per-term scales of the task-aware feedback (``loss.feedback_scaling="calibrated"``), else None
-        self.feedback_calibration = (
-            FeedbackCalibration(L.feedback_ratio, L.calibration_batches)
-            if use_isr and L.feedback_scaling == "calibrated" else None
-        )
+        #: measured gradient norms / per-term scales of the task-aware feedback (with an ISR subnet). Built for
+        #: either setting, so checkpoints load across them (an ablation warm-starts "authors" from a calibrated base).
+        self.feedback_calibration = FeedbackCalibration(L.feedback_ratio, L.calibration_batches) if use_isr else None
+        self.calibrate_feedback = use_isr and L.feedback_scaling == "calibrated"
 
     # ------------------------------------------------------------------ stages
     def stage_modules(self, stage):
@@ -96,6 +95,10 @@ class DeepMTDR(Method):
     def keeps_start_candidate(self, stage):
         """Stage 2 competes with the stage-1 weights it starts from: it never keeps a worse model."""
         return stage == "stage2"
+
+    def kept_across_selection(self):
+        """The feedback calibration measured in stage 2 is kept even when stage 2 falls back to its start weights."""
+        return ("feedback_calibration.",) if self.feedback_calibration is not None else ()
 
     def selection_score(self, stage, val, start_val=None):
         """Stage 2: the grading metric, but an epoch whose validation PSNR fell more than
@@ -241,8 +244,10 @@ class DeepMTDR(Method):
         cal = self.feedback_calibration
         if cal is not None and raw and sr.device.type != "meta":  # meta: FLOP counting, no values to measure
             if self.training and not cal.done and torch.is_grad_enabled():
+                # measured in both settings (reported by notebook 07); used only when calibrating
                 cal.update(isr_gradient_norms(raw, sr_cut, sr, list(self.isr.parameters()), direct={"isr_pixel": terms["isr_pixel"]}))
-            weights = cal.scales()
+            if self.calibrate_feedback:
+                weights = cal.scales()
         fb = {k: weights[k] * v for k, v in raw.items()}
         terms.update(feedback_terms(fb, sr_cut, sr))
         return terms
@@ -252,6 +257,9 @@ class DeepMTDR(Method):
         used (``loss.feedback_scaling="calibrated"``); the authors' weights otherwise."""
         L = self.cfg.loss
         if self.feedback_calibration is None:
-            return {"scaling": "authors", "scale_seg_aware": L.seg_aware, "scale_cls_aware": L.cls_aware,
-                    "scale_grading_feedback": L.grading_feedback}
-        return {"scaling": "calibrated", "ratio": L.feedback_ratio, **self.feedback_calibration.summary()}
+            return {"scaling": "none (no ISR subnet)"}
+        s = self.feedback_calibration.summary()
+        if not self.calibrate_feedback:
+            s.update({"scale_seg_aware": L.seg_aware, "scale_cls_aware": L.cls_aware, "scale_grading_feedback": L.grading_feedback})
+            return {"scaling": "authors", **s}
+        return {"scaling": "calibrated", "ratio": L.feedback_ratio, **s}

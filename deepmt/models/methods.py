@@ -101,6 +101,11 @@ class Method(nn.Module):
         validation before the first epoch; kept when no epoch beats them). Default: no."""
         return False
 
+    def kept_across_selection(self) -> tuple[str, ...]:
+        """``state_dict`` key prefixes of state that records how training ran rather than weights (e.g. measured
+        loss calibrations): kept when the trainer restores a stage's best epoch. Default: none."""
+        return ()
+
     def selection_score(self, stage: str, val: dict[str, float], start_val: dict[str, float] | None = None) -> float:
         """The score (higher is better) that selects the epoch of ``stage`` from its validation metrics
         ``val``; ``start_val`` are those of the stage's starting weights when :meth:`keeps_start_candidate`."""

@@ -57,9 +57,13 @@ class Variant:
 
 
 # --------------------------------------------------------------------------- variants
-def task_aware_variants(cls_aware_weights: Sequence[float] = (), seg_aware_weights: Sequence[float] = ()) -> list[Variant]:
-    """Notebook 07: each term of the task-aware loss off in turn, all feedback off, and weight sweeps."""
+def task_aware_variants(cls_aware_weights: Sequence[float] = (), seg_aware_weights: Sequence[float] = (),
+                        feedback_ratios: Sequence[float] = ()) -> list[Variant]:
+    """Notebook 07: each term of the task-aware loss off in turn, all feedback off, the authors' uncalibrated
+    weights, and sweeps (``loss.feedback_ratio`` of the calibrated loss; the authors' weights of a term)."""
     out = [
+        Variant("authors_weights", "the authors' weights (1 / 10 / 1, not calibrated)", {"loss.feedback_scaling": "authors"},
+                group="weighting"),
         Variant("no_seg_aware", "without segmentation-aware term", {"loss.seg_aware": 0.0}, group="term off"),
         Variant("no_cls_aware", "without classification-aware term", {"loss.cls_aware": 0.0}, group="term off"),
         Variant("no_grading_feedback", "without grading feedback", {"loss.grading_feedback": 0.0}, group="term off"),
@@ -71,6 +75,8 @@ def task_aware_variants(cls_aware_weights: Sequence[float] = (), seg_aware_weigh
             for w in cls_aware_weights]
     out += [Variant(f"seg_aware={w:g}", f"seg_aware = {w:g}", {"loss.seg_aware": float(w)}, group="sweep seg_aware")
             for w in seg_aware_weights]
+    out += [Variant(f"feedback_ratio={r:g}", f"feedback ratio = {r:g}", {"loss.feedback_ratio": float(r)}, group="sweep feedback_ratio")
+            for r in feedback_ratios]
     return out
 
 
@@ -110,6 +116,8 @@ def start_stage(method: str, base_cfg: Config, cfg: Config, base_method: str = B
 def annotated_everywhere(cfg: Config) -> bool:
     """Whether every training image has lesion annotations (then the journal's unsupervised term, which
     trains on images without any, selects nothing). True for the synthetic benchmark by construction."""
+    if float(cfg.data.mask_fraction) < 1.0:
+        return False
     if cfg.data.dataset == "synthetic":
         return True
     from deepmt.data import build_datasets
@@ -247,14 +255,41 @@ def sweep_table(ab: Ablation, term: str, weights: Sequence[float], base_cfg: Con
     return pd.DataFrame(rows)
 
 
-def c5_claims(ab: Ablation, n_seeds: int, n_boot: int = 1000, evidence: str = "07_ablation_task_aware_loss") -> pd.DataFrame:
+def feedback_gradients(ab: Ablation, names: Sequence[str] = (BASE, "authors_weights")) -> pd.DataFrame:
+    """Per run of ``names`` (and seed): the task-aware feedback's gradient norms on the ISR parameters per term,
+    measured over the first stage-2 batches, and the weight each term got (``DeepMTDR.feedback_summary``);
+    ``ratio_<term>`` = that term's weighted gradient / the pixel term's (what calibration sets)."""
+    from deepmt.experiments import load_method
+
+    rows = []
+    for name in names:
+        for res in ab.results(name) or []:
+            s = load_method(res).feedback_summary()
+            row = {"variant": name, "label": ab.labels.get(name, name), "seed": res.config.train.seed, **s}
+            if "grad_norm_isr_pixel" in s:
+                for t in FEEDBACK_TERMS:
+                    pix = s["grad_norm_isr_pixel"]
+                    row[f"ratio_{t}"] = s[f"scale_{t}"] * s[f"grad_norm_{t}"] / pix if pix else math.nan
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def selected_on_validation(ab: Ablation, names: Sequence[str], metric: str = "qwk") -> str:
+    """The variant among ``names`` with the best mean *validation* ``metric`` over seeds (never test)."""
+    score = {n: float(np.mean([r.val_metrics.get(metric, np.nan) for r in ab.results(n) or []] or [np.nan])) for n in names}
+    score = {n: v for n, v in score.items() if np.isfinite(v)}
+    return max(score, key=score.get) if score else ""
+
+
+def c5_claims(ab: Ablation, n_seeds: int, n_boot: int = 1000, evidence: str = "07_ablation_task_aware_loss",
+              regime: str = "") -> pd.DataFrame:
     """Claim C5 rows: full DeepMT-DR minus the same network without the three feedback terms."""
     eff = effects_table(ab.runs, [(BASE, "no_task_aware")], C5_METRICS, n_boot)
     comparison = ("DeepMT-DR vs the same run with the three feedback terms (seg-aware, cls-aware, grading feedback) "
                   "off in stage 2; stages 1a/1b shared (warm start)")
     return claims_table([
         Claim.from_paper("C5", metric=r.metric, effect=float(r.diff), lo=float(r.lo), hi=float(r.hi), n_seeds=n_seeds,
-                         evidence=evidence, comparison=comparison)
+                         evidence=evidence, comparison=comparison, regime=regime)
         for r in eff.itertuples()
     ])
 
@@ -343,7 +378,7 @@ def plot_sweep(sweep: pd.DataFrame, metrics: Sequence[str], title: str = ""):
         err = np.vstack([v - s[f"{met}_lo"].to_numpy(float), s[f"{met}_hi"].to_numpy(float) - v])
         ax.errorbar(s["weight"], v, yerr=np.nan_to_num(err), marker="o", capsize=3, color="#2e86c1")
         b = s[s.is_base]
-        ax.plot(b["weight"], b[met], "o", color="#c0392b", ms=8, zorder=5, label="paper's weight (the base)")
+        ax.plot(b["weight"], b[met], "o", color="#c0392b", ms=8, zorder=5, label="the base run (the config's value)")
         ax.set_xscale("symlog", linthresh=1.0)
         ax.set_xlabel(f"loss.{s['term'].iloc[0]}")
         ax.set_title(met, fontsize=9)
@@ -371,15 +406,57 @@ def plot_scales(summ: pd.DataFrame, scale_of: Mapping[str, int], metrics: Sequen
 
 
 # --------------------------------------------------------------------------- the two studies
-def task_aware_study(cfg: Config, seeds: Sequence[int], cls_aware_weights: Sequence[float] = (0, 10, 100),
-                     seg_aware_weights: Sequence[float] = (), n_boot: int = 1000) -> dict[str, Any]:
-    """Notebook 07: every task-aware term off in turn, all feedback off, weight sweeps; claim C5."""
-    variants = task_aware_variants(cls_aware_weights, seg_aware_weights)
+def task_aware_study(cfg: Config, seeds: Sequence[int], cls_aware_weights: Sequence[float] = (),
+                     seg_aware_weights: Sequence[float] = (), feedback_ratios: Sequence[float] = (0.1, 0.5, 2.0),
+                     n_boot: int = 1000) -> dict[str, Any]:
+    """Notebook 07: every task-aware term off in turn, all feedback off, the authors' weights vs the calibrated
+    loss (with the per-term gradient norms), sweeps; claim C5 (calibrated loss, the config's ratio).
+
+    ``ratio_on_validation`` is the feedback ratio with the best mean validation QWK over the sweep (the
+    config's own ratio included): the rule for choosing the calibrated default, validation only."""
+    variants = task_aware_variants(cls_aware_weights, seg_aware_weights, feedback_ratios)
     ab = run_ablation(cfg, seeds, variants)
     eff = effects(ab, METRICS, n_boot)
-    sweeps = {t: sweep_table(ab, t, w, cfg, METRICS, n_boot) for t, w in (("cls_aware", cls_aware_weights), ("seg_aware", seg_aware_weights)) if len(w)}
+    sweeps = {t: sweep_table(ab, t, w, cfg, METRICS, n_boot)
+              for t, w in (("cls_aware", cls_aware_weights), ("seg_aware", seg_aware_weights), ("feedback_ratio", feedback_ratios)) if len(w)}
+    base_r = float(cfg.loss.feedback_ratio)
+    names = {BASE if float(r) == base_r else f"feedback_ratio={float(r):g}": float(r) for r in [*feedback_ratios, base_r]}
+    best = selected_on_validation(ab, list(names))
+    from deepmt.controls import regime_of
+
     return {"ablation": ab, "plan": ab.plan, "summary": summary(ab), "effects": eff, "wide": wide_effects(eff),
-            "sweeps": sweeps, "claims": c5_claims(ab, len(ab.runs[BASE]), n_boot)}
+            "sweeps": sweeps, "gradients": feedback_gradients(ab), "ratio_on_validation": names.get(best, math.nan),
+            "claims": c5_claims(ab, len(ab.runs[BASE]), n_boot, regime=regime_of(cfg))}
+
+
+C7_METRICS = ("accuracy", "qwk", "macro_f1", "aupr")
+
+
+def unsupervised_study(cfg: Config, seeds: Sequence[int], mask_fraction: float = 0.1, unsupervised: float = 0.5,
+                       n_boot: int = 1000, evidence: str = "08_ablation_structure") -> dict[str, Any]:
+    """The journal's unsupervised part where it can act (claim C7): only ``mask_fraction`` of the training
+    images keep their lesion masks (``data.mask_fraction``; DDR: 757 of 13,673), DeepMT-DR with the
+    unsupervised term (pseudo masks from the HR visualization map for the grade-only images, weight
+    ``unsupervised``) vs the same run without it, warm-started at stage 2 from it (stages 1a/1b shared).
+    Its control ``learnable`` is measured in the same regime (the multi-task net on HR, same masks)."""
+    from deepmt.controls import control_row, controls_table, regime_of
+    from deepmt.studies.common import method_ci
+
+    cfg_p = cfg.replace({"data.mask_fraction": float(mask_fraction)})
+    regime = regime_of(cfg_p)
+    ab = run_ablation(cfg_p, seeds, [Variant("unsupervised", f"with the unsupervised part (weight {unsupervised:g})",
+                                             {"loss.unsupervised": float(unsupervised)}, group="journal")])
+    eff = effects_table(ab.runs, [("unsupervised", BASE)], C7_METRICS, n_boot)
+    comparison = (f"DeepMT-DR with vs without the unsupervised term (pseudo masks), masks on {100 * float(mask_fraction):g}% "
+                  "of the training images; stages 1a/1b shared (warm start)")
+    claims = claims_table([Claim.from_paper("C7", metric=r.metric, effect=float(r.diff), lo=float(r.lo), hi=float(r.hi),
+                                            n_seeds=int(r.n_seeds), evidence=evidence, comparison=comparison, regime=regime)
+                           for r in eff.itertuples()])
+    hr = run_methods(["foo_mt_hr"], cfg_p, seeds)["foo_mt_hr"]
+    acc, lo, hi = method_ci(hr, "accuracy", n_boot=n_boot)
+    controls = controls_table([control_row("learnable", value=acc, lo=lo, hi=hi, n_seeds=len(hr), evidence=evidence, regime=regime)])
+    return {"ablation": ab, "plan": ab.plan, "summary": summary(ab, C7_METRICS), "effects": eff, "claims": claims,
+            "controls": controls, "regime": regime}
 
 
 def structure_study(cfg: Config, seeds: Sequence[int], scales: Sequence[int] = (4,), unsupervised: float = 0.5,

@@ -17,6 +17,7 @@ from deepmt import LESIONS
 from deepmt import metrics as M
 from deepmt.claims import Claim, claims_table
 from deepmt.config import Config
+from deepmt.controls import control_row, controls_table, regime_of
 from deepmt.studies.common import (
     GRADING_METRICS,
     ISR_METRICS,
@@ -29,7 +30,13 @@ from deepmt.studies.common import (
 )
 
 #: Finding 1, grading: the same task from each kind of input (LR, bicubic, SR, HR).
-FINDING1_GRADING = ("grader_lr", "grader_bicubic", "deepmt_dr_noisr", "deepmt_dr", "grader_hr", "foo_mt_hr")
+FINDING1_GRADING = ("grader_lr", "grader_bicubic", "foo_mt", "deepmt_dr_noisr", "deepmt_dr", "grader_hr", "foo_mt_hr")
+#: the LR-information dial: MA-vs-smudge LR contrast from "easy" (no smudges) to "nothing left" (LR peaks matched)
+DIAL_SETTINGS = (0.0, 0.5, 0.8, 1.0)
+#: the dial setting at which LR carries no MA information (the negative control's regime)
+NOTHING_LEFT = 1.0
+#: methods of the dial sweep: the gap (HR vs bicubic, same lesion-supervised net) and what DeepMT-DR recovers
+DIAL_METHODS = ("foo_mt_hr", "foo_mt", "deepmt_dr", "deepmt_dr_noisr")
 #: Finding 1, segmentation.
 FINDING1_SEG = ("unet_lr", "unet_bicubic", "deepmt_dr_noisr", "deepmt_dr", "unet_hr")
 #: what each method sees
@@ -61,7 +68,22 @@ def _ci_table(runs: Runs, metrics: Sequence[str], n_boot: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _claims(cid: str, effects: pd.DataFrame, a: str, b: str, metrics: Sequence[str], evidence: str, comparison: str | None = None) -> pd.DataFrame:
+def _effect_row(effects: pd.DataFrame, a: str, b: str, metric: str) -> pd.Series | None:
+    r = effects[(effects.a == a) & (effects.b == b) & (effects.metric == metric)]
+    return None if r.empty else r.iloc[0]
+
+
+def effect_control(cid: str, effects: pd.DataFrame, a: str, b: str, metric: str, evidence: str, regime: str):
+    """Control ``cid`` measured as the paired effect A - B of ``metric`` (a row of ``effects``)."""
+    r = _effect_row(effects, a, b, metric)
+    if r is None:
+        return control_row(cid, evidence=evidence, regime=regime)
+    return control_row(cid, value=float(r["diff"]), lo=float(r["lo"]), hi=float(r["hi"]), n_seeds=int(r["n_seeds"]),
+                       evidence=evidence, regime=regime)
+
+
+def _claims(cid: str, effects: pd.DataFrame, a: str, b: str, metrics: Sequence[str], evidence: str, comparison: str | None = None,
+            regime: str = "") -> pd.DataFrame:
     claims = []
     for met in metrics:
         r = effects[(effects.a == a) & (effects.b == b) & (effects.metric == met)]
@@ -70,7 +92,7 @@ def _claims(cid: str, effects: pd.DataFrame, a: str, b: str, metrics: Sequence[s
         r = r.iloc[0]
         kw = {"comparison": comparison} if comparison else {}
         claims.append(Claim.from_paper(cid, metric=met, effect=float(r["diff"]), lo=float(r["lo"]), hi=float(r["hi"]),
-                                       n_seeds=int(r["n_seeds"]), evidence=evidence, **kw))
+                                       n_seeds=int(r["n_seeds"]), evidence=evidence, regime=regime, **kw))
     return claims_table(claims)
 
 
@@ -91,21 +113,88 @@ def finding1(cfg: Config, seeds: Sequence[int], seg_seeds: Sequence[int] = (0,),
     s_metrics = ["aupr", "dice", "aupr_MA", "dice_MA"]
     g_effects = effects_table(grading, [("deepmt_dr", "deepmt_dr_noisr"), ("deepmt_dr_noisr", "grader_bicubic"),
                                         ("grader_bicubic", "grader_lr"), ("grader_hr", "grader_bicubic"),
-                                        ("foo_mt_hr", "deepmt_dr_noisr")], g_metrics, n_boot)
+                                        ("foo_mt_hr", "foo_mt"), ("foo_mt_hr", "deepmt_dr_noisr")], g_metrics, n_boot)
     s_effects = effects_table(seg, [("deepmt_dr", "deepmt_dr_noisr"), ("unet_bicubic", "unet_lr"), ("unet_hr", "unet_bicubic")],
                               s_metrics, n_boot)
+    regime, ev = regime_of(cfg), "01_finding1_isr_helps"
     claims = pd.concat([
-        _claims("C1", g_effects, "deepmt_dr", "deepmt_dr_noisr", ("accuracy", "qwk", "macro_f1"), "01_finding1_isr_helps"),
-        _claims("C2", s_effects, "deepmt_dr", "deepmt_dr_noisr", ("aupr", "dice"), "01_finding1_isr_helps",
-                comparison="DeepMT-DR segmentation of its SR image vs the same network on the bicubic image"),
+        _claims("C1", g_effects, "deepmt_dr", "deepmt_dr_noisr", ("accuracy", "qwk", "macro_f1"), ev, regime=regime),
+        _claims("C2", s_effects, "deepmt_dr", "deepmt_dr_noisr", ("aupr", "dice", "aupr_MA"), ev,
+                comparison="DeepMT-DR segmentation of its SR image vs the same network on the bicubic image", regime=regime),
     ], ignore_index=True)
+    acc, lo, hi = method_ci(grading["foo_mt_hr"], "accuracy", n_boot=n_boot)
+    controls = controls_table([
+        control_row("learnable", value=acc, lo=lo, hi=hi, n_seeds=len(grading["foo_mt_hr"]), evidence=ev, regime=regime),
+        effect_control("gap", g_effects, "foo_mt_hr", "foo_mt", "accuracy", ev, regime),
+        effect_control("lesion_resolution", s_effects, "unet_hr", "unet_bicubic", "aupr_MA", ev, regime),
+    ])
     return {
         "grading_runs": grading, "seg_runs": seg,
         "grading": _ci_table(grading, g_metrics, n_boot).merge(summary_table(grading, g_metrics)[["method"] + [f"{m}_std" for m in g_metrics]], on="method"),
         "segmentation": _ci_table(seg, s_metrics + ["auc"], n_boot),
         "effects": pd.concat([g_effects.assign(task="grading"), s_effects.assign(task="segmentation")], ignore_index=True),
         "claims": claims,
+        "controls": controls,
     }
+
+
+def dial_sweep(cfg: Config, settings: Sequence[float] = DIAL_SETTINGS, seeds: Sequence[int] = (0,),
+               default_seeds: Sequence[int] = (0, 1, 2), n_boot: int = 1000) -> dict[str, Any]:
+    """Where can super-resolution help? The LR-information dial (``data.synth.smudge_match``) from "easy"
+    (0: no MA-like smudges) to "nothing left" (1: MA and smudges look alike at LR).
+
+    Per setting: the gap = accuracy of the lesion-supervised multi-task net on HR minus the same net on
+    bicubic LR (``foo_mt_hr`` - ``foo_mt``), DeepMT-DR's gain over the same network without ISR
+    (``deepmt_dr`` - ``deepmt_dr_noisr``), the share of the gap that gain recovers, and the MA AUPR gain.
+    The setting of ``cfg`` itself uses ``default_seeds`` (it is the main claims' regime, shared with the
+    rest of notebook 01); the others ``seeds``. The negative control is read at :data:`NOTHING_LEFT`.
+    """
+    default = float(cfg.data.synth.smudge_match)
+    rows, controls = [], []
+    runs_by_setting = {}
+    for sm in settings:
+        c = cfg.replace({"data.synth.smudge_match": float(sm)})
+        use = list(default_seeds) if float(sm) == default else list(seeds)
+        runs = run_methods(DIAL_METHODS, c, use)
+        runs_by_setting[float(sm)] = runs
+        e = effects_table(runs, [("foo_mt_hr", "foo_mt"), ("deepmt_dr", "deepmt_dr_noisr")], ["accuracy", "aupr_MA"], n_boot)
+        gap, gain, ma = (_effect_row(e, "foo_mt_hr", "foo_mt", "accuracy"), _effect_row(e, "deepmt_dr", "deepmt_dr_noisr", "accuracy"),
+                         _effect_row(e, "deepmt_dr", "deepmt_dr_noisr", "aupr_MA"))
+        row: dict[str, Any] = {"smudge_match": float(sm), "regime": regime_of(c), "n_seeds": len(use)}
+        for m in DIAL_METHODS:
+            row[f"accuracy_{m}"] = float(np.mean([r.metrics["accuracy"] for r in runs[m]]))
+        for name, r in (("gap", gap), ("gain", gain), ("ma_aupr_gain", ma)):
+            row[name], row[f"{name}_lo"], row[f"{name}_hi"] = float(r["diff"]), float(r["lo"]), float(r["hi"])
+            row[f"{name} [95% CI]"] = r["effect"]
+        row["share_recovered"] = row["gain"] / row["gap"] if row["gap"] > 0 else np.nan
+        rows.append(row)
+        if float(sm) == NOTHING_LEFT:
+            controls.append(effect_control("negative", e, "deepmt_dr", "deepmt_dr_noisr", "aupr_MA", "01_finding1_isr_helps", regime_of(c)))
+    return {"table": pd.DataFrame(rows), "controls": controls_table(controls), "runs": runs_by_setting}
+
+
+def plot_dial(table: pd.DataFrame):
+    """The gap (HR vs bicubic) and DeepMT-DR's gain against the dial, with 95% CIs."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    x = table["smudge_match"].to_numpy()
+    for name, lab_, col in (("gap", "gap: MT net on HR − on bicubic", "#34495e"), ("gain", "DeepMT-DR − same net without ISR", "#c0392b")):
+        y = table[name].to_numpy()
+        axes[0].errorbar(x, y, yerr=[y - table[f"{name}_lo"], table[f"{name}_hi"] - y], marker="o", capsize=3, label=lab_, color=col)
+    axes[0].axhline(0, color="k", lw=0.8)
+    axes[0].set_xlabel("smudge_match (0 easy → 1 nothing left at LR)")
+    axes[0].set_ylabel("accuracy difference")
+    axes[0].legend(fontsize=8)
+    axes[0].set_title("Accuracy lost at LR, and regained by ISR")
+    y = table["ma_aupr_gain"].to_numpy()
+    axes[1].errorbar(x, y, yerr=[y - table["ma_aupr_gain_lo"], table["ma_aupr_gain_hi"] - y], marker="o", capsize=3, color="#c0392b")
+    axes[1].axhline(0, color="k", lw=0.8)
+    axes[1].set_xlabel("smudge_match")
+    axes[1].set_ylabel("MA AUPR: DeepMT-DR − without ISR")
+    axes[1].set_title("Microaneurysms recovered by ISR")
+    fig.tight_layout()
+    return fig
 
 
 # --------------------------------------------------------------------------- 04
@@ -126,7 +215,7 @@ def grading_table(cfg: Config, seeds: Sequence[int], baselines: Sequence[str] = 
     best = str(val.loc[list(baselines)].idxmax())
     effects = effects_table(runs, [("deepmt_dr", b) for b in baselines], metrics, n_boot)
     claims = _claims("C4", effects, "deepmt_dr", best, ("accuracy", "qwk", "macro_f1"), "04_grading_table",
-                     comparison=f"DeepMT-DR vs the best baseline on validation QWK ({label(best)}), LR input")
+                     comparison=f"DeepMT-DR vs the best baseline on validation QWK ({label(best)}), LR input", regime=regime_of(cfg))
     table = summary.merge(ci[["method"] + [f"{m} [95% CI]" for m in metrics]], on="method")
     per_grade = pd.DataFrame([
         {"method": m, "label": label(m), "seed": r.config.train.seed,
@@ -150,26 +239,29 @@ def confusion_matrices(results_by_method: dict[str, Sequence[Any]]) -> dict[str,
 def isr_table(cfg: Config, seeds: Sequence[int], methods: Sequence[str] = ISR_METHODS, n_boot: int = 1000) -> dict[str, Any]:
     """Table 05: PSNR / SSIM over the whole image and inside lesion regions (masks dilated by 3 px).
 
-    DeepMT-DR uses ``seeds`` (shared with the grading table); the single-task SR baselines are trained
-    with the first seed only (their spread across seeds is small). Claim C6: DeepMT-DR vs single-task ISR
-    (the same ISR architecture trained with the pixel loss only) inside lesion regions.
+    Every method uses ``seeds`` (metrics averaged over them). Claim C6: DeepMT-DR vs single-task ISR (the
+    same ISR architecture trained with the pixel loss only) inside lesion regions. Controls ``sr_works:*``:
+    each learned single-task SR method vs bicubic PSNR.
     """
-    runs = run_methods([m for m in methods if m != "deepmt_dr"], cfg, seeds[:1])
-    if "deepmt_dr" in methods:
-        runs.update(run_methods(["deepmt_dr"], cfg, seeds))
+    runs = run_methods(methods, cfg, seeds)  # bicubic trains nothing: its "seeds" are the same numbers, cheap
     metrics = list(ISR_METRICS)
     ci = _ci_table(runs, metrics, n_boot)
     pairs = [("deepmt_dr", m) for m in methods if m != "deepmt_dr"] if "deepmt_dr" in methods else []
+    sr_controls = [m for m in ("srcnn", "edsr", "isr") if m in methods]
+    if "bicubic" in methods:
+        pairs += [(m, "bicubic") for m in sr_controls]
     effects = effects_table(runs, pairs, metrics, n_boot)
-    claims = _claims("C6", effects, "deepmt_dr", "isr", ("psnr_lesion", "ssim_lesion"), "05_isr_table")
-    return {"runs": runs, "table": ci, "effects": effects, "claims": claims}
+    regime, ev = regime_of(cfg), "05_isr_table"
+    claims = _claims("C6", effects, "deepmt_dr", "isr", ("psnr_lesion", "ssim_lesion"), ev, regime=regime)
+    controls = controls_table([effect_control(f"sr_works:{m}", effects, m, "bicubic", "psnr", ev, regime) for m in sr_controls])
+    return {"runs": runs, "table": ci, "effects": effects, "claims": claims, "controls": controls}
 
 
 # --------------------------------------------------------------------------- 06
 def segmentation_table(cfg: Config, seeds: Sequence[int], methods: Sequence[str] = SEG_METHODS, n_boot: int = 1000) -> dict[str, Any]:
     """Table 06: per-lesion AUPR / ROC-AUC / Dice (averaged over the test images containing the lesion,
     the paper's protocol) for U-Nets on LR / bicubic / HR, DeepMT-DR without and with ISR."""
-    runs = run_methods(methods, cfg, seeds[:1])
+    runs = run_methods(methods, cfg, seeds)
     rows = []
     for m, rs in runs.items():
         for metric in ("aupr", "auc", "dice"):

@@ -16,7 +16,7 @@
 
 # %% tags=["parameters"]
 profile = ""  # "" -> $DEEPMT_PROFILE (smoke in CI) or quick
-seeds = [0, 1, 2]  # DeepMT-DR's seeds (shared with notebooks 01/04); SR baselines use the first
+seeds = [0, 1, 2]  # training seeds of every method (metrics averaged over them; shared with notebooks 01/04)
 dataset = "synthetic"
 data_root = ""
 device = "auto"
@@ -55,6 +55,8 @@ table, effects = res["table"], res["effects"]
 save_table(table, "05_isr_table")
 save_table(effects, "05_effects")
 save_table(res["claims"], "05_claims")
+save_table(res["controls"], "05_controls")
+display(res["controls"][["id", "rule", "threshold", "value", "lo", "hi", "n_seeds", "status"]])
 display(table[["label", "n_seeds"] + [f"{m} [95% CI]" for m in ISR_METRICS]])
 display(effects[["b", "metric", "effect", "p_value"]])
 
@@ -75,6 +77,7 @@ print(
     f"single-task ISR {t.loc['isr', 'psnr_lesion']:.2f} dB, DeepMT-DR {t.loc['deepmt_dr', 'psnr_lesion']:.2f} dB. "
     + sentence(effects, "deepmt_dr", "isr", "psnr_lesion") + "; " + sentence(effects, "deepmt_dr", "isr", "ssim_lesion") + "; "
     + sentence(effects, "deepmt_dr", "bicubic", "psnr") + ". "
-    + "Verdicts (C6): " + "; ".join(f"{r.metric}: {r.verdict}" for r in res["claims"].itertuples()) + "."
+    + "Controls: " + "; ".join(f"{r.id} {r.value:+.2f} dB ({r.status})" for r in res["controls"].itertuples()) + ". "
+    + "Verdicts (C6, before controls): " + "; ".join(f"{r.metric}: {r.verdict}" for r in res["claims"].itertuples()) + "."
     + (" (smoke profile: mechanics only, these numbers are not results.)" if smoke else "")
 )
