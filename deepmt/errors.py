@@ -17,5 +17,12 @@ class ConfigMismatchError(DeepMTError):
     """A checkpoint or cache entry was made with a different config."""
 
 
+class SettingError(ConfigMismatchError, KeyError, ValueError):
+    """A setting (``--set KEY=VALUE``, a notebook override, ``DEEPMT_PROFILE``) names no config field, or has a value
+    its field does not allow. Also a ``KeyError``/``ValueError``, as config overrides raised before."""
+
+    __str__ = Exception.__str__  # KeyError would quote the message
+
+
 class TrainingError(DeepMTError, RuntimeError):
     """Training cannot go on (e.g. a NaN/Inf loss term)."""

@@ -17,10 +17,9 @@ import json
 import sys
 from pathlib import Path
 
-from deepmt.config import PROFILES
-from deepmt.errors import ConfigMismatchError, DeepMTError
+from deepmt.config import DATASETS, PROFILES
+from deepmt.errors import ConfigMismatchError, DeepMTError, SettingError
 
-DATASETS = ("synthetic", "idrid", "idrid-seg", "ddr", "ddr-seg", "messidor1", "messidor2", "aptos", "eyepacs")
 DEFAULT_METHOD = "deepmt_dr"
 _SHOWN = ("n_images", "accuracy", "qwk", "macro_f1", "auc_ovr", "psnr", "ssim", "psnr_lesion", "dice", "aupr", "auc")
 
@@ -29,7 +28,7 @@ def _parse_sets(items: list[str]) -> dict[str, str]:
     out = {}
     for item in items:
         if "=" not in item:
-            raise ConfigMismatchError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.lr=1e-3")
+            raise SettingError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.lr=1e-3")
         k, v = item.split("=", 1)
         out[k.strip()] = v.strip()
     return out
@@ -50,10 +49,7 @@ def _build_config(args: argparse.Namespace):
     if getattr(args, "precision", None):
         overrides["train.precision"] = args.precision
     overrides.update(_parse_sets(getattr(args, "set", []) or []))
-    try:
-        return get_config(args.profile, overrides)
-    except (KeyError, ValueError) as exc:
-        raise ConfigMismatchError(f"bad setting: {exc}") from exc
+    return get_config(args.profile, overrides)  # SettingError naming a bad key or value
 
 
 def _check_method(name: str) -> None:
@@ -194,10 +190,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if bad:
         raise ConfigMismatchError(f"evaluate --set only changes data.* settings (the model is fixed), not {bad}")
     overrides.update(sets)
-    try:
-        cfg = cfg.replace(overrides)
-    except KeyError as exc:
-        raise ConfigMismatchError(f"bad setting: {exc}") from exc
+    cfg = cfg.replace(overrides)
     method = load_method(args.checkpoint, device=cfg.train.device)
     data = build_datasets(cfg.data, (args.split,))[args.split]
     metrics, _ = evaluate(method, data, cfg, desc=f"evaluate {args.split}")
