@@ -7,7 +7,8 @@
 * ``evaluate``: metrics of a checkpoint on a dataset split (optionally written to a JSON file).
 * ``predict``: super-resolve, segment and grade fundus photos with a checkpoint.
 
-Every user-facing problem is a :class:`deepmt.errors.DeepMTError` (printed as one line by the CLI).
+Every user-facing problem is a :class:`deepmt.errors.DeepMTError` (printed as one line by the CLI). Output
+folders are checked before any work starts, and settings are checked by :mod:`deepmt.config`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from deepmt.config import DATASETS, PROFILES
 from deepmt.errors import ConfigMismatchError, DeepMTError, SettingError
+from deepmt.utils import cache_root, check_writable_dir
 
 DEFAULT_METHOD = "deepmt_dr"
 _SHOWN = ("n_images", "accuracy", "qwk", "macro_f1", "auc_ovr", "psnr", "ssim", "psnr_lesion", "dice", "aupr", "auc")
@@ -106,6 +108,10 @@ def run_train(args: argparse.Namespace) -> int:
 
     cfg = _build_config(args)
     _check_method(args.method)
+    if args.run_dir is None:
+        check_writable_dir(cache_root(), "the experiment cache (DEEPMT_CACHE)")
+    else:
+        check_writable_dir(args.run_dir, "--run-dir")
     try:
         if args.run_dir is None:
             from deepmt.experiments import run_experiment
@@ -171,12 +177,14 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from deepmt.data import build_datasets
-    from deepmt.engine.checkpoint import checkpoint_config, load_checkpoint
+    from deepmt.engine.checkpoint import checkpoint_config, load_weights_checkpoint
     from deepmt.engine.evaluate import evaluate
     from deepmt.experiments import load_method
     from deepmt.utils import atomic_write_text
 
-    ckpt = load_checkpoint(args.checkpoint)
+    if args.out:
+        check_writable_dir(Path(args.out).parent, "--out")
+    path, ckpt = load_weights_checkpoint(args.checkpoint)
     cfg = checkpoint_config(ckpt)
     overrides: dict[str, object] = {}
     if args.dataset:
@@ -191,7 +199,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise ConfigMismatchError(f"evaluate --set only changes data.* settings (the model is fixed), not {bad}")
     overrides.update(sets)
     cfg = cfg.replace(overrides)
-    method = load_method(args.checkpoint, device=cfg.train.device)
+    method = load_method(path, device=cfg.train.device)
     data = build_datasets(cfg.data, (args.split,))[args.split]
     metrics, _ = evaluate(method, data, cfg, desc=f"evaluate {args.split}")
     _print_metrics(f"{ckpt['method']} on {cfg.data.dataset}/{args.split}", metrics)
@@ -236,16 +244,18 @@ def run_predict(args: argparse.Namespace) -> int:
         return 2
     if not 0.0 <= args.threshold <= 1.0:
         raise ConfigMismatchError(f"--threshold {args.threshold}: must be a probability in [0, 1]")
-    from deepmt.engine.checkpoint import checkpoint_config, load_checkpoint
+    from deepmt.engine.checkpoint import checkpoint_config, load_weights_checkpoint
     from deepmt.engine.predict import predict_images
     from deepmt.experiments import load_method
 
-    cfg = checkpoint_config(load_checkpoint(args.checkpoint))
+    check_writable_dir(args.out, "--out")
+    path, ckpt = load_weights_checkpoint(args.checkpoint)
+    cfg = checkpoint_config(ckpt)
     if args.device:
         cfg = cfg.replace({"train.device": args.device})
-    method = load_method(args.checkpoint, device=cfg.train.device)
+    method = load_method(path, device=cfg.train.device)
     for s in predict_images(method, cfg, args.images, args.out, input_is_lr=args.input_is_lr,
-                            threshold=args.threshold, checkpoint=args.checkpoint):
+                            threshold=args.threshold, checkpoint=path):
         grade = f"grade {s['predicted_grade']} ({s['predicted_grade_name']}, p={s['grade_probs'][str(s['predicted_grade'])]:.2f})" \
             if "predicted_grade" in s else "no grade"
         areas = ", ".join(f"{k} {v:.2f}%" for k, v in s.get("lesion_area_pct_fov", {}).items())
