@@ -1,16 +1,18 @@
-"""The CLI's error boundary: every expected failure of ``python -m deepmt`` is one line
+"""The CLI's error boundary and batch prediction: every expected failure of ``python -m deepmt`` is one line
 ``error: ...`` and exit 1 (bad settings before anything runs, unwritable or missing output folders, the wrong
-kind of checkpoint, a full disk); written files respect the umask; ``data synth``
+kind of checkpoint, a full disk); ``predict`` survives bad files; written files respect the umask; ``data synth``
 fills an existing empty folder without replacing it (a mount point cannot be removed)."""
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import stat
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -136,6 +138,49 @@ def test_checkpoint_of_the_wrong_kind_names_what_to_pass(untrained_checkpoint, p
     one_error_line(capsys, str(tmp_path), "without final.pt")
     # a run folder stands for its final.pt
     assert main(["predict", str(photo), "--checkpoint", str(run), "--out", str(tmp_path / "p")]) == 0
+
+
+# --------------------------------------------------------------------------- predict on many files
+def test_predict_goes_past_bad_files_and_summarises(untrained_checkpoint, photo, tmp_path, capsys):
+    bad = tmp_path / "photos" / "bad.jpg"
+    bad.write_bytes(b"not a JPEG")
+    tiny = tmp_path / "photos" / "tiny.png"
+    Image.fromarray(np.full((1, 1, 3), (200, 90, 40), np.uint8)).save(tiny)
+    gray = tmp_path / "photos" / "gray.png"
+    Image.fromarray(fundus_array(1, 96, 128)).convert("L").save(gray)
+    good2 = tmp_path / "photos" / "eye2.jpg"
+    Image.fromarray(fundus_array(2, 96, 128)).save(good2)
+    out = tmp_path / "pred"
+    argv = ["predict", str(photo), str(bad), str(tiny), str(gray), str(good2), "--checkpoint", str(untrained_checkpoint),
+            "--out", str(out)]
+    assert main(argv) == 1
+    cap = capsys.readouterr()
+    assert "Traceback" not in cap.err
+    assert "predict: 2 ok, 3 failed" in cap.err
+    failed = [line for line in cap.err.splitlines() if line.startswith("  failed: ")]
+    assert len(failed) == 3
+    assert str(bad) in failed[0] and "JPEG" in failed[0]
+    assert str(tiny) in failed[1] and "far below the model's input of 64 px" in failed[1] and "--force" in failed[1]
+    assert str(gray) in failed[2] and "grayscale" in failed[2]
+    assert sorted(p.name for p in out.glob("*.json")) == ["eye.json", "eye2.json"]  # the good ones were written
+    assert json.loads((out / "eye.json").read_text())["warnings"] == []
+
+    # --force predicts the tiny and the grayscale photo too, saying why they are doubtful
+    assert main([*argv, "--force"]) == 1
+    cap = capsys.readouterr()
+    assert "predict: 4 ok, 1 failed" in cap.err and cap.out.count("  warning: ") == 2
+    assert "grayscale" in json.loads((out / "gray.json").read_text())["warnings"][0]
+    assert "far below" in json.loads((out / "tiny.json").read_text())["warnings"][0]
+
+    assert main(["predict", str(photo), str(good2), "--checkpoint", str(untrained_checkpoint), "--out", str(out)]) == 0
+    assert "predict: 2 ok, 0 failed" in capsys.readouterr().out
+
+
+def test_predict_help_documents_threshold_beside_the_overlay(capsys):
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--threshold" in text and "outlined in <stem>_lesions.png" in text and "--force" in text
 
 
 # --------------------------------------------------------------------------- files and folders
