@@ -235,8 +235,10 @@ def _set_dotted(obj: Any, dotted: str, value: Any) -> None:
     hints = _field_types(obj)
     if last not in hints:
         raise SettingError(f"unknown config field {dotted!r}{_did_you_mean(last, obj, parts[:-1])}")
-    if dataclasses.is_dataclass(getattr(obj, last)):
-        raise SettingError(f"{dotted!r} is a section, not a setting; set one of its fields, e.g. {dotted}.{dataclasses.fields(getattr(obj, last))[0].name}")
+    section = getattr(obj, last)
+    if dataclasses.is_dataclass(section):
+        example = f"{dotted}.{dataclasses.fields(section)[0].name}"
+        raise SettingError(f"{dotted!r} is a section, not a setting; set one of its fields, e.g. {example}")
     setattr(obj, last, check_setting(dotted, value, hints[last]))
 
 
@@ -265,7 +267,7 @@ class Allowed:
 
     Numbers lie in ``[lo, hi]`` (``lo_open``/``hi_open`` exclude that bound; ``None`` = unbounded) or are one
     of ``choices``; strings are one of ``choices`` or match ``pattern`` (described by ``text``); ``length``
-    fixes the size of a variable-length tuple.
+    fixes the size of a variable-length tuple (which is never empty).
     """
 
     lo: float | None = 0
@@ -408,7 +410,7 @@ def _coerce(value: Any, annotation: Any, allowed: Allowed) -> Any:
         args = typing.get_args(annotation)
         items = _to_sequence(value)
         if args[-1] is Ellipsis:
-            if allowed.length is not None and len(items) != allowed.length:
+            if not items or (allowed.length is not None and len(items) != allowed.length):
                 raise _Refused
             args = (args[0],) * len(items)
         elif len(items) != len(args):

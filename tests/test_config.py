@@ -52,6 +52,7 @@ def test_profile_from_env(monkeypatch):
         ("data.degradation.noise_std", "nan", "a number >= 0"),
         ("model.grader.dropout", "1", "a number in [0, 1)"),
         ("model.grader.spp_levels", "1,0,4", "list of values, each an integer >= 1"),
+        ("model.vis.stages", "", "list of values, each an integer in [1, 4]"),
         ("data.synth.ma_sigma", "0.8", "list of 2 values, each a number >= 0"),
         ("loss.class_weights", "1,2", "list of 5 values, each a number >= 0 or one of 'auto', 'none'"),
     ],
