@@ -786,6 +786,10 @@ def run(args: argparse.Namespace) -> int:
         if name not in PROFILES or not value.isdigit() or int(value) < 1:
             raise ConfigMismatchError(f"--batch-size {item!r}: expected PROFILE=N with PROFILE in {PROFILES} and N >= 1")
         sizes[name] = int(value)
+    if args.out is not None:
+        from deepmt.utils import check_writable_dir
+
+        check_writable_dir(args.out, "--out")
     result = run_benchmark(args.profiles, args.budget_seconds, args.out, device=args.device, compile=args.compile, batch_sizes=sizes)
     print(render_markdown(result))
     print(f"wrote {result['files']['json']} and {result['files']['md']}")

@@ -3,6 +3,10 @@
 Each command lives in the module that owns it; that module exposes ``add_arguments(parser)``
 and ``run(args) -> int``. This file only wires them together, importing lazily so that
 ``--help`` is fast and one broken optional part does not break the others.
+
+:func:`main` is the one error boundary: a :class:`deepmt.errors.DeepMTError`, and an ``OSError`` of the
+file system (disk full, read-only or missing folder, a file in the way), are printed as one line
+``error: ...`` naming the path, with exit status 1; never a traceback.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import argparse
 import importlib
 import sys
 
-from deepmt.errors import DeepMTError
+from deepmt.errors import DeepMTError, describe_os_error
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -42,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(message: str) -> str:
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -56,7 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(runner(args) or 0)
     except DeepMTError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # the file system refused: disk full, read-only folder, ...
+        print(f"error: {_one_line(describe_os_error(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

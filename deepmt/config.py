@@ -14,6 +14,12 @@ so CI can run every notebook under ``smoke`` without editing it.
 
 Each sub-config is owned by one part of the package (data, models, losses, engine); the
 docstrings say which paper setting each field reproduces.
+
+Every override is checked before anything runs (:func:`check_setting`): the key must name a field, and the
+value must fit the field's annotated type (``int``, ``float``, ``bool``, ``str``, ``X | None``, tuples) and
+its entry in :data:`ALLOWED` (range or choices; a number without an entry must be >= 0). Strings, as typed
+after ``--set KEY=``, are parsed by that type. Anything else is a :class:`deepmt.errors.SettingError` naming
+the key, the value and what is allowed.
 """
 
 from __future__ import annotations
@@ -22,9 +28,18 @@ import copy
 import dataclasses
 import hashlib
 import json
+import difflib
+import functools
+import math
+import numbers
 import os
+import re
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Mapping
+
+from deepmt.errors import SettingError
 
 PROFILES = ("smoke", "quick", "paper")
 
@@ -45,7 +60,7 @@ class SynthConfig:
     ma_sigma: tuple[float, float] = (0.8, 1.1)  # HR px at 256-px reference size
     ma_contrast: tuple[float, float] = (0.6, 0.85)
     smudge_match: float = 1.0  # 1.0: smudge LR peak == MA LR peak; 0: no smudges; >1: smudges brighter at LR
-    nv_match: float = 1.0  # decoy NV tufts, LR peak = nv_match x a real tuft's (1/True: matched; 0/False: no decoys)
+    nv_match: float = 1.0  # decoy NV tufts, LR peak = nv_match x a real tuft's (1: matched; 0: no decoys)
     size_reference: int = 256  # lesion sizes are given in px at this HR size and scaled with hr_size
     ma_count: tuple[int, int] = (8, 15)  # MA per image in grades 1-2 (grades 3-4: +2..+5 more)
     dot_total: tuple[int, int] = (15, 27)  # MA + smudges per image in every grade (count matching)
@@ -225,38 +240,277 @@ class Config:
 
 def _set_dotted(obj: Any, dotted: str, value: Any) -> None:
     parts = dotted.split(".")
-    for p in parts[:-1]:
-        if not hasattr(obj, p):
-            raise KeyError(f"unknown config section {p!r} in {dotted!r}")
+    for i, p in enumerate(parts[:-1]):
+        if p not in _field_types(obj) or not dataclasses.is_dataclass(getattr(obj, p)):
+            raise SettingError(f"unknown config section {p!r} in {dotted!r}{_did_you_mean(p, obj, parts[:i])}")
         obj = getattr(obj, p)
     last = parts[-1]
-    if not dataclasses.is_dataclass(obj) or last not in {f.name for f in dataclasses.fields(obj)}:
-        raise KeyError(f"unknown config field {dotted!r}")
-    current = getattr(obj, last)
-    if isinstance(value, str) and not isinstance(current, str) and current is not None:
-        value = _parse_literal(value)
-    if isinstance(current, tuple) and isinstance(value, list):
-        value = tuple(value)
-    setattr(obj, last, value)
+    hints = _field_types(obj)
+    if last not in hints:
+        raise SettingError(f"unknown config field {dotted!r}{_did_you_mean(last, obj, parts[:-1])}")
+    section = getattr(obj, last)
+    if dataclasses.is_dataclass(section):
+        example = f"{dotted}.{dataclasses.fields(section)[0].name}"
+        raise SettingError(f"{dotted!r} is a section, not a setting; set one of its fields, e.g. {example}")
+    setattr(obj, last, check_setting(dotted, value, hints[last]))
 
 
-def _parse_literal(text: str) -> Any:
-    low = text.strip().lower()
-    if low in ("none", "null"):
-        return None
-    if low in ("true", "false"):
-        return low == "true"
+def _field_types(obj: Any) -> dict[str, Any]:
+    """Field name -> resolved annotation of a config dataclass instance (``{}`` for anything else)."""
+    return _type_hints(type(obj)) if dataclasses.is_dataclass(obj) else {}
+
+
+@functools.lru_cache(maxsize=None)
+def _type_hints(cls: type) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in typing.get_type_hints(cls).items() if k in names}
+
+
+def _did_you_mean(name: str, obj: Any, prefix: list[str]) -> str:
+    known = list(_field_types(obj))
+    close = difflib.get_close_matches(name, known, n=1)
+    where = ".".join(prefix) or "the config"
+    return f"; did you mean {'.'.join([*prefix, close[0]])!r}?" if close else f"; {where} has: {', '.join(known)}"
+
+
+# --------------------------------------------------------------------------- validation
+@dataclass(frozen=True)
+class Allowed:
+    """What a setting allows beyond its annotated type (applied to every element of a tuple).
+
+    Numbers lie in ``[lo, hi]`` (``lo_open``/``hi_open`` exclude that bound; ``None`` = unbounded) or are one
+    of ``choices``; strings are one of ``choices`` or match ``pattern`` (described by ``text``); ``length``
+    fixes the size of a variable-length tuple (which is never empty).
+    """
+
+    lo: float | None = 0
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    choices: tuple = ()
+    pattern: str | None = None
+    text: str = ""
+    length: int | None = None
+
+    def check(self, x: Any) -> bool:
+        if isinstance(x, str):
+            if self.pattern:
+                return re.fullmatch(self.pattern, x) is not None
+            words = [c for c in self.choices if isinstance(c, str)]
+            return not words or x in words
+        numbers_ = [c for c in self.choices if not isinstance(c, str)]
+        if numbers_:
+            return x in numbers_
+        lo_ok = self.lo is None or (x > self.lo if self.lo_open else x >= self.lo)
+        hi_ok = self.hi is None or (x < self.hi if self.hi_open else x <= self.hi)
+        return lo_ok and hi_ok
+
+    def describe_number(self) -> str:
+        numbers_ = [c for c in self.choices if not isinstance(c, str)]
+        if numbers_:
+            return "one of " + ", ".join(f"{c:g}" for c in numbers_)
+        if self.lo is not None and self.hi is not None:
+            return f"in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+        if self.lo is not None:
+            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        return f"{'<' if self.hi_open else '<='} {self.hi:g}" if self.hi is not None else ""
+
+    def describe_string(self) -> str:
+        words = [c for c in self.choices if isinstance(c, str)]
+        return self.text or ("one of " + ", ".join(map(repr, words)) if words else "a string")
+
+
+DATASETS = ("synthetic", "idrid", "idrid-seg", "ddr", "ddr-seg", "messidor1", "messidor2", "aptos", "eyepacs")
+_UNIT = Allowed(lo=0, hi=1)
+_POSITIVE = Allowed(lo=0, lo_open=True)
+_AT_LEAST_1 = Allowed(lo=1)
+
+#: Ranges and choices of the settings whose type alone does not say what is allowed. A number not listed
+#: here must be >= 0 (``Allowed()``); a string not listed may be anything (its module checks it).
+ALLOWED: dict[str, Allowed] = {
+    "profile": Allowed(choices=PROFILES),
+    "data.dataset": Allowed(choices=DATASETS),
+    "data.hr_size": Allowed(lo=8),
+    "data.scale": Allowed(choices=(2, 4, 8)),
+    "data.crop_size": _AT_LEAST_1,
+    "data.n_train": _AT_LEAST_1,
+    "data.n_val": _AT_LEAST_1,
+    "data.n_test": _AT_LEAST_1,
+    "data.val_fraction": Allowed(lo=0, hi=1, hi_open=True),
+    "data.mask_fraction": _UNIT,
+    "data.synth.nv_decoy_prob": _UNIT,
+    "data.degradation.jpeg_quality": Allowed(lo=1, hi=100),
+    "model.isr.channels": _AT_LEAST_1,
+    "model.isr.upsampler": Allowed(choices=("transposed", "pixelshuffle")),
+    "model.seg.base_channels": _AT_LEAST_1,
+    "model.seg.levels": _AT_LEAST_1,
+    "model.grader.width": _AT_LEAST_1,
+    "model.grader.spp_levels": _AT_LEAST_1,
+    "model.grader.fc_hidden": _AT_LEAST_1,
+    "model.grader.dropout": Allowed(lo=0, hi=1, hi_open=True),
+    "model.vis.stages": Allowed(lo=1, hi=4),
+    "model.vis.iou_threshold": _UNIT,
+    "model.vis.binarize_threshold": _UNIT,
+    "loss.isr_pixel": Allowed(choices=("mse", "l1")),
+    "loss.focal_alpha": _UNIT,
+    "loss.class_weights": Allowed(choices=("auto", "none"), length=5),
+    "loss.feedback_scaling": Allowed(choices=("authors", "calibrated")),
+    "loss.feedback_ratio": _POSITIVE,
+    "loss.calibration_batches": _AT_LEAST_1,
+    "train.device": Allowed(pattern=r"auto|cpu|cuda(:\d+)?", text="auto, cpu, cuda or cuda:N"),
+    "train.precision": Allowed(choices=("auto", "fp32", "bf16", "fp16")),
+    "train.batch_size": _AT_LEAST_1,
+    "train.eval_batch_size": _AT_LEAST_1,
+    "train.lr": _POSITIVE,
+    "train.lr_stage2_factor": _POSITIVE,
+    "train.log_every": _AT_LEAST_1,
+    "train.stage2_max_psnr_drop": Allowed(lo=None),  # negative: stage 2 must gain PSNR
+}
+
+
+class _Refused(Exception):
+    """A value does not fit a type (internal: :func:`check_setting` turns it into a SettingError)."""
+
+
+def check_setting(key: str, value: Any, annotation: Any) -> Any:
+    """``value`` converted to the field's ``annotation`` and checked against ``ALLOWED[key]``.
+
+    Strings are parsed (``"1e-3"`` -> 0.001, ``"none"`` -> None where allowed, ``"true"`` -> True,
+    ``"[1,2,4]"`` or ``"1,2,4"`` -> a tuple); ints are accepted for floats. Raises :class:`SettingError`
+    (``key=value: expected ...``) for anything the field does not allow.
+    """
+    allowed = ALLOWED.get(key, Allowed())
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
+        return _coerce(value, annotation, allowed)
+    except _Refused:
+        shown = value if isinstance(value, str) else repr(value)
+        raise SettingError(f"{key}={shown}: expected {_describe(annotation, allowed)}") from None
+
+
+def _members(annotation: Any) -> tuple[Any, ...]:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        # strings last: "auto" must not shadow a parsable list, and a list must be tried before its text
+        return tuple(sorted(typing.get_args(annotation), key=lambda t: t is str))
+    return (annotation,)
+
+
+def _coerce(value: Any, annotation: Any, allowed: Allowed) -> Any:
+    members = _members(annotation)
+    if len(members) > 1:
+        if type(None) in members and (value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null"))):
+            return None
+        for member in members:
+            if member is not type(None):
+                try:
+                    return _coerce(value, member, allowed)
+                except _Refused:
+                    continue
+        raise _Refused
+    origin = typing.get_origin(annotation)
+    if annotation is bool:
+        return _to_bool(value)
+    if annotation is int:
+        return _checked(_to_int(value), allowed)
+    if annotation is float:
+        return _checked(_to_float(value), allowed)
+    if annotation is str:
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if not isinstance(value, str):
+            raise _Refused
+        return _checked(value, allowed)
+    if origin is tuple:
+        args = typing.get_args(annotation)
+        items = _to_sequence(value)
+        if args[-1] is Ellipsis:
+            if not items or (allowed.length is not None and len(items) != allowed.length):
+                raise _Refused
+            args = (args[0],) * len(items)
+        elif len(items) != len(args):
+            raise _Refused
+        return tuple(_coerce(v, a, allowed) for v, a in zip(items, args))
+    return value  # an annotation this checker does not know: the owning module checks the value
+
+
+def _checked(x: Any, allowed: Allowed) -> Any:
+    if not allowed.check(x):
+        raise _Refused
+    return x
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, (bool, numbers.Integral)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no", "on", "off", "1", "0"):
+        return value.strip().lower() in ("true", "yes", "on", "1")
+    raise _Refused
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, str)):
+        raise _Refused
+    try:
+        x = float(value)
+    except ValueError:
+        raise _Refused from None
+    if not math.isfinite(x):
+        raise _Refused
+    return x
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    x = _to_float(value)
+    if not x.is_integer():
+        raise _Refused
+    return int(x)
+
+
+def _to_sequence(value: Any) -> list[Any]:
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if not isinstance(value, str):
+        raise _Refused
+    text = value.strip()
+    if text[:1] in "[(" and text[-1:] in ")]":
+        text = text[1:-1]
+    return [t.strip() for t in text.split(",")] if text.strip() else []
+
+
+def _describe(annotation: Any, allowed: Allowed) -> str:
+    """What ``annotation`` + ``allowed`` accept, in words (for the error message)."""
+    members = _members(annotation)
+    if len(members) > 1:
+        none = type(None) in members
+        parts = [_describe(m, allowed) for m in members if m is not type(None)]
+        return " or ".join(parts + (["none"] if none else []))
+    if annotation is bool:
+        return "true or false"
+    if annotation in (int, float):
+        kind = "an integer" if annotation is int else "a number"
+        rule = allowed.describe_number()
+        return rule if rule.startswith("one of") else f"{kind} {rule}".strip()
+    if annotation is str:
+        return allowed.describe_string()
+    if typing.get_origin(annotation) is tuple:
+        args = typing.get_args(annotation)
+        n = allowed.length if args[-1] is Ellipsis else len(args)
+        inner = _describe(args[0], allowed)
+        return f"a comma-separated list of {f'{n} ' if n is not None else ''}values, each {inner}"
+    return getattr(annotation, "__name__", str(annotation))
 
 
 def default_profile() -> str:
     """The profile named by ``DEEPMT_PROFILE`` (``quick`` when unset)."""
     name = os.environ.get("DEEPMT_PROFILE", "quick").strip() or "quick"
     if name not in PROFILES:
-        raise ValueError(f"DEEPMT_PROFILE={name!r} is not a profile; choose one of {PROFILES}")
+        raise SettingError(f"DEEPMT_PROFILE={name!r} is not a profile; choose one of {PROFILES}")
     return name
 
 
@@ -264,7 +518,7 @@ def get_config(profile: str | None = None, overrides: Mapping[str, Any] | None =
     """Build the config of a named profile, then apply dotted ``overrides``."""
     profile = profile or default_profile()
     if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
+        raise SettingError(f"unknown profile {profile!r}; choose one of {PROFILES}")
     cfg = Config(profile=profile)
     if profile == "smoke":
         cfg = cfg.replace(

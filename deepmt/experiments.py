@@ -381,14 +381,11 @@ def run_seeds(method_name: str, cfg: Config, seeds: Sequence[int], **kw: Any) ->
 
 def load_method(source: ExperimentResult | str | Path, device: str | None = None):
     """The trained Method (eval mode) from an :class:`ExperimentResult`, a checkpoint file or a run folder."""
-    from deepmt.engine.checkpoint import checkpoint_config, load_checkpoint
+    from deepmt.engine.checkpoint import checkpoint_config, load_weights_checkpoint
     from deepmt.engine.device import resolve_device
     from deepmt.models.methods import build_method
 
-    path = source.checkpoint if isinstance(source, ExperimentResult) else Path(source)
-    if path.is_dir():
-        path = path / "final.pt"
-    ckpt = load_checkpoint(path)
+    _, ckpt = load_weights_checkpoint(source.checkpoint if isinstance(source, ExperimentResult) else source)
     cfg = checkpoint_config(ckpt)
     method = build_method(ckpt["method"], cfg, class_counts=ckpt.get("class_counts"))
     method.load_state_dict(ckpt["model"])

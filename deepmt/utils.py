@@ -1,15 +1,19 @@
-"""Small shared helpers: seeding, atomic file writes, cache folder."""
+"""Small shared helpers: seeding, atomic file writes, output-folder checks, cache folder."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import random
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+
+from deepmt.errors import OutputError, os_error_reason
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -30,6 +34,20 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
+def current_umask() -> int:
+    """The process's umask, read from ``/proc/self/status`` where Linux offers it (setting and restoring it
+    instead would briefly widen the permissions of files other threads create meanwhile)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
@@ -38,6 +56,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
         with atomic_path("figures/01_gap.png") as tmp:
             fig.savefig(tmp, format="png")
+
+    An ``OSError`` about the temporary file (e.g. disk full) is raised naming ``path`` instead. The file gets
+    the mode of any newly created file (``0666`` less the umask, e.g. ``0644``), not the
+    temporary file's private ``0600``, so that others on a shared machine can read results and checkpoints.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -46,7 +68,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~current_umask())
         os.replace(tmp_path, path)
+    except OSError as exc:  # e.g. disk full while writing: name the file meant, not the temporary one
+        if exc.errno is None or exc.filename not in (None, str(tmp_path)):
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -62,10 +89,61 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def check_writable_dir(path: str | os.PathLike, what: str) -> Path:
+    """Make sure files can be created in folder ``path`` (or, if it does not exist yet, in its nearest existing
+    parent, where it would be made), *before* a command spends time on work it could not save.
+
+    Nothing is left behind: the probe is an anonymous temporary file. Raises :class:`deepmt.errors.OutputError`
+    naming ``what`` (e.g. ``"--out"``) and the reason: a file in the way, no permission, read-only file system.
+    """
+    path = Path(path).expanduser()
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        if not probe.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        where = "" if probe == path else f" (in {probe})"
+        raise OutputError(f"{what} {path}: cannot write there{where}: {os_error_reason(exc)}") from exc
+    return path
+
+
+@contextlib.contextmanager
+def staged_dir(out: str | os.PathLike) -> Iterator[Path]:
+    """Yield a hidden temporary folder *inside* ``out`` (created if absent); when the block succeeds, move its
+    entries into ``out`` (folders first, files last) and remove it.
+
+    Unlike writing a sibling folder and renaming it onto ``out``, this never removes or replaces ``out`` itself,
+    so ``out`` may be an existing (empty) mount point, where ``rmdir`` fails with EBUSY and a rename would cross
+    file systems. If the block fails, the temporary folder is removed, and so is ``out`` if this call made it.
+    """
+    out = Path(out)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".staging.", suffix=".tmp", dir=out))
+    ok = False
+    try:
+        yield tmp
+        for entry in sorted(tmp.iterdir(), key=lambda p: (not p.is_dir(), p.name)):
+            os.replace(entry, out / entry.name)
+        ok = True
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if created and not ok:
+            shutil.rmtree(out, ignore_errors=True)
+
+
+def cache_root() -> Path:
+    """The on-disk cache's root (not created): ``$DEEPMT_CACHE`` or ``~/.cache/deepmt``."""
+    return Path(os.environ.get("DEEPMT_CACHE", Path.home() / ".cache" / "deepmt")).expanduser()
+
+
 def cache_dir(*parts: str) -> Path:
-    """The on-disk cache (synthetic datasets, trained models): ``$DEEPMT_CACHE`` or ``~/.cache/deepmt``."""
-    root = Path(os.environ.get("DEEPMT_CACHE", Path.home() / ".cache" / "deepmt")).expanduser()
-    path = root.joinpath(*parts)
+    """A folder of the on-disk cache (synthetic datasets, trained models), created if needed; see :func:`cache_root`."""
+    path = cache_root().joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -11,3 +11,51 @@ def cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DEEPMT_CACHE", str(tmp_path_factory.mktemp("cache")))
         yield
+
+
+@pytest.fixture
+def readonly_dir(tmp_path):
+    """A folder in which no file can be created. ``chmod 555`` where it binds; tests often run as root, where it
+    does not, and then ``/sys`` (sysfs refuses new files even to root). Skipped where neither refuses."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    def refuses(folder) -> bool:
+        try:
+            with tempfile.TemporaryFile(dir=folder):
+                return False
+        except OSError:
+            return True
+
+    folder = tmp_path / "readonly"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        if refuses(folder):
+            yield folder
+            return
+        if os.path.isdir("/sys") and refuses("/sys"):
+            yield Path("/sys")
+            return
+        pytest.skip("no folder here refuses new files (root without /sys)")
+    finally:
+        folder.chmod(0o755)
+
+
+@pytest.fixture(scope="module")
+def untrained_checkpoint(tmp_path_factory):
+    """``final.pt`` of an untrained smoke DeepMT-DR (fp32, CPU), written as ``train`` writes it: for tests of
+    what ``predict`` / ``evaluate`` do with their inputs and outputs, where the weights do not matter."""
+    from deepmt.config import get_config
+    from deepmt.engine.checkpoint import config_json, save_checkpoint
+    from deepmt.models.methods import build_method
+    from deepmt.utils import seed_everything
+
+    cfg = get_config("smoke", {"train.device": "cpu", "train.precision": "fp32"})
+    seed_everything(0)
+    method = build_method("deepmt_dr", cfg)
+    path = tmp_path_factory.mktemp("untrained") / "final.pt"
+    save_checkpoint(path, {"method": "deepmt_dr", "config": config_json(cfg), "class_counts": None, "kind": "final",
+                           "model": method.state_dict(), "stage_index": len(method.stages), "stage": "done"})
+    return path

@@ -236,13 +236,34 @@ MESSIDOR2 = {"20051020_44431_0100_PP.png": (0, 1), "20051020_44432_0100_PP.png":
 
 
 def write_messidor2(root: Path) -> dict:
-    """Messidor-2: ``messidor_data.csv`` + ``IMAGES/``; one ungradable image (empty diagnosis, gradable 0)."""
+    """Messidor-2, Kaggle's preprocessed copy: ``messidor_data.csv`` (id_code, diagnosis, ...) + ``IMAGES/``;
+    one ungradable image (empty diagnosis, gradable 0)."""
     lines = ["id_code,diagnosis,adjudicated_dme,adjudicated_gradable"]
     for k, (name, (g, gradable)) in enumerate(MESSIDOR2.items()):
         write_image(root / "IMAGES" / name, seed=k)
         lines.append(f"{name},{'' if g is None else g},0,{gradable}")
     (root / "messidor_data.csv").write_text("\n".join(lines) + "\n")
     return {"grades": {Path(n).stem: g for n, (g, ok) in MESSIDOR2.items() if ok}, "n_ungradable": 1}
+
+
+MESSIDOR2_ADJUDICATED = {**MESSIDOR2, "20051020_44437_0100_PP.png": (None, 0), "IM000003.JPG": (4, 1)}
+
+
+def write_messidor2_adjudicated(root: Path) -> dict:
+    """Messidor-2 with the adjudicated grades file (Krause et al. 2018): ``messidor_data.csv`` with header
+    ``image_id, adjudicated_dr_grade, adjudicated_dme, adjudicated_gradable`` + ``IMAGES/``.
+
+    Odd cases of the real file: two ungradable rows (empty grade, gradable 0) and ids in lower case
+    (``IM000001.jpg``) for files named ``IM000001.JPG``.
+    """
+    lines = ["image_id,adjudicated_dr_grade,adjudicated_dme,adjudicated_gradable"]
+    for k, (name, (g, gradable)) in enumerate(MESSIDOR2_ADJUDICATED.items()):
+        write_image(root / "IMAGES" / name, seed=k)
+        row_id = name[:-4] + name[-4:].lower()
+        lines.append(f"{row_id},{'' if g is None else g},{'' if g is None else g % 2},{gradable}")
+    (root / "messidor_data.csv").write_text("\n".join(lines) + "\n")
+    grades = {Path(n).stem: g for n, (g, ok) in MESSIDOR2_ADJUDICATED.items() if ok}
+    return {"grades": grades, "n_ungradable": sum(not ok for _, ok in MESSIDOR2_ADJUDICATED.values())}
 
 
 APTOS = {f"{i:012x}": i % 5 for i in range(0x1a2b3c, 0x1a2b3c + 10)}

@@ -72,6 +72,10 @@ def test_train_evaluate_predict_end_to_end(tmp_path, monkeypatch, capsys):
     sr = np.asarray(Image.open(pred / "retina_sr.png"))
     assert sr.shape == (64, 64, 3) and Image.open(pred / "retina_lesions.png").size == (64, 64)
     assert main(["predict", str(photo), "--checkpoint", str(run / "final.pt"), "--out", str(pred / "lr"), "--input-is-lr"]) == 0
+    # a checkpoint without weights is named, with the file to pass instead
+    assert main(["predict", str(photo), "--checkpoint", str(run / "stage-end-stage1a.pt"), "--out", str(pred)]) == 1
+    err = capsys.readouterr().err
+    assert "stage-end-stage1a.pt: a 'stage_end' checkpoint" in err and str(run / "best-stage1a.pt") in err
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
     assert main(["predict", str(bad), "--checkpoint", str(run / "final.pt"), "--out", str(pred)]) == 1

@@ -1,6 +1,7 @@
 import pytest
 
 from deepmt.config import PROFILES, config_from_dict, get_config
+from deepmt.errors import SettingError
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -27,3 +28,82 @@ def test_profile_from_env(monkeypatch):
     monkeypatch.setenv("DEEPMT_PROFILE", "bogus")
     with pytest.raises(ValueError, match="bogus"):
         get_config()
+
+
+# --------------------------------------------------------------------------- typed settings
+@pytest.mark.parametrize(
+    "key, value, allowed",
+    [
+        ("train.lr", "abc", "a number > 0"),
+        ("train.lr", "-1", "a number > 0"),
+        ("train.lr", -1.0, "a number > 0"),
+        ("train.batch_size", "abc", "an integer >= 1"),
+        ("train.batch_size", "2.5", "an integer >= 1"),
+        ("train.batch_size", 2.5, "an integer >= 1"),
+        ("train.batch_size", "0", "an integer >= 1"),
+        ("train.epochs_stage1a", "-3", "an integer >= 0"),
+        ("train.channels_last", "maybe", "true or false"),
+        ("train.precision", "fp64", "one of 'auto', 'fp32', 'bf16', 'fp16'"),
+        ("train.device", "gpu", "auto, cpu, cuda or cuda:N"),
+        ("data.scale", "3", "one of 2, 4, 8"),
+        ("data.dataset", "kaggle", "one of 'synthetic'"),
+        ("data.crop_size", "big", "an integer >= 1 or none"),
+        ("data.val_fraction", "1.5", "a number in [0, 1)"),
+        ("data.degradation.noise_std", "nan", "a number >= 0"),
+        ("model.grader.dropout", "1", "a number in [0, 1)"),
+        ("model.grader.spp_levels", "1,0,4", "list of values, each an integer >= 1"),
+        ("model.vis.stages", "", "list of values, each an integer in [1, 4]"),
+        ("data.synth.ma_sigma", "0.8", "list of 2 values, each a number >= 0"),
+        ("loss.class_weights", "1,2", "list of 5 values, each a number >= 0 or one of 'auto', 'none'"),
+    ],
+)
+def test_bad_value_names_key_value_and_what_is_allowed(key, value, allowed):
+    with pytest.raises(SettingError) as info:
+        get_config("smoke", {key: value})
+    msg = str(info.value)
+    assert msg.startswith(f"{key}={value}: expected ") and allowed in msg, msg
+    assert "\n" not in msg
+
+
+def test_values_are_parsed_by_the_field_type():
+    cfg = get_config("smoke", {
+        "train.lr": "1e-3", "train.batch_size": "4", "train.eval_batch_size": 6.0, "train.grad_clip": "none",
+        "data.crop_size": "32", "data.root": "none", "data.augment": "false", "train.progress": 1,
+        "loss.class_weights": "1,2,3,4,5", "model.grader.spp_levels": "[1, 2]", "data.synth.ma_sigma": [0.5, 1],
+        "loss.tv": 0, "data.degradation.jpeg_quality": "none",
+    })
+    assert cfg.train.lr == 0.001 and cfg.train.batch_size == 4 and cfg.train.eval_batch_size == 6
+    assert type(cfg.train.eval_batch_size) is int and type(cfg.loss.tv) is float
+    assert cfg.train.grad_clip is None and cfg.data.root is None and cfg.data.degradation.jpeg_quality is None
+    assert cfg.data.crop_size == 32 and cfg.data.augment is False and cfg.train.progress is True
+    assert cfg.loss.class_weights == (1.0, 2.0, 3.0, 4.0, 5.0) and cfg.model.grader.spp_levels == (1, 2)
+    assert cfg.data.synth.ma_sigma == (0.5, 1.0)
+    assert get_config("smoke", {"loss.class_weights": "none"}).loss.class_weights == "none"
+
+
+def test_unknown_key_suggests_the_field():
+    with pytest.raises(SettingError, match=r"unknown config field 'train.bach_size'; did you mean 'train.batch_size'\?"):
+        get_config("smoke", {"train.bach_size": 4})
+    with pytest.raises(SettingError, match="unknown config section 'trian'"):
+        get_config("smoke", {"trian.lr": 1e-3})
+    with pytest.raises(SettingError, match="is a section"):
+        get_config("smoke", {"data.synth": 1})
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_profile_value_passes_its_own_check(profile):
+    """The check and the profiles agree: every field of every profile (new ones included) is allowed as it is."""
+    import dataclasses
+
+    def walk(obj, prefix=""):
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                yield from walk(value, f"{prefix}{f.name}.")
+            else:
+                yield f"{prefix}{f.name}", value
+
+    cfg = get_config(profile)
+    settings = dict(walk(cfg))
+    assert len(settings) > 70
+    assert cfg.replace(settings) == cfg

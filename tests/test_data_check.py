@@ -7,7 +7,7 @@ import pytest
 
 from deepmt.cli import main
 from deepmt.data.check import check_root
-from fixtures_real import WRITERS, write_image, write_mask
+from fixtures_real import WRITERS, write_image, write_mask, write_messidor2_adjudicated
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -93,3 +93,47 @@ def test_bad_root_is_an_error_line(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     rc, out, err = run(capsys, "--format", "ddr", str(tmp_path / "empty"))
     assert rc == 1 and "dataset root is empty" in err
+
+
+# --------------------------------------------------------------------------- full release roots
+RELEASES = {  # format -> (the other part's format, a file of that part to break, a mask of it whose size to change)
+    "idrid": ("idrid-seg", "A. Segmentation/1. Original Images/a. Training Set/IDRiD_01.jpg",
+              "A. Segmentation/2. All Segmentation Groundtruths/b. Testing Set/2. Haemorrhages/IDRiD_05_HE.tif"),
+    "ddr": ("ddr-seg", "lesion_segmentation/train/image/007-3000.jpg", "lesion_segmentation/test/label/EX/007-3004.tif"),
+    "idrid-seg": ("idrid", "B. Disease Grading/1. Original Images/b. Testing Set/IDRiD_102.jpg", None),
+    "ddr-seg": ("ddr", "DR_grading/valid/007-0102-000.jpg", None),
+}
+
+
+@pytest.mark.parametrize("fmt", list(RELEASES))
+def test_full_release_root_is_checked_whole(fmt, tmp_path, capsys):
+    other, broken, mask = RELEASES[fmt]
+    WRITERS[fmt](tmp_path)
+    WRITERS[other](tmp_path)
+    rc, out, _ = run(capsys, "--format", fmt, str(tmp_path))
+    assert rc == 0 and f"== {fmt}: " in out and f"== {other}: " in out, out
+    bad = tmp_path / broken
+    bad.write_bytes(bad.read_bytes()[:150])
+    if mask:
+        write_mask(tmp_path / mask, np.ones((20, 30), bool))
+    rc, out, _ = run(capsys, "--format", fmt, str(tmp_path))
+    assert rc == 1 and str(bad) in out and "truncated JPEG" in out, out
+    if mask:
+        assert f"{tmp_path / mask}: mask size 30x20 differs" in out
+    assert f"FAILED: {2 if mask else 1} error(s)" in out
+
+
+def test_one_part_root_says_which_part_was_checked(tmp_path, capsys):
+    WRITERS["idrid"](tmp_path)
+    rc, out, _ = run(capsys, "--format", "idrid", str(tmp_path))
+    assert rc == 0
+    assert "checked the 'idrid' part (B. Disease Grading) only" in out
+    assert f"{tmp_path / 'A. Segmentation'} is not there" in out and "data check --format idrid-seg ROOT" in out
+
+
+def test_messidor2_adjudicated_grades_file(tmp_path, capsys):
+    info = write_messidor2_adjudicated(tmp_path)
+    rc, out, _ = run(capsys, "--format", "messidor2", str(tmp_path))
+    assert rc == 0, out
+    assert f"excluded as ungradable: {info['n_ungradable']}" in out and "0 error(s), 0 warning(s)" in out
+    assert "total" in out and f"{len(info['grades'])}" in out

@@ -31,6 +31,7 @@ from fixtures_real import (
     WRITERS,
     lesion_block,
     write_aptos,
+    write_messidor2_adjudicated,
 )
 
 
@@ -155,6 +156,22 @@ def test_messidor2_excludes_ungradable(tmp_path):
     assert rep.n_ungradable == info["n_ungradable"] == 1
     assert {r.id: r.grade for r in rep.records} == info["grades"]
     assert not rep.problems
+
+
+def test_messidor2_adjudicated_grades_file(tmp_path):
+    """The adjudicated grades (image_id, adjudicated_dr_grade, adjudicated_dme, adjudicated_gradable): ungradable
+    rows excluded and counted, ids matched to files whatever the case of their extension."""
+    info = write_messidor2_adjudicated(tmp_path)
+    rep = index_dataset("messidor2", tmp_path)
+    assert not rep.problems
+    assert rep.n_ungradable == info["n_ungradable"] == 2
+    assert {r.id: r.grade for r in rep.records} == info["grades"]
+    splits = build_real_splits(cfg_for("messidor2", tmp_path))
+    assert sum(len(ds) for ds in splits.values()) == len(info["grades"])
+    (tmp_path / "messidor_data.csv").write_text("image,grade\nIM000001.jpg,2\n")
+    (problem,) = index_dataset("messidor2", tmp_path).problems
+    assert problem.severity == "fatal"
+    assert "expected columns ['image_id', 'adjudicated_dr_grade'] or ['id_code', 'diagnosis']" in problem.message
 
 
 def test_eyepacs_and_aptos_grades(tmp_path):

@@ -7,6 +7,10 @@ It returns a :class:`CheckReport`: image counts per official split and grade, an
 missing on disk, unreadable or corrupt image/mask, mask size differs from its image; ``warning``: image on
 disk but not listed, duplicate rows, missing lesion folder). The command prints the counts and the problems
 (at most ``--max-problems``; all are counted) and exits 1 when there is any error, 0 otherwise.
+
+IDRiD and DDR releases keep their grading and lesion-segmentation parts under one root. On such a root,
+:func:`check_release` (and so the command, for any of ``idrid``, ``idrid-seg``, ``ddr``, ``ddr-seg``) checks
+both parts; when the other part is not there, the command says which part it checked and that the other is absent.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from deepmt.data.io import read_image, read_mask
-from deepmt.data.real import IndexReport, Problem, index_dataset
+from deepmt.data.real import COMPANION, PART_DIRS, IndexReport, Problem, check_format_and_root, index_dataset
 from deepmt.errors import DataError
 
 #: Show a progress bar when decoding at least this many images.
@@ -121,17 +125,34 @@ def check_root(fmt: str, root: str | Path, decode: bool = True, progress: bool |
     )
 
 
+def check_release(fmt: str, root: str | Path, decode: bool = True, progress: bool | None = None) -> list[CheckReport]:
+    """:func:`check_root` of ``fmt``, and of the other part of the same release (IDRiD, DDR) when ``root`` holds it."""
+    path = check_format_and_root(fmt, root)
+    other = COMPANION.get(fmt)
+    formats = [fmt] + ([other] if other and (path / PART_DIRS[other]).is_dir() else [])
+    return [check_root(f, path, decode, progress) for f in formats]
+
+
 def run_check_command(args: argparse.Namespace) -> int:
-    """``python -m deepmt data check``: print the report; exit code 1 when any error was found."""
-    report = check_root(args.format, args.root, decode=not args.no_decode)
-    print(report.summary())
+    """``python -m deepmt data check``: print the report(s); exit code 1 when any error was found."""
+    reports = check_release(args.format, args.root, decode=not args.no_decode)
     limit = max(0, int(args.max_problems))
-    for p in report.problems[:limit]:
-        print(f"  {p}")
-    if len(report.problems) > limit:
-        print(f"  ... and {len(report.problems) - limit} more (raise --max-problems to see them)")
-    print("OK" if report.ok else f"FAILED: {len(report.errors)} error(s) in {report.root}")
-    return 0 if report.ok else 1
+    for report in reports:
+        if len(reports) > 1:
+            print(f"== {report.fmt}: {report.root / PART_DIRS[report.fmt]}")
+        print(report.summary())
+        for p in report.problems[:limit]:
+            print(f"  {p}")
+        if len(report.problems) > limit:
+            print(f"  ... and {len(report.problems) - limit} more (raise --max-problems to see them)")
+    other = COMPANION.get(args.format)
+    if other and len(reports) == 1:
+        root = reports[0].root
+        print(f"checked the {args.format!r} part ({PART_DIRS[args.format]}) only: {root / PART_DIRS[other]} is not there; "
+              f"where that part lives, `python -m deepmt data check --format {other} ROOT` checks it")
+    errors = sum(len(r.errors) for r in reports)
+    print("OK" if not errors else f"FAILED: {errors} error(s) in {reports[0].root}")
+    return 0 if not errors else 1
 
 
-__all__ = ["CheckReport", "check_root", "run_check_command"]
+__all__ = ["CheckReport", "check_release", "check_root", "run_check_command"]

@@ -18,7 +18,9 @@ one representation:
 
 Bad input raises :class:`deepmt.errors.DataError` naming the file and the problem: missing file, folder
 instead of a file, no read permission, empty file, unknown format, corrupt or truncated data (the full
-image is decoded with ``Image.load()``; TIFFs PIL cannot decode are retried with ``tifffile``).
+image is decoded with ``Image.load()``; TIFFs PIL cannot decode are retried with ``tifffile``), a header
+claiming an image too large to decode (a decompression bomb). ``tests/test_fuzz.py`` holds the reader to
+this on random bytes, every PIL mode, sizes from 1 px to 8k px and odd extensions.
 """
 
 from __future__ import annotations
@@ -79,7 +81,11 @@ def _decode(path: Path) -> tuple[np.ndarray, str]:
                 return np.asarray(im).copy(), im.mode
     except PermissionError as exc:
         raise DataError(f"{path}: no read permission ({exc.strerror})") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{path}: image too large to read ({exc}); a corrupt header or not a photograph") from exc
+    except MemoryError as exc:
+        raise DataError(f"{path}: not enough memory to decode this image") from exc
+    except Exception as exc:  # PIL raises many types for bad data (OSError, SyntaxError, struct.error, ...)
         pil_error = exc
     if path.suffix.lower() in _TIFF_EXTENSIONS:
         try:
@@ -118,7 +124,8 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     if arr.dtype == np.bool_:
         return arr.astype(np.uint8) * 255
     if np.issubdtype(arr.dtype, np.floating):
-        arr = np.nan_to_num(arr.astype(np.float64))
+        with np.errstate(invalid="ignore"):  # signalling NaNs (random data) warn when cast
+            arr = np.nan_to_num(arr.astype(np.float64))
         if arr.size and arr.max() <= 1.0:
             arr = arr * 255.0
         return np.clip(np.round(arr), 0, 255).astype(np.uint8)
@@ -203,7 +210,7 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
         with Image.open(path) as im:
             w, h = im.size
             return h, w
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         if path.suffix.lower() in _TIFF_EXTENSIONS:
             try:
                 import tifffile

@@ -12,7 +12,7 @@ format         layout under ``cfg.data.root``                                   
 ``ddr``        ``DR_grading/{train,valid,test}/*.jpg`` + ``{train,valid,test}.txt``       official
 ``ddr-seg``    ``lesion_segmentation/{train,valid,test}/image`` + ``label/{EX,HE,MA,SE}`` official
 ``messidor1``  ``Annotation_Base{11..34}.xls`` beside ``Base11..Base34/*.tif`` (0-3)   stratified
-``messidor2``  ``messidor_data.csv`` + ``IMAGES/``                                     stratified
+``messidor2``  ``messidor_data.csv`` (adjudicated or Kaggle header) + ``IMAGES/``         stratified
 ``aptos``      ``train.csv`` + ``train_images/<id_code>.png``                          stratified
 ``eyepacs``    ``trainLabels.csv`` + ``train/<image>.jpeg``                            stratified
 =============  ===================================================================  ==================
@@ -69,6 +69,10 @@ TEST_FRACTION = 0.2
 #: Bumped whenever preprocessing changes, so stale cache entries are not reused.
 PREPROCESS_VERSION = 1
 
+#: The top folder of each part of a full IDRiD / DDR release; one root holds both parts of a release.
+PART_DIRS = {"idrid": "B. Disease Grading", "idrid-seg": "A. Segmentation", "ddr": "DR_grading", "ddr-seg": "lesion_segmentation"}
+#: The other part of the same release (grading <-> lesion segmentation).
+COMPANION = {"idrid": "idrid-seg", "idrid-seg": "idrid", "ddr": "ddr-seg", "ddr-seg": "ddr"}
 IDRID_LESION_DIRS = {"MA": "1. Microaneurysms", "HE": "2. Haemorrhages", "EX": "3. Hard Exudates", "SE": "4. Soft Exudates"}
 IDRID_SPLIT_DIRS = {"train": "a. Training Set", "test": "b. Testing Set"}
 DDR_SPLIT_DIRS = {"train": "train", "val": "valid", "test": "test"}
@@ -83,7 +87,8 @@ LAYOUTS: dict[str, str] = {
     "ddr-seg": "'lesion_segmentation/{train,valid,test}/image/*.jpg' and '.../label/{EX,HE,MA,SE}/<stem>.tif' "
     "('segmentation label' in valid)",
     "messidor1": "'Annotation_Base{11..34}.xls' beside 'Base11..Base34/*.tif'",
-    "messidor2": "'messidor_data.csv' (id_code, diagnosis, adjudicated_gradable) and 'IMAGES/'",
+    "messidor2": "'messidor_data.csv' (the adjudicated grades: image_id, adjudicated_dr_grade, adjudicated_dme, "
+    "adjudicated_gradable; or Kaggle's id_code, diagnosis) and 'IMAGES/'",
     "aptos": "'train.csv' (id_code, diagnosis) and 'train_images/<id_code>.png'",
     "eyepacs": "'trainLabels.csv' (image, level) and 'train/<image>.jpeg'",
 }
@@ -188,12 +193,13 @@ def _lookup(listing: dict[str, Path], name: str, exts: Sequence[str]) -> Path | 
     return None
 
 
-def read_labels_table(path: Path, columns: Sequence[str]) -> "pd.DataFrame":  # noqa: F821
+def read_labels_table(path: Path, columns: Sequence[str], *alternatives: Sequence[str]) -> "pd.DataFrame":  # noqa: F821
     """Read a CSV/XLS labels file; strip header whitespace, drop empty columns/rows, check ``columns``.
 
     Column names are matched case-insensitively after stripping (Messidor's ``"Retinopathy grade "``),
-    and renamed to the spelling in ``columns``. The ``line`` column holds the file's line number of each row
-    (header = line 1; for spreadsheets, the sheet row).
+    and renamed to the spelling in ``columns``. Where a dataset ships more than one header, the first of
+    ``columns, *alternatives`` whose names are all present is used. The ``line`` column holds the file's line
+    number of each row (header = line 1; for spreadsheets, the sheet row).
     """
     import pandas as pd
 
@@ -213,13 +219,14 @@ def read_labels_table(path: Path, columns: Sequence[str]) -> "pd.DataFrame":  # 
     data_cols = [c for c in df.columns if c != "line"]
     df = df.dropna(axis=0, how="all", subset=data_cols) if data_cols else df
     lower = {c.lower(): c for c in df.columns}
+    headers = [list(columns), *map(list, alternatives)]
+    for header in headers:
+        if all(c.lower() in lower for c in header):
+            return df.rename(columns={lower[c.lower()]: c for c in header})
     missing = [c for c in columns if c.lower() not in lower]
-    if missing:
-        found = [c for c in df.columns if c != "line" and not c.startswith("Unnamed")]
-        raise DataError(
-            f"{path}: missing column(s) {missing}; expected columns {list(columns)}, found {found}"
-        )
-    return df.rename(columns={lower[c.lower()]: c for c in columns})
+    found = [c for c in df.columns if c != "line" and not c.startswith("Unnamed")]
+    expected = " or ".join(map(str, headers))
+    raise DataError(f"{path}: missing column(s) {missing}; expected columns {expected}, found {found}")
 
 
 def _parse_grade(value: object, valid: range, ungradable: Sequence[int] = ()) -> int | None:
@@ -316,7 +323,7 @@ def _lesion_masks(label_dir: Path, stem: str, dirs: dict[str, str], pattern: str
 
 # --------------------------------------------------------------------------- one indexer per format
 def _index_idrid_seg(root: Path, rep: IndexReport) -> None:
-    base = _require_dir(root / "A. Segmentation", "IDRiD segmentation part")
+    base = _require_dir(root / PART_DIRS["idrid-seg"], "IDRiD segmentation part")
     for split, sdir in IDRID_SPLIT_DIRS.items():
         with rep.guard():
             img_dir = _require_dir(base / "1. Original Images" / sdir, f"IDRiD {split} images")
@@ -334,7 +341,7 @@ def _index_idrid_seg(root: Path, rep: IndexReport) -> None:
 
 
 def _index_idrid(root: Path, rep: IndexReport) -> None:
-    base = _require_dir(root / "B. Disease Grading", "IDRiD grading part")
+    base = _require_dir(root / PART_DIRS["idrid"], "IDRiD grading part")
     label_files = {
         "train": "a. IDRiD_Disease Grading_Training Labels.csv",
         "test": "b. IDRiD_Disease Grading_Testing Labels.csv",
@@ -367,7 +374,7 @@ def _read_ddr_txt(path: Path, rep: IndexReport):
 
 
 def _index_ddr(root: Path, rep: IndexReport) -> None:
-    base = _require_dir(root / "DR_grading", "DDR grading part")
+    base = _require_dir(root / PART_DIRS["ddr"], "DDR grading part")
     for split, sdir in DDR_SPLIT_DIRS.items():
         with rep.guard():
             img_dir = _require_dir(base / sdir, f"DDR {split} images")
@@ -379,7 +386,7 @@ def _index_ddr(root: Path, rep: IndexReport) -> None:
 
 
 def _index_ddr_seg(root: Path, rep: IndexReport) -> None:
-    base = _require_dir(root / "lesion_segmentation", "DDR lesion segmentation part")
+    base = _require_dir(root / PART_DIRS["ddr-seg"], "DDR lesion segmentation part")
     dirs = {lesion: lesion for lesion in LESIONS}
     for split, sdir in DDR_SPLIT_DIRS.items():
         with rep.guard():
@@ -423,12 +430,17 @@ def _index_messidor1(root: Path, rep: IndexReport) -> None:
     rep.splits["train"] = recs
 
 
+#: Messidor-2's two label headers: the adjudicated grades (Krause et al. 2018) and the Kaggle preprocessed copy.
+MESSIDOR2_HEADERS = (("image_id", "adjudicated_dr_grade"), ("id_code", "diagnosis"))
+
+
 def _index_messidor2(root: Path, rep: IndexReport) -> None:
     labels = root / "messidor_data.csv"
     img_dir = _require_dir(root / "IMAGES", "Messidor-2 images")
-    df = read_labels_table(labels, ["id_code", "diagnosis"])
+    df = read_labels_table(labels, *MESSIDOR2_HEADERS)
+    id_col, grade_col = next(h for h in MESSIDOR2_HEADERS if all(c in df.columns for c in h))
     rep.splits["train"] = _records_from_table(
-        rep, df, labels, "id_code", "diagnosis", img_dir, "train", range(5), (".png", ".jpg", ".tif", ".JPG"),
+        rep, df, labels, id_col, grade_col, img_dir, "train", range(5), (".png", ".jpg", ".tif", ".JPG"),
         gradable_col="adjudicated_gradable" if "adjudicated_gradable" in df.columns else None,
     )
 

@@ -863,6 +863,7 @@ def run_synth_command(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from deepmt.config import get_config
+    from deepmt.utils import staged_dir
 
     overrides: dict[str, Any] = {}
     for item in args.set or []:
@@ -889,10 +890,8 @@ def run_synth_command(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"{out}: output folder exists and is not empty; choose a new or empty folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     t0 = time.time()
-    try:
+    with staged_dir(out) as tmp:  # inside OUT, moved into it at the end: OUT may be an empty mount point
         for split in splits:
             rows = []
             for sub in ["hr", "lr", "fov"] + [f"masks/{les}" for les in LESIONS]:
@@ -909,12 +908,6 @@ def run_synth_command(args: argparse.Namespace) -> int:
             pd.DataFrame(rows).to_csv(tmp / split / "labels.csv", index=False)
         readme = _readme_text(cfg, splits)
         (tmp / "README.txt").write_text(readme)
-        if out.exists():
-            out.rmdir()  # empty (checked above)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     n_total = sum(split_size(data, s) for s in splits)
     print(f"wrote {n_total} synthetic images ({', '.join(splits)}) to {out} in {time.time() - t0:.1f}s; see {out / 'README.txt'}")
     return 0

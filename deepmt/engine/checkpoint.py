@@ -19,6 +19,10 @@ key             content
 ``history``     JSON string of the per-epoch metric rows so far
 =============== ==============================================================================
 
+Kinds (``kind``): ``final`` and ``best`` hold a method's weights, ``last`` the whole training state, and
+``stage_end`` (``stage-end-<stage>.pt``) only the RNG states where a stage ended. Commands that need weights
+load through :func:`load_weights_checkpoint`, which names a file without weights and says what to pass instead.
+
 Resuming with a different config is refused (:class:`ConfigMismatchError` listing the differing
 dotted keys), except for the keys in :data:`RESUME_IGNORED_KEYS`, which cannot change the weights.
 """
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import json
 import random
+import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -55,11 +60,15 @@ RESUME_IGNORED_KEYS: frozenset[str] = frozenset(
 
 # --------------------------------------------------------------------------- save / load
 def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> Path:
-    """Write ``state`` to ``path`` atomically (temporary file + ``os.replace``)."""
+    """Write ``state`` to ``path`` atomically (temporary file + ``os.replace``).
+
+    Through a Python file object, so that a full disk raises ``OSError(ENOSPC)`` (given a path, torch reports
+    it as an obscure ``RuntimeError`` from its zip writer).
+    """
     state = dict(state)
     state.setdefault("format", FORMAT)
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(state, f)
     return Path(path)
 
 
@@ -68,13 +77,57 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: checkpoint not found")
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path}: unreadable checkpoint (not a complete torch archive: truncated, damaged or another "
+                        "kind of file); pass a file written by `python -m deepmt train`, e.g. RUN_DIR/final.pt")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated zip, foreign pickle, ...
-        raise DataError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from exc
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise DataError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {first})") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise DataError(f"{path}: not a deepmt checkpoint (format {ckpt.get('format') if isinstance(ckpt, dict) else type(ckpt).__name__!r})")
+        raise DataError(
+            f"{path}: not a deepmt checkpoint (format {ckpt.get('format') if isinstance(ckpt, dict) else type(ckpt).__name__!r}); "
+            "pass a file written by `python -m deepmt train`, e.g. RUN_DIR/final.pt"
+        )
     return ckpt
+
+
+#: What each kind of checkpoint holds, in words.
+KINDS = {
+    "final": "the trained method",
+    "best": "the best validation weights of one stage",
+    "last": "the training state at the end of the latest epoch",
+    "stage_end": "the random-number states where a stage ended, without weights",
+}
+
+
+def load_weights_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[Path, dict[str, Any]]:
+    """``(file, checkpoint)`` of a checkpoint that holds a method's weights (for evaluate, predict, loading).
+
+    A run folder stands for its ``final.pt``. A checkpoint without weights (``stage-end-<stage>.pt``), or a run
+    folder without ``final.pt``, raises :class:`DataError` saying what it is and which file to pass instead.
+    """
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "final.pt").is_file():
+            have = sorted(p.name for p in path.glob("*.pt") if not p.name.startswith("stage-end-"))
+            raise DataError(
+                f"{path}: run folder without final.pt (its training has not finished); pass one of its checkpoints "
+                + (f"({', '.join(have)}) " if have else "") + "or finish the run with `train --resume`"
+            )
+        path = path / "final.pt"
+    ckpt = load_checkpoint(path, map_location)
+    if "model" not in ckpt:
+        kind = str(ckpt.get("kind", "?"))
+        stage = ckpt.get("stage")
+        best = path.parent / f"best-{stage}.pt"
+        instead = f"{path.parent / 'final.pt'} (the trained method)" + (
+            f" or {best} (the weights at the end of {stage})" if stage and best.is_file() else "")
+        raise DataError(
+            f"{path}: a {kind!r} checkpoint ({KINDS.get(kind, 'no weights')}); it holds no model weights, pass {instead}"
+        )
+    return path, ckpt
 
 
 def checkpoint_config(ckpt: Mapping[str, Any]):

@@ -5,9 +5,11 @@
   continues where it stopped); with ``--run-dir`` it trains there (``--resume`` continues it).
   Works under ``torchrun --nproc_per_node N -m deepmt train ...`` (data parallel).
 * ``evaluate``: metrics of a checkpoint on a dataset split (optionally written to a JSON file).
-* ``predict``: super-resolve, segment and grade fundus photos with a checkpoint.
+* ``predict``: super-resolve, segment and grade fundus photos with a checkpoint; a bad photo is reported
+  and skipped, and the command exits 1 when any photo failed.
 
-Every user-facing problem is a :class:`deepmt.errors.DeepMTError` (printed as one line by the CLI).
+Every user-facing problem is a :class:`deepmt.errors.DeepMTError` (printed as one line by the CLI). Output
+folders are checked before any work starts, and settings are checked by :mod:`deepmt.config`.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ import json
 import sys
 from pathlib import Path
 
-from deepmt.config import PROFILES
-from deepmt.errors import ConfigMismatchError, DeepMTError
+from deepmt.config import DATASETS, PROFILES
+from deepmt.errors import ConfigMismatchError, DeepMTError, SettingError
+from deepmt.utils import cache_root, check_writable_dir
 
-DATASETS = ("synthetic", "idrid", "idrid-seg", "ddr", "ddr-seg", "messidor1", "messidor2", "aptos", "eyepacs")
 DEFAULT_METHOD = "deepmt_dr"
 _SHOWN = ("n_images", "accuracy", "qwk", "macro_f1", "auc_ovr", "psnr", "ssim", "psnr_lesion", "dice", "aupr", "auc")
 
@@ -29,7 +31,7 @@ def _parse_sets(items: list[str]) -> dict[str, str]:
     out = {}
     for item in items:
         if "=" not in item:
-            raise ConfigMismatchError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.lr=1e-3")
+            raise SettingError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.lr=1e-3")
         k, v = item.split("=", 1)
         out[k.strip()] = v.strip()
     return out
@@ -50,10 +52,7 @@ def _build_config(args: argparse.Namespace):
     if getattr(args, "precision", None):
         overrides["train.precision"] = args.precision
     overrides.update(_parse_sets(getattr(args, "set", []) or []))
-    try:
-        return get_config(args.profile, overrides)
-    except (KeyError, ValueError) as exc:
-        raise ConfigMismatchError(f"bad setting: {exc}") from exc
+    return get_config(args.profile, overrides)  # SettingError naming a bad key or value
 
 
 def _check_method(name: str) -> None:
@@ -110,6 +109,10 @@ def run_train(args: argparse.Namespace) -> int:
 
     cfg = _build_config(args)
     _check_method(args.method)
+    if args.run_dir is None:
+        check_writable_dir(cache_root(), "the experiment cache (DEEPMT_CACHE)")
+    else:
+        check_writable_dir(args.run_dir, "--run-dir")
     try:
         if args.run_dir is None:
             from deepmt.experiments import run_experiment
@@ -175,12 +178,14 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from deepmt.data import build_datasets
-    from deepmt.engine.checkpoint import checkpoint_config, load_checkpoint
+    from deepmt.engine.checkpoint import checkpoint_config, load_weights_checkpoint
     from deepmt.engine.evaluate import evaluate
     from deepmt.experiments import load_method
     from deepmt.utils import atomic_write_text
 
-    ckpt = load_checkpoint(args.checkpoint)
+    if args.out:
+        check_writable_dir(Path(args.out).parent, "--out")
+    path, ckpt = load_weights_checkpoint(args.checkpoint)
     cfg = checkpoint_config(ckpt)
     overrides: dict[str, object] = {}
     if args.dataset:
@@ -194,11 +199,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if bad:
         raise ConfigMismatchError(f"evaluate --set only changes data.* settings (the model is fixed), not {bad}")
     overrides.update(sets)
-    try:
-        cfg = cfg.replace(overrides)
-    except KeyError as exc:
-        raise ConfigMismatchError(f"bad setting: {exc}") from exc
-    method = load_method(args.checkpoint, device=cfg.train.device)
+    cfg = cfg.replace(overrides)
+    method = load_method(path, device=cfg.train.device)
     data = build_datasets(cfg.data, (args.split,))[args.split]
     metrics, _ = evaluate(method, data, cfg, desc=f"evaluate {args.split}")
     _print_metrics(f"{ckpt['method']} on {cfg.data.dataset}/{args.split}", metrics)
@@ -216,14 +218,22 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
         "Super-resolve, segment lesions and grade DR on any RGB fundus photos with a trained checkpoint. "
         "Each photo is prepared like the training data (FOV crop, square pad, resize to the checkpoint's HR size) and "
         "degraded to LR with the checkpoint's degradation, unless --input-is-lr. Writes, per image, <stem>_sr.png, "
-        "<stem>_lesions.png and <stem>.json (grade probabilities, predicted grade, lesion areas in px and % of FOV)."
+        "<stem>_lesions.png (lesions with probability >= --threshold outlined: MA magenta, HE blue, EX green, SE cyan) "
+        "and <stem>.json (grade probabilities, predicted grade, lesion areas in px and % of FOV at that threshold). "
+        "A photo that cannot be used is reported and skipped; the command ends with a summary and exits 1 if any failed. "
+        "Grayscale photos and photos whose field of view is far below the model's input size are refused unless --force."
     )
     p.add_argument("images", nargs="*", metavar="IMAGE", help="fundus photos (JPEG, PNG, TIFF)")
     p.add_argument("--checkpoint", default=None, help="checkpoint written by train (RUN_DIR/final.pt); required")
     p.add_argument("--out", default="predictions", help="output folder (default ./predictions)")
     p.add_argument("--input-is-lr", action="store_true",
                    help="the photos already are low-resolution inputs: resize them to the LR size instead of degrading them")
-    p.add_argument("--threshold", type=float, default=0.5, help="lesion probability threshold for overlay and areas (default 0.5)")
+    p.add_argument("--threshold", type=float, default=0.5,
+                   help="lesion probability in [0, 1] from which a pixel counts as lesion: it is outlined in <stem>_lesions.png "
+                   "and counted in the JSON's lesion areas (default 0.5; lower finds more, and more false, lesion)")
+    p.add_argument("--force", action="store_true",
+                   help="predict grayscale photos and photos far below the model's input size too (refused by default: "
+                   "the model saw only colour photos of its size), with a warning in their JSON")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
 
 
@@ -243,18 +253,28 @@ def run_predict(args: argparse.Namespace) -> int:
         return 2
     if not 0.0 <= args.threshold <= 1.0:
         raise ConfigMismatchError(f"--threshold {args.threshold}: must be a probability in [0, 1]")
-    from deepmt.engine.checkpoint import checkpoint_config, load_checkpoint
+    from deepmt.engine.checkpoint import checkpoint_config, load_weights_checkpoint
     from deepmt.engine.predict import predict_images
     from deepmt.experiments import load_method
 
-    cfg = checkpoint_config(load_checkpoint(args.checkpoint))
+    check_writable_dir(args.out, "--out")
+    path, ckpt = load_weights_checkpoint(args.checkpoint)
+    cfg = checkpoint_config(ckpt)
     if args.device:
         cfg = cfg.replace({"train.device": args.device})
-    method = load_method(args.checkpoint, device=cfg.train.device)
-    for s in predict_images(method, cfg, args.images, args.out, input_is_lr=args.input_is_lr,
-                            threshold=args.threshold, checkpoint=args.checkpoint):
+    method = load_method(path, device=cfg.train.device)
+    report = predict_images(method, cfg, args.images, args.out, input_is_lr=args.input_is_lr,
+                            threshold=args.threshold, checkpoint=path, force=args.force)
+    for s in report.predictions:
         grade = f"grade {s['predicted_grade']} ({s['predicted_grade_name']}, p={s['grade_probs'][str(s['predicted_grade'])]:.2f})" \
             if "predicted_grade" in s else "no grade"
         areas = ", ".join(f"{k} {v:.2f}%" for k, v in s.get("lesion_area_pct_fov", {}).items())
         print(f"{s['image']}: {grade}" + (f"; lesions (% of FOV): {areas}" if areas else "") + f" -> {s['outputs']['json']}")
-    return 0
+        for note in s["warnings"]:
+            print(f"  warning: {note}")
+    n_ok, n_failed = len(report.predictions), len(report.failed)
+    print(f"predict: {n_ok} ok, {n_failed} failed" + (f" (outputs in {args.out})" if n_ok else ""),
+          file=sys.stderr if n_failed else sys.stdout)
+    for image, reason in report.failed:
+        print(f"  failed: {reason}" if image in reason else f"  failed: {image}: {reason}", file=sys.stderr)
+    return 1 if n_failed else 0
