@@ -196,6 +196,98 @@ def test_attention_study_tables_and_claims(study):
     plt.close(A.figure_energy(pi, s))
 
 
+def test_attention_study_over_seeds_averages_each_image_before_the_bootstrap(cfg):
+    """Several runs per method (one per seed): one per-image row per seed, the tables average each image over
+    the seeds and bootstrap over the images (not over image x seed rows)."""
+    torch.manual_seed(0)
+    runs = {n: [build_method(n, cfg).eval() for _ in range(2)] for n in ("grader_hr", "deepmt_dr")}
+    st = A.attention_study(runs, cfg, n_images=4, n_random=3, dataset=make_split(8), batch_size=3)
+    pi = st.per_image
+    assert st.seeds == {"grader_hr": [0, 1], "deepmt_dr": [0, 1]} and st.n_images == 4
+    assert len(pi) == 2 * 2 * 4 and set(pi["seed"]) == {0, 1}
+    g = pi[pi.method == "grader_hr"]
+    assert not np.allclose(g[g.seed == 0]["energy"], g[g.seed == 1]["energy"])  # two different networks
+    per_img = g.groupby("id", sort=False)[["energy", "energy_random"]].mean()
+    s = A.summary_table(pi, n_boot=200).set_index("method")
+    assert s.loc["grader_hr", "n_seeds"] == 2 and s.loc["grader_hr", "n_images"] == 4
+    assert s.loc["grader_hr", "energy"] == pytest.approx(per_img["energy"].mean())
+    assert s.loc["grader_hr", "effect"] == pytest.approx((per_img["energy"] - per_img["energy_random"]).mean())
+    means = A.seed_means(pi)
+    assert len(means) == 2 * 4 and (means["n_seeds"] == 2).all() and "grade_pred" not in means
+    assert A.by_grade_table(pi)["n_images"].sum() == 2 * 4
+    # the example maps are the first seed's, with that seed's measures
+    ex = st.examples[0]
+    assert ex["seed"] == {"grader_hr": 0, "deepmt_dr": 0} and ex["measures"]["grader_hr"]["seed"] == 0
+    # one seed gives the numbers of a single-run study
+    single = A.attention_study({n: r[0] for n, r in runs.items()}, cfg, n_images=4, n_random=3, dataset=make_split(8), batch_size=3)
+    one = A.summary_table(single.per_image, n_boot=200)
+    assert (one["n_seeds"] == 1).all()
+    np.testing.assert_array_equal(single.per_image["energy"], pi[pi.seed == 0]["energy"])
+    with pytest.raises(ValueError, match="no trained run"):
+        A.attention_study({"grader_hr": []}, cfg, dataset=make_split(2))
+
+
+def test_c3_rows_carry_the_regime_and_two_distinct_comparisons(study):
+    from deepmt.claims import claims_table
+    from deepmt.studies.verdicts import short_comparison
+
+    f2 = A.finding2(study, "synthetic, smudge_match=0.8, x4, all masks", n_boot=200)
+    c = f2.claims
+    assert list(c["id"]) == ["C3", "C3"] and (c["regime"] == "synthetic, smudge_match=0.8, x4, all masks").all()
+    assert c["comparison"].nunique() == 2
+    shorts = [short_comparison(x) for x in c["comparison"]]
+    assert shorts == ["HR grader's plain Grad-CAM", "DeepMT-DR's visualization map (LR input)"]
+    assert (c["n_seeds"] == 1).all()
+    assert c["effect"].tolist() == pytest.approx(f2.summary["effect"].tolist())
+    rows = claims_table(A.claims_rows(f2.summary.assign(n_seeds=3), regime="r", methods=["deepmt_dr"]))
+    assert rows["n_seeds"].tolist() == [3] and rows["regime"].tolist() == ["r"]
+
+
+def _fixed_finding2(smoke=False):
+    """A Finding2 built by hand: HR grader with a clear excess, DeepMT-DR with none."""
+    summary = pd.DataFrame([
+        {"method": "grader_hr", "n_seeds": 3, "n_images": 40, "energy": 0.30, "energy_lo": 0.25, "energy_hi": 0.35,
+         "energy_random": 0.10, "effect": 0.20, "effect_lo": 0.15, "effect_hi": 0.25, "p_value": 0.001, "lift": 3.0,
+         "area_share": 0.08, "auc": 0.80, "auc_lo": 0.75, "auc_hi": 0.85, "auc_random": 0.50, "energy_pred": math.nan,
+         "energy_pred_random": math.nan, "effect_pred": math.nan, "effect_pred_lo": math.nan, "effect_pred_hi": math.nan,
+         "n_pred": 0},
+        {"method": "deepmt_dr", "n_seeds": 3, "n_images": 40, "energy": 0.11, "energy_lo": 0.09, "energy_hi": 0.13,
+         "energy_random": 0.10, "effect": 0.01, "effect_lo": -0.02, "effect_hi": 0.04, "p_value": 0.5, "lift": 1.1,
+         "area_share": 0.08, "auc": 0.55, "auc_lo": 0.50, "auc_hi": 0.60, "auc_random": 0.49, "energy_pred": 0.4,
+         "energy_pred_random": 0.1, "effect_pred": 0.3, "effect_pred_lo": 0.2, "effect_pred_hi": 0.4, "n_pred": 30},
+    ])
+    by_grade = pd.DataFrame({"method": ["grader_hr"] * 2, "grade": [1, 3], "grade_name": ["mild", "severe"],
+                             "n_images": [20, 20], "energy": [0.2, 0.4], "energy_random": [0.1, 0.15],
+                             "effect": [0.10, 0.25], "auc": [0.7, 0.9]})
+    by_lesion = pd.DataFrame({"method": ["grader_hr", "grader_hr", "deepmt_dr"], "lesion": ["MA", "HE", "MA"],
+                              "n_images": [30, 25, 0], "auc": [0.7, 0.9, math.nan]})
+    study = A.AttentionStudy(pd.DataFrame(), methods=["grader_hr", "deepmt_dr"])
+    from deepmt.claims import claims_table
+
+    claims = claims_table(A.claims_rows(summary, regime="synthetic, smudge_match=0.8, x4, all masks"))
+    return A.Finding2(study, summary, by_grade, by_lesion, claims, "synthetic, smudge_match=0.8, x4, all masks", smoke)
+
+
+def test_what_we_see_is_written_from_the_numbers():
+    text = A.what_we_see(_fixed_finding2())
+    assert text.startswith("Grader on HR (40 images, each averaged over 3 training seeds): 30.0% of the map's energy "
+                           "lies inside the lesion regions (which cover 8.0% of the field of view) against 10.0% for the "
+                           "same regions placed at random, a difference of +0.200 [+0.150, +0.250] (x3.00; above the "
+                           "random baseline, p = 0.001).")
+    assert "ROC-AUC 0.800 [0.750, 0.850] (random placements: 0.500; chance 0.5)" in text
+    assert "largest in grade 3 (+25.0%) and smallest in grade 1 (+10.0%)" in text
+    assert "Its map detects HE best (AUC 0.900 over 25 images)." in text
+    assert "+0.010 [-0.020, +0.040] (x1.10; not distinguishable from the random baseline, p = 0.500)" in text
+    assert "Against its own predicted lesion regions (30 images with any), the excess is +0.300 [+0.200, +0.400]" in text
+    assert ("Claim C3, HR grader's plain Grad-CAM: reproduced (regime: synthetic, smudge_match=0.8, x4, all masks). "
+            "Claim C3, DeepMT-DR's visualization map (LR input): inconclusive (regime: ") in text
+    assert "smoke profile" not in text and "smoke profile" in A.what_we_see(_fixed_finding2(smoke=True))
+    empty = A.Finding2(A.AttentionStudy(pd.DataFrame(), notes=["no masks here"]), A.summary_table(pd.DataFrame()),
+                       pd.DataFrame(columns=["method", "grade", "effect"]), pd.DataFrame(columns=["method", "n_images"]),
+                       pd.DataFrame(columns=["regime", "comparison", "verdict"]))
+    assert A.what_we_see(empty) == "Nothing was measured: no masks here"
+
+
 def test_attention_study_without_masks(cfg):
     split = make_split(4)
     for s in split:

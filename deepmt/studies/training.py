@@ -1,31 +1,50 @@
-"""Notebook 03: DeepMT-DR's staged training schedule, read back from a cached run.
+"""Notebook 03: DeepMT-DR's staged training schedule and the convergence of every trained part, read back
+from cached runs.
 
     from deepmt.studies.training import stage_schedule, loss_curves, validation_curves, selected_epochs
-    res = run_methods(["deepmt_dr"], cfg)["deepmt_dr"][0]
+    runs = run_methods(["deepmt_dr", "isr", "grader_hr"], cfg, seeds)   # notebook 03: every part the claims use
+    res = runs["deepmt_dr"][0]
     method = load_method(res)
     stage_schedule(res, method)            # stage, parts, epochs, peak lr, trained parameters, seconds, images/s
     loss_curves(res.history)               # long table: stage, epoch, term, value (every loss_* column)
     validation_curves(res.history)         # long table: stage, epoch, metric, value (val_qwk, val_psnr, ...)
     selected_epochs(res)                   # the epoch each stage kept (best validation score) and its metrics
+    convergence_curves(runs)               # every run's validation curve per stage, the kept epoch marked
+    convergence_table(convergence_curves(runs))   # "levelled off?" per curve (rule below)
+    feedback_table(method.feedback_summary())     # stage 2's task-aware feedback: gradient norms and scales
+    study = training_study(runs, [load_method(r) for r in runs["deepmt_dr"]]); what_we_see(study)  # all, and the text
+
+**Levelled off?** (:func:`level_check`, threshold fixed before any curve was looked at). A curve is the
+validation values of a stage's selection metric (or another metric drawn beside it, :data:`CURVE_EXTRA`)
+after each of its ``n`` epochs, preceded, for a stage that evaluates the weights it starts from (DeepMT-DR's
+stage 2), by that value as epoch 0. Its *running best* after each point is the best value so far (what
+model selection could keep); the *total gain* is the running best at the end minus the first point, the
+*last-third gain* what the running best gained over the last ``ceil(n / 3)`` epochs. The curve has
+**levelled off** when the last-third gain is at most :data:`LEVEL_SHARE` (10 %) of the total gain (a curve
+that never beat its first point has levelled off); it is **not judged** (``"n/a"``) with fewer than
+:data:`MIN_EPOCHS` (3) epochs. All metrics drawn are higher-is-better.
 
 Everything comes from what the trainer recorded (:mod:`deepmt.engine.trainer`): ``history`` has one row per
 epoch with ``stage``, ``epoch``, ``global_epoch``, the epoch's mean ``loss_<term>`` values, the ``val_<metric>``
 values after the epoch, ``selection_metric`` / ``selection_score`` / ``best`` (the score improved), ``lr``
 (after the epoch's last step), ``seconds`` (optimisation only, validation excluded) and ``images_per_s``;
-``result.json`` holds ``best`` = ``{stage: {"score", "epoch", "metric"}}``, the epoch whose weights the stage kept.
-No training happens here.
+``result.json`` holds ``best`` = ``{stage: {"score", "epoch", "metric"}}``, the epoch whose weights the stage kept
+(epoch 0: the weights it started from), with ``start_val``, the validation metrics of those starting weights,
+for a stage that competes with them. No training happens here.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from deepmt.experiments import ExperimentResult
+from deepmt.losses.task_aware import FEEDBACK_TERMS
 from deepmt.studies.common import label
 
 #: what each stage trains and on what, in the paper's words (DeepMT-DR), and the baselines' single stages
@@ -42,6 +61,14 @@ STAGE_TEXT: dict[str, str] = {
 VAL_METRICS = ("qwk", "accuracy", "psnr", "ssim", "dice", "aupr")
 _TASK_OF = {"qwk": "grading", "accuracy": "grading", "psnr": "ISR", "ssim": "ISR", "dice": "segmentation",
             "aupr": "segmentation"}
+
+#: validation metrics drawn beside a stage's selection metric (where the run recorded them): DeepMT-DR's
+#: stage 1a selects on mean AUPR and trains the ISR too; stage 2 selects on grading and must keep the SR
+CURVE_EXTRA: dict[str, tuple[str, ...]] = {"stage1a": ("psnr",), "stage2": ("psnr",)}
+#: a curve has levelled off when its running best gained at most this share of its total gain in the last third
+LEVEL_SHARE = 0.10
+#: fewer epochs than this: the curve is not judged
+MIN_EPOCHS = 3
 
 
 def stage_order(history: pd.DataFrame) -> list[str]:
@@ -154,16 +181,20 @@ def validation_curves(history: pd.DataFrame, metrics: Sequence[str] = VAL_METRIC
 
 def selected_epochs(res: ExperimentResult, metrics: Sequence[str] = VAL_METRICS) -> pd.DataFrame:
     """One row per stage: the epoch whose weights the stage kept (best validation ``selection_metric``),
-    its score, and the validation metrics of that epoch (``val_<metric>``)."""
+    its score, and the validation metrics of that epoch (``val_<metric>``). Epoch 0 is the weights the stage
+    started from (DeepMT-DR's stage 2 when no epoch beat them): its metrics are those measured before training."""
     h = res.history
     rows = []
     for stage, b in best_info(res).items():
         row: dict[str, Any] = {"stage": stage, "selection_metric": b.get("metric"), "selected_epoch": b.get("epoch"),
                                "score": b.get("score")}
         hs = h[(h["stage"] == stage) & (h["epoch"] == b.get("epoch"))] if len(h) else h
+        start_val = b.get("start_val") if b.get("epoch") == 0 else None
         row["epochs_run"] = int((h["stage"] == stage).sum()) if len(h) else 0
         for m in metrics:
-            if f"val_{m}" in h:
+            if start_val is not None:
+                row[f"val_{m}"] = float(start_val.get(m, math.nan))
+            elif f"val_{m}" in h:
                 row[f"val_{m}"] = float(hs[f"val_{m}"].iloc[0]) if len(hs) else math.nan
         rows.append(row)
     order = {s: i for i, s in enumerate(stage_order(h))}
@@ -183,6 +214,112 @@ def final_metrics(runs: Mapping[str, Sequence[ExperimentResult]], metrics: Seque
             row["train_s"] = r.train_seconds
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- convergence
+def curve_metrics(stage: str, selection_metric: str) -> list[str]:
+    """The validation metrics drawn for ``stage``: its selection metric, then :data:`CURVE_EXTRA`'s."""
+    return list(dict.fromkeys([selection_metric, *CURVE_EXTRA.get(stage, ())]))
+
+
+def convergence_curves(runs: Mapping[str, Sequence[ExperimentResult]]) -> pd.DataFrame:
+    """Long table of every run's validation curves: one row per (method, seed, stage, metric, epoch) with the
+    value after that epoch, the epoch's mean training loss (``loss``, the weighted total), ``selects`` (the
+    metric selects the stage's epoch), ``kept`` (the epoch the stage kept, :func:`best_info`) and ``start``
+    (epoch 0: the weights the stage started from, evaluated where the stage competes with them -- DeepMT-DR's
+    stage 2; its ``loss`` is nan). Metrics :func:`curve_metrics` names that a stage did not record, or recorded
+    as nan throughout, are left out."""
+    cols = ["method", "seed", "stage", "metric", "selects", "epoch", "value", "loss", "kept", "start"]
+    rows = []
+    for name, results in runs.items():
+        for res in results:
+            h, best = res.history, best_info(res)
+            seed = int(res.config.train.seed)
+            for stage in stage_order(h):
+                hs = h[h["stage"] == stage]
+                b = best.get(stage, {})
+                selection = str(b.get("metric") or hs["selection_metric"].iloc[0])
+                start_val = b.get("start_val") or {}
+                kept = b.get("epoch", math.nan)
+                loss = hs["loss_total"].to_numpy(float) if "loss_total" in hs else np.full(len(hs), np.nan)
+                for m in curve_metrics(stage, selection):
+                    if f"val_{m}" not in hs or not hs[f"val_{m}"].notna().any():
+                        continue
+                    common = {"method": name, "seed": seed, "stage": stage, "metric": m, "selects": m == selection}
+                    if m in start_val:
+                        rows.append({**common, "epoch": 0, "value": float(start_val[m]), "loss": math.nan,
+                                     "kept": kept == 0, "start": True})
+                    for e, v, lo in zip(hs["epoch"].astype(int), hs[f"val_{m}"].to_numpy(float), loss):
+                        rows.append({**common, "epoch": int(e), "value": float(v), "loss": float(lo), "kept": kept == e,
+                                     "start": False})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def level_check(values: Sequence[float], n_epochs: int) -> dict[str, Any]:
+    """The "levelled off?" rule of the module docstring on one curve: ``values`` its points in order (a
+    start value first where there is one), ``n_epochs`` the epochs trained. Returns ``first`` (first finite
+    point), ``best`` (best point), ``total_gain``, ``last_third_gain`` (of the running best), ``share``
+    (last-third / total gain; 0 when both are 0) and ``levelled``: "yes", "no" or "n/a" (fewer than
+    :data:`MIN_EPOCHS` epochs, or no finite value)."""
+    v = np.asarray(values, dtype=np.float64)
+    ok = np.isfinite(v)
+    out: dict[str, Any] = {"first": math.nan, "best": math.nan, "total_gain": math.nan, "last_third_gain": math.nan,
+                           "share": math.nan, "levelled": "n/a"}
+    if not ok.any():
+        return out
+    v = v[int(np.argmax(ok)):]  # from the first finite point on
+    running = np.fmax.accumulate(v)  # nan points never lower the running best
+    tail = math.ceil(int(n_epochs) / 3)
+    total = float(running[-1] - v[0])
+    last = float(running[-1] - running[max(0, len(running) - 1 - tail)])
+    out.update(first=float(v[0]), best=float(running[-1]), total_gain=total, last_third_gain=last,
+               share=last / total if total > 0 else 0.0)
+    if int(n_epochs) >= MIN_EPOCHS:
+        out["levelled"] = "yes" if last <= LEVEL_SHARE * total else "no"
+    return out
+
+
+def convergence_table(curves: pd.DataFrame) -> pd.DataFrame:
+    """One row per curve of :func:`convergence_curves` (method, seed, stage, metric): ``selects``, ``epochs``
+    trained, ``best_epoch`` (the epoch the stage kept: best on validation; 0 = the weights it started from),
+    and :func:`level_check`'s ``first``, ``best``, ``total_gain``, ``last_third_gain``, ``share``,
+    ``levelled``; the rule in :data:`LEVEL_SHARE` / :data:`MIN_EPOCHS` terms in ``rule``."""
+    cols = ["method", "label", "seed", "stage", "metric", "selects", "epochs", "best_epoch", "first", "best", "total_gain",
+            "last_third_gain", "share", "levelled", "rule"]
+    rule = f"last-third gain <= {LEVEL_SHARE:g} x total gain of the running best; n/a below {MIN_EPOCHS} epochs"
+    rows = []
+    for (method, seed, stage, metric), d in curves.groupby(["method", "seed", "stage", "metric"], sort=False):
+        d = d.sort_values("epoch")
+        n = int((~d["start"].astype(bool)).sum())
+        kept = d.loc[d["kept"].astype(bool), "epoch"]
+        rows.append({"method": method, "label": label(method), "seed": int(seed), "stage": stage, "metric": metric,
+                     "selects": bool(d["selects"].iloc[0]), "epochs": n,
+                     "best_epoch": int(kept.iloc[0]) if len(kept) else math.nan,
+                     **level_check(d["value"].to_numpy(float), n), "rule": rule})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def feedback_table(summary: Mapping[str, Any]) -> pd.DataFrame:
+    """Stage 2's task-aware feedback from :meth:`DeepMTDR.feedback_summary`: one row per term (the ISR pixel
+    term, then each feedback term) with its mean gradient norm on the ISR parameters before weighting
+    (measured over the first stage-2 batches; nan under the authors' weights, which measure nothing), the
+    scale it got, the weighted norm and its ratio to the pixel term's (``loss.feedback_ratio`` by
+    construction when calibrated). A calibration that measured no batch (``batches`` 0: e.g. stage 2 kept the
+    weights it started from, taken before any stage-2 batch) has nan norms: nothing was measured."""
+    measured = int(summary.get("batches", 0)) > 0
+
+    def norm(term):
+        return float(summary.get(f"grad_norm_{term}", math.nan)) if measured else math.nan
+
+    pix = norm("isr_pixel")
+    rows = [{"term": "isr_pixel", "grad_norm": pix, "scale": 1.0}]
+    rows += [{"term": t, "grad_norm": norm(t), "scale": float(summary[f"scale_{t}"])} for t in FEEDBACK_TERMS]
+    df = pd.DataFrame(rows)
+    df["weighted_grad_norm"] = df["scale"] * df["grad_norm"]
+    df["ratio_to_pixel"] = df["weighted_grad_norm"] / pix if pix > 0 else math.nan
+    df.insert(0, "scaling", summary.get("scaling", ""))
+    df["batches"] = summary.get("batches", 0)
+    return df
 
 
 # --------------------------------------------------------------------------- figures
@@ -283,8 +420,205 @@ def figure_schedule(schedule: pd.DataFrame):
     return fig
 
 
+def figure_convergence(curves: pd.DataFrame, table: pd.DataFrame | None = None, ncols: int = 4):
+    """One panel per curve of :func:`convergence_curves` (method, stage, metric): the validation value after
+    every epoch, one line per seed, the kept epoch starred and the stage-2 start candidate (epoch 0) drawn
+    as an open square; the training loss (weighted total, log scale, right axis) dashed in grey. The title
+    names the method, stage and metric, with "levelled: yes / no / n/a" per seed from ``table``
+    (:func:`convergence_table`)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    keys = list(dict.fromkeys(zip(curves["method"], curves["stage"], curves["metric"]))) if len(curves) else []
+    n = max(1, len(keys))
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.8 * ncols, 2.9 * nrows), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax in axes.flat[len(keys):]:
+        ax.axis("off")
+    if not keys:
+        axes[0, 0].text(0.5, 0.5, "no validation curves", ha="center", va="center")
+    for ax, (method, stage, metric) in zip(axes.flat, keys):
+        d = curves[(curves["method"] == method) & (curves["stage"] == stage) & (curves["metric"] == metric)]
+        loss_ax = ax.twinx()
+        for k, (seed, ds) in enumerate(d.groupby("seed", sort=False)):
+            ds = ds.sort_values("epoch")
+            c = colors[k % len(colors)]
+            ax.plot(ds["epoch"], ds["value"], marker="o", ms=3, color=c, label=f"seed {seed}")
+            start, kept = ds[ds["start"].astype(bool)], ds[ds["kept"].astype(bool)]
+            ax.plot(start["epoch"], start["value"], "s", ms=7, mfc="none", color=c)
+            ax.plot(kept["epoch"], kept["value"], "*", ms=12, color=c, mec="k", mew=0.5)
+            trained = ds[~ds["start"].astype(bool)]
+            loss = trained["loss"].to_numpy(float)
+            loss_ax.plot(trained["epoch"], np.where(loss > 0, loss, np.nan), ls="--", lw=0.9, color="0.55")
+        loss_ax.set_yscale("log")
+        loss_ax.tick_params(which="both", labelsize=6, colors="0.45")
+        title = f"{label(method)} · {stage}"
+        if table is not None and len(table):
+            t = table[(table["method"] == method) & (table["stage"] == stage) & (table["metric"] == metric)]
+            if len(t):
+                title += f"\nlevelled: {', '.join(t['levelled'].astype(str))}"
+        ax.set_title(title, fontsize=8)
+        ax.set_ylabel(f"val {metric}{' (selects)' if bool(d['selects'].iloc[0]) else ''}", fontsize=8)
+        ax.set_xlabel("epoch (0 = start candidate)" if d["start"].astype(bool).any() else "epoch", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    if keys:
+        axes.flat[0].legend(fontsize=6, loc="best")
+    fig.suptitle("Validation curves of every trained part (★ kept epoch, □ stage-2 start candidate; "
+                 "grey dashed: training loss, right axis, log)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- the study
+@dataclass
+class TrainingStudy:
+    """Everything notebook 03 shows, read back from cached runs: DeepMT-DR's (first seed) schedule, loss
+    curves and selected epochs; its stage-2 feedback calibration per seed; every run's test metrics,
+    validation curves and convergence table; and whether the numbers are smoke-profile mechanics."""
+
+    main: str
+    schedule: pd.DataFrame
+    losses: pd.DataFrame
+    selected: pd.DataFrame
+    final: pd.DataFrame
+    curves: pd.DataFrame
+    convergence: pd.DataFrame
+    feedback: pd.DataFrame
+    smoke: bool = False
+
+
+def training_study(runs: Mapping[str, Sequence[ExperimentResult]], methods: Sequence[Any] = (), main: str = "deepmt_dr",
+                   smoke: bool = False) -> TrainingStudy:
+    """The tables of :class:`TrainingStudy` from ``runs`` (``{name: [result per seed]}``). ``methods`` are
+    ``main``'s runs loaded (:func:`deepmt.experiments.load_method`), in the order of ``runs[main]``: the first
+    supplies the parameter counts and learning rates of the schedule, each its stage-2 feedback calibration
+    (``feedback``: :func:`feedback_table` per seed, with a ``seed`` column). Without them those are empty."""
+    res = runs[main][0]
+    curves = convergence_curves(runs)
+    feedback = [feedback_table(m.feedback_summary()).assign(seed=int(r.config.train.seed))
+                for r, m in zip(runs[main], methods) if hasattr(m, "feedback_summary")]
+    return TrainingStudy(
+        main=main, schedule=stage_schedule(res, methods[0] if len(methods) else None), losses=loss_curves(res.history),
+        selected=selected_epochs(res), final=final_metrics(runs), curves=curves, convergence=convergence_table(curves),
+        feedback=pd.concat(feedback, ignore_index=True) if feedback else pd.DataFrame(), smoke=smoke,
+    )
+
+
+def _levelled_clause(conv: pd.DataFrame) -> str:
+    judged = conv[conv["levelled"] != "n/a"]
+    out = (f"Convergence (rule: the running best of the validation metric gains at most {LEVEL_SHARE:.0%} of its total "
+           f"gain over the last third of the epochs; judged from {MIN_EPOCHS} epochs on): ")
+    if not len(judged):
+        return out + f"no curve has {MIN_EPOCHS} epochs or more, so none is judged. "
+    sel = judged[judged["selects"].astype(bool)]
+    out += (f"{int((judged['levelled'] == 'yes').sum())} of {len(judged)} curves levelled off "
+            f"({int((sel['levelled'] == 'yes').sum())} of {len(sel)} selection-metric curves)")
+    bad = judged[judged["levelled"] == "no"]
+    if len(bad):
+        items = []
+        for (m, st, met), d in bad.groupby(["method", "stage", "metric"], sort=False):
+            items.append(f"{label(m)} {st} {met} (seed{'s' * (len(d) > 1)} {', '.join(str(x) for x in d['seed'])}: "
+                         f"{', '.join(f'{g:+.3g}' for g in d['last_third_gain'])} in the last third of "
+                         f"{', '.join(f'{g:+.3g}' for g in d['total_gain'])})")
+        out += "; still rising: " + "; ".join(items)
+    n_skip = int((conv["levelled"] == "n/a").sum())
+    if n_skip:
+        out += f"; {n_skip} curve(s) with fewer than {MIN_EPOCHS} epochs not judged"
+    return out + ". "
+
+
+def _feedback_clause(fb: pd.DataFrame) -> str:
+    """The feedback calibration in words: the first seed whose kept model holds a measurement, in detail."""
+    if not len(fb):
+        return ""
+    if str(fb["scaling"].iloc[0]) != "calibrated":
+        t = fb.drop_duplicates("term").set_index("term")
+        return ("Stage 2's task-aware feedback uses the authors' weights (" +
+                ", ".join(f"{k} x{t.loc[k, 'scale']:g}" for k in FEEDBACK_TERMS) + "); no gradient norms were measured. ")
+    seeds = list(dict.fromkeys(fb["seed"]))
+    measured = [sd for sd in seeds if int(fb.loc[fb["seed"] == sd, "batches"].iloc[0]) > 0]
+    if not measured:
+        return ("Stage 2's task-aware feedback calibration holds no measured batch in the kept model of any seed (the "
+                "weights stage 2 kept were saved before its first batch was measured, as when it keeps the weights it "
+                "started from), so no gradient norms can be reported. ")
+    t = fb[fb["seed"] == measured[0]].set_index("term")
+    which = f"seed {measured[0]}; {len(measured)} of {len(seeds)} seeds' kept models hold a measurement"
+    return (f"Stage 2's task-aware feedback was calibrated over {int(t['batches'].iloc[0])} training batch(es) ({which}): "
+            f"gradient norms on the ISR before weighting were {t.loc['isr_pixel', 'grad_norm']:.3g} for the pixel term and "
+            + ", ".join(f"{t.loc[k, 'grad_norm']:.3g} for {k}" for k in FEEDBACK_TERMS)
+            + "; the scales used were " + ", ".join(f"{t.loc[k, 'scale']:.3g}" for k in FEEDBACK_TERMS)
+            + ", so each weighted term pulls on the ISR with "
+            + ", ".join(f"{t.loc[k, 'ratio_to_pixel']:.2f}" for k in FEEDBACK_TERMS) + " x the pixel term's gradient. ")
+
+
+def what_we_see(result: TrainingStudy) -> str:
+    """Notebook 03's "what we see", written from the numbers of ``result``: the schedule stage by stage, the
+    change of the total training loss, the validation QWK / PSNR / AUPR of the kept epochs (and whether stage 2
+    kept its start), the feedback calibration, the convergence verdicts and the test metrics."""
+    sel = result.selected.set_index("stage") if len(result.selected) else result.selected
+    sch = result.schedule.set_index("stage") if len(result.schedule) else result.schedule
+    fin = result.final.groupby("method", sort=False).mean(numeric_only=True)
+    losses = result.losses
+
+    def at(stage, col):
+        return float(sel.loc[stage, col]) if stage in sel.index and col in sel.columns else math.nan
+
+    parts = []
+    for st in sch.index:
+        r = sch.loc[st]
+        total = float(r["trained_params"] + r["frozen_params"])
+        what = (f"{r['parts']} ({r['trained_share']:.0%} of {int(total):,} parameters)" if np.isfinite(total)
+                else "its parts")  # without the loaded method: no parameter counts, no learning rate
+        lr = f" at peak lr {r['peak_lr']:.2g}" if np.isfinite(r["peak_lr"]) else ""
+        parts.append(f"{st} trains {what} for {r['epochs_run']} epoch(s){lr} in {r['seconds']:.1f} s "
+                     f"({r['images_per_s']:.0f} training images/s) and keeps epoch {r['selected_epoch']} by validation "
+                     f"{r['selection_metric']}")
+    text = ("Schedule: " + "; ".join(parts) + ". ") if parts else ""
+    changes = {}
+    for st in sch.index:
+        d = losses[(losses.stage == st) & (losses.term == "total")].sort_values("epoch")
+        changes[st] = (d.value.iloc[-1] / d.value.iloc[0] - 1) if len(d) > 1 else math.nan
+    if any(np.isfinite(v) for v in changes.values()):
+        text += "The total training loss changes by " + ", ".join(
+            f"{v:+.0%} over {st}" for st, v in changes.items() if np.isfinite(v)) + " (first to last epoch). "
+    if "stage2" in sel.index and at("stage2", "selected_epoch") == 0:
+        text += "Stage 2 kept the weights it started from (epoch 0): no stage-2 epoch beat them on validation within the PSNR floor. "
+    if "stage1b" in sel.index and "stage2" in sel.index and "val_qwk" in sel:
+        text += (f"Validation QWK of the kept epoch: {at('stage1b', 'val_qwk'):.3f} after stage 1b (grader trained on HR, "
+                 f"evaluated on the full LR -> SR pipeline) and {at('stage2', 'val_qwk'):.3f} after joint fine-tuning "
+                 f"({at('stage2', 'val_qwk') - at('stage1b', 'val_qwk'):+.3f}). ")
+    if "val_psnr" in sel and np.isfinite(at("stage1a", "val_psnr")) and np.isfinite(at("stage2", "val_psnr")):
+        text += (f"Validation PSNR is {at('stage1a', 'val_psnr'):.2f} dB after stage 1a and {at('stage2', 'val_psnr'):.2f} dB "
+                 f"after stage 2 ({at('stage2', 'val_psnr') - at('stage1a', 'val_psnr'):+.2f} dB). ")
+    if "val_aupr" in sel and np.isfinite(at("stage1a", "val_aupr")):
+        text += f"Validation mean AUPR: {at('stage1a', 'val_aupr'):.3f} after 1a, {at('stage2', 'val_aupr'):.3f} after 2. "
+    elif "stage1a" in sel.index:
+        text += "No lesion masks in the validation split: stage 1a cannot select on AUPR (its last epoch is kept). "
+    text += _feedback_clause(result.feedback)
+    text += _levelled_clause(result.convergence)
+    if result.main in fin.index:
+        f = fin.loc[result.main]
+        text += (f"On the test split {label(result.main)} reaches accuracy {f['accuracy']:.3f}, QWK {f['qwk']:.3f}, PSNR "
+                 f"{f['psnr']:.2f} dB and mean AUPR {f['aupr']:.3f} after {f['train_s']:.0f} s of optimisation")
+    others = [m for m in fin.index if m != result.main]
+    if others:
+        text += "; the single-stage runs: " + ", ".join(
+            f"{label(m)} " + ", ".join(f"{k} {fin.loc[m, k]:.3f}" for k in ("qwk", "psnr", "aupr") if np.isfinite(fin.loc[m, k]))
+            + f" in {fin.loc[m, 'train_s']:.0f} s" for m in others)
+    n_seeds = int(result.final.groupby("method").size().max()) if len(result.final) else 0
+    text += f" (test metrics: mean over {n_seeds} seed(s))." if n_seeds else ""
+    if result.smoke:
+        text += " (smoke profile: not results; one epoch per stage on a handful of images.)"
+    return text.strip()
+
+
 __all__ = [
-    "STAGE_TEXT", "VAL_METRICS", "stage_order", "loss_terms", "best_info", "stage_schedule", "loss_curves",
-    "validation_curves", "selected_epochs", "final_metrics", "figure_loss_curves", "figure_validation_curves",
-    "figure_schedule",
+    "STAGE_TEXT", "VAL_METRICS", "CURVE_EXTRA", "LEVEL_SHARE", "MIN_EPOCHS", "stage_order",
+    "loss_terms", "best_info", "stage_schedule", "loss_curves", "validation_curves", "selected_epochs", "final_metrics",
+    "curve_metrics", "convergence_curves", "level_check", "convergence_table", "feedback_table", "figure_loss_curves",
+    "figure_validation_curves", "figure_schedule", "figure_convergence", "TrainingStudy", "training_study", "what_we_see",
 ]

@@ -1,47 +1,53 @@
 # %% [markdown]
-# # 03 Training DeepMT-DR in stages
+# # 03 Training DeepMT-DR in stages, and the convergence of every trained part
 #
 # **Reproduces:** the paper's training procedure (Method, "training in stages"; authors' code): (1a) ISR +
 # lesion segmentation on the segmentation set, (1b) grading + visualization fusion on HR images with the
 # segmentation subnet frozen, (2) joint fine-tuning of every part with the task-aware loss at a small learning
-# rate. The paper reports no curves; this notebook shows what the schedule does in our replication.
+# rate. The paper reports no curves; this notebook shows what the schedule does in our replication, and whether
+# every model the claims rest on was trained until its validation curve levelled off.
 #
-# Everything is read back from the cached `deepmt_dr` run (the same run every other notebook uses): its
-# per-epoch history (loss terms, validation metrics, seconds) and the epoch each stage kept. You will see:
+# Everything is read back from cached runs (the same runs every other notebook uses): their per-epoch history
+# (loss terms, validation metrics, seconds) and the epoch each stage kept. You will see:
 #
-# 1. the schedule as a table: what each stage trains (parts, trained vs frozen parameters), epochs, peak
-#    learning rate, the validation metric that selects its epoch, seconds and training images/s;
+# 1. DeepMT-DR's schedule as a table: what each stage trains (parts, trained vs frozen parameters), epochs,
+#    peak learning rate, the validation metric that selects its epoch, seconds and training images/s;
 # 2. the training loss of every term, one panel per stage;
-# 3. validation metrics (QWK / accuracy, PSNR, Dice / AUPR) after every epoch, stage by stage, beside the
-#    single-task baselines' curves (grader on bicubic, ISR alone, U-Net on bicubic);
-# 4. the epoch each stage kept, and the final test metrics.
+# 3. the validation curves of **every trained part** -- DeepMT-DR's stages (1a: ISR PSNR and mean AUPR; 1b:
+#    grading; 2: grading and PSNR, with the weights stage 2 starts from evaluated as "epoch 0", the candidate it
+#    competes with) and the single-stage baselines the claims use (multi-task grader on HR and on bicubic, U-Net
+#    on HR and on bicubic, single-task ISR, SRCNN, EDSR-style, grader on HR) -- each with the epoch it kept, and a
+#    table `results/03_convergence.csv` that says per curve whether it **levelled off**: the running best of the
+#    validation metric gained at most 10 % of its total gain over the last third of the epochs (rule and threshold
+#    fixed in `deepmt/studies/training.py` before the curves were looked at; curves under 3 epochs are not judged);
+# 4. the calibration of stage 2's task-aware feedback, per seed: gradient norm of each term on the ISR (before
+#    weighting, over the first stage-2 batches) and the scale used (`method.feedback_summary()` of the trained model);
+# 5. the epoch each stage kept, and the final test metrics.
 
 # %% tags=["parameters"]
 profile = ""  # "" -> $DEEPMT_PROFILE (smoke in CI) or quick
-seed = 0
+seeds = [0, 1, 2]  # training seeds whose curves are shown (smoke uses the first only); the schedule is the first's
 dataset = "synthetic"
 data_root = ""
 device = "auto"
-compare_methods = ["grader_bicubic", "isr", "unet_bicubic"]  # single-task runs whose curves are shown beside
+baselines = ["foo_mt_hr", "foo_mt", "unet_hr", "unet_bicubic", "isr", "srcnn", "edsr", "grader_hr"]  # single-stage runs the claims use
 
 # %%
 import numpy as np
-import pandas as pd
 
 from deepmt.data import build_datasets
 from deepmt.experiments import load_method
 from deepmt.reporting import save_figure, save_table
 from deepmt.studies import training as T
-from deepmt.studies.common import describe_config, label, run_methods, study_config
-from deepmt.utils import seed_everything
+from deepmt.studies.common import describe_config, run_methods, study_config, study_seeds
 
 cfg = study_config(profile, dataset, data_root, device)
-seed_everything(seed)
 smoke = cfg.profile == "smoke"
-print(describe_config(cfg))
+seeds = study_seeds(cfg, seeds)
+print(describe_config(cfg), f"| seeds {seeds}")
 print(f"learning rate {cfg.train.lr:g} (stage 2 x {cfg.train.lr_stage2_factor:g}), batch {cfg.train.batch_size}, "
       f"epochs 1a/1b/2 = {cfg.train.epochs_stage1a}/{cfg.train.epochs_stage1b}/{cfg.train.epochs_stage2}, "
-      f"single-task baselines {cfg.train.epochs_single}")
+      f"single-stage baselines {cfg.train.epochs_single}; task-aware feedback: {cfg.loss.feedback_scaling}")
 
 # %% [markdown]
 # ## Data
@@ -53,89 +59,46 @@ for name, ds in splits.items():
     print(f"{name}: {len(ds)} images" + (f", grades {np.bincount(grades[grades >= 0], minlength=5).tolist()}" if grades.size else ""))
 
 # %% [markdown]
-# ## Run: the cached DeepMT-DR run (trained once, shared by every notebook) and the single-task baselines
+# ## Run: the cached DeepMT-DR runs and the single-stage baselines (trained once per seed, shared by every notebook)
 
 # %%
-runs = run_methods(["deepmt_dr", *compare_methods], cfg, seeds=[seed])
+runs = run_methods(["deepmt_dr", *baselines], cfg, seeds=seeds)
 res = runs["deepmt_dr"][0]
-method = load_method(res, device="cpu")  # for parameter counts and learning rates only
-schedule = T.stage_schedule(res, method)
-losses = T.loss_curves(res.history)
-val = T.validation_curves(res.history)
-selected = T.selected_epochs(res)
-final = T.final_metrics(runs)
+methods = [load_method(r, device="cpu") for r in runs["deepmt_dr"]]  # parameter counts, lr, feedback calibration
+study = T.training_study(runs, methods, smoke=smoke)
 
 # %% [markdown]
 # ## Results
+#
+# DeepMT-DR's schedule and kept epochs (first seed), the convergence of every curve, the task-aware feedback of
+# stage 2, and the test metrics of every run.
 
 # %%
-save_table(schedule, "03_schedule")
+save_table(study.schedule, "03_schedule")
 save_table(res.history, "03_history")
-save_table(selected, "03_selected_epochs")
-save_table(final, "03_test_metrics")
-display(schedule.drop(columns=["what"]).round(4))
-display(selected.round(4))
-display(final.round(4))
+save_table(study.selected, "03_selected_epochs")
+save_table(study.curves, "03_curves")
+save_table(study.convergence, "03_convergence")
+save_table(study.feedback, "03_feedback")
+save_table(study.final, "03_test_metrics")
+display(study.schedule.drop(columns=["what"]).round(4))
+display(study.selected.round(4))
+display(study.convergence.drop(columns=["rule"]).round(4))
+display(study.feedback)
+display(study.final.round(4))
 
 # %% [markdown]
 # ## Figures
 
 # %%
-save_figure(T.figure_schedule(schedule), "03_schedule")
+save_figure(T.figure_schedule(study.schedule), "03_schedule")
 save_figure(T.figure_loss_curves(res.history), "03_loss_curves")
-save_figure(T.figure_validation_curves(runs, "deepmt_dr"), "03_validation_curves");
+save_figure(T.figure_convergence(study.curves, study.convergence), "03_convergence");
 
 # %% [markdown]
 # ## What we see
+#
+# Written from the numbers above (`deepmt.studies.training.what_we_see`).
 
 # %%
-sel = selected.set_index("stage")
-sch = schedule.set_index("stage")
-fin = final.set_index("method")
-
-
-def at(stage, col):
-    return float(sel.loc[stage, col]) if stage in sel.index and col in sel.columns else float("nan")
-
-
-def total_change(stage):
-    d = losses[(losses.stage == stage) & (losses.term == "total")].sort_values("epoch")
-    return (d.value.iloc[-1] / d.value.iloc[0] - 1) if len(d) > 1 else float("nan")
-
-
-parts = []
-for st in sch.index:
-    r = sch.loc[st]
-    parts.append(f"{st} trains {r['parts']} ({r['trained_share']:.0%} of {int(r['trained_params'] + r['frozen_params']):,} "
-                 f"parameters) for {r['epochs_run']} epoch(s) at peak lr {r['peak_lr']:.2g} in {r['seconds']:.1f} s "
-                 f"({r['images_per_s']:.0f} training images/s) and keeps epoch {r['selected_epoch']} by validation "
-                 f"{r['selection_metric']}")
-text = "Schedule: " + "; ".join(parts) + ". "
-changes = {st: total_change(st) for st in sch.index}
-if any(np.isfinite(v) for v in changes.values()):
-    text += "The total training loss changes by " + ", ".join(
-        f"{v:+.0%} over {st}" for st, v in changes.items() if np.isfinite(v)) + " (first to last epoch). "
-if "stage1b" in sel.index and "stage2" in sel.index and "val_qwk" in sel:
-    text += (f"Validation QWK of the kept epoch: {at('stage1b', 'val_qwk'):.3f} after stage 1b (grader trained on HR, "
-             f"evaluated on the full LR -> SR pipeline) and {at('stage2', 'val_qwk'):.3f} after joint fine-tuning "
-             f"({at('stage2', 'val_qwk') - at('stage1b', 'val_qwk'):+.3f}). ")
-if "val_psnr" in sel and np.isfinite(at("stage1a", "val_psnr")):
-    text += (f"Validation PSNR is {at('stage1a', 'val_psnr'):.2f} dB after stage 1a and {at('stage2', 'val_psnr'):.2f} dB "
-             f"after stage 2 ({at('stage2', 'val_psnr') - at('stage1a', 'val_psnr'):+.2f} dB: the task-aware loss trades "
-             f"pixel fidelity for the later tasks where this is negative). ")
-if "val_dice" in sel and np.isfinite(at("stage1a", "val_dice")):
-    text += f"Validation Dice: {at('stage1a', 'val_dice'):.3f} after 1a, {at('stage2', 'val_dice'):.3f} after 2. "
-else:
-    text += "No lesion masks in the validation split: stage 1a cannot select on Dice (its last epoch is kept). "
-text += (f"On the test split DeepMT-DR reaches accuracy {fin.loc['deepmt_dr', 'accuracy']:.3f}, QWK "
-         f"{fin.loc['deepmt_dr', 'qwk']:.3f}, PSNR {fin.loc['deepmt_dr', 'psnr']:.2f} dB and Dice {fin.loc['deepmt_dr', 'dice']:.3f} "
-         f"after {fin.loc['deepmt_dr', 'train_s']:.0f} s of optimisation")
-others = [m for m in compare_methods if m in fin.index]
-if others:
-    text += "; the single-task runs: " + ", ".join(
-        f"{label(m)} " + ", ".join(f"{k} {fin.loc[m, k]:.3f}" for k in ("qwk", "psnr", "dice") if np.isfinite(fin.loc[m, k]))
-        + f" in {fin.loc[m, 'train_s']:.0f} s" for m in others)
-text += "."
-if smoke:
-    text += " (smoke profile: not results; one epoch per stage on a handful of images.)"
-print(text)
+print(T.what_we_see(study))
