@@ -28,7 +28,8 @@ What an image holds (sizes in px at :attr:`SynthConfig.size_reference` = 256 and
   benchmark, apart from the random draws).
 * **Distractors (not lesions, not masked)**, in every grade: MA-coloured smudges (sigma ``smudge_sigma``
   1.6-2 px) whose peak after degradation equals that of an MA drawn from the MA prior times
-  ``smudge_match`` (at HR a smudge peaks at about half an MA; at LR they look alike), brown pigment
+  ``smudge_match`` (at HR a smudge peaks at about half an MA; at LR they look alike at 1.0, while the
+  default 0.8 leaves an MA about 1.3x darker than a smudge on average: degraded but present), brown pigment
   spots, white reflections beside vessels, a pale haze near the disc, natural vessel crossings, and (with
   probability ``nv_decoy_prob``) a *decoy* NV tuft: the same tuft blurred, with its LR peak set to
   ``nv_match`` x the real tuft's, so NV is a cue at HR but not at LR.

@@ -33,6 +33,7 @@ import torch
 
 from deepmt import GRADES, LESIONS
 from deepmt import metrics as M
+from deepmt.errors import DataError
 from deepmt.studies.attention import PRED_THRESHOLD, _device_of, batch_to, visualization_maps
 
 #: methods whose super-resolved image the crops compare, in column order
@@ -243,7 +244,10 @@ def real_photo_study(result, image: np.ndarray | None = None, name: str = "skima
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "photo.png"
         Image.fromarray(np.asarray(image, dtype=np.uint8)).save(path)
-        summary = predict_images(method, mcfg, [path], Path(tmp) / "out", checkpoint=ckpt)[0]
+        report = predict_images(method, mcfg, [path], Path(tmp) / "out", checkpoint=ckpt)
+    if report.failed:
+        raise DataError(f"{name}: {report.failed[0][1]}")
+    summary = report.predictions[0]
     summary.pop("outputs", None)  # the files were temporary
     summary["image"] = name
     gp = torch.softmax(out.grade_logits[0].float(), 0).cpu().numpy() if out.grade_logits is not None else None

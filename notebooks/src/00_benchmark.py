@@ -69,7 +69,7 @@ contrast_table = S.contrast_summary(contrast)
 if smoke:  # two settings only, to stay within seconds
     dial = S.information_dial(measure_cfg, smudge_matches=(0.5, 1.0), scales=(cfg.data.scale,), n_images=2)
 else:
-    dial = S.information_dial(measure_cfg, smudge_matches=(0.0, 0.25, 0.5, 1.0), scales=(2, 4, 8), n_images=12)
+    dial = S.information_dial(measure_cfg, smudge_matches=(0.0, 0.25, 0.5, 0.8, 1.0), scales=(2, 4, 8), n_images=12)
 
 # %% [markdown]
 # ## Results
