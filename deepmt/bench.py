@@ -15,7 +15,7 @@ One run measures, on the current machine (CPU or CUDA):
     ``train.precision`` / ``train.channels_last``, :func:`~deepmt.engine.device.to_device`, autocast,
     AdamW, gradient clipping: the same step as :mod:`deepmt.engine.trainer`), their ratio, and the
     fast path's share of the same-dtype matmul peak (MFU). Stages: ``stage2`` (joint fine-tuning with
-    the task-aware loss: the most expensive) first, ``stage1a`` when the budget allows.
+    the task-aware loss: the most expensive) first, ``stage1a`` and ``stage1b`` when the budget allows.
     The ``paper`` profile is timed at 256-px HR (the paper's training crop; LR 64) on a CPU and at the
     paper's 1024-px HR on CUDA;
   - synthetic data generation images/s (:func:`deepmt.data.synthetic.generate_sample`, one process,
@@ -48,7 +48,6 @@ import contextlib
 import dataclasses
 import datetime as _dt
 import json
-import math
 import os
 import platform
 import re
@@ -73,12 +72,14 @@ from deepmt.engine.device import (
     to_device,
 )
 from deepmt.errors import ConfigMismatchError
+from deepmt.performance import fmt_number
+from deepmt.runner import usable_cores
 from deepmt.utils import atomic_write_text, repo_root, seed_everything
 
 METHOD = "deepmt_dr"
 DEFAULT_BUDGET_S = 180.0
 DEFAULT_PROFILES = ("quick", "paper")
-STAGES = ("stage2", "stage1a")  # stage2 first: the most expensive, the one the targets are about
+STAGES = ("stage2", "stage1a", "stage1b")  # stage2 first: the most expensive, the one the targets are about
 MODES = ("fp32_eager", "fast")
 
 #: training batch size per profile for the timed steps (small enough for the budget; images/s
@@ -89,6 +90,13 @@ BATCH_CUDA = {"smoke": 8, "quick": 32, "paper": 4}
 PAPER_CPU_HR = 256
 #: images in the small cached split used to time data loading
 LOAD_SPLIT_SIZE = {"smoke": 16, "quick": 64, "paper": 16}
+
+#: the runner's scaling grid (:func:`measure_runner_scaling`): methods x seeds, one epoch per stage on a small split
+SCALING_METHODS = ("grader_bicubic", "deepmt_dr")
+SCALING_SEEDS = (0, 1)
+SCALING_SPLIT = {"n_train": 96, "n_val": 32, "n_test": 32}
+#: (worker processes, torch threads per run) layouts it compares; ``speedup`` = wall(first) / wall(last)
+SCALING_LAYOUTS = ((1, 2), (2, 1))
 
 TARGET_SPEEDUP = 3.0
 TARGET_MFU = 0.60
@@ -166,13 +174,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS / Windows
-        return os.cpu_count() or 1
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:
@@ -461,12 +462,76 @@ def measure_loading(cfg, device: torch.device, batch_size: int, share_s: float) 
     }
 
 
+# --------------------------------------------------------------------------- the runner's scaling
+def scaling_jobs(profile: str, threads: int, device: torch.device) -> list:
+    """The runner's scaling grid: :data:`SCALING_METHODS` x :data:`SCALING_SEEDS` under ``profile`` with one
+    epoch per stage on a small split (:data:`SCALING_SPLIT`), each run with ``threads`` torch threads."""
+    from deepmt.runner import Job
+
+    base = get_config(profile)
+    cfg = get_config(profile, {
+        "train.device": device.type, "train.threads": int(threads), "train.progress": False,
+        **{f"train.epochs_{s}": 1 for s in ("stage1a", "stage1b", "stage2", "single")},
+        **{f"data.{k}": min(int(getattr(base.data, k)), v) for k, v in SCALING_SPLIT.items()},
+    })
+    return [Job(m, cfg.replace({"train.seed": s}), label=f"{m} seed {s}") for m in SCALING_METHODS for s in SCALING_SEEDS]
+
+
+def measure_runner_scaling(profile: str, device: torch.device, log: Callable[[str], None] = lambda msg: None) -> dict[str, Any]:
+    """Wall time and runs/min of the scaling grid (:func:`scaling_jobs`) trained by :func:`deepmt.runner.run_jobs`
+    in each layout of :data:`SCALING_LAYOUTS` (workers x threads per run), from an empty cache each time.
+
+    The grid's data is generated first and shared (not timed); worker start-up is timed (it is part of
+    what a layout costs). 1 worker trains in this process, as ``DEEPMT_JOBS=1`` does."""
+    import tempfile
+
+    from deepmt.data import build_datasets
+    from deepmt.runner import run_jobs
+
+    saved = os.environ.get("DEEPMT_CACHE")
+    layouts = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="deepmt-bench-runner-") as tmp:
+            data = Path(tmp) / "data"
+            os.environ["DEEPMT_CACHE"] = str(data)
+            build_datasets(scaling_jobs(profile, 1, device)[0].cfg.data)
+            for workers, threads in SCALING_LAYOUTS:
+                jobs = scaling_jobs(profile, threads, device)
+                root = Path(tmp) / f"{workers}x{threads}"
+                root.mkdir()
+                (root / "synthetic").symlink_to(data / "synthetic", target_is_directory=True)
+                os.environ["DEEPMT_CACHE"] = str(root)
+                log(f"runner scaling: {len(jobs)} {profile} runs, {workers} worker(s) x {threads} thread(s)")
+                load = os.getloadavg()[0]
+                t0 = time.perf_counter()
+                results = run_jobs(jobs, workers=workers, progress=False)
+                wall = time.perf_counter() - t0
+                layouts.append({
+                    "workers": workers, "threads": threads, "runs": len(jobs), "wall_s": wall,
+                    "runs_per_min": 60.0 * len(jobs) / wall, "train_s": sum(r.train_seconds for r in results),
+                    "load_avg_start": load,
+                })
+    finally:
+        if saved is None:
+            os.environ.pop("DEEPMT_CACHE", None)
+        else:
+            os.environ["DEEPMT_CACHE"] = saved
+    fastest = min(layouts, key=lambda e: e["wall_s"])
+    cfg = scaling_jobs(profile, 1, device)[0].cfg
+    return {
+        "profile": profile, "methods": list(SCALING_METHODS), "seeds": list(SCALING_SEEDS),
+        "split": {k: int(getattr(cfg.data, k)) for k in SCALING_SPLIT}, "epochs_per_stage": 1,
+        "layouts": layouts, "fastest": f"{fastest['workers']}x{fastest['threads']}",
+        "speedup": layouts[0]["wall_s"] / layouts[-1]["wall_s"],
+    }
+
+
 # --------------------------------------------------------------------------- the benchmark
 def _plan(profiles: Sequence[str], device: torch.device, peaks: dict[str, float], flops: dict[str, dict[str, float]], batch: dict[str, int]) -> list[tuple]:
     """Ordered measurement plan with expected costs (seconds, rough) used to share the budget.
 
     Required first (per profile: data generation, loading, stage2 fp32 + fast, inference), then
-    the optional stage1a steps."""
+    the optional other stages."""
     plan = []
     fp32_rate = max(peaks.get("fp32", 1.0), 1.0) * 0.15
     fast_rate = max(peaks.get("fast", peaks.get("fp32", 1.0)), 1.0) * 0.3
@@ -478,10 +543,11 @@ def _plan(profiles: Sequence[str], device: torch.device, peaks: dict[str, float]
             plan.append((p, "train", "stage2", mode, True, 3 * bs * f["train_stage2"] / rate))
         for mode, rate in (("fp32_eager", fp32_rate), ("fast", fast_rate)):
             plan.append((p, "inference", None, mode, True, 3 * bs * f["inference"] / rate))
-    for p in profiles:
-        f, bs = flops[p], batch[p]
-        for mode, rate in (("fp32_eager", fp32_rate), ("fast", fast_rate)):
-            plan.append((p, "train", "stage1a", mode, False, 3 * bs * f["train_stage1a"] / rate))
+    for stage in STAGES[1:]:
+        for p in profiles:
+            f, bs = flops[p], batch[p]
+            for mode, rate in (("fp32_eager", fp32_rate), ("fast", fast_rate)):
+                plan.append((p, "train", stage, mode, False, 3 * bs * f[f"train_{stage}"] / rate))
     return plan
 
 
@@ -494,25 +560,34 @@ def run_benchmark(
     compile: bool = False,
     batch_sizes: dict[str, int] | None = None,
     progress: bool = True,
+    runner_profile: str | None = "auto",
 ) -> dict[str, Any]:
     """Run the benchmark (see the module docstring) and write ``bench_<tag>.json`` / ``.md`` to
-    ``out_dir`` (default ``results/bench``); returns the JSON's content."""
+    ``out_dir`` (default ``results/bench``); returns the JSON's content.
+
+    ``runner_profile``: the profile of the runner's scaling grid (:func:`measure_runner_scaling`, timed
+    after the rest, outside ``budget_s``); ``"auto"``: ``quick`` when timed, else the first profile; None: skip."""
     profiles = tuple(profiles)
     bad = [p for p in profiles if p not in PROFILES]
     if bad or not profiles:
         raise ConfigMismatchError(f"bench: unknown profile(s) {bad}; choose from {PROFILES}")
+    if runner_profile == "auto":
+        runner_profile = "quick" if "quick" in profiles else profiles[0]
+    if runner_profile is not None and runner_profile not in PROFILES:
+        raise ConfigMismatchError(f"bench: --runner-profile {runner_profile!r} is not a profile; choose from {PROFILES}")
     if not budget_s or budget_s <= 0:
         raise ConfigMismatchError(f"bench: --budget-seconds must be positive, got {budget_s}")
     dev = resolve_device(device)
     budget = Budget(budget_s)
     log = (lambda msg: print(f"[bench {budget.elapsed():6.1f}s] {msg}", file=sys.stderr, flush=True)) if progress else (lambda msg: None)
     result: dict[str, Any] = {
-        "schema": 1,
+        "schema": 2,  # 2: the runner's scaling, stage1b
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(dev),
         "load_avg_start": list(os.getloadavg()),
         "budget_s": float(budget_s),
-        "options": {"profiles": list(profiles), "device": device, "compile": bool(compile), "method": METHOD},
+        "options": {"profiles": list(profiles), "device": device, "compile": bool(compile), "method": METHOD,
+                    "runner_profile": runner_profile},
         "peak": {},
         "profiles": {},
         "skipped": [],
@@ -588,6 +663,8 @@ def run_benchmark(
             result["skipped"].append(f"{label}: out of GPU memory ({str(exc).splitlines()[0]})")
             log(f"{label}: out of memory")
     _derive(result, peaks)
+    if runner_profile is not None:
+        result["runner"] = measure_runner_scaling(runner_profile, dev, log)
     result["load_avg_end"] = list(os.getloadavg())
     result["elapsed_s"] = budget.elapsed()
     result["targets"] = targets(result)
@@ -641,20 +718,10 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------- output
-def _fmt(x: Any, digits: int = 3) -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, float):
-        if not math.isfinite(x):
-            return str(x)
-        return f"{x:.{digits}g}" if abs(x) < 1e4 else f"{x:,.0f}"
-    return str(x)
-
-
 def _row(name: str, stats: dict[str, float] | None, unit: str, note: str = "") -> str:
     if not stats:
         return f"| {name} | - | - | - | - | {unit} | {note} |"
-    return f"| {name} | {_fmt(stats['min'])} | {_fmt(stats['median'])} | {_fmt(stats['max'])} | {stats['n']} | {unit} | {note} |"
+    return f"| {name} | {fmt_number(stats['min'])} | {fmt_number(stats['median'])} | {fmt_number(stats['max'])} | {stats['n']} | {unit} | {note} |"
 
 
 def render_markdown(result: dict[str, Any]) -> str:
@@ -686,7 +753,7 @@ def render_markdown(result: dict[str, Any]) -> str:
             f"## Profile `{p}`: HR {rec['hr_size']} px, timed at HR {rec['timed_hr_size']} / LR {rec['timed_lr_size']} px, batch {rec['batch_size']}",
             "",
             "GFLOPs per image (forward + backward for training): "
-            + ", ".join(f"{k.replace('train_', 'train ')} {_fmt(v)}" for k, v in gf.items()),
+            + ", ".join(f"{k.replace('train_', 'train ')} {fmt_number(v)}" for k, v in gf.items()),
             "",
             "| measurement | min | median | max | n | unit | note |",
             "|---|---|---|---|---|---|---|",
@@ -698,29 +765,41 @@ def render_markdown(result: dict[str, Any]) -> str:
                     continue
                 tag = f"{e['precision']}{', channels_last' if e['channels_last'] else ''}"
                 lines.append(_row(f"train {stage} {mode} ({tag})", e["images_per_s"], "images/s",
-                                  f"peak mem {_fmt(e.get('peak_memory_mb'), 4)} MiB"))
+                                  f"peak mem {fmt_number(e.get('peak_memory_mb'), 4)} MiB"))
                 lines.append(_row(f"train {stage} {mode} achieved", e["gflops_per_s"], "GFLOP/s",
-                                  f"MFU {_fmt(100 * e['mfu'], 3)}% of {_fmt(e['peak_gflops_per_s'])}" if "mfu" in e else ""))
+                                  f"MFU {fmt_number(100 * e['mfu'], 3)}% of {fmt_number(e['peak_gflops_per_s'])}" if "mfu" in e else ""))
             if "speedup" in group:
-                lines.append(f"| train {stage} speed-up fast / fp32 eager | | {_fmt(group['speedup'])} | | | x | medians |")
+                lines.append(f"| train {stage} speed-up fast / fp32 eager | | {fmt_number(group['speedup'])} | | | x | medians |")
         for mode in MODES:
             e = rec["inference"].get(mode)
             if e:
                 lines.append(_row(f"inference {mode} ({e['precision']})", e["images_per_s"], "images/s",
-                                  f"peak mem {_fmt(e.get('peak_memory_mb'), 4)} MiB"))
+                                  f"peak mem {fmt_number(e.get('peak_memory_mb'), 4)} MiB"))
         if "speedup" in rec["inference"]:
-            lines.append(f"| inference speed-up fast / fp32 eager | | {_fmt(rec['inference']['speedup'])} | | | x | medians |")
+            lines.append(f"| inference speed-up fast / fp32 eager | | {fmt_number(rec['inference']['speedup'])} | | | x | medians |")
         gen, load = rec.get("data_generation"), rec.get("data_loading")
         if gen:
             lines.append(_row(f"data generation ({gen['hr_size']} px, 1 process)", gen["images_per_s"], "images/s",
-                              f"{_fmt(gen.get('vs_training'))}x fast stage2 training" if gen.get("vs_training") else ""))
+                              f"{fmt_number(gen.get('vs_training'))}x fast stage2 training" if gen.get("vs_training") else ""))
         if load:
             lines.append(_row(f"data loading (batch {load['batch_size']}, {load['num_workers']} workers)", load["images_per_s"],
                               "images/s", f"crop {load['crop_size']}" if load["crop_size"] else ""))
+    run = result.get("runner")
+    if run:
+        lines += [
+            "", f"## Runner scaling: {len(run['methods']) * len(run['seeds'])} `{run['profile']}` runs "
+            f"({', '.join(run['methods'])} x seeds {', '.join(map(str, run['seeds']))}; {run['split']['n_train']} training "
+            f"images, {run['epochs_per_stage']} epoch per stage)", "",
+            "| workers x threads | wall s | runs/min | summed train s | load at start |", "|---|---|---|---|---|",
+        ]
+        for e in run["layouts"]:
+            lines.append(f"| {e['workers']} x {e['threads']} | {fmt_number(e['wall_s'])} | {fmt_number(e['runs_per_min'])} | "
+                         f"{fmt_number(e['train_s'])} | {fmt_number(e['load_avg_start'])} |")
+        lines += ["", f"Fastest: {run['fastest'].replace('x', ' x ')}; wall-time ratio first / last layout {fmt_number(run['speedup'])}."]
     lines += ["", "## Targets", "", "| target | value | met |", "|---|---|---|"]
     for t in result["targets"]:
         met = "not measured" if t["met"] is None else ("met" if t["met"] else "not met")
-        lines.append(f"| {t['target']} | {_fmt(t['value'])} | {met} |")
+        lines.append(f"| {t['target']} | {fmt_number(t['value'])} | {met} |")
     if result["skipped"]:
         lines += ["", "## Skipped", ""] + [f"- {s}" for s in result["skipped"]]
     return "\n".join(lines) + "\n"
@@ -757,6 +836,41 @@ def profile_step(profile: str = "quick", stage: str = "stage2", mode: str = "fas
     return prof.key_averages().table(sort_by=sort_by, row_limit=row_limit)
 
 
+# --------------------------------------------------------------------------- run_all.sh's times
+#: where a complete ``./run_all.sh`` of a real profile records its per-notebook wall times
+RUN_ALL_TIMING = Path("results") / "timing" / "run_all.json"
+
+
+def write_run_all_timing(path: str | os.PathLike, *, profile: str, total_s: float, cache_at_start: str,
+                         notebooks: Sequence[str], command: str = "./run_all.sh", jobs: int | None = None) -> dict[str, Any]:
+    """Record the wall times of one ``./run_all.sh`` in ``path`` (JSON, atomic), apart from the result tables.
+
+    ``notebooks``: ``NAME=SECONDS=STATUS`` items in the order they ran (status ``ok`` or ``failed``);
+    ``jobs``: the runner's worker processes (default: what ``$DEEPMT_JOBS`` or the runner's default gives)."""
+    from deepmt.runner import Job, workers_from_env
+    rows = []
+    for item in notebooks:
+        name, seconds, status = (str(item).split("=") + ["", ""])[:3]
+        try:
+            rows.append({"name": name, "seconds": float(seconds), "status": status})
+        except ValueError:
+            raise ConfigMismatchError(f"run_all timing: {item!r} is not NAME=SECONDS=STATUS") from None
+    cfg = get_config(profile)
+    if jobs is None:
+        jobs = workers_from_env([Job(METHOD, cfg)])
+    record = {
+        "command": command, "profile": profile, "jobs": int(jobs), "threads": int(cfg.train.threads),
+        "total_s": float(total_s), "cache_at_start": cache_at_start,
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d"),
+        "machine": f"{cpu_model()} ({usable_cores()} usable cores), torch {torch.__version__}"
+                   + (f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"),
+        "load_avg_end": list(os.getloadavg()),
+        "notebooks": rows,
+    }
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+    return record
+
+
 # --------------------------------------------------------------------------- CLI
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profiles", nargs="+", default=list(DEFAULT_PROFILES), choices=PROFILES,
@@ -773,9 +887,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile-ops", metavar="PROFILE:STAGE", default=None,
                         help="instead of the benchmark, print torch.profiler's top ops of a fast-path training step, "
                         "e.g. quick:stage2")
+    parser.add_argument("--runner-profile", default="auto", choices=("auto", *PROFILES),
+                        help="profile of the experiment runner's scaling grid, timed after the rest and outside the "
+                        "budget (default: quick when timed, else the first profile)")
+    parser.add_argument("--no-runner", action="store_true", help="skip the runner's scaling grid")
+    parser.add_argument("--readme", nargs="+", metavar="FILE", default=None,
+                        help="instead of the benchmark, rewrite the performance block of these files (e.g. README.md "
+                        "docs/PERFORMANCE.md) from the bench files in --out and results/timing/run_all.json")
+    parser.add_argument("--timing", default=None,
+                        help=f"run_all.sh's timing file for --readme (default: {RUN_ALL_TIMING} in the checkout)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.readme:
+        from deepmt.performance import update_docs
+
+        bench_dir = Path(args.out) if args.out else repo_root() / "results" / "bench"
+        for name, changed in update_docs(args.readme, bench_dir, args.timing or repo_root() / RUN_ALL_TIMING).items():
+            print(f"{name}: performance section {'updated' if changed else 'unchanged'}")
+        return 0
     if args.profile_ops:
         profile, _, stage = args.profile_ops.partition(":")
         print(profile_step(profile, stage or "stage2", device=args.device))
@@ -790,10 +920,12 @@ def run(args: argparse.Namespace) -> int:
         from deepmt.utils import check_writable_dir
 
         check_writable_dir(args.out, "--out")
-    result = run_benchmark(args.profiles, args.budget_seconds, args.out, device=args.device, compile=args.compile, batch_sizes=sizes)
+    result = run_benchmark(args.profiles, args.budget_seconds, args.out, device=args.device, compile=args.compile,
+                           batch_sizes=sizes, runner_profile=None if args.no_runner else args.runner_profile)
     print(render_markdown(result))
     print(f"wrote {result['files']['json']} and {result['files']['md']}")
     return 0
 
 
-__all__ = ["run_benchmark", "render_markdown", "count_gflops", "matmul_peak", "profile_step", "add_arguments", "run"]
+__all__ = ["run_benchmark", "render_markdown", "count_gflops", "matmul_peak", "profile_step", "measure_runner_scaling",
+           "write_run_all_timing", "add_arguments", "run"]

@@ -212,6 +212,9 @@ class TrainConfig:
     selection_metric: str = "qwk"  # validation metric for model selection (grading); psnr / dice for other tasks
     log_every: int = 10
     progress: bool = True
+    # torch CPU threads of a run (trainer: torch.set_num_threads; the runner's workers also set OMP_NUM_THREADS).
+    # Part of the run's key because CPU results depend on it; 0 = torch's default (all cores: machine-dependent).
+    threads: int = 1
 
 
 @dataclass

@@ -39,14 +39,16 @@ base's rows of the earlier stages (column ``warm_start_from`` = base key) and it
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import shutil
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -184,6 +186,61 @@ def _default_builder(name: str, cfg: Config, class_counts):
     return build_method(name, cfg, class_counts=class_counts)
 
 
+def _warm_key(method_name: str, cfg: Config, warm_start: ExperimentResult | None,
+              start_stage: str | None) -> tuple[str, str] | None:
+    """(base key, start stage) of a warm-started run after checking it is allowed; None for a full run."""
+    if warm_start is None and start_stage is None:
+        return None
+    if warm_start is None or start_stage is None:
+        raise DeepMTError("run_experiment: warm_start and start_stage must be given together")
+    check_warm_start(method_name, cfg, warm_start, start_stage)
+    return (warm_start.key, start_stage)
+
+
+def cached_result(method_name: str, cfg: Config, *, warm_start: ExperimentResult | None = None,
+                  start_stage: str | None = None) -> ExperimentResult | None:
+    """The complete cache entry of :func:`run_experiment` with the same arguments, or None (nothing is trained)."""
+    warm_key = _warm_key(method_name, cfg, warm_start, start_stage)
+    try:
+        return load_result(run_dir_for(method_name, cfg, *(warm_key or (None, None))), cfg, method_name, warm_start=warm_key)
+    except CacheEntryError:
+        return None
+
+
+#: seconds between two looks at a lock another process holds
+LOCK_POLL_S = 0.5
+
+
+@contextlib.contextmanager
+def entry_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the lock of the cache entry ``run_dir``: one process trains an entry, any other waits here.
+
+    An OS file lock (:mod:`filelock`: ``flock`` on Linux/macOS) on ``<cache>/locks/<entry>.lock``. The
+    kernel releases it when its holder exits or is killed, so the lock of a dead process never blocks
+    anyone. Prints one line when it has to wait. Under ``torchrun`` only rank 0 takes it (the other ranks
+    train with rank 0, they must not wait for it)."""
+    from filelock import FileLock, Timeout
+
+    from deepmt.engine import ddp
+
+    if ddp.launched_by_torchrun() and int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
+    run_dir = Path(run_dir)
+    folder = run_dir.parent.parent / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(folder / f"{run_dir.name}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"waiting for {run_dir.name}: another process is training it", flush=True)
+        lock.acquire(poll_interval=LOCK_POLL_S)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def run_experiment(
     method_name: str,
     cfg: Config,
@@ -201,19 +258,31 @@ def run_experiment(
     tests and custom methods; they do not enter the cache key, so keep them a function of ``cfg``.
     ``warm_start`` (a full run of the same method) with ``start_stage`` trains only the stages from
     ``start_stage`` on, from the base run's state when that stage began (see the module docstring).
+
+    Training happens under the entry's lock (:func:`entry_lock`): when another process is training the
+    same entry, this call waits for it and then loads its result.
     """
+    warm_key = _warm_key(method_name, cfg, warm_start, start_stage)
+    run_dir = run_dir_for(method_name, cfg, *(warm_key or (None, None)))
+    if not force:
+        try:
+            return load_result(run_dir, cfg, method_name, warm_start=warm_key)
+        except CacheEntryError:
+            pass  # looked at again under the lock: another process may be writing it
+    with entry_lock(run_dir):
+        return _train_entry(method_name, cfg, run_dir, warm_key, force=force, datasets=datasets, builder=builder,
+                            warm_start=warm_start, start_stage=start_stage)
+
+
+def _train_entry(method_name: str, cfg: Config, run_dir: Path, warm_key: tuple[str, str] | None, *, force: bool,
+                 datasets: dict[str, Any] | None, builder: Callable[[str, Config, Any], Any] | None,
+                 warm_start: ExperimentResult | None, start_stage: str | None) -> ExperimentResult:
+    """:func:`run_experiment`'s work while holding the entry's lock: load it if complete, else train it."""
     from deepmt.engine import ddp
     from deepmt.engine.checkpoint import load_checkpoint
     from deepmt.engine.trainer import grade_counts, train
     from deepmt.utils import seed_everything
 
-    warm_key: tuple[str, str] | None = None
-    if warm_start is not None or start_stage is not None:
-        if warm_start is None or start_stage is None:
-            raise DeepMTError("run_experiment: warm_start and start_stage must be given together")
-        check_warm_start(method_name, cfg, warm_start, start_stage)
-        warm_key = (warm_start.key, start_stage)
-    run_dir = run_dir_for(method_name, cfg, *(warm_key or (None, None)))
     if force:
         shutil.rmtree(run_dir, ignore_errors=True)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -222,7 +291,7 @@ def run_experiment(
             return load_result(run_dir, cfg, method_name, warm_start=warm_key)
         except CacheEntryError as exc:
             if (run_dir / RESULT_FILE).exists() or any(run_dir.iterdir()):
-                warnings.warn(f"cache entry not usable, training again: {exc}", stacklevel=2)
+                warnings.warn(f"cache entry not usable, training again: {exc}", stacklevel=3)
             (run_dir / RESULT_FILE).unlink(missing_ok=True)
             for name in CHECKED_FILES:
                 (run_dir / name).unlink(missing_ok=True)
@@ -239,7 +308,7 @@ def run_experiment(
         try:
             load_checkpoint(last)
         except DeepMTError as exc:
-            warnings.warn(f"discarding an unusable checkpoint, training from scratch: {exc}", stacklevel=2)
+            warnings.warn(f"discarding an unusable checkpoint, training from scratch: {exc}", stacklevel=3)
             last.unlink(missing_ok=True)
     init = warm_info = None
     if warm_start is not None:

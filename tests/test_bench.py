@@ -10,6 +10,7 @@ import pytest
 
 from deepmt import bench
 from deepmt.errors import ConfigMismatchError
+from deepmt.performance import fmt_number
 
 
 def _numbers(obj, path=""):
@@ -26,7 +27,7 @@ def _numbers(obj, path=""):
             yield from _numbers(v, f"{path}[{i}]")
 
 
-ZERO_OK = ("load_avg", "num_workers")  # fields that may be 0; every other number must be > 0
+ZERO_OK = ("load_avg", "num_workers", "seeds")  # fields that may be 0; every other number must be > 0
 
 
 @pytest.fixture(scope="module")
@@ -38,12 +39,16 @@ def smoke_run(tmp_path_factory):
     saved = os.environ.get("DEEPMT_CACHE")
     os.environ["DEEPMT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     try:
-        rc = main(["bench", "--profiles", "smoke", "--budget-seconds", "3", "--out", str(out), "--device", "cpu"])
+        with pytest.MonkeyPatch.context() as mp:  # a cheaper runner grid, without worker start-up (test_runner.py)
+            mp.setattr(bench, "SCALING_METHODS", ("grader_lr",))
+            mp.setattr(bench, "SCALING_LAYOUTS", ((1, 1), (1, 2)))
+            rc = main(["bench", "--profiles", "smoke", "--budget-seconds", "3", "--out", str(out), "--device", "cpu"])
     finally:
         if saved is None:
             os.environ.pop("DEEPMT_CACHE", None)
         else:
             os.environ["DEEPMT_CACHE"] = saved
+    assert os.environ.get("DEEPMT_CACHE") == saved
     jsons = list(out.glob("bench_*.json"))
     assert rc == 0 and len(jsons) == 1, (rc, list(out.iterdir()))
     md = jsons[0].with_suffix(".md")
@@ -70,6 +75,16 @@ def test_bench_json_fields(smoke_run):
         stage2["fast"]["images_per_s"]["median"] / stage2["fp32_eager"]["images_per_s"]["median"])
     assert rec["data_generation"]["images_per_s"]["median"] > 0
     assert rec["data_loading"]["images_per_s"]["median"] > 0
+    assert set(rec["gflops_per_image"]) == {"inference", "train_stage2", "train_stage1a", "train_stage1b"}
+    # the runner's scaling: the same grid in each layout, wall time and runs/min
+    run = result["runner"]
+    assert run["profile"] == "smoke" and run["methods"] == ["grader_lr"] and run["seeds"] == [0, 1]
+    assert [(e["workers"], e["threads"]) for e in run["layouts"]] == [(1, 1), (1, 2)]
+    for e in run["layouts"]:
+        assert e["runs"] == 2 and e["runs_per_min"] == pytest.approx(60 * 2 / e["wall_s"]) and e["train_s"] > 0
+    fastest = min(run["layouts"], key=lambda e: e["wall_s"])
+    assert run["fastest"] == f"{fastest['workers']}x{fastest['threads']}"
+    assert run["speedup"] == pytest.approx(run["layouts"][0]["wall_s"] / run["layouts"][1]["wall_s"])
     numbers = list(_numbers(result))
     assert len(numbers) > 40
     bad = [(p, v) for p, v in numbers if not math.isfinite(v) or (v <= 0 and not any(k in p for k in ZERO_OK))]
@@ -83,6 +98,7 @@ def test_bench_markdown_table(smoke_run):
     assert "## Targets" in md and "## Peak (large matmul)" in md
     assert result["machine"]["cpu_model"] in md
     assert "train stage2 fast" in md and "data generation" in md and "data loading" in md
+    assert "## Runner scaling" in md and "| 1 x 2 |" in md
     for t in result["targets"]:
         assert t["target"] in md
 
@@ -119,3 +135,38 @@ def test_bad_arguments():
         bench.run_benchmark(("bogus",), budget_s=1, out_dir=None, progress=False)
     with pytest.raises(ConfigMismatchError, match="budget"):
         bench.run_benchmark(("smoke",), budget_s=0, out_dir=None, progress=False)
+
+
+def test_readme_and_performance_doc_are_generated_from_the_bench_files(smoke_run, tmp_path, capsys):
+    from deepmt.cli import main
+
+    result, _, out = smoke_run
+    timing = tmp_path / "run_all.json"
+    rec = bench.write_run_all_timing(timing, profile="smoke", jobs=2, total_s=185.0, cache_at_start="empty",
+                                     notebooks=["00_benchmark=30.5=ok", "01_finding1_isr_helps=150=failed"])
+    assert rec["threads"] == 1 and [n["seconds"] for n in rec["notebooks"]] == [30.5, 150.0]
+    assert json.loads(timing.read_text()) == rec
+    docs = []
+    for name in ("README.md", "PERFORMANCE.md"):
+        f = tmp_path / name
+        f.write_text(f"# {name}\n\n<!-- BEGIN performance -->\ntyped numbers\n<!-- END performance -->\n\nafter\n")
+        docs.append(f)
+    argv = ["bench", "--readme", *map(str, docs), "--out", str(out), "--timing", str(timing)]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.count("performance section updated") == 2
+    text = docs[0].read_text()
+    assert text == docs[1].read_text().replace("# PERFORMANCE.md", "# README.md")
+    assert "typed numbers" not in text and text.endswith("<!-- END performance -->\n\nafter\n")
+    rec = result["profiles"]["smoke"]
+    fast = rec["train"]["stage2"]["fast"]
+    assert (f"| `smoke` (64, 4) | stage2 | {fmt_number(rec['gflops_per_image']['train_stage2'])} | "
+            f"{fmt_number(fast['images_per_s']['median'])} | {fmt_number(100 * fast['mfu'], 2)}% {fast['precision']} |") in text
+    for e in result["runner"]["layouts"]:
+        assert f"| {e['workers']} x {e['threads']}" in text and f"{fmt_number(e['runs_per_min'])} |" in text
+    assert "| `00_benchmark` | 30 s | ok |" in text and "| `01_finding1_isr_helps` | 2.5 min | failed |" in text
+    assert "(profile `smoke`, 2 worker(s) x 1 thread(s) per run)" in text and "**3.1 min** in all" in text
+    assert main(argv) == 0 and capsys.readouterr().out.count("unchanged") == 2  # nothing changed, nothing written
+    (tmp_path / "plain.md").write_text("no markers\n")
+    assert main(["bench", "--readme", str(tmp_path / "plain.md"), "--out", str(out), "--timing", str(timing)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "plain.md" in err and "performance" in err and len(err.strip().splitlines()) == 1

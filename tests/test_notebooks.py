@@ -52,11 +52,19 @@ def test_run_all_names_the_failing_notebook(tmp_path):
     write("01_broken.ipynb", "raise RuntimeError('boom')")
     write("02_never.ipynb", "x = 2")
     env = dict(os.environ, DEEPMT_VENV=str(Path(sys.prefix)), DEEPMT_CACHE=str(tmp_path / "cache"))
-    proc = subprocess.run(["bash", "run_all.sh", "--profile", "smoke"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(["bash", "run_all.sh", "--profile", "smoke", "-j", "2"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
     assert proc.returncode != 0
     assert "01_broken.ipynb" in proc.stderr
     assert (tmp_path / "results/executed/smoke/00_ok.ipynb").exists()
     assert not (tmp_path / "results/executed/smoke/02_never.ipynb").exists()
+    # per-notebook wall times, in their own file (a smoke run: not the committed results/timing/run_all.json)
+    timing = json.loads((tmp_path / "results/executed/smoke/timing.json").read_text())
+    assert [(n["name"], n["status"]) for n in timing["notebooks"]] == [("00_ok", "ok"), ("01_broken", "failed")]
+    assert timing["jobs"] == 2 and timing["command"] == "./run_all.sh --profile smoke -j 2" and timing["profile"] == "smoke"
+    assert timing["total_s"] >= sum(n["seconds"] for n in timing["notebooks"]) and not (tmp_path / "results/timing").exists()
+    bad = subprocess.run(["bash", "run_all.sh", "-j", "0"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "-j 0: expected a whole number" in bad.stderr
 
 
 SOURCES = sorted((ROOT / "notebooks" / "src").glob("[0-9][0-9]_*.py"))

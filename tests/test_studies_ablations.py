@@ -51,18 +51,21 @@ def _fake(method, cfg, quality=0.0, warm=None):
 
 @pytest.fixture
 def fake_runs(monkeypatch):
-    """Fake run_experiment / run_methods; records every call."""
+    """Fake run_jobs / run_methods; records every run."""
     calls = []
 
-    def run_experiment(method, cfg, warm_start=None, start_stage=None, **kw):
-        calls.append((method, cfg, start_stage))
-        quality = -1.0 if cfg.loss.cls_aware == 0 and cfg.loss.seg_aware == 0 else 0.0
-        return _fake(method, cfg, quality, warm=start_stage)
+    def run_jobs(jobs, **kw):
+        out = []
+        for job in jobs:
+            calls.append((job.method, job.cfg, job.start_stage))
+            quality = -1.0 if job.cfg.loss.cls_aware == 0 and job.cfg.loss.seg_aware == 0 else 0.0
+            out.append(_fake(job.method, job.cfg, quality, warm=job.start_stage))
+        return out
 
     def run_methods(methods, cfg, seeds=(0,), **kw):
         return {m: [_fake(m, cfg.replace({"train.seed": s})) for s in seeds] for m in methods}
 
-    monkeypatch.setattr(A, "run_experiment", run_experiment)
+    monkeypatch.setattr(A, "run_jobs", run_jobs)
     monkeypatch.setattr(A, "run_methods", run_methods)
     return calls
 

@@ -43,12 +43,13 @@ non-finite loss raises :class:`deepmt.errors.TrainingError` naming stage, epoch,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -143,6 +144,23 @@ def _finite_or_neg_inf(x: Any) -> float:
 
 
 # --------------------------------------------------------------------------- the engine
+@contextlib.contextmanager
+def cpu_threads(threads: int) -> Iterator[None]:
+    """Run the block with ``threads`` torch CPU threads (``cfg.train.threads``), restored afterwards.
+
+    A run's CPU numbers depend on its thread count (how reductions are split), so the count is part of
+    the config; 0 leaves torch's setting (all cores: the numbers then depend on the machine)."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise TrainingError(f"train.threads={threads!r}: expected a whole number >= 0 (0 = torch's default)")
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def train(
     method: nn.Module,
     cfg,
@@ -161,8 +179,14 @@ def train(
     afresh. ``class_counts`` is only recorded in the checkpoints (so ``load_method`` can rebuild
     the method exactly). ``init`` warm-starts a run at a later stage (see the module docstring); a
     ``last.pt`` to resume takes precedence over it. Under ``torchrun`` this runs data-parallel (see
-    :mod:`deepmt.engine.ddp`).
+    :mod:`deepmt.engine.ddp`). Runs with ``cfg.train.threads`` torch CPU threads (:func:`cpu_threads`).
     """
+    with cpu_threads(cfg.train.threads):
+        return _train(method, cfg, datasets, run_dir, resume, class_counts=class_counts,
+                      evaluate_test=evaluate_test, init=init)
+
+
+def _train(method, cfg, datasets, run_dir, resume, *, class_counts, evaluate_test, init) -> TrainResult:
     ctx = ddp.init_from_env(cfg.train.device)
     device = resolve_device(cfg.train.device, ctx.local_rank)
     prec = resolve_precision(device, cfg.train.precision, cfg.train.channels_last)

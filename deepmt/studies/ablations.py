@@ -12,6 +12,8 @@ Each variant is trained the cheapest way that gives the same model as a full run
 * any other change (another method, ``model.grader.use_lesion_maps``, ``data.scale``) is a full run;
 * a variant whose config trains exactly like the base's *is* the base (no run).
 
+All variants and seeds train side by side once the base runs exist (:func:`deepmt.runner.run_jobs`).
+
 The base is ``deepmt_dr`` under the notebook's config, the very run every other notebook uses (cached).
 Effects are paired (same test images) ``variant - base`` with 95% bootstrap CIs over test images
 (:func:`deepmt.studies.common.effects_table`); they do not include seed-to-seed training noise, which one
@@ -21,7 +23,6 @@ seed cannot measure.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -32,7 +33,8 @@ from deepmt import metrics as M
 from deepmt.claims import Claim, claims_table
 from deepmt.config import Config
 from deepmt.engine.checkpoint import RESUME_IGNORED_KEYS, config_diff
-from deepmt.experiments import WARM_START_STAGE_KEYS, ExperimentResult, run_experiment
+from deepmt.experiments import WARM_START_STAGE_KEYS, ExperimentResult
+from deepmt.runner import Job, run_jobs
 from deepmt.studies.common import Runs, effects_table, run_methods, summary_table
 
 BASE = "deepmt_dr"
@@ -162,6 +164,8 @@ def run_ablation(cfg: Config, seeds: Sequence[int], variants: Sequence[Variant],
     rows = [{"variant": BASE, "label": labels[BASE], "method": BASE, "changes": "", "trained": "base",
              "train_s": float(np.mean([r.train_seconds for r in runs[BASE]])), "shared_s": 0.0, "note": ""}]
     seen: dict[tuple[str, str], str] = {(BASE, base_cfg.key()): BASE}
+    jobs: list[Job] = []
+    to_run: list[tuple[int, str, int]] = []  # (row index, variant name, number of runs) of the variants trained
     for k, v in enumerate(variants, 1):
         changes = ", ".join(f"{key}={val}" for key, val in v.overrides.items()) or f"method {v.method}"
         row = {"variant": v.name, "label": v.label, "method": v.method, "changes": changes, "note": ""}
@@ -177,21 +181,21 @@ def run_ablation(cfg: Config, seeds: Sequence[int], variants: Sequence[Variant],
             rows.append({**row, "trained": f"same as {same or BASE}", "train_s": 0.0, "shared_s": 0.0})
             continue
         seen[(v.method, v_cfg0.key())] = v.name
-        runs[v.name] = []
-        for seed, base in zip(seeds, runs[BASE]):
+        pairs = list(zip(seeds, runs[BASE]))
+        for seed, base in pairs:
             v_cfg = cfg.replace({**v.overrides, "train.seed": seed})
-            t0 = time.perf_counter()
+            desc = f"variant {k}/{len(variants)} {v.name} seed {seed} ({'full run' if how == 'full' else 'warm start at ' + how})"
             if how == "full":
-                res = run_experiment(v.method, v_cfg)
+                jobs.append(Job(v.method, v_cfg, label=desc))
             else:
-                res = run_experiment(v.method, v_cfg, warm_start=base, start_stage=how)
-            done = "from cache" if res.from_cache else f"trained in {time.perf_counter() - t0:.0f} s"
-            print(f"[variant {k}/{len(variants)}] {v.name} seed {seed} ({'full run' if how == 'full' else 'warm start at ' + how}): {done}",
-                  flush=True)
-            runs[v.name].append(res)
-        rows.append({**row, "trained": "full run" if how == "full" else f"warm start at {how}",
-                     "train_s": float(np.mean([r.train_seconds for r in runs[v.name]])),
-                     "shared_s": float(np.mean([(r.warm_start or {}).get("earlier_stages_seconds", 0.0) for r in runs[v.name]]))})
+                jobs.append(Job(v.method, v_cfg, label=desc, warm_start=base, start_stage=how))
+        to_run.append((len(rows), v.name, len(pairs)))
+        rows.append({**row, "trained": "full run" if how == "full" else f"warm start at {how}"})
+    results = iter(run_jobs(jobs))  # every variant and seed side by side
+    for r, name, n in to_run:
+        runs[name] = [next(results) for _ in range(n)]
+        rows[r].update(train_s=float(np.mean([x.train_seconds for x in runs[name]])),
+                       shared_s=float(np.mean([(x.warm_start or {}).get("earlier_stages_seconds", 0.0) for x in runs[name]])))
     return Ablation(runs=runs, plan=pd.DataFrame(rows), variants=list(variants), labels=labels, alias=alias)
 
 

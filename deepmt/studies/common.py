@@ -19,7 +19,6 @@ the across-seed standard deviation beside it (:func:`summary_table`).
 from __future__ import annotations
 
 import math
-import time
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -28,7 +27,8 @@ import pandas as pd
 from deepmt import LESIONS
 from deepmt import metrics as M
 from deepmt.config import Config, get_config
-from deepmt.experiments import ExperimentResult, run_experiment
+from deepmt.experiments import ExperimentResult
+from deepmt.runner import Job, run_jobs
 
 #: readable names of the methods in tables and figures
 LABELS: dict[str, str] = {
@@ -97,23 +97,17 @@ def run_methods(methods: Iterable[str], cfg: Config, seeds: Sequence[int] = (0,)
     ``overrides`` maps a method to extra config overrides (e.g. an ablation of ``deepmt_dr``); ``names``
     maps a method entry to the registered method it runs (so ``{"no_seg_aware": "deepmt_dr"}`` with
     ``overrides={"no_seg_aware": {"loss.seg_aware": 0}}`` runs an ablation under its own name).
+    The runs train side by side in worker processes (:func:`deepmt.runner.run_jobs`; ``$DEEPMT_JOBS``).
     """
     methods = list(methods)
     overrides = dict(overrides or {})
     names = dict(names or {})
+    jobs = [Job(names.get(m, m), cfg.replace({**overrides.get(m, {}), "train.seed": int(s)}), label=f"{m} seed {s}")
+            for m in methods for s in seeds]
+    results = iter(run_jobs(jobs))
     out: Runs = {}
-    total = len(methods) * len(seeds)
-    k = 0
     for m in methods:
-        out[m] = []
-        for s in seeds:
-            k += 1
-            run_cfg = cfg.replace({**overrides.get(m, {}), "train.seed": int(s)})
-            t0 = time.perf_counter()
-            res = run_experiment(names.get(m, m), run_cfg)
-            how = "from cache" if res.from_cache else f"trained in {time.perf_counter() - t0:.0f} s"
-            print(f"[{k}/{total}] {m} seed {s}: {how}", flush=True)
-            out[m].append(res)
+        out[m] = [next(results) for _ in seeds]
     return out
 
 
