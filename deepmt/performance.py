@@ -212,7 +212,7 @@ def performance_markdown(benches: Sequence[tuple[Path, dict[str, Any]]], timing:
 
 def update_docs(files: Sequence[str | Path], bench_dir: str | Path, timing_path: str | Path) -> dict[str, bool]:
     """Rewrite the ``performance`` block of each file; returns {file: changed}."""
-    from deepmt.claims import update_readme_section
+    from deepmt.results_io import update_readme_section
 
     text = performance_markdown(load_bench_files(bench_dir), load_timing(timing_path))
     return {str(f): update_readme_section(f, MARKER, text) for f in files}

@@ -51,7 +51,7 @@ def test_run_all_names_the_failing_notebook(tmp_path):
     write("00_ok.ipynb", "x = 1")
     write("01_broken.ipynb", "raise RuntimeError('boom')")
     write("02_never.ipynb", "x = 2")
-    env = dict(os.environ, DEEPMT_VENV=str(Path(sys.prefix)), DEEPMT_CACHE=str(tmp_path / "cache"))
+    env = dict(os.environ, DEEPMT_VENV=str(Path(sys.prefix)), DEEPMT_CACHE=str(tmp_path / "cache"), DEEPMT_SKIP_INSTALL="1")
     proc = subprocess.run(["bash", "run_all.sh", "--profile", "smoke", "-j", "2"], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode != 0

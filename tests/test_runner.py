@@ -110,10 +110,17 @@ def test_grid_in_parallel_gives_exactly_the_serial_metrics(tmp_path, monkeypatch
     assert all(r.from_cache for r in again) and "(worker " not in capsys.readouterr().out
 
 
+def _with_threads(cfg, threads):
+    """A config with ``train.threads`` set past the override check (as a hand-edited config.json could be)."""
+    bad = cfg.replace({})
+    bad.train.threads = threads
+    return bad
+
+
 def test_errors_in_workers_surface_unchanged(tmp_path, monkeypatch):
     monkeypatch.setenv("DEEPMT_CACHE", str(tmp_path))
     cfg = get_config("smoke", CPU)
-    jobs = [R.Job("grader_lr", cfg.replace({"train.threads": t})) for t in (-1, -2)]
+    jobs = [R.Job("grader_lr", _with_threads(cfg, t)) for t in (-1, -2)]
     with pytest.raises(TrainingError) as err:
         R.run_jobs(jobs, workers=2)
     assert str(err.value) in ("train.threads=-1: expected a whole number >= 0 (0 = torch's default)",
@@ -151,4 +158,4 @@ def test_threads_are_part_of_the_key_and_applied_while_training(tmp_path):
         assert torch.get_num_threads() == 2  # restored
     assert set(seen) == {1} and torch.get_num_threads() == before
     with pytest.raises(TrainingError, match="train.threads=-1"):
-        train(DummyMethod(), cfg.replace({"train.threads": -1}), dummy_datasets(), tmp_path / "bad")
+        train(DummyMethod(), _with_threads(cfg, -1), dummy_datasets(), tmp_path / "bad")
