@@ -29,6 +29,7 @@ from deepmt.config import get_config
 from deepmt.data import build_datasets
 from deepmt.data import synthetic as S
 from deepmt.reporting import save_figure, save_table
+from deepmt.studies import benchmark as B
 from deepmt.utils import seed_everything
 
 cfg = get_config(profile or None, {"data.seed": seed, "data.dataset": "synthetic"})
@@ -64,12 +65,12 @@ ddr = np.bincount([S.grade_for_index(i, "ddr", seed, "train") for i in range(n_p
 rows += [{"prior": "ddr", "split": f"{n_prior} draws", "grade": g, "n": int(c), "fraction": c / n_prior} for g, c in enumerate(ddr)]
 grade_table = pd.DataFrame(rows)
 
-contrast = S.ma_smudge_contrast(measure_cfg, n_images=n_measure)
-contrast_table = S.contrast_summary(contrast)
+contrast = B.ma_smudge_contrast(measure_cfg, n_images=n_measure)
+contrast_table = B.contrast_summary(contrast)
 if smoke:  # two settings only, to stay within seconds
-    dial = S.information_dial(measure_cfg, smudge_matches=(0.5, 1.0), scales=(cfg.data.scale,), n_images=2)
+    dial = B.information_dial(measure_cfg, smudge_matches=(0.5, 1.0), scales=(cfg.data.scale,), n_images=2)
 else:
-    dial = S.information_dial(measure_cfg, smudge_matches=(0.0, 0.25, 0.5, 0.8, 1.0), scales=(2, 4, 8), n_images=12)
+    dial = B.information_dial(measure_cfg, smudge_matches=(0.0, 0.25, 0.5, 0.8, 1.0), scales=(2, 4, 8), n_images=12)
 
 # %% [markdown]
 # ## Results
@@ -88,11 +89,11 @@ display(dial.round(3))
 # ## Figures
 
 # %%
-save_figure(S.figure_samples_per_grade(cfg.data), "00_samples_per_grade")
-save_figure(S.figure_grade_distribution(grade_table), "00_grade_distribution")
-save_figure(S.figure_ma_crops(measure_cfg), "00_ma_at_lr")
-save_figure(S.figure_contrast(contrast), "00_ma_smudge_contrast")
-save_figure(S.figure_real_photo(measure_cfg.hr_size, cfg.data.scale, measure_cfg), "00_real_photo");
+save_figure(B.figure_samples_per_grade(cfg.data), "00_samples_per_grade")
+save_figure(B.figure_grade_distribution(grade_table), "00_grade_distribution")
+save_figure(B.figure_ma_crops(measure_cfg), "00_ma_at_lr")
+save_figure(B.figure_contrast(contrast), "00_ma_smudge_contrast")
+save_figure(B.figure_real_photo(measure_cfg.hr_size, cfg.data.scale, measure_cfg), "00_real_photo");
 
 # %% [markdown]
 # ## What we see
