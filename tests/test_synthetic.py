@@ -128,9 +128,9 @@ def test_cache_hit_and_corrupt_file_regenerated(tmp_path, monkeypatch):
     mtime = (folder / "hr.npy").stat().st_mtime_ns
 
     # cache hit: nothing regenerated (generate_sample must not be called)
-    import deepmt.data.synthetic as S
+    from deepmt.data.synthetic import store
 
-    monkeypatch.setattr(S, "generate_sample", lambda *a, **k: (_ for _ in ()).throw(AssertionError("regenerated")))
+    monkeypatch.setattr(store, "generate_sample", lambda *a, **k: (_ for _ in ()).throw(AssertionError("regenerated")))
     again = build_synthetic_splits(cfg, ("val",), progress=False)["val"]
     assert (folder / "hr.npy").stat().st_mtime_ns == mtime
     assert torch.equal(again[2]["lr"], ds[2]["lr"])
