@@ -1,10 +1,10 @@
 """Notebook 00's study: the synthetic benchmark measured and shown.
 
     from deepmt.studies import benchmark as B
-    df = B.ma_smudge_contrast(cfg.data, n_images=40)   # peak contrast of every MA and smudge at HR and LR
-    B.contrast_summary(df)                             # mean contrast and MA-vs-smudge ROC-AUC at HR and LR
-    B.information_dial(cfg.data)                       # the same, as smudge_match and the scale move
-    B.figure_samples_per_grade(cfg.data); B.figure_ma_crops(cfg.data); B.figure_contrast(df)
+    study = B.benchmark_study(cfg, build_datasets(cfg.data))   # grades, lesions, MA/smudge contrast, the dial
+    study.contrast_table; study.dial; print(B.what_we_see(study))
+    B.ma_smudge_contrast(cfg.data, n_images=40)                # peak contrast of every MA and smudge at HR and LR
+    B.figure_samples_per_grade(cfg.data); B.figure_ma_crops(cfg.data); B.figure_contrast(study.contrast)
 
 The data layer (:mod:`deepmt.data.synthetic`) generates and loads the benchmark; what it is *for* -- small
 lesions that separate from look-alike distractors at HR but hardly at LR -- is measured here, on samples it
@@ -15,18 +15,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 
 from deepmt.data.degradation import degrade
 from deepmt.data.synthetic import generate_sample, grade_for_index
 from deepmt.errors import DataError
 from deepmt.imaging import MASK_LEGEND, crop, overlay_masks
-
-if TYPE_CHECKING:  # pragma: no cover
-    import pandas as pd
 
 
 # =========================================================================== measurements
@@ -64,8 +63,6 @@ def ma_smudge_contrast(data_cfg, n_images: int = 20, split: str = "test", grades
     Returns a pandas DataFrame with one row per lesion: kind (MA/smudge), sigma (HR px), hr, lr.
     This measures the benchmark's mechanism: MA separate from smudges at HR but not at LR.
     """
-    import pandas as pd
-
     rows = []
     i = 0
     done = 0
@@ -82,9 +79,8 @@ def ma_smudge_contrast(data_cfg, n_images: int = 20, split: str = "test", grades
     return pd.DataFrame(rows, columns=["image", "kind", "sigma", "hr", "lr"]).dropna()
 
 
-def contrast_summary(df) -> "pd.DataFrame":
+def contrast_summary(df: pd.DataFrame) -> pd.DataFrame:
     """Mean/std contrast per kind and resolution, and the MA-vs-smudge separability (ROC-AUC) at HR and LR."""
-    import pandas as pd
     from sklearn.metrics import roc_auc_score
 
     rows = []
@@ -96,6 +92,126 @@ def contrast_summary(df) -> "pd.DataFrame":
                      "smudge std": sm.std(), "MA/smudge ratio": ma.mean() / sm.mean() if len(sm) else float("nan"),
                      "AUC MA vs smudge": auc, "n MA": len(ma), "n smudge": len(sm)})
     return pd.DataFrame(rows)
+
+
+def information_dial(data_cfg, smudge_matches=(0.0, 0.25, 0.5, 1.0), scales=(2, 4, 8), n_images: int = 6):
+    """How much MA information survives at LR, as the dials move: MA-vs-smudge AUC and MA contrast at HR and LR.
+
+    One row per (smudge_match, scale). With ``smudge_match=0`` there are no smudges (AUC undefined):
+    the row still reports how faint MA become at LR.
+    """
+    rows = []
+    for sm in smudge_matches:
+        for sc in scales:
+            if data_cfg.hr_size % sc or data_cfg.hr_size // sc < 16:
+                continue
+            cfg = dataclasses.replace(data_cfg, scale=sc, synth=dataclasses.replace(data_cfg.synth, smudge_match=sm))
+            summ = contrast_summary(ma_smudge_contrast(cfg, n_images=n_images)).set_index("resolution")
+            rows.append({"smudge_match": sm, "scale": sc, "lr_size": data_cfg.hr_size // sc,
+                         "MA contrast HR": summ.loc["HR", "MA mean"], "MA contrast LR": summ.loc["LR", "MA mean"],
+                         "AUC MA vs smudge HR": summ.loc["HR", "AUC MA vs smudge"],
+                         "AUC MA vs smudge LR": summ.loc["LR", "AUC MA vs smudge"]})
+    return pd.DataFrame(rows)
+
+
+# =========================================================================== the study
+#: Lesion contrast is measured at this HR size at least (the reference size of the lesion sizes), where MA are ~1 px.
+MEASURE_SIZE = 256
+#: What the smoke profile measures, whatever the parameters ask: two dial settings at the profile's scale, to
+#: stay within seconds (its numbers are mechanics, not results).
+SMOKE_SIZES = {"n_images": 3, "smudge_matches": (0.5, 1.0), "dial_images": 2}
+
+
+@dataclass
+class BenchmarkStudy:
+    """Everything notebook 00 shows: the grade distribution of the cached splits (and of the DDR-like prior),
+    the mean lesion counts per grade, the peak contrast of every measured MA and smudge and its summary, the
+    LR-information dial, and the settings they were measured at."""
+
+    grades: pd.DataFrame  # prior, split, grade, n, fraction
+    lesions: pd.DataFrame  # mean lesion and distractor counts per grade (index: grade)
+    contrast: pd.DataFrame  # one row per lesion (:func:`ma_smudge_contrast`)
+    contrast_table: pd.DataFrame  # :func:`contrast_summary` of ``contrast``
+    dial: pd.DataFrame  # :func:`information_dial`
+    measure_cfg: Any  # the DataConfig the contrast was measured at (:func:`measure_config`)
+    scale: int  # the profile's scale (the dial row compared in the text)
+    class_prior: str
+    train_grades: list[int]  # images per grade in the training split
+    smoke: bool = False
+
+
+def measure_config(cfg):
+    """The DataConfig the lesion contrast is measured at: the profile's, at :data:`MEASURE_SIZE` px HR at least."""
+    return cfg.data if cfg.data.hr_size >= MEASURE_SIZE else cfg.replace({"data.hr_size": MEASURE_SIZE}).data
+
+
+def describe(cfg) -> str:
+    """One line: the profile's benchmark (sizes, split sizes, class prior)."""
+    d = cfg.data
+    return (f"profile {cfg.profile}: HR {d.hr_size}px, LR {d.lr_size}px (x{d.scale}), "
+            f"{d.n_train}/{d.n_val}/{d.n_test} train/val/test images, prior {d.synth.class_prior!r}")
+
+
+def grade_distribution(splits: Mapping[str, Any], prior: str, seed: int, n_prior: int = 10_000) -> pd.DataFrame:
+    """Images per grade in each split (``splits``: name -> dataset with ``grades``), and the DDR-like prior's
+    grades on ``n_prior`` indices (grades only: no images are generated). Columns prior, split, grade, n, fraction."""
+    rows = []
+    for name, ds in splits.items():
+        counts = np.bincount(ds.grades, minlength=5)
+        rows += [{"prior": prior, "split": name, "grade": g, "n": int(c), "fraction": c / counts.sum()} for g, c in enumerate(counts)]
+    ddr = np.bincount([grade_for_index(i, "ddr", seed, "train") for i in range(n_prior)], minlength=5)
+    rows += [{"prior": "ddr", "split": f"{n_prior} draws", "grade": g, "n": int(c), "fraction": c / n_prior} for g, c in enumerate(ddr)]
+    return pd.DataFrame(rows)
+
+
+def lesions_per_grade(splits: Mapping[str, Any]) -> pd.DataFrame:
+    """Mean lesion and distractor counts per grade over every image of ``splits`` (their ``meta``)."""
+    meta = pd.concat([ds.meta.assign(split=name) for name, ds in splits.items()], ignore_index=True)
+    return meta.groupby("grade")[["n_MA", "n_HE", "n_EX", "n_SE", "has_nv", "n_smudge", "n_nv_decoy"]].mean().round(2)
+
+
+def benchmark_study(cfg, splits: Mapping[str, Any], *, n_images: int = 40, smudge_matches: Sequence[float] = (0.0, 0.25, 0.5, 0.8, 1.0),
+                    scales: Sequence[int] = (2, 4, 8), dial_images: int = 12) -> BenchmarkStudy:
+    """Notebook 00's numbers: the grades and lesions of ``splits`` (the profile's cached splits), the MA/smudge
+    contrast over ``n_images`` test images and the dial over ``smudge_matches`` x ``scales`` (``dial_images``
+    each), measured at :func:`measure_config`. The smoke profile measures :data:`SMOKE_SIZES` instead."""
+    smoke = cfg.profile == "smoke"
+    if smoke:
+        n_images, smudge_matches, dial_images = SMOKE_SIZES["n_images"], SMOKE_SIZES["smudge_matches"], SMOKE_SIZES["dial_images"]
+        scales = (cfg.data.scale,)
+    mcfg = measure_config(cfg)
+    contrast = ma_smudge_contrast(mcfg, n_images=n_images)
+    return BenchmarkStudy(
+        grades=grade_distribution(splits, cfg.data.synth.class_prior, cfg.data.seed), lesions=lesions_per_grade(splits),
+        contrast=contrast, contrast_table=contrast_summary(contrast),
+        dial=information_dial(mcfg, smudge_matches=tuple(smudge_matches), scales=tuple(scales), n_images=dial_images),
+        measure_cfg=mcfg, scale=int(cfg.data.scale), class_prior=cfg.data.synth.class_prior,
+        train_grades=np.bincount(splits["train"].grades, minlength=5).tolist(), smoke=smoke,
+    )
+
+
+def what_we_see(result: BenchmarkStudy) -> str:
+    """Notebook 00's "what we see", written from the numbers of ``result``: how dark an MA is at HR and at LR,
+    how well MA and smudges separate at each, what the dial does at the profile's scale, the training grades."""
+    c = result.contrast_table.set_index("resolution")
+    dial = result.dial
+    m = result.measure_cfg
+    matched = dial[(dial.smudge_match == 1.0) & (dial.scale == result.scale)]
+    weak = dial[(dial.smudge_match == dial.smudge_match[dial.smudge_match > 0].min()) & (dial.scale == result.scale)]
+    return (
+        f"Over {int(c.loc['HR', 'n MA'])} microaneurysms and {int(c.loc['HR', 'n smudge'])} smudges at HR "
+        f"{m.hr_size}px, an MA darkens the green channel by {c.loc['HR', 'MA mean']:.2f} at HR but only "
+        f"{c.loc['LR', 'MA mean']:.2f} after x{m.scale} bicubic downsampling "
+        f"({c.loc['LR', 'MA mean'] / c.loc['HR', 'MA mean']:.0%} of it survives). Smudges peak at "
+        f"{c.loc['HR', 'smudge mean']:.2f} at HR and {c.loc['LR', 'smudge mean']:.2f} at LR, so MA and smudges separate at HR "
+        f"(ROC-AUC {c.loc['HR', 'AUC MA vs smudge']:.2f}) and hardly at LR (AUC {c.loc['LR', 'AUC MA vs smudge']:.2f}; 0.5 = chance). "
+        f"Since MA + smudges are count-matched in every grade, telling grade 0 from 1 needs the HR detail. "
+        + (f"The dial works: with smudges at {weak['smudge_match'].iloc[0]:g} x the matched strength the LR AUC is "
+           f"{weak['AUC MA vs smudge LR'].iloc[0]:.2f} (matched: {matched['AUC MA vs smudge LR'].iloc[0]:.2f}). "
+           if len(matched) and len(weak) else "")
+        + f"Grades in the {result.class_prior} training split: {result.train_grades}."
+        + (" (smoke profile: few images, the numbers are not results.)" if result.smoke else "")
+    )
 
 
 # =========================================================================== figures
@@ -222,29 +338,16 @@ def figure_real_photo(hr_size: int, scale: int, data_cfg=None):
     return fig
 
 
-def information_dial(data_cfg, smudge_matches=(0.0, 0.25, 0.5, 1.0), scales=(2, 4, 8), n_images: int = 6):
-    """How much MA information survives at LR, as the dials move: MA-vs-smudge AUC and MA contrast at HR and LR.
-
-    One row per (smudge_match, scale). With ``smudge_match=0`` there are no smudges (AUC undefined):
-    the row still reports how faint MA become at LR.
-    """
-    import pandas as pd
-
-    rows = []
-    for sm in smudge_matches:
-        for sc in scales:
-            if data_cfg.hr_size % sc or data_cfg.hr_size // sc < 16:
-                continue
-            cfg = dataclasses.replace(data_cfg, scale=sc, synth=dataclasses.replace(data_cfg.synth, smudge_match=sm))
-            summ = contrast_summary(ma_smudge_contrast(cfg, n_images=n_images)).set_index("resolution")
-            rows.append({"smudge_match": sm, "scale": sc, "lr_size": data_cfg.hr_size // sc,
-                         "MA contrast HR": summ.loc["HR", "MA mean"], "MA contrast LR": summ.loc["LR", "MA mean"],
-                         "AUC MA vs smudge HR": summ.loc["HR", "AUC MA vs smudge"],
-                         "AUC MA vs smudge LR": summ.loc["LR", "AUC MA vs smudge"]})
-    return pd.DataFrame(rows)
-
-
 __all__ = [
+    "MEASURE_SIZE",
+    "SMOKE_SIZES",
+    "BenchmarkStudy",
+    "benchmark_study",
+    "describe",
+    "grade_distribution",
+    "lesions_per_grade",
+    "measure_config",
+    "what_we_see",
     "contrast_summary",
     "figure_contrast",
     "figure_grade_distribution",
