@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "synth",
         help="generate the synthetic fundus benchmark into a folder (images, LR images, lesion masks, labels.csv)",
         description="Generate the synthetic fundus benchmark (HR image, LR image, 4 lesion masks, DR grade) "
-        "into OUT in the layout described in deepmt/data/synthetic.py. Deterministic from --seed.",
+        "into OUT in the layout described in deepmt/data/synthetic/export.py. Deterministic from --seed.",
     )
     s.add_argument("out", help="output folder (created; must be empty or absent)")
     s.add_argument("--profile", choices=PROFILES, default=None, help="config profile for sizes and counts (default: $DEEPMT_PROFILE or quick)")
@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--class-prior", choices=("balanced", "ddr"), default=None, help="grade distribution (default: balanced)")
     s.add_argument("--background", choices=("procedural", "retina"), default=None, help="procedural fundus, or composited on skimage's real retina photo")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any other config override, e.g. data.synth.smudge_match=0.5 (repeatable)")
-    s.set_defaults(data_run="deepmt.data.synthetic:run_synth_command")
+    s.set_defaults(data_run="deepmt.data.synthetic.export:run_synth_command")
 
     c = sub.add_parser(
         "check",

@@ -168,7 +168,7 @@ def _prepared(path: Path, cfg, *, input_is_lr: bool, force: bool) -> tuple[dict[
 
 def _write_outputs(out, batch: dict[str, Any], summary: dict[str, Any], out_dir: Path, stem: str, threshold: float) -> None:
     """Fill ``summary`` from the method's output and write ``<stem>_sr.png``, ``<stem>_lesions.png`` and ``<stem>.json``."""
-    from deepmt.data.synthetic import overlay_masks
+    from deepmt.imaging import overlay_masks
 
     fov = batch["fov"][0, 0].numpy() > 0.5
     base = out.sr if out.sr is not None else batch["hr"]

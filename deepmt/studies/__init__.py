@@ -5,6 +5,7 @@ Each numbered notebook calls one or two functions of a module here; the function
 analyses need. No training code lives here, and no notebook re-implements what is here.
 
 * :mod:`deepmt.studies.common`   – the study config, seeds, running/collecting methods, effects with CIs.
+* :mod:`deepmt.studies.benchmark` – the synthetic benchmark measured and shown (notebook 00).
 * :mod:`deepmt.studies.tables`   – Finding 1 and the grading / ISR / segmentation tables (notebooks 01, 04-06).
 * :mod:`deepmt.studies.ablations` – task-aware loss and structure ablations (notebooks 07, 08).
 * :mod:`deepmt.studies.attention` – Finding 2: visualization maps vs lesion masks (notebook 02).

@@ -143,7 +143,7 @@ def qualitative_study(results: Mapping[str, Any], cfg, *, n_crops: int = 4, lesi
     are compared, ``main`` also gives lesion maps and its visualization map) on the picked test images."""
     from torch.utils.data import default_collate
 
-    from deepmt.data.synthetic import crop
+    from deepmt.imaging import crop
     from deepmt.experiments import ExperimentResult, load_method
     from deepmt.studies.attention import test_split
 
@@ -290,7 +290,7 @@ def figure_sr_crops(study: QualitativeStudy):
     (probability >= 0.5) and its visualization map."""
     import matplotlib.pyplot as plt
 
-    from deepmt.data.synthetic import MASK_LEGEND, crop, overlay_masks
+    from deepmt.imaging import MASK_LEGEND, crop, overlay_masks
     from deepmt.studies.common import label
 
     cols = ["LR"] + study.methods + ["HR", "lesions: ground truth", f"lesions: {label(study.main)}", f"vis. map: {label(study.main)}"]
@@ -328,7 +328,7 @@ def figure_full_images(study: QualitativeStudy):
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    from deepmt.data.synthetic import overlay_masks
+    from deepmt.imaging import overlay_masks
     from deepmt.studies.common import label
 
     nr = max(1, len(study.picks))
@@ -356,7 +356,7 @@ def figure_real_photo(real: RealPhoto):
     and the predicted grade probabilities."""
     import matplotlib.pyplot as plt
 
-    from deepmt.data.synthetic import overlay_masks
+    from deepmt.imaging import overlay_masks
     from deepmt.studies.common import label
 
     fig, axes = plt.subplots(1, 6, figsize=(15, 2.9), gridspec_kw={"width_ratios": [1, 1, 1, 1, 1, 1.3]})
