@@ -115,7 +115,7 @@ def test_retina_background_and_bad_settings():
 
 
 def test_ma_vanish_at_lr_but_separate_from_smudges_at_hr():
-    """PILOT.md's mechanism, measured: MA fade at x4 LR; MA vs smudge separate at HR, not at LR."""
+    """The benchmark's mechanism (docs/BENCHMARK.md), measured: MA fade at x4 LR; MA vs smudge separate at HR, not at LR."""
     cfg = get_config("smoke", {"data.hr_size": 256}).data
     df = ma_smudge_contrast(cfg, n_images=6)
     summ = contrast_summary(df).set_index("resolution")

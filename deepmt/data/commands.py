@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     c = sub.add_parser(
         "check",
         help="validate a real dataset root: counts, and every problem found (non-zero exit on problems)",
-        description="Check that ROOT holds a dataset in its published layout (see PAPER.md / README). Prints counts "
+        description="Check that ROOT holds a dataset in its published layout (see docs/METHOD.md). Prints counts "
         "per split and grade, and every problem found: missing files, unreadable images, bad labels, masks "
         "whose size differs from their image. Exits 1 when any problem is found.",
     )

@@ -1,7 +1,7 @@
 """The synthetic fundus benchmark: fundus-like photos with lesion masks and a DR grade, made on the fly.
 
 No public package ships DR grades or lesion masks, so deepmt generates its own labelled benchmark,
-designed after ``shared/PILOT.md`` so that the paper's premise can be *measured*: the grade depends on
+designed (rationale: ``docs/BENCHMARK.md``) so that the paper's premise can be *measured*: the grade depends on
 small lesions that nearly vanish after the paper's x4 bicubic downsampling.
 
 What an image holds (sizes in px at :attr:`SynthConfig.size_reference` = 256 and scaled with ``hr_size``)
@@ -980,7 +980,7 @@ def ma_smudge_contrast(data_cfg, n_images: int = 20, split: str = "test", grades
     """Peak contrast of every MA and smudge at HR and at LR over ``n_images`` generated samples.
 
     Returns a pandas DataFrame with one row per lesion: kind (MA/smudge), sigma (HR px), hr, lr.
-    This measures the mechanism of PILOT.md: MA separate from smudges at HR but not at LR.
+    This measures the benchmark's mechanism (``docs/BENCHMARK.md``): MA separate from smudges at HR but not at LR.
     """
     import pandas as pd
 

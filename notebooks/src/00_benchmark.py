@@ -14,7 +14,7 @@
 # resolution, so grading from LR loses accuracy and super-resolution has something to recover.
 #
 # No public package ships DR grades or lesion masks, so deepmt generates a synthetic fundus benchmark
-# (`deepmt/data/synthetic.py`, design from `shared/PILOT.md`). Here you will see:
+# (`deepmt/data/synthetic.py`, design rationale in `docs/BENCHMARK.md`). Here you will see:
 #
 # 1. one synthetic image per grade with its lesion masks, and the grading rules;
 # 2. the grade distribution (balanced, the default, and DDR-like);
