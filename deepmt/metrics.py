@@ -5,7 +5,7 @@ NaN-safe: a metric that is undefined on the given data (no positive pixel, one c
 comes out as ``nan`` instead of raising, while inputs of the wrong shape raise ``ValueError`` naming the
 shapes.
 
-The metrics follow the paper (Wang et al., AAAI 2021, and ``../shared/PAPER.md``):
+The metrics follow the paper (Wang et al., AAAI 2021; summarised in ``docs/METHOD.md``):
 
 * **Grading** (:func:`grading_metrics`): accuracy, quadratic-weighted Cohen's kappa (QWK), linear kappa,
   macro-F1, weighted precision / F1, per-grade recall ("per-class accuracy"), one-vs-rest ROC-AUC and the

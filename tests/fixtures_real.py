@@ -1,4 +1,4 @@
-"""Writers of TINY fake datasets in each public layout (shared/PAPER.md "Known public data layouts").
+"""Writers of TINY fake datasets in each public layout (docs/METHOD.md, "The datasets and their published layouts").
 
 Images are 64 x 48 px: a bright, slightly textured disc on black (so FOV detection works), written as
 JPEG/PNG/TIFF like the real sets; lesion masks are TIFF blocks inside the disc. Each writer returns a dict

@@ -1,4 +1,5 @@
-"""Notebook hygiene (no stored outputs, one literal-only `parameters` cell) and run_all.sh failure handling."""
+"""Notebook hygiene (no stored outputs, one literal-only `parameters` cell), notebooks in sync with their jupytext
+sources, progress-bar widgets, and run_all.sh failure handling."""
 
 import ast
 import json
@@ -67,20 +68,106 @@ def test_run_all_names_the_failing_notebook(tmp_path):
     assert bad.returncode == 2 and "-j 0: expected a whole number" in bad.stderr
 
 
-SOURCES = sorted((ROOT / "notebooks" / "src").glob("[0-9][0-9]_*.py"))
+# --------------------------------------------------------------------------- jupytext pairs
+# notebooks/jupytext.toml pairs every notebooks/NN_*.ipynb with its percent-format source notebooks/src/NN_*.py;
+# JupyterLab (with jupytext) saves both, elsewhere `jupytext --sync notebooks/*.ipynb` brings a pair back together.
+SYNC = "jupytext --sync notebooks/*.ipynb"
 
 
-@pytest.mark.parametrize("src", SOURCES, ids=[p.name for p in SOURCES])
-def test_notebook_matches_its_source(src):
-    sys.path.insert(0, str(ROOT / "notebooks"))
-    try:
-        import build
-    finally:
-        sys.path.pop(0)
-    nb_path = ROOT / "notebooks" / (src.stem + ".ipynb")
-    assert nb_path.exists(), f"{nb_path.name} missing: run python notebooks/build.py"
-    built = build.parse(src.read_text())
-    on_disk = json.loads(nb_path.read_text())
-    assert [c["source"] for c in on_disk["cells"]] == [
-        c["source"] for c in json.loads(__import__("nbformat").writes(built))["cells"]
-    ], f"{nb_path.name} differs from {src.name}: run python notebooks/build.py"
+def _jupytext_config(folder: Path):
+    from jupytext.config import load_jupytext_config
+
+    config = load_jupytext_config(str(folder / "00.ipynb"))
+    assert config is not None and config.formats, f"{folder}: no jupytext.toml pairing the notebooks with their sources"
+    return config
+
+
+def paired_source(nb_path: Path) -> tuple[Path, dict]:
+    """The percent-format source that jupytext's pairing (notebooks/jupytext.toml) gives ``nb_path``, and its format."""
+    from jupytext.paired_paths import paired_paths
+
+    config = _jupytext_config(nb_path.parent)
+    (path, fmt), = [(Path(p), f) for p, f in paired_paths(str(nb_path), "ipynb", config.formats[0]) if f["extension"] == ".py"]
+    return path, fmt
+
+
+def pair_differences(nb_path: Path) -> str:
+    """How a notebook and its source disagree, as jupytext sees them ("" when in sync): the source must be exactly
+    what `jupytext --sync` writes from the notebook (same cells, sources, tags and kernel), and every cell of
+    the notebook must keep a unique id."""
+    import difflib
+
+    import jupytext
+    import nbformat
+
+    src, fmt = paired_source(nb_path)
+    if not src.exists():
+        return f"{src.relative_to(nb_path.parent)} missing"
+    nb = nbformat.read(nb_path, as_version=4)
+    ids = [c.get("id") for c in nb.cells]
+    if None in ids or len(set(ids)) != len(ids):
+        return f"{nb_path.name}: cell ids missing or repeated: {ids}"
+    want = jupytext.writes(nb, fmt=fmt, config=_jupytext_config(nb_path.parent))
+    have = src.read_text()
+    if want == have:
+        return ""
+    diff = difflib.unified_diff(want.splitlines(), have.splitlines(), f"from {nb_path.name}", str(src.name), lineterm="", n=1)
+    return "\n".join(list(diff)[:30])
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_matches_its_source(path):
+    problem = pair_differences(path)
+    assert not problem, f"{path.name} and its source disagree; run `{SYNC}`:\n{problem}"
+
+
+def test_every_source_has_its_notebook():
+    sources = sorted((ROOT / "notebooks" / "src").glob("*.py"))
+    paired = {paired_source(p)[0] for p in NOTEBOOKS}
+    assert sources and set(sources) == paired, f"sources without a notebook: {sorted(set(sources) - paired)}; run `{SYNC}`"
+
+
+def test_jupytext_sync_repairs_an_edited_notebook(tmp_path):
+    """The documented sync command: a notebook edited as in JupyterLab without jupytext (the source left behind)
+    is detected, and `jupytext --sync` carries the edit into the source, keeping cell ids, tags and the kernel."""
+    import nbformat
+
+    nb_src = ROOT / "notebooks" / "04_grading_table.ipynb"
+    shutil.copy(ROOT / "notebooks" / "jupytext.toml", tmp_path)
+    (tmp_path / "src").mkdir()
+    shutil.copy(paired_source(nb_src)[0], tmp_path / "src")
+    nb_path = tmp_path / nb_src.name
+    nb = nbformat.read(nb_src, as_version=4)
+    before = [(c.id, c.metadata.get("tags")) for c in nb.cells]
+    nb.cells[0].source += "\n\nAn edit made in JupyterLab."
+    nbformat.write(nb, nb_path)
+    os.utime(nb_path, (nb_path.stat().st_mtime + 5,) * 2)  # the notebook is the newer file of the pair
+    assert "An edit made in JupyterLab." in pair_differences(nb_path)
+
+    proc = subprocess.run([sys.executable, "-m", "jupytext", "--sync", str(nb_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert pair_differences(nb_path) == ""
+    assert "# An edit made in JupyterLab." in paired_source(nb_path)[0].read_text()
+    synced = nbformat.read(nb_path, as_version=4)
+    assert [(c.id, c.metadata.get("tags")) for c in synced.cells] == before
+    assert synced.metadata.kernelspec.name == "deepmt"  # papermill runs every notebook with `-k deepmt`
+
+
+def test_progress_bars_render_as_widgets():
+    """tqdm.auto draws a progress widget in JupyterLab only when ipywidgets is installed (else it falls back to
+    text with "IProgress not found"); the project must install it, and jupytext, for every user."""
+    import tomllib
+
+    import tqdm.notebook
+
+    deps = {d.split(">")[0].split("=")[0] for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
+    assert {"ipywidgets", "jupytext"} <= deps
+    assert tqdm.notebook.IProgress is not None, "ipywidgets is not installed"
+    bar = tqdm.notebook.tqdm(total=3, display=False, desc="epoch")
+    for _ in range(3):
+        bar.update(1)
+    bar.refresh()
+    progress = bar.container.children[1]
+    assert isinstance(progress, tqdm.notebook.IProgress) and (progress.value, progress.max) == (3, 3)
+    bar.close()
+    assert progress.bar_style == "success"

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--profile", choices=PROFILES, default=None, help="config profile for sizes and counts (default: $DEEPMT_PROFILE or quick)")
     s.add_argument("--n", type=int, default=None, help="number of images per split (default: the profile's n_train/n_val/n_test)")
     s.add_argument("--splits", default="train,val,test", help="comma-separated splits to write (default: train,val,test)")
-    s.add_argument("--hr-size", type=int, default=None, help="HR side in px, 128..1024 (default: the profile's)")
+    s.add_argument("--hr-size", type=int, default=None, help="HR side in px, 64..1024 and divisible by --scale (default: the profile's)")
     s.add_argument("--scale", type=int, choices=(2, 4, 8), default=None, help="HR/LR downsampling factor (default: 4)")
     s.add_argument("--seed", type=int, default=None, help="data seed (default: 0)")
     s.add_argument("--class-prior", choices=("balanced", "ddr"), default=None, help="grade distribution (default: balanced)")
@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     c = sub.add_parser(
         "check",
         help="validate a real dataset root: counts, and every problem found (non-zero exit on problems)",
-        description="Check that ROOT holds a dataset in its published layout (see PAPER.md / README). Prints counts "
+        description="Check that ROOT holds a dataset in its published layout (see docs/METHOD.md). Prints counts "
         "per split and grade, and every problem found: missing files, unreadable images, bad labels, masks "
         "whose size differs from their image. Exits 1 when any problem is found.",
     )

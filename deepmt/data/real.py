@@ -1,4 +1,4 @@
-"""Loaders for the public fundus datasets, in their published layouts (``shared/PAPER.md``).
+"""Loaders for the public fundus datasets, in their published layouts (``docs/METHOD.md``).
 
 The paper trains on DDR (13,673 graded images, 757 with lesion masks) and IDRiD (516 graded, 81 with masks),
 resized to 1024 x 1024 HR and degraded by bicubic x4 to 256 x 256 LR. Formats (``cfg.data.dataset``):

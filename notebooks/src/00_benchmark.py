@@ -1,3 +1,11 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: deepmt (.venv)
+#     language: python
+#     name: deepmt
+# ---
+
 # %% [markdown]
 # # 00 The benchmark and the data
 #
@@ -6,8 +14,8 @@
 # resolution, so grading from LR loses accuracy and super-resolution has something to recover.
 #
 # No public package ships DR grades or lesion masks, so deepmt generates a synthetic fundus benchmark
-# (`deepmt/data/synthetic/`, design from `shared/PILOT.md`); this notebook's measurements and figures are in
-# `deepmt/studies/benchmark.py`. Here you will see:
+# (`deepmt/data/synthetic/`, design rationale in `docs/BENCHMARK.md`); this notebook's measurements and figures
+# are in `deepmt/studies/benchmark.py`. Here you will see:
 #
 # 1. one synthetic image per grade with its lesion masks, and the grading rules;
 # 2. the grade distribution (balanced, the default, and DDR-like);

@@ -1,3 +1,11 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: deepmt (.venv)
+#     language: python
+#     name: deepmt
+# ---
+
 # %% [markdown]
 # # 01 Finding 1: super-resolution helps grading and lesion segmentation
 #

@@ -1,3 +1,11 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: deepmt (.venv)
+#     language: python
+#     name: deepmt
+# ---
+
 # %% [markdown]
 # # 02 Finding 2: the lesion regions agree with the grading evidence
 #

@@ -1,3 +1,11 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: deepmt (.venv)
+#     language: python
+#     name: deepmt
+# ---
+
 # %% [markdown]
 # # 04 The grading table: DeepMT-DR against every baseline on low-resolution input
 #

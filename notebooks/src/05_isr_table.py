@@ -1,3 +1,11 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: deepmt (.venv)
+#     language: python
+#     name: deepmt
+# ---
+
 # %% [markdown]
 # # 05 The super-resolution table: PSNR and SSIM, globally and inside lesion regions
 #

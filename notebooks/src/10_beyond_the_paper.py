@@ -1,3 +1,11 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: deepmt (.venv)
+#     language: python
+#     name: deepmt
+# ---
+
 # %% [markdown]
 # # 10 Beyond the paper: robustness, calibration, compute cost
 #

@@ -1,7 +1,7 @@
 """The synthetic fundus benchmark: fundus-like photos with lesion masks and a DR grade, made on the fly.
 
 No public package ships DR grades or lesion masks, so deepmt generates its own labelled benchmark,
-designed after ``shared/PILOT.md`` so that the paper's premise can be *measured*: the grade depends on
+designed (``docs/BENCHMARK.md``) so that the paper's premise can be *measured*: the grade depends on
 small lesions that nearly vanish after the paper's x4 bicubic downsampling.
 
 What an image holds (sizes in px at :attr:`SynthConfig.size_reference` = 256 and scaled with ``hr_size``)

@@ -20,7 +20,7 @@ def lr_peak_table(scale: int, blur_sigma: float = 0.0) -> tuple[np.ndarray, np.n
     """LR peak of a unit pixel-integrated Gaussian blob after :func:`deepmt.data.degradation.degrade`.
 
     Returns ``(sigmas_hr_px, peaks)``, averaged over 9 sub-pixel phases of the blob w.r.t. the LR grid.
-    Used to give smudge distractors the same LR peak as a microaneurysm (PILOT.md, variant C).
+    Used to give smudge distractors the same LR peak as a microaneurysm (docs/BENCHMARK.md).
     """
     from deepmt.data.degradation import degrade
 
