@@ -49,6 +49,9 @@ LABELS: dict[str, str] = {
     "deepmt_dr_noisr": "DeepMT-DR without ISR",
 }
 
+#: the sentence that ends a notebook's "what we see" under the smoke profile
+SMOKE_NOTE = " (smoke profile: mechanics only, these numbers are not results.)"
+
 GRADING_METRICS = ("accuracy", "qwk", "macro_f1", "auc_ovr")
 ISR_METRICS = ("psnr", "ssim", "psnr_lesion", "ssim_lesion")
 SEG_METRICS = ("aupr", "auc", "dice")
