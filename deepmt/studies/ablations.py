@@ -18,6 +18,8 @@ The base is ``deepmt_dr`` under the notebook's config, the very run every other 
 Effects are paired (same test images) ``variant - base`` with 95% bootstrap CIs over test images
 (:func:`deepmt.studies.common.effects_table`); they do not include seed-to-seed training noise, which one
 seed cannot measure.
+
+Each notebook's "what we see" is written from a study's result by :func:`what_we_see_07` / :func:`what_we_see_08`.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from deepmt.config import Config
 from deepmt.engine.checkpoint import RESUME_IGNORED_KEYS, config_diff
 from deepmt.experiments import WARM_START_STAGE_KEYS, ExperimentResult
 from deepmt.runner import Job, run_jobs
-from deepmt.studies.common import Runs, effects_table, run_methods, summary_table
+from deepmt.studies.common import SMOKE_NOTE, Runs, effects_table, run_methods, summary_table
 
 BASE = "deepmt_dr"
 GRADING = ("accuracy", "qwk", "macro_f1")
@@ -428,9 +430,10 @@ def task_aware_study(cfg: Config, seeds: Sequence[int], cls_aware_weights: Seque
     best = selected_on_validation(ab, list(names))
     from deepmt.controls import regime_of
 
-    return {"ablation": ab, "plan": ab.plan, "summary": summary(ab), "effects": eff, "wide": wide_effects(eff),
-            "sweeps": sweeps, "gradients": feedback_gradients(ab), "ratio_on_validation": names.get(best, math.nan),
-            "claims": c5_claims(ab, len(ab.runs[BASE]), n_boot, regime=regime_of(cfg))}
+    return {"ablation": ab, "plan": ab.plan, "summary": summary(ab), "effects": eff,
+            "wide": wide_effects(eff), "sweeps": sweeps, "gradients": feedback_gradients(ab),
+            "ratio_on_validation": names.get(best, math.nan), "feedback_ratio": base_r,
+            "claims": c5_claims(ab, len(ab.runs[BASE]), n_boot, regime=regime_of(cfg)), "smoke": cfg.profile == "smoke"}
 
 
 C7_METRICS = ("accuracy", "qwk", "macro_f1", "aupr")
@@ -459,8 +462,8 @@ def unsupervised_study(cfg: Config, seeds: Sequence[int], mask_fraction: float =
     hr = run_methods(["foo_mt_hr"], cfg_p, seeds)["foo_mt_hr"]
     acc, lo, hi = method_ci(hr, "accuracy", n_boot=n_boot)
     controls = controls_table([control_row("learnable", value=acc, lo=lo, hi=hi, n_seeds=len(hr), evidence=evidence, regime=regime)])
-    return {"ablation": ab, "plan": ab.plan, "summary": summary(ab, C7_METRICS), "effects": eff, "claims": claims,
-            "controls": controls, "regime": regime}
+    return {"ablation": ab, "plan": ab.plan, "summary": summary(ab, C7_METRICS), "effects": eff,
+            "claims": claims, "controls": controls, "regime": regime}
 
 
 def structure_study(cfg: Config, seeds: Sequence[int], scales: Sequence[int] = (4,), unsupervised: float = 0.5,
@@ -474,5 +477,82 @@ def structure_study(cfg: Config, seeds: Sequence[int], scales: Sequence[int] = (
     ab = run_ablation(cfg, seeds, variants, skip=skip)
     eff = effects(ab, METRICS, n_boot)
     scale_of = {BASE: int(cfg.data.scale), **{f"scale_x{int(s)}": int(s) for s in scales if int(s) != int(cfg.data.scale)}}
-    return {"ablation": ab, "plan": ab.plan, "summary": summary(ab), "effects": eff, "wide": wide_effects(eff),
-            "scale_check": scale_alignment(ab, cfg, scale_of), "scale_of": scale_of}
+    return {"ablation": ab, "plan": ab.plan, "summary": summary(ab), "effects": eff,
+            "wide": wide_effects(eff), "scale_check": scale_alignment(ab, cfg, scale_of), "scale_of": scale_of,
+            "synthetic": cfg.data.dataset == "synthetic", "smoke": cfg.profile == "smoke"}
+
+
+# --------------------------------------------------------------------------- what we see
+def describe_loss(cfg: Config) -> str:
+    """The base run's task-aware loss and stage-2 schedule in one line (what every variant changes)."""
+    L, t = cfg.loss, cfg.train
+    return (f"base loss weights: seg_aware {L.seg_aware:g}, cls_aware {L.cls_aware:g}, grading_feedback {L.grading_feedback:g}, "
+            f"vis_consistency {L.vis_consistency:g}; feedback {L.feedback_scaling} (ratio {L.feedback_ratio:g}); "
+            f"stage-2 epochs {t.epochs_stage2}, lr x{t.lr_stage2_factor:g}")
+
+
+def what_we_see_07(res: Mapping[str, Any]) -> str:
+    """Notebook 07's "what we see", written from :func:`task_aware_study`'s result: the full DeepMT-DR against
+    plain joint fine-tuning (claim C5), each term off in turn, the cls_aware sweep (described, never used to
+    choose), the feedback ratio chosen on validation, and what the warm starts saved."""
+    s = res["summary"].set_index("variant")
+    c5 = res["claims"].set_index("metric")
+    plan = res["plan"]
+    warm = plan[plan.trained.str.startswith("warm")]
+    n_seeds = len(res["ablation"].runs[BASE])
+    terms = ["authors_weights", "no_seg_aware", "no_cls_aware", "no_grading_feedback", "no_vis_consistency"]
+    sweep = res["sweeps"].get("cls_aware")
+    best_w = ""
+    if sweep is not None and len(sweep) > 1 and sweep.qwk.notna().any() and sweep.psnr_lesion.notna().any():
+        best_w = (f" Over the cls_aware weights {sorted(sweep.weight.tolist())}, test QWK (described, not used to choose anything) "
+                  f"is highest at {sweep.loc[sweep.qwk.idxmax(), 'weight']:g} (QWK {sweep.qwk.max():.3f}; the paper's weight "
+                  f"{sweep.loc[sweep.is_base, 'weight'].iloc[0]:g} gives {sweep.loc[sweep.is_base, 'qwk'].iloc[0]:.3f}), PSNR in "
+                  f"lesions is highest at {sweep.loc[sweep.psnr_lesion.idxmax(), 'weight']:g}.")
+    return (
+        f"The full DeepMT-DR reaches accuracy {s.loc[BASE, 'accuracy']}, QWK {s.loc[BASE, 'qwk']} and PSNR "
+        f"{s.loc[BASE, 'psnr_lesion']} dB in lesion regions. Without the three feedback terms (plain joint fine-tuning, "
+        f"same stages 1a/1b) it reaches accuracy {s.loc['no_task_aware', 'accuracy']}, QWK {s.loc['no_task_aware', 'qwk']}, "
+        f"lesion PSNR {s.loc['no_task_aware', 'psnr_lesion']} dB. Claim C5 (full − without, 95% CI over test images, "
+        f"{n_seeds} seed(s)): " + "; ".join(f"{m} {c5.loc[m, 'effect']:+.3f} [{c5.loc[m, 'lo']:+.3f}, {c5.loc[m, 'hi']:+.3f}] -> "
+                                            f"{c5.loc[m, 'verdict']}" for m in c5.index) + ". "
+        + "Each term off in turn (variant − full, 95% CI): "
+        + "; ".join(effect_clause(res["effects"], t, ["qwk", "psnr_lesion", "aupr"], res["ablation"].labels) for t in terms) + "."
+        + best_w
+        + f" Over the calibrated loss's feedback ratios, validation QWK is best at {res['ratio_on_validation']:g} (the config uses "
+          f"{res['feedback_ratio']:g})."
+        + f" {len(warm)} variant(s) were warm-started from the base and trained {warm.train_s.sum():.0f} s in all; "
+          f"training them from scratch would have repeated {warm.shared_s.sum():.0f} s of the base's earlier stages."
+        + f" The intervals cover test-image sampling only; with {n_seeds} seed(s) training noise is not measured, so a small"
+          " effect whose interval barely excludes 0 is weak evidence."
+        + (SMOKE_NOTE if res["smoke"] else "")
+    )
+
+
+def what_we_see_08(res: Mapping[str, Any], c7: Mapping[str, Any]) -> str:
+    """Notebook 08's "what we see", written from :func:`structure_study`'s result ``res`` and
+    :func:`unsupervised_study`'s ``c7``: each structural variant against the full DeepMT-DR, the variants not run
+    and why, the other scales (and whether their test images match the base's), and claim C7 with its control."""
+    s = res["summary"].set_index("variant")
+    plan, check = res["plan"], res["scale_check"]
+    ran = [v for v in ("no_isr", "no_seg", "no_feature_selection", "unsupervised") if v in s.index]
+    scale_text = ""
+    if len(check):
+        scale_text = " Other scales: " + "; ".join(
+            f"x{r.scale} (LR {r.lr_size} px) has accuracy {s.loc[r.variant, 'accuracy']}, QWK {s.loc[r.variant, 'qwk']}, lesion PSNR "
+            f"{s.loc[r.variant, 'psnr_lesion']} dB (test ids {'match' if r.ids_match else 'DIFFER'}, grades "
+            f"{'match' if r.grades_match else 'DIFFER'}, HR images differ by up to {r.hr_max_abs_diff:.3f}"
+            + (" because the synthetic benchmark re-matches its distractors to each scale's LR"
+               if res["synthetic"] and r.hr_max_abs_diff > 0 else "")
+            + ")" for r in check.itertuples()) + "."
+    return (
+        f"The full DeepMT-DR reaches accuracy {s.loc[BASE, 'accuracy']}, QWK {s.loc[BASE, 'qwk']}, lesion PSNR "
+        f"{s.loc[BASE, 'psnr_lesion']} dB and AUPR {s.loc[BASE, 'aupr']}. Variant − full: "
+        + "; ".join(effect_clause(res["effects"], v, ["accuracy", "qwk", "psnr_lesion", "aupr"], res["ablation"].labels) for v in ran) + "."
+        + "".join(f" Not run: {r.label} ({r.note})." for r in plan[plan.trained == "not run"].itertuples())
+        + scale_text
+        + f" Claim C7 ({c7['regime']}, {len(c7['ablation'].runs[BASE])} seed(s)): "
+        + "; ".join(f"{r.metric} {r.effect:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}] ({r.verdict} before controls)" for r in c7["claims"].itertuples())
+        + "; control learnable: " + "; ".join(f"{r.value:.3f} ({r.status})" for r in c7["controls"].itertuples()) + "."
+        + f" Intervals cover test-image sampling only ({len(res['ablation'].runs[BASE])} seed(s); training noise is not measured)."
+        + (SMOKE_NOTE if res["smoke"] else "")
+    )
