@@ -8,6 +8,7 @@
     rob = robustness(results, test, cfg, levels)     # one row per (method, level): accuracy, qwk, ece, psnr, ...
     calibration_table(results)                       # ECE (with a bootstrap CI), confidence, Brier, NLL
     cost_table(results, test, cfg)                   # parameters, GFLOPs, training and inference images/s
+    study = beyond_study(results, cfg, blur_sigmas=[1, 2]); what_we_see(study)   # notebook 10: all, and the text
 
 Evaluation only: every model comes from the experiment cache and is never trained here.
 
@@ -40,6 +41,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -51,6 +53,7 @@ from deepmt.config import Config
 from deepmt.data.degradation import degrade
 from deepmt.experiments import ExperimentResult, load_method
 from deepmt.studies.common import label
+from deepmt.utils import seed_everything
 
 #: metrics the robustness table reports (those a method lacks are nan)
 ROBUST_METRICS = ("accuracy", "qwk", "ece", "auc_ovr", "psnr", "ssim", "aupr", "dice")
@@ -443,8 +446,128 @@ def figure_cost(cost: pd.DataFrame):
     return fig
 
 
+# --------------------------------------------------------------------------- the study
+@dataclass
+class BeyondStudy:
+    """Notebook 10's tables: ``levels`` (:func:`severity_levels`), ``robustness`` (one row per method and level),
+    ``drops`` (:func:`robustness_drops` of accuracy and QWK), ``calibration``, ``reliability``, ``cost``
+    (:func:`cost_table`) and ``machine`` (:func:`machine_table`). ``n_test`` / ``n_graded``: test images, and those
+    with a grade; ``hr_size``: the HR side in px; ``smoke``: the smoke profile."""
+
+    levels: pd.DataFrame
+    robustness: pd.DataFrame
+    drops: pd.DataFrame
+    calibration: pd.DataFrame
+    reliability: pd.DataFrame
+    cost: pd.DataFrame
+    machine: pd.DataFrame
+    n_test: int
+    n_graded: int
+    hr_size: int
+    smoke: bool = False
+
+
+def beyond_study(results: Mapping[str, ExperimentResult], cfg: Config, blur_sigmas: Sequence[float] = (),
+                 noise_stds: Sequence[float] = (), jpeg_qualities: Sequence[int | None] = (), n_bins: int = 10,
+                 n_boot: int = 1000, seed: int = 0, timing_images: int | None = 128, timing_repeats: int = 3,
+                 timing_threads: int = 0, device: str = "auto") -> BeyondStudy:
+    """Robustness, calibration and cost of the trained ``results`` ({name: ExperimentResult}) on ``cfg``'s test
+    split: :func:`robustness` over :func:`severity_levels`, :func:`calibration_table` / :func:`reliability_table`
+    (``n_bins``, ``n_boot``), :func:`machine_table` and :func:`cost_table` (inference timed on ``timing_images`` test
+    images, best of ``timing_repeats`` passes, ``timing_threads`` torch threads). Seeds everything with ``seed``
+    first (the noise of the degraded images and the bootstrap are seeded by it too).
+
+    Under the smoke profile (mechanics only) each kind keeps its most severe level only, the bootstrap draws 200
+    resamples and inference is timed once on 8 images."""
+    from deepmt.data import build_datasets
+
+    smoke = cfg.profile == "smoke"
+    if smoke:
+        blur_sigmas, noise_stds, jpeg_qualities = list(blur_sigmas)[-1:], list(noise_stds)[-1:], list(jpeg_qualities)[-1:]
+        n_boot, timing_images, timing_repeats = 200, 8, 1
+    seed_everything(seed)
+    test = build_datasets(cfg.data, ("test",))["test"]
+    levels = severity_levels(cfg, blur_sigmas, noise_stds, jpeg_qualities)
+    grades = np.asarray(test.grades if getattr(test, "grades", None) is not None else [int(test[i]["grade"]) for i in range(len(test))])
+    rob = robustness(results, test, cfg, levels, seed=seed)
+    drops = pd.concat([robustness_drops(rob, m) for m in ("accuracy", "qwk")], ignore_index=True)
+    calibration = calibration_table(results, n_bins=n_bins, n_boot=n_boot, seed=seed)
+    reliability = reliability_table(results, n_bins=n_bins)
+    machine = machine_table(device)
+    cost = cost_table(results, test, cfg, max_images=timing_images, repeats=timing_repeats, threads=timing_threads)
+    return BeyondStudy(levels=levels, robustness=rob, drops=drops, calibration=calibration, reliability=reliability,
+                       cost=cost, machine=machine, n_test=len(test), n_graded=int((grades >= 0).sum()),
+                       hr_size=int(cfg.data.hr_size), smoke=smoke)
+
+
+# --------------------------------------------------------------------------- what we see
+def _robustness_clause(study: BeyondStudy) -> list[str]:
+    """QWK from clean to the most severe level of each kind per method, DeepMT-DR's losses against the
+    baselines' mean, and its SR PSNR per level."""
+    q = study.drops[study.drops.metric == "qwk"] if len(study.drops) else study.drops
+    if not len(q) or not q["clean"].notna().any():
+        return ["Robustness: the test split has no graded images, so accuracy and QWK are undefined."]
+    per = []
+    for name, g in q.groupby("method", sort=False):
+        worst = g.loc[g["change"].idxmin()] if g["change"].notna().any() else None
+        per.append(f"{label(name)} goes from QWK {g['clean'].iloc[0]:.3f} on clean images to "
+                   + ", ".join(f"{r.severe:.3f} at {r.level}" for r in g.itertuples())
+                   + (f" (largest drop: {worst['change']:+.3f}, {worst['kind']})" if worst is not None else ""))
+    text = ["Robustness: " + "; ".join(per) + "."]
+    if "deepmt_dr" in q.method.values and len(q.method.unique()) > 1:
+        dm = q[q.method == "deepmt_dr"].set_index("kind")["change"]
+        base = q[q.method != "deepmt_dr"].groupby("kind")["change"].mean()
+        worse = [k for k in dm.index if k in base.index and dm[k] < base[k]]
+        text.append(f"DeepMT-DR loses more QWK than the baselines' mean under {', '.join(worse) or 'no kind'} "
+                    f"and less or equally under {', '.join(k for k in dm.index if k not in worse) or 'no kind'}.")
+    rob = study.robustness
+    if "psnr" in rob and rob.loc[rob.method == "deepmt_dr", "psnr"].notna().any():
+        r = rob[rob.method == "deepmt_dr"].set_index("level")["psnr"]
+        text.append(f"DeepMT-DR's SR PSNR: {r['clean']:.2f} dB clean, "
+                    + ", ".join(f"{v:.2f} dB at {k}" for k, v in r.drop("clean").items()) + ".")
+    return text
+
+
+def _cost_clause(study: BeyondStudy) -> list[str]:
+    """Parameters, GFLOPs and images/s per method, and the machine and load the timings were taken under."""
+    mach = dict(zip(study.machine["item"], study.machine["value"]))
+    cc = study.cost.set_index("method")
+    load = float(study.cost["load_avg_1min"].max())
+    gpu = mach.get("gpu_name")
+    return [
+        f"Cost per image at HR {study.hr_size}px: " + ", ".join(
+            f"{label(m)} {cc.loc[m, 'params_total'] / 1e6:.3f} M parameters, {cc.loc[m, 'gflops_forward']:.3f} GFLOPs inference "
+            f"({cc.loc[m, 'infer_img_s']:.0f} img/s here, {cc.loc[m, 'infer_img_s_grade_only']:.0f} without the visualization map), "
+            f"trained at {cc.loc[m, 'train_img_s']:.0f} img/s" for m in cc.index) + ".",
+        f"Timings on {mach.get('cpu_model')} ({mach.get('usable_cores')} usable cores, {int(study.cost['threads'].iloc[0])} torch "
+        f"threads, device {mach.get('device')}{', GPU ' + gpu if gpu not in (None, 'None') else ''}, "
+        f"autocast {mach.get('autocast')}), 1-min load average up to {load:.1f} while timing"
+        + (" -- above the core count: the machine was shared, and the inference rates can be far too low "
+           "(waiting OpenMP threads; rerun on a quiet machine or with timing_threads = 1)."
+           if load > float(mach.get("usable_cores", 1) or 1) else "."),
+    ]
+
+
+def what_we_see(study: BeyondStudy) -> str:
+    """Notebook 10's "what we see", written from ``study``: robustness (QWK under each degradation, DeepMT-DR
+    against the baselines), calibration (ECE with its CI, over- or under-confidence, Brier) and cost (parameters,
+    GFLOPs, images/s, and whether the machine was quiet enough for the rates to mean anything)."""
+    text = [f"On the {study.n_test} test images ({study.n_graded} graded), {len(study.levels) - 1} degraded level(s) besides clean."]
+    text += _robustness_clause(study)
+    if len(study.calibration):
+        c = study.calibration.sort_values("ece")
+        text.append("Calibration (ECE, 95% CI over images; lower is better): " + ", ".join(
+            f"{r.label} {r.ece:.3f} [{r.ece_lo:.3f}, {r.ece_hi:.3f}] ({'over' if r.overconfidence > 0 else 'under'}-confident by "
+            f"{abs(r.overconfidence):.3f}, Brier {r.brier:.3f})" for r in c.itertuples()) + ".")
+    text += _cost_clause(study)
+    if study.smoke:
+        text.append("(smoke profile: not results; untrained models on a handful of images.)")
+    return " ".join(text)
+
+
 __all__ = [
     "ROBUST_METRICS", "KINDS", "DegradedDataset", "severity_levels", "degraded_dataset", "robustness",
     "robustness_drops", "figure_robustness", "calibration_table", "reliability_table", "figure_reliability",
     "training_throughput", "inference_throughput", "cost_table", "machine_table", "figure_cost",
+    "BeyondStudy", "beyond_study", "what_we_see",
 ]
