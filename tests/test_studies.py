@@ -18,7 +18,7 @@ from deepmt.studies import summary as S
 from deepmt.studies import tables as T
 
 
-def fake_run(method: str, seed: int, correct: float, n: int = 200, rng_seed: int = 0) -> ExperimentResult:
+def fake_run(method: str, seed: int, correct: float, n: int = 200, rng_seed: int = 0, train_seconds: float = 1.0) -> ExperimentResult:
     """A run whose grade predictions are right on a fraction ``correct`` of images, with per-image ISR/seg values
     that grow with ``correct`` as well."""
     rng = np.random.default_rng(rng_seed + 17 * seed)
@@ -36,7 +36,7 @@ def fake_run(method: str, seed: int, correct: float, n: int = 200, rng_seed: int
     cfg = get_config("smoke", {"train.seed": seed})
     metrics = {k: float(v) for k, v in M.grading_metrics(y, probs).items() if np.ndim(v) == 0}
     return ExperimentResult(method=method, config=cfg, metrics=metrics, val_metrics={"qwk": correct}, predictions=preds,
-                            checkpoint=Path("x"), run_dir=Path("."), train_seconds=1.0, history=pd.DataFrame(), key="k")
+                            checkpoint=Path("x"), run_dir=Path("."), train_seconds=train_seconds, history=pd.DataFrame(), key="k")
 
 
 @pytest.fixture
@@ -132,12 +132,42 @@ QUALITY = {"grader_lr": 0.3, "unet_lr": 0.3, "bicubic": 0.3, "grader_bicubic": 0
 
 @pytest.fixture
 def fake_training(monkeypatch):
-    """``tables.run_methods`` made of :func:`fake_run`: every method as good as :data:`QUALITY` says."""
+    """``tables.run_methods`` made of :func:`fake_run`: the same numbers every time, but every "training" takes a
+    new number of seconds (as a rerun does)."""
+    import itertools
+
+    clock = itertools.count(1)
 
     def run_methods(methods, cfg, seeds=(0,), **kw):
-        return {m: [fake_run(m, s, QUALITY[m], rng_seed=sum(map(ord, m))) for s in seeds] for m in methods}
+        return {m: [fake_run(m, s, QUALITY[m], rng_seed=sum(map(ord, m)), train_seconds=float(next(clock))) for s in seeds]
+                for m in methods}
 
     monkeypatch.setattr(T, "run_methods", run_methods)
+
+
+STUDIES = {
+    "01": lambda cfg: T.finding1(cfg, [0], [0], n_boot=50, dial=(0.0, 1.0)),
+    "04": lambda cfg: T.grading_table(cfg, [0], n_boot=50),
+    "05": lambda cfg: T.isr_table(cfg, [0], n_boot=50),
+    "06": lambda cfg: T.segmentation_table(cfg, [0], n_boot=50),
+}
+
+
+@pytest.mark.parametrize("nb", sorted(STUDIES))
+def test_a_rerun_leaves_identical_result_tables(nb, fake_training, result_tables):
+    """Two runs with the same numbers but other training seconds write byte-identical result tables; the seconds
+    go to the study's ``timing`` table only."""
+    cfg = get_config("smoke")
+    first, second = STUDIES[nb](cfg), STUDIES[nb](cfg)
+    a, b = result_tables(first), result_tables(second)
+    assert len(a) >= 2 and a.keys() == b.keys()
+    assert [k for k in a if a[k] != b[k]] == []
+    assert not any(b"train_s" in v or b"seconds" in v for v in a.values())
+    if "timing" in first:  # 04: each method's training seconds (mean over its seeds), different in each run
+        t = first["timing"].set_index("method")
+        assert list(t.columns) == ["label", "n_seeds", "train_s"] and list(t.index) == list(first["runs"])
+        assert t.loc["deepmt_dr", "train_s"] == np.mean([r.train_seconds for r in first["runs"]["deepmt_dr"]])
+        assert (first["timing"]["train_s"] != second["timing"]["train_s"]).all()
 
 
 def test_what_we_see_01_is_written_from_the_numbers(fake_training):

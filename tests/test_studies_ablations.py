@@ -25,8 +25,9 @@ def cfg():
     return get_config("smoke", {"train.device": "cpu"})
 
 
-def _fake(method, cfg, quality=0.0, warm=None):
-    """A result whose numbers improve with ``quality`` (deterministic per config; validation as test)."""
+def _fake(method, cfg, quality=0.0, warm=None, seconds=3.0):
+    """A result whose numbers improve with ``quality`` (deterministic per config; validation as test). A warm start
+    trains a third of ``seconds`` and skips the other two thirds (the base's earlier stages)."""
     rng = np.random.default_rng(int(cfg.key(), 16) % 2**32)
     y = np.arange(N) % 5
     logits = rng.normal(size=(N, 5)) + (2.0 + quality) * np.eye(5)[y]
@@ -44,26 +45,30 @@ def _fake(method, cfg, quality=0.0, warm=None):
     if "isr_psnr_lesion" in pred:
         metrics.update(psnr_lesion=float(pred["isr_psnr_lesion"].mean()), ssim_lesion=float(pred["isr_ssim_lesion"].mean()))
     return ExperimentResult(method=method, config=cfg, metrics=metrics, val_metrics={"qwk": metrics["qwk"]}, predictions=pred,
-                            checkpoint=Path("final.pt"), run_dir=Path("."), train_seconds=1.0 if warm else 3.0,
+                            checkpoint=Path("final.pt"), run_dir=Path("."), train_seconds=seconds / 3 if warm else seconds,
                             history=pd.DataFrame(), key=cfg.key(), from_cache=False,
-                            warm_start={"base_key": "b", "start_stage": warm, "earlier_stages_seconds": 2.0} if warm else None)
+                            warm_start={"base_key": "b", "start_stage": warm, "earlier_stages_seconds": 2 * seconds / 3} if warm else None)
 
 
 @pytest.fixture
 def fake_runs(monkeypatch):
-    """Fake run_jobs / run_methods; records every run."""
+    """Fake run_jobs / run_methods; records every run. Each "training" takes longer than the one before (the
+    numbers do not change: as in a rerun)."""
+    import itertools
+
     calls = []
+    clock = itertools.count(3)
 
     def run_jobs(jobs, **kw):
         out = []
         for job in jobs:
             calls.append((job.method, job.cfg, job.start_stage))
             quality = -1.0 if job.cfg.loss.cls_aware == 0 and job.cfg.loss.seg_aware == 0 else 0.0
-            out.append(_fake(job.method, job.cfg, quality, warm=job.start_stage))
+            out.append(_fake(job.method, job.cfg, quality, warm=job.start_stage, seconds=float(next(clock))))
         return out
 
     def run_methods(methods, cfg, seeds=(0,), **kw):
-        return {m: [_fake(m, cfg.replace({"train.seed": s})) for s in seeds] for m in methods}
+        return {m: [_fake(m, cfg.replace({"train.seed": s}), seconds=float(next(clock))) for s in seeds] for m in methods}
 
     monkeypatch.setattr(A, "run_jobs", run_jobs)
     monkeypatch.setattr(A, "run_methods", run_methods)
@@ -122,7 +127,13 @@ def test_task_aware_study_warm_starts_dedupes_and_claims(cfg, fake_runs, loaded_
     assert plan.loc["cls_aware=0", "trained"] == "same as no_cls_aware"
     assert plan.loc["cls_aware=10", "trained"] == "same as deepmt_dr"
     assert plan.loc["no_vis_consistency", "trained"] == "warm start at stage1b"
-    assert plan.loc["no_seg_aware", "shared_s"] == 2.0 and plan.loc["deepmt_dr", "trained"] == "base"
+    assert plan.loc["deepmt_dr", "trained"] == "base" and not set(A.TIMING_COLUMNS) & set(plan.columns)
+    timing = res["timing"].set_index("variant")  # seconds apart: the variant's own, and those its warm start skipped
+    assert list(timing.index) == list(plan.index) and list(timing.trained) == list(plan.trained)
+    warm = res["ablation"].runs["no_seg_aware"][0]
+    assert timing.loc["no_seg_aware", "train_s"] == warm.train_seconds
+    assert timing.loc["no_seg_aware", "shared_s"] == warm.warm_start["earlier_stages_seconds"] > 0
+    assert timing.loc["cls_aware=10", "train_s"] == 0 and timing.loc["deepmt_dr", "shared_s"] == 0
     # one summary row and one set of effects per distinct run
     assert list(res["summary"].variant) == ["deepmt_dr", "authors_weights", "no_seg_aware", "no_cls_aware", "no_grading_feedback",
                                             "no_vis_consistency", "no_task_aware", "cls_aware=100"]
@@ -171,6 +182,23 @@ def _scale_check(ab, c, scale_of):
                           "hr_max_abs_diff": 0.25} for v, s in scale_of.items() if v != "deepmt_dr"])
 
 
+def test_a_rerun_leaves_identical_result_tables(cfg, fake_runs, loaded_methods, monkeypatch, result_tables):
+    """Notebooks 07 and 08 run twice: the same numbers, other training seconds. The plans and every result table
+    are byte-identical; only the timing tables differ."""
+    monkeypatch.setattr(A, "scale_alignment", _scale_check)
+
+    def studies():
+        return (A.task_aware_study(cfg, [0], cls_aware_weights=[100], feedback_ratios=[], n_boot=50),
+                A.structure_study(cfg, [0], scales=[4, 8], n_boot=50), A.unsupervised_study(cfg, [0], n_boot=50))
+
+    for first, second in zip(studies(), studies()):
+        a, b = result_tables(first), result_tables(second)
+        assert {"plan", "summary", "effects"} <= a.keys() and a.keys() == b.keys()
+        assert [k for k in a if a[k] != b[k]] == []
+        assert not any(b"train_s" in v or b"shared_s" in v for v in a.values())
+        assert not first["timing"].equals(second["timing"])
+
+
 def test_what_we_see_07_is_written_from_the_numbers(cfg, fake_runs, loaded_methods):
     res = A.task_aware_study(cfg, [0], cls_aware_weights=[0, 10, 100], feedback_ratios=[0.5, 2.0], n_boot=100)
     text = A.what_we_see_07(res)
@@ -190,7 +218,7 @@ def test_what_we_see_07_is_written_from_the_numbers(cfg, fake_runs, loaded_metho
             f"{sweep.loc[sweep.is_base, 'qwk'].iloc[0]:.3f})") in text
     assert res["ratio_on_validation"] in (0.5, 2.0) and res["feedback_ratio"] == 0.5
     assert f"validation QWK is best at {res['ratio_on_validation']:g} (the config uses 0.5)." in text
-    warm = res["plan"][res["plan"].trained.str.startswith("warm")]
+    warm = res["timing"][res["timing"].trained.str.startswith("warm")]
     assert len(warm) == 8 and (f"8 variant(s) were warm-started from the base and trained {warm.train_s.sum():.0f} s in all; "
                                f"training them from scratch would have repeated {warm.shared_s.sum():.0f} s") in text
     assert "with 1 seed(s) training noise is not measured" in text and text.endswith(A.SMOKE_NOTE)

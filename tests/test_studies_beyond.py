@@ -255,14 +255,16 @@ def _beyond(tmp_path, load: float = 0.5, smoke: bool = False) -> B.BeyondStudy:
                "grader_bicubic": _result(tmp_path, "grader_bicubic", probs=np.eye(5)[(y + 1) % 5] * 0.9 + 0.02, y=y)}
     cost = pd.DataFrame({"label": ["DeepMT-DR", "Grader on bicubic"], "method": ["deepmt_dr", "grader_bicubic"],
                          "params_total": [2.5e6, 1e6], "gflops_forward": [1.5, 0.25], "gflops_train": [4.0, 0.75],
-                         "train_img_s": [40.0, 400.0], "infer_img_s": [100.0, 1000.0], "infer_img_s_grade_only": [200.0, 1000.0],
-                         "threads": [2, 2], "load_avg_1min": [load, load], "test_qwk": [0.8, 0.7]})
+                         "test_qwk": [0.8, 0.7]})
+    throughput = pd.DataFrame({"method": ["deepmt_dr", "grader_bicubic"], "label": ["DeepMT-DR", "Grader on bicubic"],
+                               "train_img_s": [40.0, 400.0], "infer_img_s": [100.0, 1000.0], "infer_img_s_grade_only": [200.0, 1000.0],
+                               "threads": [2, 2], "load_avg_1min": [load, load]})
     machine = pd.DataFrame({"item": ["cpu_model", "usable_cores", "device", "gpu_name", "autocast"],
                             "value": ["Test CPU", "2", "cpu", "None", "bf16"]})
     return B.BeyondStudy(levels=pd.DataFrame({"level": ["clean", "blur 2", "noise 2"]}), robustness=rob,
                          drops=pd.concat([B.robustness_drops(rob, m) for m in ("accuracy", "qwk")], ignore_index=True),
                          calibration=B.calibration_table(results, n_boot=50), reliability=B.reliability_table(results),
-                         cost=cost, machine=machine,
+                         cost=cost, robustness_seconds=pd.DataFrame(), throughput=throughput, machine=machine,
                          n_test=100, n_graded=90, hr_size=64, smoke=smoke)
 
 
@@ -288,6 +290,17 @@ def test_beyond_what_we_see_is_written_from_the_numbers(tmp_path):
     ungraded = _beyond(tmp_path)
     ungraded.drops = ungraded.drops.assign(clean=np.nan)
     assert "Robustness: the test split has no graded images" in B.what_we_see(ungraded)
+
+
+def test_cost_and_throughput_figures_draw_their_own_columns(tmp_path):
+    study = _beyond(tmp_path)
+    fig = B.figure_cost(study.cost)
+    assert [b.get_height() for b in fig.axes[0].patches] == pytest.approx([2.5, 1.0])  # parameters in millions
+    assert [b.get_height() for b in fig.axes[1].patches] == pytest.approx([1.5, 0.25, 4.0, 0.75])  # GFLOPs
+    plt.close(fig)
+    fig = B.figure_throughput(study.throughput)
+    assert [b.get_height() for b in fig.axes[0].patches] == pytest.approx([40, 400, 100, 1000, 200, 1000])
+    plt.close(fig)
 
 
 # ----------------------------------------------------------------------------- on real smoke runs
@@ -332,3 +345,17 @@ def test_robustness_and_cost_on_smoke_runs(smoke_runs):
     fig = B.figure_cost(cost.reset_index())
     plt.close(fig)
 
+
+@pytest.mark.slow
+def test_beyond_study_reruns_leave_identical_result_tables(smoke_runs, result_tables):
+    """Notebook 10 twice on the same cached runs: every timing is measured afresh, every result table is
+    byte-identical (the timings are in their own tables)."""
+    cfg, results = smoke_runs
+    first, second = (B.beyond_study(results, cfg, noise_stds=[0.1], timing_images=4, timing_repeats=1, device="cpu")
+                     for _ in range(2))
+    timing = ("robustness_seconds", "throughput", "machine")
+    a, b = result_tables(first, timing=timing), result_tables(second, timing=timing)
+    assert {"robustness", "calibration", "cost"} <= a.keys() and [k for k in a if a[k] != b[k]] == []
+    assert len(first.levels) == 2 and first.n_test == len(results["deepmt_dr"].predictions["id"]) and first.smoke
+    assert set(first.cost.columns).isdisjoint(B.THROUGHPUT_COLUMNS) and "eval_seconds" not in first.robustness
+    assert (first.throughput["infer_img_s"] > 0).all() and list(first.robustness_seconds.level.unique()) == ["clean", "noise 0.1"]

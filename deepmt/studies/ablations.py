@@ -19,7 +19,9 @@ Effects are paired (same test images) ``variant - base`` with 95% bootstrap CIs 
 (:func:`deepmt.studies.common.effects_table`); they do not include seed-to-seed training noise, which one
 seed cannot measure.
 
-Each notebook's "what we see" is written from a study's result by :func:`what_we_see_07` / :func:`what_we_see_08`.
+How long each variant trained is a timing, not a result (a rerun changes it and nothing else): it is kept in
+:attr:`Ablation.timing`, apart from the plan and the tables. Each notebook's "what we see" is written from a
+study's result by :func:`what_we_see_07` / :func:`what_we_see_08`.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ METRICS = (*GRADING, *ISR_LESION, *SEGMENTATION)
 #: the three feedback terms of the task-aware loss (into the ISR subnet, stage 2)
 FEEDBACK_TERMS = ("seg_aware", "cls_aware", "grading_feedback")
 C5_METRICS = ("accuracy", "qwk", "psnr_lesion", "ssim_lesion")
+#: columns of :attr:`Ablation.timing` (seconds; kept out of the plan and the tables)
+TIMING_COLUMNS = ("train_s", "shared_s")
 
 
 @dataclass(frozen=True)
@@ -132,7 +136,8 @@ def annotated_everywhere(cfg: Config) -> bool:
 
 @dataclass
 class Ablation:
-    """Runs of the base and its variants (``runs[name]``: one result per seed), and how each was trained.
+    """Runs of the base and its variants (``runs[name]``: one result per seed), how each was trained
+    (``plan``) and how long (``timing``).
 
     A variant that trains exactly like the base or an earlier variant has no entry in ``runs``;
     ``alias[name]`` names the entry that stands for it (:meth:`results`)."""
@@ -142,6 +147,7 @@ class Ablation:
     variants: list[Variant]
     labels: dict[str, str]
     alias: dict[str, str] = field(default_factory=dict)
+    timing: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def results(self, name: str) -> list[ExperimentResult] | None:
         """The runs of ``name`` (through ``alias``), or None when it was not run."""
@@ -151,8 +157,9 @@ class Ablation:
 def run_ablation(cfg: Config, seeds: Sequence[int], variants: Sequence[Variant], skip: Mapping[str, str] | None = None) -> Ablation:
     """Train (or load) the base and every variant once per seed, warm-starting where possible.
 
-    ``plan`` has one row per variant: how it was trained, ``train_s`` (its own training seconds, mean over
-    seeds) and ``shared_s`` (the base's training seconds of the stages a warm start skipped).
+    ``plan`` has one row per variant: its method, changes, how it was trained and a note. ``timing`` has the
+    same rows with ``train_s`` (the variant's own training seconds, mean over seeds) and ``shared_s`` (the
+    base's training seconds of the stages a warm start skipped).
 
     ``skip`` maps a variant name to the reason it is not run (it appears in ``plan`` only). A variant whose
     config equals the base's (or an earlier variant's) reuses those runs.
@@ -198,7 +205,9 @@ def run_ablation(cfg: Config, seeds: Sequence[int], variants: Sequence[Variant],
         runs[name] = [next(results) for _ in range(n)]
         rows[r].update(train_s=float(np.mean([x.train_seconds for x in runs[name]])),
                        shared_s=float(np.mean([(x.warm_start or {}).get("earlier_stages_seconds", 0.0) for x in runs[name]])))
-    return Ablation(runs=runs, plan=pd.DataFrame(rows), variants=list(variants), labels=labels, alias=alias)
+    table = pd.DataFrame(rows)
+    return Ablation(runs=runs, plan=table.drop(columns=list(TIMING_COLUMNS)), variants=list(variants), labels=labels,
+                    alias=alias, timing=table[["variant", "label", "trained", *TIMING_COLUMNS]])
 
 
 # --------------------------------------------------------------------------- tables
@@ -430,7 +439,7 @@ def task_aware_study(cfg: Config, seeds: Sequence[int], cls_aware_weights: Seque
     best = selected_on_validation(ab, list(names))
     from deepmt.controls import regime_of
 
-    return {"ablation": ab, "plan": ab.plan, "summary": summary(ab), "effects": eff,
+    return {"ablation": ab, "plan": ab.plan, "timing": ab.timing, "summary": summary(ab), "effects": eff,
             "wide": wide_effects(eff), "sweeps": sweeps, "gradients": feedback_gradients(ab),
             "ratio_on_validation": names.get(best, math.nan), "feedback_ratio": base_r,
             "claims": c5_claims(ab, len(ab.runs[BASE]), n_boot, regime=regime_of(cfg)), "smoke": cfg.profile == "smoke"}
@@ -462,7 +471,7 @@ def unsupervised_study(cfg: Config, seeds: Sequence[int], mask_fraction: float =
     hr = run_methods(["foo_mt_hr"], cfg_p, seeds)["foo_mt_hr"]
     acc, lo, hi = method_ci(hr, "accuracy", n_boot=n_boot)
     controls = controls_table([control_row("learnable", value=acc, lo=lo, hi=hi, n_seeds=len(hr), evidence=evidence, regime=regime)])
-    return {"ablation": ab, "plan": ab.plan, "summary": summary(ab, C7_METRICS), "effects": eff,
+    return {"ablation": ab, "plan": ab.plan, "timing": ab.timing, "summary": summary(ab, C7_METRICS), "effects": eff,
             "claims": claims, "controls": controls, "regime": regime}
 
 
@@ -477,7 +486,7 @@ def structure_study(cfg: Config, seeds: Sequence[int], scales: Sequence[int] = (
     ab = run_ablation(cfg, seeds, variants, skip=skip)
     eff = effects(ab, METRICS, n_boot)
     scale_of = {BASE: int(cfg.data.scale), **{f"scale_x{int(s)}": int(s) for s in scales if int(s) != int(cfg.data.scale)}}
-    return {"ablation": ab, "plan": ab.plan, "summary": summary(ab), "effects": eff,
+    return {"ablation": ab, "plan": ab.plan, "timing": ab.timing, "summary": summary(ab), "effects": eff,
             "wide": wide_effects(eff), "scale_check": scale_alignment(ab, cfg, scale_of), "scale_of": scale_of,
             "synthetic": cfg.data.dataset == "synthetic", "smoke": cfg.profile == "smoke"}
 
@@ -497,8 +506,8 @@ def what_we_see_07(res: Mapping[str, Any]) -> str:
     choose), the feedback ratio chosen on validation, and what the warm starts saved."""
     s = res["summary"].set_index("variant")
     c5 = res["claims"].set_index("metric")
-    plan = res["plan"]
-    warm = plan[plan.trained.str.startswith("warm")]
+    timing = res["timing"]
+    warm = timing[timing.trained.str.startswith("warm")]
     n_seeds = len(res["ablation"].runs[BASE])
     terms = ["authors_weights", "no_seg_aware", "no_cls_aware", "no_grading_feedback", "no_vis_consistency"]
     sweep = res["sweeps"].get("cls_aware")

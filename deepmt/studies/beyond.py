@@ -12,6 +12,10 @@
 
 Evaluation only: every model comes from the experiment cache and is never trained here.
 
+**Timings apart.** Seconds and images/s change from run to run while every metric stays the same, so
+:func:`beyond_study` keeps them (evaluation seconds, :data:`THROUGHPUT_COLUMNS`, the machine) out of its result
+tables, for ``results/timing/`` and :func:`figure_throughput` (:func:`figure_cost`: parameters and GFLOPs only).
+
 **Robustness: re-degrading the same test images.** Changing ``data.degradation`` in the config would make a
 new synthetic split: the cache key of :mod:`deepmt.data.synthetic` hashes the degradation, so the whole split
 (HR images included) is generated again, and the generator *uses* ``blur_sigma`` when it matches the
@@ -60,6 +64,9 @@ ROBUST_METRICS = ("accuracy", "qwk", "ece", "auc_ovr", "psnr", "ssim", "aupr", "
 KINDS = ("blur", "noise", "jpeg")
 _KIND_TEXT = {"blur": "Gaussian blur sigma (HR px)", "noise": "Gaussian noise std (LR, [0,1])",
               "jpeg": "JPEG quality of the LR image"}
+#: columns of :func:`cost_table` that are timings (or what a timing depends on): kept out of the cost table
+THROUGHPUT_COLUMNS = ("train_images", "train_seconds", "train_img_s", "infer_images", "infer_seconds", "infer_img_s",
+                      "infer_img_s_grade_only", "threads", "load_avg_1min")
 
 
 # --------------------------------------------------------------------------- robustness
@@ -419,40 +426,54 @@ def machine_table(device: str = "auto") -> pd.DataFrame:
 
 
 def figure_cost(cost: pd.DataFrame):
-    """Bars per method: parameters (millions), inference GFLOPs per image, and images/s (training of the cached
-    run; inference here, full and grade-only)."""
+    """Bars per method: parameters (millions) and GFLOPs per image (inference, and a training step)."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    fig, axes = plt.subplots(1, 2, figsize=(8.7, 3.4))
     x = np.arange(len(cost))
-    names = cost["label"].tolist()
     axes[0].bar(x, cost["params_total"] / 1e6, color="C0")
     axes[0].set_ylabel("parameters (millions)")
     axes[1].bar(x, cost["gflops_forward"], color="C1", label="inference")
     axes[1].bar(x, cost["gflops_train"], color="C1", alpha=0.35, label="training step (fwd+bwd)", bottom=0, zorder=0)
     axes[1].set_ylabel("GFLOPs per image")
     axes[1].legend(fontsize=7)
+    _method_ticks(axes, x, cost["label"].tolist())
+    fig.tight_layout()
+    return fig
+
+
+def figure_throughput(throughput: pd.DataFrame):
+    """Bars per method: images/s of training (the cached run) and of inference here, full and grade-only."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    x = np.arange(len(throughput))
     w = 0.27
-    axes[2].bar(x - w, cost["train_img_s"], w, label="training (cached run)", color="C2")
-    axes[2].bar(x, cost["infer_img_s"], w, label="inference", color="C4")
-    axes[2].bar(x + w, cost["infer_img_s_grade_only"], w, label="inference, grade only", color="C4", alpha=0.45)
-    axes[2].set_ylabel("images / s")
-    axes[2].set_yscale("log")
-    axes[2].legend(fontsize=7)
+    ax.bar(x - w, throughput["train_img_s"], w, label="training (cached run)", color="C2")
+    ax.bar(x, throughput["infer_img_s"], w, label="inference", color="C4")
+    ax.bar(x + w, throughput["infer_img_s_grade_only"], w, label="inference, grade only", color="C4", alpha=0.45)
+    ax.set_ylabel("images / s")
+    ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    _method_ticks([ax], x, throughput["label"].tolist())
+    fig.tight_layout()
+    return fig
+
+
+def _method_ticks(axes, x: np.ndarray, names: Sequence[str]) -> None:
     for ax in axes:
         ax.set_xticks(x, names, rotation=20, ha="right", fontsize=8)
         ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    return fig
 
 
 # --------------------------------------------------------------------------- the study
 @dataclass
 class BeyondStudy:
-    """Notebook 10's tables: ``levels`` (:func:`severity_levels`), ``robustness`` (one row per method and level),
-    ``drops`` (:func:`robustness_drops` of accuracy and QWK), ``calibration``, ``reliability``, ``cost``
-    (:func:`cost_table`) and ``machine`` (:func:`machine_table`). ``n_test`` / ``n_graded``: test images, and those
-    with a grade; ``hr_size``: the HR side in px; ``smoke``: the smoke profile."""
+    """Notebook 10's tables. Results: ``levels`` (:func:`severity_levels`), ``robustness`` (one row per method and
+    level), ``drops`` (:func:`robustness_drops` of accuracy and QWK), ``calibration``, ``reliability`` and ``cost``
+    (parameters and GFLOPs). Timings (``results/timing/``): ``robustness_seconds`` (evaluation seconds per method and
+    level), ``throughput`` (training and inference images/s) and ``machine`` (:func:`machine_table`). ``n_test`` /
+    ``n_graded``: test images, and those with a grade; ``hr_size``: the HR side in px; ``smoke``: the smoke profile."""
 
     levels: pd.DataFrame
     robustness: pd.DataFrame
@@ -460,6 +481,8 @@ class BeyondStudy:
     calibration: pd.DataFrame
     reliability: pd.DataFrame
     cost: pd.DataFrame
+    robustness_seconds: pd.DataFrame
+    throughput: pd.DataFrame
     machine: pd.DataFrame
     n_test: int
     n_graded: int
@@ -495,9 +518,13 @@ def beyond_study(results: Mapping[str, ExperimentResult], cfg: Config, blur_sigm
     reliability = reliability_table(results, n_bins=n_bins)
     machine = machine_table(device)
     cost = cost_table(results, test, cfg, max_images=timing_images, repeats=timing_repeats, threads=timing_threads)
-    return BeyondStudy(levels=levels, robustness=rob, drops=drops, calibration=calibration, reliability=reliability,
-                       cost=cost, machine=machine, n_test=len(test), n_graded=int((grades >= 0).sum()),
-                       hr_size=int(cfg.data.hr_size), smoke=smoke)
+    return BeyondStudy(
+        levels=levels, robustness=rob.drop(columns="eval_seconds"), drops=drops, calibration=calibration,
+        reliability=reliability, cost=cost.drop(columns=list(THROUGHPUT_COLUMNS)),
+        robustness_seconds=rob[["method", "label", "level", "eval_seconds"]],
+        throughput=cost[["method", "label", *THROUGHPUT_COLUMNS]], machine=machine, n_test=len(test),
+        n_graded=int((grades >= 0).sum()), hr_size=int(cfg.data.hr_size), smoke=smoke,
+    )
 
 
 # --------------------------------------------------------------------------- what we see
@@ -531,15 +558,15 @@ def _robustness_clause(study: BeyondStudy) -> list[str]:
 def _cost_clause(study: BeyondStudy) -> list[str]:
     """Parameters, GFLOPs and images/s per method, and the machine and load the timings were taken under."""
     mach = dict(zip(study.machine["item"], study.machine["value"]))
-    cc = study.cost.set_index("method")
-    load = float(study.cost["load_avg_1min"].max())
+    cc = study.cost.merge(study.throughput, on=["method", "label"]).set_index("method")
+    load = float(study.throughput["load_avg_1min"].max())
     gpu = mach.get("gpu_name")
     return [
         f"Cost per image at HR {study.hr_size}px: " + ", ".join(
             f"{label(m)} {cc.loc[m, 'params_total'] / 1e6:.3f} M parameters, {cc.loc[m, 'gflops_forward']:.3f} GFLOPs inference "
             f"({cc.loc[m, 'infer_img_s']:.0f} img/s here, {cc.loc[m, 'infer_img_s_grade_only']:.0f} without the visualization map), "
             f"trained at {cc.loc[m, 'train_img_s']:.0f} img/s" for m in cc.index) + ".",
-        f"Timings on {mach.get('cpu_model')} ({mach.get('usable_cores')} usable cores, {int(study.cost['threads'].iloc[0])} torch "
+        f"Timings on {mach.get('cpu_model')} ({mach.get('usable_cores')} usable cores, {int(study.throughput['threads'].iloc[0])} torch "
         f"threads, device {mach.get('device')}{', GPU ' + gpu if gpu not in (None, 'None') else ''}, "
         f"autocast {mach.get('autocast')}), 1-min load average up to {load:.1f} while timing"
         + (" -- above the core count: the machine was shared, and the inference rates can be far too low "
@@ -568,6 +595,6 @@ def what_we_see(study: BeyondStudy) -> str:
 __all__ = [
     "ROBUST_METRICS", "KINDS", "DegradedDataset", "severity_levels", "degraded_dataset", "robustness",
     "robustness_drops", "figure_robustness", "calibration_table", "reliability_table", "figure_reliability",
-    "training_throughput", "inference_throughput", "cost_table", "machine_table", "figure_cost",
-    "BeyondStudy", "beyond_study", "what_we_see",
+    "training_throughput", "inference_throughput", "cost_table", "machine_table", "figure_cost", "figure_throughput",
+    "THROUGHPUT_COLUMNS", "BeyondStudy", "beyond_study", "what_we_see",
 ]

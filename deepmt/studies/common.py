@@ -241,8 +241,8 @@ def long_table(runs: Runs, metrics: Sequence[str]) -> pd.DataFrame:
 
 
 def summary_table(runs: Runs, metrics: Sequence[str], digits: int = 3) -> pd.DataFrame:
-    """One row per method: ``<metric>`` as "mean ± std" over seeds, ``<metric>_mean``/``_std`` numbers,
-    the number of seeds and the mean training time."""
+    """One row per method: ``<metric>`` as "mean ± std" over seeds, ``<metric>_mean``/``_std`` numbers and
+    the number of seeds (no training time: a timing is not a result)."""
     rows = []
     for m, results in runs.items():
         row: dict[str, Any] = {"method": m, "label": label(m), "n_seeds": len(results)}
@@ -251,7 +251,6 @@ def summary_table(runs: Runs, metrics: Sequence[str], digits: int = 3) -> pd.Dat
             mean, std = M.mean_std(vals)
             row[met] = M.format_mean_std(vals, digits=digits)
             row[f"{met}_mean"], row[f"{met}_std"] = mean, std
-        row["train_s"] = float(np.mean([r.train_seconds for r in results]))
         rows.append(row)
     return pd.DataFrame(rows)
 

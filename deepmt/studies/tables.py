@@ -5,6 +5,8 @@ DataFrames -- ``summary`` (mean ± std over seeds), ``ci`` (95% bootstrap CIs ov
 ``effects`` (paired differences with CIs and p-values) and ``claims`` (rows of the claims table) --
 plus the runs themselves for figures. Method names: :data:`deepmt.models.methods.METHODS`.
 
+Training seconds never enter these tables: they differ between two runs that give the same numbers, so they
+go to a ``timing`` table of their own (saved under ``results/timing/``), and a rerun changes no result table.
 Each notebook's "what we see" is written from a study's result by ``what_we_see_<nn>`` (01, 04, 05, 06).
 """
 
@@ -219,7 +221,8 @@ def grading_table(cfg: Config, seeds: Sequence[int], baselines: Sequence[str] = 
     """Table 04: every grading baseline vs DeepMT-DR on LR input, over ``seeds``.
 
     The best baseline is chosen on the *validation* split (mean validation QWK over seeds), never on test;
-    DeepMT-DR is compared with it by a paired bootstrap over test images (claim C4).
+    DeepMT-DR is compared with it by a paired bootstrap over test images (claim C4). ``timing``: each
+    method's training seconds (mean over seeds), apart from the result tables.
     """
     runs = run_methods([*baselines, "deepmt_dr", *references], cfg, seeds)
     metrics = list(GRADING_METRICS)
@@ -239,7 +242,15 @@ def grading_table(cfg: Config, seeds: Sequence[int], baselines: Sequence[str] = 
         for m, rs in runs.items() for r in rs
     ]).groupby(["method", "label"], sort=False).mean(numeric_only=True).drop(columns="seed").reset_index()
     return {"runs": runs, "table": table, "ci": ci, "effects": effects, "best_baseline": best, "claims": claims,
-            "per_grade_recall": per_grade, "smoke": cfg.profile == "smoke"}
+            "per_grade_recall": per_grade, "timing": train_seconds(runs), "smoke": cfg.profile == "smoke"}
+
+
+def train_seconds(runs: Runs) -> pd.DataFrame:
+    """One row per method: ``train_s``, its training seconds (optimisation only) averaged over its seeds. A
+    timing, not a result: two runs with the same numbers differ here (``results/timing/``)."""
+    return pd.DataFrame([{"method": m, "label": label(m), "n_seeds": len(rs),
+                          "train_s": float(np.mean([r.train_seconds for r in rs]))} for m, rs in runs.items()],
+                        columns=["method", "label", "n_seeds", "train_s"])
 
 
 def confusion_matrices(results_by_method: dict[str, Sequence[Any]]) -> dict[str, np.ndarray]:

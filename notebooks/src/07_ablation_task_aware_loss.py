@@ -28,7 +28,7 @@
 # `vis_consistency` already acts in stage 1b, so that variant is warm-started at stage 1b. (A warm start with the
 # base's own config reproduces the base exactly; `tests/test_warm_start.py`.)
 #
-# You will see: how each variant was trained and its cost; grading (accuracy, QWK, macro-F1), ISR inside lesion
+# You will see: how each variant was trained (and, apart, how long); grading (accuracy, QWK, macro-F1), ISR inside lesion
 # regions (PSNR/SSIM), segmentation (AUPR, Dice, MA AUPR) per variant; paired effects *variant − full* with 95%
 # bootstrap intervals over test images; the weight sweep; and the C5 rows of the claims table. The intervals
 # cover test-image sampling, not training noise: with one seed, a small "significant" effect may still be noise.
@@ -62,13 +62,16 @@ print(A.describe_loss(cfg))
 # %%
 res = A.task_aware_study(cfg, seeds, cls_aware_weights, seg_aware_weights, feedback_ratios, n_boot=n_boot)
 display(res["plan"])
+display(res["timing"].round(1))
 
 # %% [markdown]
 # ## Results
 # `summary`: mean ± std over seeds. `effects`: *variant − full DeepMT-DR* on the same test images, 95% CI.
+# Training seconds go to `results/timing/` (a rerun changes them and nothing else).
 
 # %%
 save_table(res["plan"], "07_plan")
+save_table(res["timing"], "timing/07_train_seconds")
 save_table(res["summary"], "07_summary")
 save_table(res["effects"], "07_effects_vs_full")
 for term, sweep in res["sweeps"].items():
@@ -77,7 +80,7 @@ save_table(res["claims"], "07_claims")
 save_table(res["gradients"], "07_feedback_gradients")
 display(res["gradients"].round(6))
 print(f"feedback ratio with the best validation QWK: {res['ratio_on_validation']:g} (config: {res['feedback_ratio']:g})")
-display(res["summary"][["label", "trained", *A.METRICS, "train_s"]])
+display(res["summary"][["label", "trained", *A.METRICS]])
 display(res["wide"])
 for term, sweep in res["sweeps"].items():
     display(sweep[["weight", "variant", *A.METRICS]].round(3))

@@ -12,8 +12,8 @@
 # | unsupervised part (journal) | `loss.unsupervised`: binarised visualization maps as pseudo masks for images without lesion annotations | warm start at stage 2; not run where every training image is annotated (then the term is exactly 0) |
 # | other scales | `data.scale` (`scales`): LR = HR / 2 or / 8 instead of / 4 | full runs on new LR data |
 #
-# The base is the full DeepMT-DR of every other notebook (cached). You will see how each variant was trained and
-# its cost, grading / lesion-region ISR / segmentation metrics per variant, paired effects *variant − full* with
+# The base is the full DeepMT-DR of every other notebook (cached). You will see how each variant was trained (and,
+# apart, how long), grading / lesion-region ISR / segmentation metrics per variant, paired effects *variant − full* with
 # 95% bootstrap intervals over the test images, and the metrics against the scale factor. For the scale variants
 # we check that the test split holds the same images (ids and grades) before pairing them.
 
@@ -46,6 +46,7 @@ print(describe_config(cfg), f"| seeds {seeds} | scales {scales}")
 # %%
 res = A.structure_study(cfg, seeds, scales, unsupervised, n_boot=n_boot)
 display(res["plan"])
+display(res["timing"].round(1))
 
 # %% [markdown]
 # ### The journal's unsupervised part, where it can act (claim C7)
@@ -66,14 +67,16 @@ display(c7["controls"][["id", "rule", "threshold", "value", "lo", "hi", "n_seeds
 # %% [markdown]
 # ## Results
 # `summary`: mean ± std over seeds. `effects`: *variant − full DeepMT-DR* on the same test images (by id), 95% CI.
-# "Without ISR" has no ISR metrics (it does not super-resolve; its input is the bicubic up-sampling).
+# "Without ISR" has no ISR metrics (it does not super-resolve; its input is the bicubic up-sampling). Training
+# seconds go to `results/timing/` (a rerun changes them and nothing else).
 
 # %%
 save_table(res["plan"], "08_plan")
+save_table(res["timing"], "timing/08_train_seconds")
 save_table(res["summary"], "08_summary")
 save_table(res["effects"], "08_effects_vs_full")
 save_table(res["scale_check"], "08_scale_check")
-display(res["summary"][["label", "trained", *A.METRICS, "train_s"]])
+display(res["summary"][["label", "trained", *A.METRICS]])
 display(res["wide"])
 display(res["scale_check"])
 

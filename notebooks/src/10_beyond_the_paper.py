@@ -13,7 +13,8 @@
 # 2. **Calibration.** Are the predicted grade probabilities trustworthy? Expected calibration error (ECE, with a
 #    bootstrap CI), Brier score, NLL and reliability diagrams from each run's cached test predictions.
 # 3. **Compute.** Parameters and FLOPs per image, training images/s of the cached runs and inference images/s
-#    measured on this machine (named below).
+#    measured on this machine (named below). Seconds and images/s change from run to run while every metric stays
+#    the same, so they are saved apart, under `results/timing/` and `figures/timing/`.
 
 # %% tags=["parameters"]
 profile = ""  # "" -> $DEEPMT_PROFILE (smoke in CI) or quick
@@ -61,11 +62,13 @@ save_table(study.drops, "10_robustness_drops")
 save_table(study.calibration, "10_calibration")
 save_table(study.reliability, "10_reliability")
 save_table(study.cost, "10_cost")
-save_table(study.machine, "10_machine")
-display(study.robustness[["label", "level", "accuracy", "qwk", "ece", "psnr", "aupr", "eval_seconds"]].round(3))
+save_table(study.robustness_seconds, "timing/10_robustness_seconds")
+save_table(study.throughput, "timing/10_throughput")
+save_table(study.machine, "timing/10_machine")
+display(study.robustness[["label", "level", "accuracy", "qwk", "ece", "psnr", "aupr"]].round(3))
 display(study.calibration.round(3))
-display(study.cost[["label", "params_total", "gflops_forward", "gflops_train", "train_img_s", "infer_img_s",
-                    "infer_img_s_grade_only", "test_qwk"]].round(3))
+display(study.cost[["label", "params_total", "gflops_forward", "gflops_train", "test_qwk"]].round(3))
+display(study.throughput[["label", "train_img_s", "infer_img_s", "infer_img_s_grade_only", "threads", "load_avg_1min"]].round(3))
 display(study.machine)
 
 # %% [markdown]
@@ -74,7 +77,8 @@ display(study.machine)
 # %%
 save_figure(B.figure_robustness(study.robustness, ("accuracy", "qwk")), "10_robustness")
 save_figure(B.figure_reliability(study.reliability, study.calibration), "10_reliability")
-save_figure(B.figure_cost(study.cost), "10_cost");
+save_figure(B.figure_cost(study.cost), "10_cost")
+save_figure(B.figure_throughput(study.throughput), "timing/10_throughput");
 
 # %% [markdown]
 # ## What we see
