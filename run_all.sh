@@ -92,19 +92,7 @@ if [ ${#failed[@]} -gt 0 ]; then
   echo "run_all.sh: failed notebook(s): ${failed[*]}" >&2
   exit 1
 fi
-# a complete run of a real profile: record how the numbers were made and refresh the README's results
+# a complete run of a real profile: refresh the README's results, with how the numbers were made (results/timing/run_all.json)
 if [ -z "$only" ] && [ "$profile" != smoke ]; then
-  python - "$profile" "$total" "$cache_state" <<'PY' && python -m deepmt.studies.summary --readme README.md --timing results/run_all_timing.json
-import datetime, json, sys
-from deepmt.config import get_config
-from deepmt.utils import atomic_write_text
-profile, total = sys.argv[1], float(sys.argv[2])
-d = get_config(profile).data
-atomic_write_text("results/run_all_timing.json", json.dumps({
-    "command": "./run_all.sh" + ("" if profile == "quick" else f" --profile {profile}"), "profile": profile, "total_s": total,
-    "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
-    "cache_at_start": sys.argv[3],
-    "data": f"HR {d.hr_size} px, LR {d.lr_size} px (x{d.scale}), {d.n_train}/{d.n_val}/{d.n_test} train/val/test images",
-}, indent=2))
-PY
+  python -m deepmt.studies.summary --readme README.md --timing results/timing/run_all.json
 fi

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 
@@ -59,3 +61,32 @@ def untrained_checkpoint(tmp_path_factory):
     save_checkpoint(path, {"method": "deepmt_dr", "config": config_json(cfg), "class_counts": None, "kind": "final",
                            "model": method.state_dict(), "stage_index": len(method.stages), "stage": "done"})
     return path
+
+
+@pytest.fixture
+def result_tables(tmp_path):
+    """``write(result, timing=("timing",))`` -> ``{name: bytes}``: every table of a study's ``result`` (a dict or a
+    dataclass; its DataFrames, also those one dict deep) except the ``timing`` ones, written as the notebooks write
+    them (:func:`deepmt.reporting.save_table`) into a fresh folder. Two runs that differ only in how long they took
+    must give the same bytes."""
+    import dataclasses
+
+    import pandas as pd
+
+    from deepmt.reporting import save_table
+
+    calls = itertools.count()
+
+    def write(result, timing=("timing",)) -> dict[str, bytes]:
+        items = vars(result) if dataclasses.is_dataclass(result) else dict(result)
+        out = {}
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("DEEPMT_RESULTS", str(tmp_path / f"results_{next(calls)}"))
+            for name, value in items.items():
+                for sub, df in (value.items() if isinstance(value, dict) else [("", value)]):
+                    if isinstance(df, pd.DataFrame) and name not in timing:
+                        key = f"{name}_{sub}" if sub else name
+                        out[key] = save_table(df, key).read_bytes()
+        return out
+
+    return write

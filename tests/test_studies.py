@@ -15,10 +15,12 @@ from deepmt.config import get_config
 from deepmt.experiments import ExperimentResult
 from deepmt.studies import common as C
 from deepmt.studies import summary as S
+from deepmt.studies import tables as T
 
 
-def fake_run(method: str, seed: int, correct: float, n: int = 200, rng_seed: int = 0) -> ExperimentResult:
-    """A run whose grade predictions are right on a fraction ``correct`` of images, with per-image ISR/seg values."""
+def fake_run(method: str, seed: int, correct: float, n: int = 200, rng_seed: int = 0, train_seconds: float = 1.0) -> ExperimentResult:
+    """A run whose grade predictions are right on a fraction ``correct`` of images, with per-image ISR/seg values
+    that grow with ``correct`` as well."""
     rng = np.random.default_rng(rng_seed + 17 * seed)
     y = np.arange(n) % 5
     right = rng.random(n) < correct
@@ -29,10 +31,12 @@ def fake_run(method: str, seed: int, correct: float, n: int = 200, rng_seed: int
     seg[rng.random((n, 4)) < 0.3] = np.nan  # lesion absent in some images
     preds = {"id": np.array([f"img{i}" for i in range(n)]), "grade_true": y, "grade_probs": probs.astype(np.float32),
              "isr_psnr_lesion": 20 + 10 * correct + rng.normal(0, 1, n), "seg_aupr": seg}
+    preds.update(isr_psnr=25 + 10 * correct + rng.normal(0, 1, n), isr_ssim=0.5 + 0.4 * correct + rng.normal(0, 0.01, n),
+                 isr_ssim_lesion=0.4 + 0.4 * correct + rng.normal(0, 0.01, n), seg_auc=0.5 + 0.5 * seg, seg_dice=0.8 * seg)
     cfg = get_config("smoke", {"train.seed": seed})
     metrics = {k: float(v) for k, v in M.grading_metrics(y, probs).items() if np.ndim(v) == 0}
     return ExperimentResult(method=method, config=cfg, metrics=metrics, val_metrics={"qwk": correct}, predictions=preds,
-                            checkpoint=Path("x"), run_dir=Path("."), train_seconds=1.0, history=pd.DataFrame(), key="k")
+                            checkpoint=Path("x"), run_dir=Path("."), train_seconds=train_seconds, history=pd.DataFrame(), key="k")
 
 
 @pytest.fixture
@@ -117,3 +121,99 @@ def test_readme_results_section_from_results_folder(tmp_path):
     with pytest.raises(Exception, match="04_grading_table"):
         S.results_markdown(res, timing)
     assert json.dumps(timing)
+
+
+# --------------------------------------------------------------------------- tables (notebooks 01, 04-06)
+#: how well each fake method does (grading, ISR and segmentation alike)
+QUALITY = {"grader_lr": 0.3, "unet_lr": 0.3, "bicubic": 0.3, "grader_bicubic": 0.4, "unet_bicubic": 0.4, "srcnn": 0.4,
+           "foo_mt": 0.45, "two_stage": 0.5, "edsr": 0.5, "deepmt_dr_noisr": 0.6, "isr": 0.6, "deepmt_dr": 0.8,
+           "grader_hr": 0.85, "unet_hr": 0.9, "foo_mt_hr": 0.9}
+
+
+@pytest.fixture
+def fake_training(monkeypatch):
+    """``tables.run_methods`` made of :func:`fake_run`: the same numbers every time, but every "training" takes a
+    new number of seconds (as a rerun does)."""
+    import itertools
+
+    clock = itertools.count(1)
+
+    def run_methods(methods, cfg, seeds=(0,), **kw):
+        return {m: [fake_run(m, s, QUALITY[m], rng_seed=sum(map(ord, m)), train_seconds=float(next(clock))) for s in seeds]
+                for m in methods}
+
+    monkeypatch.setattr(T, "run_methods", run_methods)
+
+
+STUDIES = {
+    "01": lambda cfg: T.finding1(cfg, [0], [0], n_boot=50, dial=(0.0, 1.0)),
+    "04": lambda cfg: T.grading_table(cfg, [0], n_boot=50),
+    "05": lambda cfg: T.isr_table(cfg, [0], n_boot=50),
+    "06": lambda cfg: T.segmentation_table(cfg, [0], n_boot=50),
+}
+
+
+@pytest.mark.parametrize("nb", sorted(STUDIES))
+def test_a_rerun_leaves_identical_result_tables(nb, fake_training, result_tables):
+    """Two runs with the same numbers but other training seconds write byte-identical result tables; the seconds
+    go to the study's ``timing`` table only."""
+    cfg = get_config("smoke")
+    first, second = STUDIES[nb](cfg), STUDIES[nb](cfg)
+    a, b = result_tables(first), result_tables(second)
+    assert len(a) >= 2 and a.keys() == b.keys()
+    assert [k for k in a if a[k] != b[k]] == []
+    assert not any(b"train_s" in v or b"seconds" in v for v in a.values())
+    if "timing" in first:  # 04: each method's training seconds (mean over its seeds), different in each run
+        t = first["timing"].set_index("method")
+        assert list(t.columns) == ["label", "n_seeds", "train_s"] and list(t.index) == list(first["runs"])
+        assert t.loc["deepmt_dr", "train_s"] == np.mean([r.train_seconds for r in first["runs"]["deepmt_dr"]])
+        assert (first["timing"]["train_s"] != second["timing"]["train_s"]).all()
+
+
+def test_what_we_see_01_is_written_from_the_numbers(fake_training):
+    res = T.finding1(get_config("smoke"), [0, 1], [0], n_boot=100, dial=(0.0, 1.0))
+    text = T.what_we_see_01(res)
+    g, s = res["grading"].set_index("method"), res["segmentation"].set_index("method")
+    assert text.startswith(f"Grading accuracy from LR {g.loc['grader_lr', 'accuracy']:.3f}, bicubic "
+                           f"{g.loc['grader_bicubic', 'accuracy']:.3f}, DeepMT-DR without ISR {g.loc['deepmt_dr_noisr', 'accuracy']:.3f}")
+    assert "(mean of 2 seed(s))" in text
+    assert "DeepMT-DR is better than DeepMT-DR without ISR in accuracy" in text
+    assert f"microaneurysm AUPR {s.loc['unet_bicubic', 'aupr_MA']:.3f} (bicubic) vs {s.loc['deepmt_dr', 'aupr_MA']:.3f}" in text
+    assert list(res["controls"].id) == ["learnable", "gap", "lesion_resolution", "negative"]  # the dial's control last
+    c = res["controls"].set_index("id")
+    assert f"Controls: learnable {c.loc['learnable', 'value']:.3f} ({c.loc['learnable', 'status']}); gap" in text
+    d = res["dial"].set_index("smudge_match")
+    assert f"smudge_match 1: {d.loc[1.0, 'gap']:+.3f} / {d.loc[1.0, 'gain']:+.3f}." in text
+    assert "C1 accuracy: reproduced" in text and "C2 aupr" in text
+    assert text.endswith(C.SMOKE_NOTE)
+    no_dial = T.finding1(get_config("smoke"), [0], [0], n_boot=50)
+    assert no_dial["dial"] is None and list(no_dial["controls"].id) == ["learnable", "gap", "lesion_resolution"]
+    quiet = T.what_we_see_01({**no_dial, "smoke": False})
+    assert "Dial sweep" not in quiet and "(mean of 1 seed(s))" in quiet and "smoke" not in quiet
+
+
+def test_what_we_see_04_05_06_are_written_from_the_numbers(fake_training):
+    cfg = get_config("smoke")
+    g = T.grading_table(cfg, [0, 1], n_boot=100)
+    assert g["best_baseline"] == "deepmt_dr_noisr"  # the best validation QWK among the baselines
+    text = T.what_we_see_04(g)
+    t = g["table"].set_index("method")
+    assert text.startswith(f"DeepMT-DR: accuracy {t.loc['deepmt_dr', 'accuracy']}, QWK {t.loc['deepmt_dr', 'qwk']}")
+    assert "± " in text and "(mean ± std over 2 seed(s)). The best baseline on validation is DeepMT-DR without ISR" in text
+    assert "DeepMT-DR is better than DeepMT-DR without ISR in qwk" in text
+    assert f"the multi-task net {t.loc['foo_mt_hr', 'accuracy']}." in text
+    assert "Verdicts (C4): accuracy: reproduced; qwk: reproduced; macro_f1: reproduced." in text and text.endswith(C.SMOKE_NOTE)
+    isr = T.isr_table(cfg, [0], n_boot=100)
+    text = T.what_we_see_05({**isr, "smoke": False})
+    i = isr["table"].set_index("method")
+    assert text.startswith(f"PSNR over the whole image: bicubic {i.loc['bicubic', 'psnr']:.2f} dB, single-task ISR "
+                           f"{i.loc['isr', 'psnr']:.2f} dB, DeepMT-DR {i.loc['deepmt_dr', 'psnr']:.2f} dB")
+    assert "DeepMT-DR is better than Single-task ISR in psnr_lesion" in text
+    assert "Controls: sr_works:srcnn +" in text and "dB (pass)" in text
+    assert text.endswith("Verdicts (C6, before controls): psnr_lesion: reproduced; ssim_lesion: reproduced.")
+    seg = T.segmentation_table(cfg, [0], n_boot=100)
+    text = T.what_we_see_06(seg)
+    a = seg["table"][seg["table"].metric == "aupr"].set_index("method")
+    assert text.startswith(f"Microaneurysm AUPR: U-Net on LR {a.loc['unet_lr', 'MA']:.3f}, on bicubic {a.loc['unet_bicubic', 'MA']:.3f}")
+    assert f"Haemorrhage AUPR {a.loc['unet_bicubic', 'HE']:.3f} (bicubic U-Net) vs {a.loc['deepmt_dr', 'HE']:.3f} (DeepMT-DR)" in text
+    assert "DeepMT-DR is better than U-Net on bicubic in aupr_MA" in text and text.endswith(C.SMOKE_NOTE)

@@ -25,8 +25,9 @@ def cfg():
     return get_config("smoke", {"train.device": "cpu"})
 
 
-def _fake(method, cfg, quality=0.0, warm=None):
-    """A result whose numbers improve with ``quality`` (deterministic per config)."""
+def _fake(method, cfg, quality=0.0, warm=None, seconds=3.0):
+    """A result whose numbers improve with ``quality`` (deterministic per config; validation as test). A warm start
+    trains a third of ``seconds`` and skips the other two thirds (the base's earlier stages)."""
     rng = np.random.default_rng(int(cfg.key(), 16) % 2**32)
     y = np.arange(N) % 5
     logits = rng.normal(size=(N, 5)) + (2.0 + quality) * np.eye(5)[y]
@@ -43,31 +44,52 @@ def _fake(method, cfg, quality=0.0, warm=None):
                "aupr_MA": float(pred["seg_aupr"][:, 0].mean())}
     if "isr_psnr_lesion" in pred:
         metrics.update(psnr_lesion=float(pred["isr_psnr_lesion"].mean()), ssim_lesion=float(pred["isr_ssim_lesion"].mean()))
-    return ExperimentResult(method=method, config=cfg, metrics=metrics, val_metrics={}, predictions=pred,
-                            checkpoint=Path("final.pt"), run_dir=Path("."), train_seconds=1.0 if warm else 3.0,
+    return ExperimentResult(method=method, config=cfg, metrics=metrics, val_metrics={"qwk": metrics["qwk"]}, predictions=pred,
+                            checkpoint=Path("final.pt"), run_dir=Path("."), train_seconds=seconds / 3 if warm else seconds,
                             history=pd.DataFrame(), key=cfg.key(), from_cache=False,
-                            warm_start={"base_key": "b", "start_stage": warm, "earlier_stages_seconds": 2.0} if warm else None)
+                            warm_start={"base_key": "b", "start_stage": warm, "earlier_stages_seconds": 2 * seconds / 3} if warm else None)
 
 
 @pytest.fixture
 def fake_runs(monkeypatch):
-    """Fake run_jobs / run_methods; records every run."""
+    """Fake run_jobs / run_methods; records every run. Each "training" takes longer than the one before (the
+    numbers do not change: as in a rerun)."""
+    import itertools
+
     calls = []
+    clock = itertools.count(3)
 
     def run_jobs(jobs, **kw):
         out = []
         for job in jobs:
             calls.append((job.method, job.cfg, job.start_stage))
             quality = -1.0 if job.cfg.loss.cls_aware == 0 and job.cfg.loss.seg_aware == 0 else 0.0
-            out.append(_fake(job.method, job.cfg, quality, warm=job.start_stage))
+            out.append(_fake(job.method, job.cfg, quality, warm=job.start_stage, seconds=float(next(clock))))
         return out
 
     def run_methods(methods, cfg, seeds=(0,), **kw):
-        return {m: [_fake(m, cfg.replace({"train.seed": s})) for s in seeds] for m in methods}
+        return {m: [_fake(m, cfg.replace({"train.seed": s}), seconds=float(next(clock))) for s in seeds] for m in methods}
 
     monkeypatch.setattr(A, "run_jobs", run_jobs)
     monkeypatch.setattr(A, "run_methods", run_methods)
     return calls
+
+
+@pytest.fixture
+def loaded_methods(monkeypatch):
+    """``load_method`` returns an object whose ``feedback_summary`` is fixed gradient norms and scales."""
+    import deepmt.experiments as E
+
+    class _Loaded:
+        def __init__(self, res):
+            self.scaling = res.config.loss.feedback_scaling
+
+        def feedback_summary(self):
+            return {"scaling": self.scaling, "grad_norm_isr_pixel": 1e-3, "grad_norm_cls_aware": 2.0, "scale_cls_aware": 1e-4,
+                    "grad_norm_seg_aware": 1e-2, "scale_seg_aware": 0.05, "grad_norm_grading_feedback": 1.0,
+                    "scale_grading_feedback": 5e-4}
+
+    monkeypatch.setattr(E, "load_method", _Loaded)
 
 
 def test_variants_and_their_training_plan(cfg):
@@ -91,19 +113,7 @@ def test_variants_and_their_training_plan(cfg):
     assert A.start_stage("deepmt_dr", cfg, cfg.replace({"loss.cls_aware": 1.0, "train.lr": 1e-3})) == "full"
 
 
-def test_task_aware_study_warm_starts_dedupes_and_claims(cfg, fake_runs, monkeypatch):
-    import deepmt.experiments as E
-
-    class _Loaded:
-        def __init__(self, res):
-            self.scaling = res.config.loss.feedback_scaling
-
-        def feedback_summary(self):
-            return {"scaling": self.scaling, "grad_norm_isr_pixel": 1e-3, "grad_norm_cls_aware": 2.0, "scale_cls_aware": 1e-4,
-                    "grad_norm_seg_aware": 1e-2, "scale_seg_aware": 0.05, "grad_norm_grading_feedback": 1.0,
-                    "scale_grading_feedback": 5e-4}
-
-    monkeypatch.setattr(E, "load_method", _Loaded)
+def test_task_aware_study_warm_starts_dedupes_and_claims(cfg, fake_runs, loaded_methods):
     res = A.task_aware_study(cfg, [0], cls_aware_weights=[0, 10, 100], feedback_ratios=(), n_boot=200)
     trained = {(c[1].loss.seg_aware, c[1].loss.cls_aware, c[1].loss.grading_feedback, c[1].loss.vis_consistency,
                 c[1].loss.feedback_scaling): c[2] for c in fake_runs}
@@ -117,7 +127,13 @@ def test_task_aware_study_warm_starts_dedupes_and_claims(cfg, fake_runs, monkeyp
     assert plan.loc["cls_aware=0", "trained"] == "same as no_cls_aware"
     assert plan.loc["cls_aware=10", "trained"] == "same as deepmt_dr"
     assert plan.loc["no_vis_consistency", "trained"] == "warm start at stage1b"
-    assert plan.loc["no_seg_aware", "shared_s"] == 2.0 and plan.loc["deepmt_dr", "trained"] == "base"
+    assert plan.loc["deepmt_dr", "trained"] == "base" and not set(A.TIMING_COLUMNS) & set(plan.columns)
+    timing = res["timing"].set_index("variant")  # seconds apart: the variant's own, and those its warm start skipped
+    assert list(timing.index) == list(plan.index) and list(timing.trained) == list(plan.trained)
+    warm = res["ablation"].runs["no_seg_aware"][0]
+    assert timing.loc["no_seg_aware", "train_s"] == warm.train_seconds
+    assert timing.loc["no_seg_aware", "shared_s"] == warm.warm_start["earlier_stages_seconds"] > 0
+    assert timing.loc["cls_aware=10", "train_s"] == 0 and timing.loc["deepmt_dr", "shared_s"] == 0
     # one summary row and one set of effects per distinct run
     assert list(res["summary"].variant) == ["deepmt_dr", "authors_weights", "no_seg_aware", "no_cls_aware", "no_grading_feedback",
                                             "no_vis_consistency", "no_task_aware", "cls_aware=100"]
@@ -158,6 +174,80 @@ def test_structure_study_plan_skip_and_scale_check(cfg, fake_runs, monkeypatch):
     assert ((eff.a == "no_isr") & (eff.metric == "qwk")).any() and (eff.n_seeds == 2).all()
     assert "not measured" in A.effect_clause(eff, "no_isr", "psnr_lesion")
     A.plot_scales(res["summary"], res["scale_of"], ["accuracy", "qwk"])
+
+
+def _scale_check(ab, c, scale_of):
+    """What :func:`A.scale_alignment` would say of the scale variants: same ids, other grades, HR differs by 0.25."""
+    return pd.DataFrame([{"variant": v, "scale": s, "lr_size": c.data.hr_size // s, "ids_match": True, "grades_match": False,
+                          "hr_max_abs_diff": 0.25} for v, s in scale_of.items() if v != "deepmt_dr"])
+
+
+def test_a_rerun_leaves_identical_result_tables(cfg, fake_runs, loaded_methods, monkeypatch, result_tables):
+    """Notebooks 07 and 08 run twice: the same numbers, other training seconds. The plans and every result table
+    are byte-identical; only the timing tables differ."""
+    monkeypatch.setattr(A, "scale_alignment", _scale_check)
+
+    def studies():
+        return (A.task_aware_study(cfg, [0], cls_aware_weights=[100], feedback_ratios=[], n_boot=50),
+                A.structure_study(cfg, [0], scales=[4, 8], n_boot=50), A.unsupervised_study(cfg, [0], n_boot=50))
+
+    for first, second in zip(studies(), studies()):
+        a, b = result_tables(first), result_tables(second)
+        assert {"plan", "summary", "effects"} <= a.keys() and a.keys() == b.keys()
+        assert [k for k in a if a[k] != b[k]] == []
+        assert not any(b"train_s" in v or b"shared_s" in v for v in a.values())
+        assert not first["timing"].equals(second["timing"])
+
+
+def test_what_we_see_07_is_written_from_the_numbers(cfg, fake_runs, loaded_methods):
+    res = A.task_aware_study(cfg, [0], cls_aware_weights=[0, 10, 100], feedback_ratios=[0.5, 2.0], n_boot=100)
+    text = A.what_we_see_07(res)
+    s = res["summary"].set_index("variant")
+    assert text.startswith(f"The full DeepMT-DR reaches accuracy {s.loc['deepmt_dr', 'accuracy']}, QWK {s.loc['deepmt_dr', 'qwk']} "
+                           f"and PSNR {s.loc['deepmt_dr', 'psnr_lesion']} dB in lesion regions.")
+    assert f"it reaches accuracy {s.loc['no_task_aware', 'accuracy']}, QWK {s.loc['no_task_aware', 'qwk']}" in text
+    c5 = res["claims"].set_index("metric")
+    assert (f"Claim C5 (full − without, 95% CI over test images, 1 seed(s)): accuracy {c5.loc['accuracy', 'effect']:+.3f} "
+            f"[{c5.loc['accuracy', 'lo']:+.3f}, {c5.loc['accuracy', 'hi']:+.3f}] -> {c5.loc['accuracy', 'verdict']}") in text
+    assert "psnr_lesion " in text and "-> reproduced" in text
+    assert "Each term off in turn (variant − full, 95% CI): the authors' weights (1 / 10 / 1, not calibrated): qwk" in text
+    assert "without vis-map consistency: qwk" in text
+    sweep = res["sweeps"]["cls_aware"]
+    assert (f"Over the cls_aware weights [0.0, 10.0, 100.0], test QWK (described, not used to choose anything) is highest at "
+            f"{sweep.loc[sweep.qwk.idxmax(), 'weight']:g} (QWK {sweep.qwk.max():.3f}; the paper's weight 10 gives "
+            f"{sweep.loc[sweep.is_base, 'qwk'].iloc[0]:.3f})") in text
+    assert res["ratio_on_validation"] in (0.5, 2.0) and res["feedback_ratio"] == 0.5
+    assert f"validation QWK is best at {res['ratio_on_validation']:g} (the config uses 0.5)." in text
+    warm = res["timing"][res["timing"].trained.str.startswith("warm")]
+    assert len(warm) == 8 and (f"8 variant(s) were warm-started from the base and trained {warm.train_s.sum():.0f} s in all; "
+                               f"training them from scratch would have repeated {warm.shared_s.sum():.0f} s") in text
+    assert "with 1 seed(s) training noise is not measured" in text and text.endswith(A.SMOKE_NOTE)
+    plain = A.what_we_see_07({**res, "sweeps": {}, "smoke": False})
+    assert "cls_aware weights" not in plain and "smoke" not in plain
+
+
+def test_what_we_see_08_is_written_from_the_numbers(cfg, fake_runs, monkeypatch):
+    monkeypatch.setattr(A, "scale_alignment", _scale_check)
+    res = A.structure_study(cfg, [0, 1], scales=[4, 8], unsupervised=0.5, n_boot=100)
+    c7 = A.unsupervised_study(cfg, [0], mask_fraction=0.1, unsupervised=0.5, n_boot=100)
+    text = A.what_we_see_08(res, c7)
+    s = res["summary"].set_index("variant")
+    assert text.startswith(f"The full DeepMT-DR reaches accuracy {s.loc['deepmt_dr', 'accuracy']}, QWK {s.loc['deepmt_dr', 'qwk']}")
+    assert "Variant − full: without ISR (bicubic input): accuracy " in text and "psnr_lesion not measured" in text
+    assert "; without lesion-oriented feature selection: accuracy" in text
+    assert "Not run: with the unsupervised part (weight 0.5) (every training image has lesion annotations" in text
+    assert (f"Other scales: x8 (LR {cfg.data.hr_size // 8} px) has accuracy {s.loc['scale_x8', 'accuracy']}, QWK "
+            f"{s.loc['scale_x8', 'qwk']}") in text
+    assert ("(test ids match, grades DIFFER, HR images differ by up to 0.250 because the synthetic benchmark re-matches "
+            "its distractors to each scale's LR)") in text
+    r = c7["claims"].set_index("metric").loc["qwk"]
+    assert (f"Claim C7 (synthetic, smudge_match=0.8, x4, masks on 10% of training images, 1 seed(s)): " in text
+            and f"qwk {r.effect:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}] ({r.verdict} before controls)" in text)
+    ctrl = c7["controls"].iloc[0]
+    assert f"; control learnable: {ctrl.value:.3f} ({ctrl.status})." in text
+    assert "(2 seed(s); training noise is not measured)." in text and text.endswith(A.SMOKE_NOTE)
+    real = A.what_we_see_08({**res, "synthetic": False, "smoke": False}, c7)
+    assert "HR images differ by up to 0.250)" in real and "re-matches" not in real and "smoke" not in real
 
 
 def test_real_datasets_run_the_unsupervised_variant_when_images_lack_annotations(cfg, monkeypatch):

@@ -240,6 +240,69 @@ def test_machine_table_names_the_machine():
     assert {"cpu_model", "torch_threads", "platform", "device", "autocast"} <= set(m)
 
 
+def _beyond(tmp_path, load: float = 0.5, smoke: bool = False) -> B.BeyondStudy:
+    """A hand-made study: two methods, blur and noise levels, calibration of hand-made predictions, fixed costs."""
+    rows = []
+    for m, clean, worst, psnr in (("deepmt_dr", 0.8, 0.5, 30.0), ("grader_bicubic", 0.7, 0.6, np.nan)):
+        rows.append({"method": m, "label": m, "kind": "clean", "level": "clean", "value": np.nan, "severity": 0, "qwk": clean,
+                     "accuracy": clean, "psnr": psnr})
+        for k in ("blur", "noise"):
+            rows.append({"method": m, "label": m, "kind": k, "level": f"{k} 2", "value": 2.0, "severity": 1, "qwk": worst,
+                         "accuracy": worst, "psnr": psnr - 2 if k == "blur" else psnr - 1})
+    rob = pd.DataFrame(rows)
+    y = np.arange(100) % 5
+    results = {"deepmt_dr": _result(tmp_path, probs=np.eye(5)[y] * 0.9 + 0.02, y=y),
+               "grader_bicubic": _result(tmp_path, "grader_bicubic", probs=np.eye(5)[(y + 1) % 5] * 0.9 + 0.02, y=y)}
+    cost = pd.DataFrame({"label": ["DeepMT-DR", "Grader on bicubic"], "method": ["deepmt_dr", "grader_bicubic"],
+                         "params_total": [2.5e6, 1e6], "gflops_forward": [1.5, 0.25], "gflops_train": [4.0, 0.75],
+                         "test_qwk": [0.8, 0.7]})
+    throughput = pd.DataFrame({"method": ["deepmt_dr", "grader_bicubic"], "label": ["DeepMT-DR", "Grader on bicubic"],
+                               "train_img_s": [40.0, 400.0], "infer_img_s": [100.0, 1000.0], "infer_img_s_grade_only": [200.0, 1000.0],
+                               "threads": [2, 2], "load_avg_1min": [load, load]})
+    machine = pd.DataFrame({"item": ["cpu_model", "usable_cores", "device", "gpu_name", "autocast"],
+                            "value": ["Test CPU", "2", "cpu", "None", "bf16"]})
+    return B.BeyondStudy(levels=pd.DataFrame({"level": ["clean", "blur 2", "noise 2"]}), robustness=rob,
+                         drops=pd.concat([B.robustness_drops(rob, m) for m in ("accuracy", "qwk")], ignore_index=True),
+                         calibration=B.calibration_table(results, n_boot=50), reliability=B.reliability_table(results),
+                         cost=cost, robustness_seconds=pd.DataFrame(), throughput=throughput, machine=machine,
+                         n_test=100, n_graded=90, hr_size=64, smoke=smoke)
+
+
+def test_beyond_what_we_see_is_written_from_the_numbers(tmp_path):
+    study = _beyond(tmp_path)
+    text = B.what_we_see(study)
+    assert text.startswith("On the 100 test images (90 graded), 2 degraded level(s) besides clean. Robustness: DeepMT-DR goes from "
+                           "QWK 0.800 on clean images to 0.500 at blur 2, 0.500 at noise 2 (largest drop: -0.300, blur)")
+    assert "Grader on bicubic goes from QWK 0.700 on clean images to 0.600 at blur 2" in text
+    assert "DeepMT-DR loses more QWK than the baselines' mean under blur, noise and less or equally under no kind." in text
+    assert "DeepMT-DR's SR PSNR: 30.00 dB clean, 28.00 dB at blur 2, 29.00 dB at noise 2." in text
+    cal = study.calibration.set_index("method")
+    assert (f"Calibration (ECE, 95% CI over images; lower is better): DeepMT-DR {cal.loc['deepmt_dr', 'ece']:.3f} "
+            f"[{cal.loc['deepmt_dr', 'ece_lo']:.3f}, {cal.loc['deepmt_dr', 'ece_hi']:.3f}]") in text
+    assert "Grader on bicubic" in text and "over-confident by 0.920" in text  # always wrong, 92% sure
+    assert ("Cost per image at HR 64px: DeepMT-DR 2.500 M parameters, 1.500 GFLOPs inference (100 img/s here, 200 without the "
+            "visualization map), trained at 40 img/s, Grader on bicubic 1.000 M parameters") in text
+    assert text.endswith("Timings on Test CPU (2 usable cores, 2 torch threads, device cpu, autocast bf16), 1-min load average "
+                         "up to 0.5 while timing.")
+    busy = B.what_we_see(_beyond(tmp_path, load=3.5, smoke=True))
+    assert "up to 3.5 while timing -- above the core count: the machine was shared" in busy
+    assert busy.endswith("(smoke profile: not results; untrained models on a handful of images.)")
+    ungraded = _beyond(tmp_path)
+    ungraded.drops = ungraded.drops.assign(clean=np.nan)
+    assert "Robustness: the test split has no graded images" in B.what_we_see(ungraded)
+
+
+def test_cost_and_throughput_figures_draw_their_own_columns(tmp_path):
+    study = _beyond(tmp_path)
+    fig = B.figure_cost(study.cost)
+    assert [b.get_height() for b in fig.axes[0].patches] == pytest.approx([2.5, 1.0])  # parameters in millions
+    assert [b.get_height() for b in fig.axes[1].patches] == pytest.approx([1.5, 0.25, 4.0, 0.75])  # GFLOPs
+    plt.close(fig)
+    fig = B.figure_throughput(study.throughput)
+    assert [b.get_height() for b in fig.axes[0].patches] == pytest.approx([40, 400, 100, 1000, 200, 1000])
+    plt.close(fig)
+
+
 # ----------------------------------------------------------------------------- on real smoke runs
 @pytest.fixture(scope="module")
 def smoke_runs(tmp_path_factory):
@@ -281,3 +344,18 @@ def test_robustness_and_cost_on_smoke_runs(smoke_runs):
     assert cost.loc["deepmt_dr", "infer_images"] == 4
     fig = B.figure_cost(cost.reset_index())
     plt.close(fig)
+
+
+@pytest.mark.slow
+def test_beyond_study_reruns_leave_identical_result_tables(smoke_runs, result_tables):
+    """Notebook 10 twice on the same cached runs: every timing is measured afresh, every result table is
+    byte-identical (the timings are in their own tables)."""
+    cfg, results = smoke_runs
+    first, second = (B.beyond_study(results, cfg, noise_stds=[0.1], timing_images=4, timing_repeats=1, device="cpu")
+                     for _ in range(2))
+    timing = ("robustness_seconds", "throughput", "machine")
+    a, b = result_tables(first, timing=timing), result_tables(second, timing=timing)
+    assert {"robustness", "calibration", "cost"} <= a.keys() and [k for k in a if a[k] != b[k]] == []
+    assert len(first.levels) == 2 and first.n_test == len(results["deepmt_dr"].predictions["id"]) and first.smoke
+    assert set(first.cost.columns).isdisjoint(B.THROUGHPUT_COLUMNS) and "eval_seconds" not in first.robustness
+    assert (first.throughput["infer_img_s"] > 0).all() and list(first.robustness_seconds.level.unique()) == ["clean", "noise 0.1"]

@@ -32,3 +32,32 @@ def test_readme_shows_controls_above_claims_with_regime_and_not_testable(tmp_pat
     assert "| reproduced | 02 |" in claims_part  # C3 needs only learnable, which passed
     assert "*not testable (control … failed / not measured)*" in claims_part and "*not measured*" in claims_part
     assert "0.5 [0.4, 0.6]" in text
+
+
+def test_readme_reads_the_timings_from_results_timing(tmp_path):
+    """The 04 table's training seconds come from results/timing/04_train_seconds.csv (never from the result table),
+    the provenance line from results/timing/run_all.json as run_all.sh records it (bench.write_run_all_timing)."""
+    import json
+
+    from deepmt.config import get_config
+
+    res = tmp_path / "results"
+    (res / "timing").mkdir(parents=True)
+    pd.DataFrame({"method": ["grader_lr", "deepmt_dr"], "label": ["Grader on LR", "DeepMT-DR"], "input": ["LR", "SR"],
+                  "n_seeds": [3, 3], "accuracy": ["0.500 ± 0.010", "0.700 ± 0.020"]}).to_csv(res / "04_grading_table.csv", index=False)
+    text = S.results_markdown(res)
+    assert "| DeepMT-DR | SR | 3 | 0.700 ± 0.020 |" in text and "train s" not in text  # no timing file: no column
+    pd.DataFrame({"method": ["deepmt_dr", "grader_lr"], "label": ["DeepMT-DR", "Grader on LR"], "n_seeds": [3, 3],
+                  "train_s": [1234.4, 56.0]}).to_csv(res / "timing" / "04_train_seconds.csv", index=False)
+    text = S.results_markdown(res)
+    assert "train s" in text and "| DeepMT-DR | SR | 3 | 0.700 ± 0.020 | 1234 |" in text and "| 0.500 ± 0.010 | 56 |" in text
+    run_all = {"command": "./run_all.sh -j 2", "profile": "smoke", "jobs": 2, "total_s": 90.0, "cache_at_start": "empty",
+               "date": "2026-11-30", "machine": "Test CPU (2 usable cores), torch 2", "notebooks": []}
+    (res / "timing" / "run_all.json").write_text(json.dumps(run_all))
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- BEGIN results -->\nold\n<!-- END results -->\n")
+    assert S.main(["--readme", str(readme), "--results", str(res), "--timing", str(res / "timing" / "run_all.json")]) == 0
+    d = get_config("smoke").data
+    assert (f"Made by `./run_all.sh -j 2` (profile `smoke`) on Test CPU (2 usable cores), torch 2, 2026-11-30: 1.5 min wall time "
+            f"for all notebooks, from an empty cache. Synthetic benchmark: HR {d.hr_size} px, LR {d.lr_size} px (x{d.scale}), "
+            f"{d.n_train}/{d.n_val}/{d.n_test} train/val/test images.") in readme.read_text()

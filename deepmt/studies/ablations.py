@@ -18,6 +18,10 @@ The base is ``deepmt_dr`` under the notebook's config, the very run every other 
 Effects are paired (same test images) ``variant - base`` with 95% bootstrap CIs over test images
 (:func:`deepmt.studies.common.effects_table`); they do not include seed-to-seed training noise, which one
 seed cannot measure.
+
+How long each variant trained is a timing, not a result (a rerun changes it and nothing else): it is kept in
+:attr:`Ablation.timing`, apart from the plan and the tables. Each notebook's "what we see" is written from a
+study's result by :func:`what_we_see_07` / :func:`what_we_see_08`.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from deepmt.config import Config
 from deepmt.engine.checkpoint import RESUME_IGNORED_KEYS, config_diff
 from deepmt.experiments import WARM_START_STAGE_KEYS, ExperimentResult
 from deepmt.runner import Job, run_jobs
-from deepmt.studies.common import Runs, effects_table, run_methods, summary_table
+from deepmt.studies.common import SMOKE_NOTE, Runs, effects_table, run_methods, summary_table
 
 BASE = "deepmt_dr"
 GRADING = ("accuracy", "qwk", "macro_f1")
@@ -45,6 +49,8 @@ METRICS = (*GRADING, *ISR_LESION, *SEGMENTATION)
 #: the three feedback terms of the task-aware loss (into the ISR subnet, stage 2)
 FEEDBACK_TERMS = ("seg_aware", "cls_aware", "grading_feedback")
 C5_METRICS = ("accuracy", "qwk", "psnr_lesion", "ssim_lesion")
+#: columns of :attr:`Ablation.timing` (seconds; kept out of the plan and the tables)
+TIMING_COLUMNS = ("train_s", "shared_s")
 
 
 @dataclass(frozen=True)
@@ -130,7 +136,8 @@ def annotated_everywhere(cfg: Config) -> bool:
 
 @dataclass
 class Ablation:
-    """Runs of the base and its variants (``runs[name]``: one result per seed), and how each was trained.
+    """Runs of the base and its variants (``runs[name]``: one result per seed), how each was trained
+    (``plan``) and how long (``timing``).
 
     A variant that trains exactly like the base or an earlier variant has no entry in ``runs``;
     ``alias[name]`` names the entry that stands for it (:meth:`results`)."""
@@ -140,6 +147,7 @@ class Ablation:
     variants: list[Variant]
     labels: dict[str, str]
     alias: dict[str, str] = field(default_factory=dict)
+    timing: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def results(self, name: str) -> list[ExperimentResult] | None:
         """The runs of ``name`` (through ``alias``), or None when it was not run."""
@@ -149,8 +157,9 @@ class Ablation:
 def run_ablation(cfg: Config, seeds: Sequence[int], variants: Sequence[Variant], skip: Mapping[str, str] | None = None) -> Ablation:
     """Train (or load) the base and every variant once per seed, warm-starting where possible.
 
-    ``plan`` has one row per variant: how it was trained, ``train_s`` (its own training seconds, mean over
-    seeds) and ``shared_s`` (the base's training seconds of the stages a warm start skipped).
+    ``plan`` has one row per variant: its method, changes, how it was trained and a note. ``timing`` has the
+    same rows with ``train_s`` (the variant's own training seconds, mean over seeds) and ``shared_s`` (the
+    base's training seconds of the stages a warm start skipped).
 
     ``skip`` maps a variant name to the reason it is not run (it appears in ``plan`` only). A variant whose
     config equals the base's (or an earlier variant's) reuses those runs.
@@ -196,7 +205,9 @@ def run_ablation(cfg: Config, seeds: Sequence[int], variants: Sequence[Variant],
         runs[name] = [next(results) for _ in range(n)]
         rows[r].update(train_s=float(np.mean([x.train_seconds for x in runs[name]])),
                        shared_s=float(np.mean([(x.warm_start or {}).get("earlier_stages_seconds", 0.0) for x in runs[name]])))
-    return Ablation(runs=runs, plan=pd.DataFrame(rows), variants=list(variants), labels=labels, alias=alias)
+    table = pd.DataFrame(rows)
+    return Ablation(runs=runs, plan=table.drop(columns=list(TIMING_COLUMNS)), variants=list(variants), labels=labels,
+                    alias=alias, timing=table[["variant", "label", "trained", *TIMING_COLUMNS]])
 
 
 # --------------------------------------------------------------------------- tables
@@ -428,9 +439,10 @@ def task_aware_study(cfg: Config, seeds: Sequence[int], cls_aware_weights: Seque
     best = selected_on_validation(ab, list(names))
     from deepmt.controls import regime_of
 
-    return {"ablation": ab, "plan": ab.plan, "summary": summary(ab), "effects": eff, "wide": wide_effects(eff),
-            "sweeps": sweeps, "gradients": feedback_gradients(ab), "ratio_on_validation": names.get(best, math.nan),
-            "claims": c5_claims(ab, len(ab.runs[BASE]), n_boot, regime=regime_of(cfg))}
+    return {"ablation": ab, "plan": ab.plan, "timing": ab.timing, "summary": summary(ab), "effects": eff,
+            "wide": wide_effects(eff), "sweeps": sweeps, "gradients": feedback_gradients(ab),
+            "ratio_on_validation": names.get(best, math.nan), "feedback_ratio": base_r,
+            "claims": c5_claims(ab, len(ab.runs[BASE]), n_boot, regime=regime_of(cfg)), "smoke": cfg.profile == "smoke"}
 
 
 C7_METRICS = ("accuracy", "qwk", "macro_f1", "aupr")
@@ -459,8 +471,8 @@ def unsupervised_study(cfg: Config, seeds: Sequence[int], mask_fraction: float =
     hr = run_methods(["foo_mt_hr"], cfg_p, seeds)["foo_mt_hr"]
     acc, lo, hi = method_ci(hr, "accuracy", n_boot=n_boot)
     controls = controls_table([control_row("learnable", value=acc, lo=lo, hi=hi, n_seeds=len(hr), evidence=evidence, regime=regime)])
-    return {"ablation": ab, "plan": ab.plan, "summary": summary(ab, C7_METRICS), "effects": eff, "claims": claims,
-            "controls": controls, "regime": regime}
+    return {"ablation": ab, "plan": ab.plan, "timing": ab.timing, "summary": summary(ab, C7_METRICS), "effects": eff,
+            "claims": claims, "controls": controls, "regime": regime}
 
 
 def structure_study(cfg: Config, seeds: Sequence[int], scales: Sequence[int] = (4,), unsupervised: float = 0.5,
@@ -474,5 +486,82 @@ def structure_study(cfg: Config, seeds: Sequence[int], scales: Sequence[int] = (
     ab = run_ablation(cfg, seeds, variants, skip=skip)
     eff = effects(ab, METRICS, n_boot)
     scale_of = {BASE: int(cfg.data.scale), **{f"scale_x{int(s)}": int(s) for s in scales if int(s) != int(cfg.data.scale)}}
-    return {"ablation": ab, "plan": ab.plan, "summary": summary(ab), "effects": eff, "wide": wide_effects(eff),
-            "scale_check": scale_alignment(ab, cfg, scale_of), "scale_of": scale_of}
+    return {"ablation": ab, "plan": ab.plan, "timing": ab.timing, "summary": summary(ab), "effects": eff,
+            "wide": wide_effects(eff), "scale_check": scale_alignment(ab, cfg, scale_of), "scale_of": scale_of,
+            "synthetic": cfg.data.dataset == "synthetic", "smoke": cfg.profile == "smoke"}
+
+
+# --------------------------------------------------------------------------- what we see
+def describe_loss(cfg: Config) -> str:
+    """The base run's task-aware loss and stage-2 schedule in one line (what every variant changes)."""
+    L, t = cfg.loss, cfg.train
+    return (f"base loss weights: seg_aware {L.seg_aware:g}, cls_aware {L.cls_aware:g}, grading_feedback {L.grading_feedback:g}, "
+            f"vis_consistency {L.vis_consistency:g}; feedback {L.feedback_scaling} (ratio {L.feedback_ratio:g}); "
+            f"stage-2 epochs {t.epochs_stage2}, lr x{t.lr_stage2_factor:g}")
+
+
+def what_we_see_07(res: Mapping[str, Any]) -> str:
+    """Notebook 07's "what we see", written from :func:`task_aware_study`'s result: the full DeepMT-DR against
+    plain joint fine-tuning (claim C5), each term off in turn, the cls_aware sweep (described, never used to
+    choose), the feedback ratio chosen on validation, and what the warm starts saved."""
+    s = res["summary"].set_index("variant")
+    c5 = res["claims"].set_index("metric")
+    timing = res["timing"]
+    warm = timing[timing.trained.str.startswith("warm")]
+    n_seeds = len(res["ablation"].runs[BASE])
+    terms = ["authors_weights", "no_seg_aware", "no_cls_aware", "no_grading_feedback", "no_vis_consistency"]
+    sweep = res["sweeps"].get("cls_aware")
+    best_w = ""
+    if sweep is not None and len(sweep) > 1 and sweep.qwk.notna().any() and sweep.psnr_lesion.notna().any():
+        best_w = (f" Over the cls_aware weights {sorted(sweep.weight.tolist())}, test QWK (described, not used to choose anything) "
+                  f"is highest at {sweep.loc[sweep.qwk.idxmax(), 'weight']:g} (QWK {sweep.qwk.max():.3f}; the paper's weight "
+                  f"{sweep.loc[sweep.is_base, 'weight'].iloc[0]:g} gives {sweep.loc[sweep.is_base, 'qwk'].iloc[0]:.3f}), PSNR in "
+                  f"lesions is highest at {sweep.loc[sweep.psnr_lesion.idxmax(), 'weight']:g}.")
+    return (
+        f"The full DeepMT-DR reaches accuracy {s.loc[BASE, 'accuracy']}, QWK {s.loc[BASE, 'qwk']} and PSNR "
+        f"{s.loc[BASE, 'psnr_lesion']} dB in lesion regions. Without the three feedback terms (plain joint fine-tuning, "
+        f"same stages 1a/1b) it reaches accuracy {s.loc['no_task_aware', 'accuracy']}, QWK {s.loc['no_task_aware', 'qwk']}, "
+        f"lesion PSNR {s.loc['no_task_aware', 'psnr_lesion']} dB. Claim C5 (full − without, 95% CI over test images, "
+        f"{n_seeds} seed(s)): " + "; ".join(f"{m} {c5.loc[m, 'effect']:+.3f} [{c5.loc[m, 'lo']:+.3f}, {c5.loc[m, 'hi']:+.3f}] -> "
+                                            f"{c5.loc[m, 'verdict']}" for m in c5.index) + ". "
+        + "Each term off in turn (variant − full, 95% CI): "
+        + "; ".join(effect_clause(res["effects"], t, ["qwk", "psnr_lesion", "aupr"], res["ablation"].labels) for t in terms) + "."
+        + best_w
+        + f" Over the calibrated loss's feedback ratios, validation QWK is best at {res['ratio_on_validation']:g} (the config uses "
+          f"{res['feedback_ratio']:g})."
+        + f" {len(warm)} variant(s) were warm-started from the base and trained {warm.train_s.sum():.0f} s in all; "
+          f"training them from scratch would have repeated {warm.shared_s.sum():.0f} s of the base's earlier stages."
+        + f" The intervals cover test-image sampling only; with {n_seeds} seed(s) training noise is not measured, so a small"
+          " effect whose interval barely excludes 0 is weak evidence."
+        + (SMOKE_NOTE if res["smoke"] else "")
+    )
+
+
+def what_we_see_08(res: Mapping[str, Any], c7: Mapping[str, Any]) -> str:
+    """Notebook 08's "what we see", written from :func:`structure_study`'s result ``res`` and
+    :func:`unsupervised_study`'s ``c7``: each structural variant against the full DeepMT-DR, the variants not run
+    and why, the other scales (and whether their test images match the base's), and claim C7 with its control."""
+    s = res["summary"].set_index("variant")
+    plan, check = res["plan"], res["scale_check"]
+    ran = [v for v in ("no_isr", "no_seg", "no_feature_selection", "unsupervised") if v in s.index]
+    scale_text = ""
+    if len(check):
+        scale_text = " Other scales: " + "; ".join(
+            f"x{r.scale} (LR {r.lr_size} px) has accuracy {s.loc[r.variant, 'accuracy']}, QWK {s.loc[r.variant, 'qwk']}, lesion PSNR "
+            f"{s.loc[r.variant, 'psnr_lesion']} dB (test ids {'match' if r.ids_match else 'DIFFER'}, grades "
+            f"{'match' if r.grades_match else 'DIFFER'}, HR images differ by up to {r.hr_max_abs_diff:.3f}"
+            + (" because the synthetic benchmark re-matches its distractors to each scale's LR"
+               if res["synthetic"] and r.hr_max_abs_diff > 0 else "")
+            + ")" for r in check.itertuples()) + "."
+    return (
+        f"The full DeepMT-DR reaches accuracy {s.loc[BASE, 'accuracy']}, QWK {s.loc[BASE, 'qwk']}, lesion PSNR "
+        f"{s.loc[BASE, 'psnr_lesion']} dB and AUPR {s.loc[BASE, 'aupr']}. Variant − full: "
+        + "; ".join(effect_clause(res["effects"], v, ["accuracy", "qwk", "psnr_lesion", "aupr"], res["ablation"].labels) for v in ran) + "."
+        + "".join(f" Not run: {r.label} ({r.note})." for r in plan[plan.trained == "not run"].itertuples())
+        + scale_text
+        + f" Claim C7 ({c7['regime']}, {len(c7['ablation'].runs[BASE])} seed(s)): "
+        + "; ".join(f"{r.metric} {r.effect:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}] ({r.verdict} before controls)" for r in c7["claims"].itertuples())
+        + "; control learnable: " + "; ".join(f"{r.value:.3f} ({r.status})" for r in c7["controls"].itertuples()) + "."
+        + f" Intervals cover test-image sampling only ({len(res['ablation'].runs[BASE])} seed(s); training noise is not measured)."
+        + (SMOKE_NOTE if res["smoke"] else "")
+    )

@@ -8,8 +8,13 @@
     rob = robustness(results, test, cfg, levels)     # one row per (method, level): accuracy, qwk, ece, psnr, ...
     calibration_table(results)                       # ECE (with a bootstrap CI), confidence, Brier, NLL
     cost_table(results, test, cfg)                   # parameters, GFLOPs, training and inference images/s
+    study = beyond_study(results, cfg, blur_sigmas=[1, 2]); what_we_see(study)   # notebook 10: all, and the text
 
 Evaluation only: every model comes from the experiment cache and is never trained here.
+
+**Timings apart.** Seconds and images/s change from run to run while every metric stays the same, so
+:func:`beyond_study` keeps them (evaluation seconds, :data:`THROUGHPUT_COLUMNS`, the machine) out of its result
+tables, for ``results/timing/`` and :func:`figure_throughput` (:func:`figure_cost`: parameters and GFLOPs only).
 
 **Robustness: re-degrading the same test images.** Changing ``data.degradation`` in the config would make a
 new synthetic split: the cache key of :mod:`deepmt.data.synthetic` hashes the degradation, so the whole split
@@ -40,6 +45,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -51,12 +57,16 @@ from deepmt.config import Config
 from deepmt.data.degradation import degrade
 from deepmt.experiments import ExperimentResult, load_method
 from deepmt.studies.common import label
+from deepmt.utils import seed_everything
 
 #: metrics the robustness table reports (those a method lacks are nan)
 ROBUST_METRICS = ("accuracy", "qwk", "ece", "auc_ovr", "psnr", "ssim", "aupr", "dice")
 KINDS = ("blur", "noise", "jpeg")
 _KIND_TEXT = {"blur": "Gaussian blur sigma (HR px)", "noise": "Gaussian noise std (LR, [0,1])",
               "jpeg": "JPEG quality of the LR image"}
+#: columns of :func:`cost_table` that are timings (or what a timing depends on): kept out of the cost table
+THROUGHPUT_COLUMNS = ("train_images", "train_seconds", "train_img_s", "infer_images", "infer_seconds", "infer_img_s",
+                      "infer_img_s_grade_only", "threads", "load_avg_1min")
 
 
 # --------------------------------------------------------------------------- robustness
@@ -416,35 +426,175 @@ def machine_table(device: str = "auto") -> pd.DataFrame:
 
 
 def figure_cost(cost: pd.DataFrame):
-    """Bars per method: parameters (millions), inference GFLOPs per image, and images/s (training of the cached
-    run; inference here, full and grade-only)."""
+    """Bars per method: parameters (millions) and GFLOPs per image (inference, and a training step)."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    fig, axes = plt.subplots(1, 2, figsize=(8.7, 3.4))
     x = np.arange(len(cost))
-    names = cost["label"].tolist()
     axes[0].bar(x, cost["params_total"] / 1e6, color="C0")
     axes[0].set_ylabel("parameters (millions)")
     axes[1].bar(x, cost["gflops_forward"], color="C1", label="inference")
     axes[1].bar(x, cost["gflops_train"], color="C1", alpha=0.35, label="training step (fwd+bwd)", bottom=0, zorder=0)
     axes[1].set_ylabel("GFLOPs per image")
     axes[1].legend(fontsize=7)
+    _method_ticks(axes, x, cost["label"].tolist())
+    fig.tight_layout()
+    return fig
+
+
+def figure_throughput(throughput: pd.DataFrame):
+    """Bars per method: images/s of training (the cached run) and of inference here, full and grade-only."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    x = np.arange(len(throughput))
     w = 0.27
-    axes[2].bar(x - w, cost["train_img_s"], w, label="training (cached run)", color="C2")
-    axes[2].bar(x, cost["infer_img_s"], w, label="inference", color="C4")
-    axes[2].bar(x + w, cost["infer_img_s_grade_only"], w, label="inference, grade only", color="C4", alpha=0.45)
-    axes[2].set_ylabel("images / s")
-    axes[2].set_yscale("log")
-    axes[2].legend(fontsize=7)
+    ax.bar(x - w, throughput["train_img_s"], w, label="training (cached run)", color="C2")
+    ax.bar(x, throughput["infer_img_s"], w, label="inference", color="C4")
+    ax.bar(x + w, throughput["infer_img_s_grade_only"], w, label="inference, grade only", color="C4", alpha=0.45)
+    ax.set_ylabel("images / s")
+    ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    _method_ticks([ax], x, throughput["label"].tolist())
+    fig.tight_layout()
+    return fig
+
+
+def _method_ticks(axes, x: np.ndarray, names: Sequence[str]) -> None:
     for ax in axes:
         ax.set_xticks(x, names, rotation=20, ha="right", fontsize=8)
         ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    return fig
+
+
+# --------------------------------------------------------------------------- the study
+@dataclass
+class BeyondStudy:
+    """Notebook 10's tables. Results: ``levels`` (:func:`severity_levels`), ``robustness`` (one row per method and
+    level), ``drops`` (:func:`robustness_drops` of accuracy and QWK), ``calibration``, ``reliability`` and ``cost``
+    (parameters and GFLOPs). Timings (``results/timing/``): ``robustness_seconds`` (evaluation seconds per method and
+    level), ``throughput`` (training and inference images/s) and ``machine`` (:func:`machine_table`). ``n_test`` /
+    ``n_graded``: test images, and those with a grade; ``hr_size``: the HR side in px; ``smoke``: the smoke profile."""
+
+    levels: pd.DataFrame
+    robustness: pd.DataFrame
+    drops: pd.DataFrame
+    calibration: pd.DataFrame
+    reliability: pd.DataFrame
+    cost: pd.DataFrame
+    robustness_seconds: pd.DataFrame
+    throughput: pd.DataFrame
+    machine: pd.DataFrame
+    n_test: int
+    n_graded: int
+    hr_size: int
+    smoke: bool = False
+
+
+def beyond_study(results: Mapping[str, ExperimentResult], cfg: Config, blur_sigmas: Sequence[float] = (),
+                 noise_stds: Sequence[float] = (), jpeg_qualities: Sequence[int | None] = (), n_bins: int = 10,
+                 n_boot: int = 1000, seed: int = 0, timing_images: int | None = 128, timing_repeats: int = 3,
+                 timing_threads: int = 0, device: str = "auto") -> BeyondStudy:
+    """Robustness, calibration and cost of the trained ``results`` ({name: ExperimentResult}) on ``cfg``'s test
+    split: :func:`robustness` over :func:`severity_levels`, :func:`calibration_table` / :func:`reliability_table`
+    (``n_bins``, ``n_boot``), :func:`machine_table` and :func:`cost_table` (inference timed on ``timing_images`` test
+    images, best of ``timing_repeats`` passes, ``timing_threads`` torch threads). Seeds everything with ``seed``
+    first (the noise of the degraded images and the bootstrap are seeded by it too).
+
+    Under the smoke profile (mechanics only) each kind keeps its most severe level only, the bootstrap draws 200
+    resamples and inference is timed once on 8 images."""
+    from deepmt.data import build_datasets
+
+    smoke = cfg.profile == "smoke"
+    if smoke:
+        blur_sigmas, noise_stds, jpeg_qualities = list(blur_sigmas)[-1:], list(noise_stds)[-1:], list(jpeg_qualities)[-1:]
+        n_boot, timing_images, timing_repeats = 200, 8, 1
+    seed_everything(seed)
+    test = build_datasets(cfg.data, ("test",))["test"]
+    levels = severity_levels(cfg, blur_sigmas, noise_stds, jpeg_qualities)
+    grades = np.asarray(test.grades if getattr(test, "grades", None) is not None else [int(test[i]["grade"]) for i in range(len(test))])
+    rob = robustness(results, test, cfg, levels, seed=seed)
+    drops = pd.concat([robustness_drops(rob, m) for m in ("accuracy", "qwk")], ignore_index=True)
+    calibration = calibration_table(results, n_bins=n_bins, n_boot=n_boot, seed=seed)
+    reliability = reliability_table(results, n_bins=n_bins)
+    machine = machine_table(device)
+    cost = cost_table(results, test, cfg, max_images=timing_images, repeats=timing_repeats, threads=timing_threads)
+    return BeyondStudy(
+        levels=levels, robustness=rob.drop(columns="eval_seconds"), drops=drops, calibration=calibration,
+        reliability=reliability, cost=cost.drop(columns=list(THROUGHPUT_COLUMNS)),
+        robustness_seconds=rob[["method", "label", "level", "eval_seconds"]],
+        throughput=cost[["method", "label", *THROUGHPUT_COLUMNS]], machine=machine, n_test=len(test),
+        n_graded=int((grades >= 0).sum()), hr_size=int(cfg.data.hr_size), smoke=smoke,
+    )
+
+
+# --------------------------------------------------------------------------- what we see
+def _robustness_clause(study: BeyondStudy) -> list[str]:
+    """QWK from clean to the most severe level of each kind per method, DeepMT-DR's losses against the
+    baselines' mean, and its SR PSNR per level."""
+    q = study.drops[study.drops.metric == "qwk"] if len(study.drops) else study.drops
+    if not len(q) or not q["clean"].notna().any():
+        return ["Robustness: the test split has no graded images, so accuracy and QWK are undefined."]
+    per = []
+    for name, g in q.groupby("method", sort=False):
+        worst = g.loc[g["change"].idxmin()] if g["change"].notna().any() else None
+        per.append(f"{label(name)} goes from QWK {g['clean'].iloc[0]:.3f} on clean images to "
+                   + ", ".join(f"{r.severe:.3f} at {r.level}" for r in g.itertuples())
+                   + (f" (largest drop: {worst['change']:+.3f}, {worst['kind']})" if worst is not None else ""))
+    text = ["Robustness: " + "; ".join(per) + "."]
+    if "deepmt_dr" in q.method.values and len(q.method.unique()) > 1:
+        dm = q[q.method == "deepmt_dr"].set_index("kind")["change"]
+        base = q[q.method != "deepmt_dr"].groupby("kind")["change"].mean()
+        worse = [k for k in dm.index if k in base.index and dm[k] < base[k]]
+        text.append(f"DeepMT-DR loses more QWK than the baselines' mean under {', '.join(worse) or 'no kind'} "
+                    f"and less or equally under {', '.join(k for k in dm.index if k not in worse) or 'no kind'}.")
+    rob = study.robustness
+    if "psnr" in rob and rob.loc[rob.method == "deepmt_dr", "psnr"].notna().any():
+        r = rob[rob.method == "deepmt_dr"].set_index("level")["psnr"]
+        text.append(f"DeepMT-DR's SR PSNR: {r['clean']:.2f} dB clean, "
+                    + ", ".join(f"{v:.2f} dB at {k}" for k, v in r.drop("clean").items()) + ".")
+    return text
+
+
+def _cost_clause(study: BeyondStudy) -> list[str]:
+    """Parameters, GFLOPs and images/s per method, and the machine and load the timings were taken under."""
+    mach = dict(zip(study.machine["item"], study.machine["value"]))
+    cc = study.cost.merge(study.throughput, on=["method", "label"]).set_index("method")
+    load = float(study.throughput["load_avg_1min"].max())
+    gpu = mach.get("gpu_name")
+    return [
+        f"Cost per image at HR {study.hr_size}px: " + ", ".join(
+            f"{label(m)} {cc.loc[m, 'params_total'] / 1e6:.3f} M parameters, {cc.loc[m, 'gflops_forward']:.3f} GFLOPs inference "
+            f"({cc.loc[m, 'infer_img_s']:.0f} img/s here, {cc.loc[m, 'infer_img_s_grade_only']:.0f} without the visualization map), "
+            f"trained at {cc.loc[m, 'train_img_s']:.0f} img/s" for m in cc.index) + ".",
+        f"Timings on {mach.get('cpu_model')} ({mach.get('usable_cores')} usable cores, {int(study.throughput['threads'].iloc[0])} torch "
+        f"threads, device {mach.get('device')}{', GPU ' + gpu if gpu not in (None, 'None') else ''}, "
+        f"autocast {mach.get('autocast')}), 1-min load average up to {load:.1f} while timing"
+        + (" -- above the core count: the machine was shared, and the inference rates can be far too low "
+           "(waiting OpenMP threads; rerun on a quiet machine or with timing_threads = 1)."
+           if load > float(mach.get("usable_cores", 1) or 1) else "."),
+    ]
+
+
+def what_we_see(study: BeyondStudy) -> str:
+    """Notebook 10's "what we see", written from ``study``: robustness (QWK under each degradation, DeepMT-DR
+    against the baselines), calibration (ECE with its CI, over- or under-confidence, Brier) and cost (parameters,
+    GFLOPs, images/s, and whether the machine was quiet enough for the rates to mean anything)."""
+    text = [f"On the {study.n_test} test images ({study.n_graded} graded), {len(study.levels) - 1} degraded level(s) besides clean."]
+    text += _robustness_clause(study)
+    if len(study.calibration):
+        c = study.calibration.sort_values("ece")
+        text.append("Calibration (ECE, 95% CI over images; lower is better): " + ", ".join(
+            f"{r.label} {r.ece:.3f} [{r.ece_lo:.3f}, {r.ece_hi:.3f}] ({'over' if r.overconfidence > 0 else 'under'}-confident by "
+            f"{abs(r.overconfidence):.3f}, Brier {r.brier:.3f})" for r in c.itertuples()) + ".")
+    text += _cost_clause(study)
+    if study.smoke:
+        text.append("(smoke profile: not results; untrained models on a handful of images.)")
+    return " ".join(text)
 
 
 __all__ = [
     "ROBUST_METRICS", "KINDS", "DegradedDataset", "severity_levels", "degraded_dataset", "robustness",
     "robustness_drops", "figure_robustness", "calibration_table", "reliability_table", "figure_reliability",
-    "training_throughput", "inference_throughput", "cost_table", "machine_table", "figure_cost",
+    "training_throughput", "inference_throughput", "cost_table", "machine_table", "figure_cost", "figure_throughput",
+    "THROUGHPUT_COLUMNS", "BeyondStudy", "beyond_study", "what_we_see",
 ]

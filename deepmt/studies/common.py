@@ -49,6 +49,9 @@ LABELS: dict[str, str] = {
     "deepmt_dr_noisr": "DeepMT-DR without ISR",
 }
 
+#: the sentence that ends a notebook's "what we see" under the smoke profile
+SMOKE_NOTE = " (smoke profile: mechanics only, these numbers are not results.)"
+
 GRADING_METRICS = ("accuracy", "qwk", "macro_f1", "auc_ovr")
 ISR_METRICS = ("psnr", "ssim", "psnr_lesion", "ssim_lesion")
 SEG_METRICS = ("aupr", "auc", "dice")
@@ -238,8 +241,8 @@ def long_table(runs: Runs, metrics: Sequence[str]) -> pd.DataFrame:
 
 
 def summary_table(runs: Runs, metrics: Sequence[str], digits: int = 3) -> pd.DataFrame:
-    """One row per method: ``<metric>`` as "mean ± std" over seeds, ``<metric>_mean``/``_std`` numbers,
-    the number of seeds and the mean training time."""
+    """One row per method: ``<metric>`` as "mean ± std" over seeds, ``<metric>_mean``/``_std`` numbers and
+    the number of seeds (no training time: a timing is not a result)."""
     rows = []
     for m, results in runs.items():
         row: dict[str, Any] = {"method": m, "label": label(m), "n_seeds": len(results)}
@@ -248,7 +251,6 @@ def summary_table(runs: Runs, metrics: Sequence[str], digits: int = 3) -> pd.Dat
             mean, std = M.mean_std(vals)
             row[met] = M.format_mean_std(vals, digits=digits)
             row[f"{met}_mean"], row[f"{met}_std"] = mean, std
-        row["train_s"] = float(np.mean([r.train_seconds for r in results]))
         rows.append(row)
     return pd.DataFrame(rows)
 

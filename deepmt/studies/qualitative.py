@@ -5,6 +5,7 @@
     Q.figure_sr_crops(qual); Q.figure_full_images(qual); qual.table   # PSNR of each SR method per crop
     real = Q.real_photo_study(r_mt)                                    # scikit-image's real fundus photo
     Q.figure_real_photo(real); real.table                              # grade probabilities
+    print(Q.what_we_see(qual, real))                                   # notebook 09's "what we see"
 
 **Crops.** :func:`pick_crops` scans the test split in order and picks images that contain the chosen lesion
 type (default MA), one per grade 1-4 first. In each, the crop box (side ``2 * half`` HR px) is centred on
@@ -35,6 +36,7 @@ from deepmt import GRADES, LESIONS
 from deepmt import metrics as M
 from deepmt.errors import DataError
 from deepmt.studies.attention import PRED_THRESHOLD, _device_of, batch_to, visualization_maps
+from deepmt.studies.common import label
 
 #: methods whose super-resolved image the crops compare, in column order
 SR_METHODS = ("bicubic", "isr", "deepmt_dr")
@@ -122,7 +124,8 @@ def pick_crops(dataset, n: int = 4, lesion: str = "MA", half: int | None = None,
 @dataclass
 class QualitativeStudy:
     """Crops of the picked test images: ``images[k]`` holds for pick k the full ``hr``, ``lr``, ``fov``,
-    ``masks`` (HWC / CHW numpy), ``sr`` {method: HWC}, and the main method's ``probs``, ``vis``, ``grade_probs``."""
+    ``masks`` (HWC / CHW numpy), ``sr`` {method: HWC}, and the main method's ``probs``, ``vis``, ``grade_probs``.
+    ``smoke``: made under the smoke profile (the models are barely trained)."""
 
     picks: list[dict[str, Any]]
     images: list[dict[str, Any]]
@@ -131,6 +134,7 @@ class QualitativeStudy:
     main: str
     scale: int
     note: str = ""
+    smoke: bool = False
 
 
 def _hwc(t: torch.Tensor) -> np.ndarray:
@@ -183,7 +187,7 @@ def qualitative_study(results: Mapping[str, Any], cfg, *, n_crops: int = 4, lesi
                 "psnr_image": float(M.psnr(img["sr"][n], img["hr"])),
             })
     table = pd.DataFrame(rows, columns=["crop", "id", "grade", "lesion", "x", "y", "size_px", "method", "psnr_crop", "psnr_image"])
-    return QualitativeStudy(picks, images, table, sr_methods, main, scale, note)
+    return QualitativeStudy(picks, images, table, sr_methods, main, scale, note, smoke=cfg.profile == "smoke")
 
 
 def psnr_wide(table: pd.DataFrame) -> pd.DataFrame:
@@ -378,3 +382,59 @@ def figure_real_photo(real: RealPhoto):
     fig.suptitle("A real, normal fundus photo through a model trained on synthetic data: mechanics and domain gap, not accuracy", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------- what we see
+def _crops_clause(study: QualitativeStudy) -> list[str]:
+    """The crops in words: mean crop PSNR per SR method, how often each is best, DeepMT-DR against single-task
+    ISR, and how many of the pictured images DeepMT-DR grades right."""
+    if not len(study.table):
+        return []
+    crops = psnr_wide(study.table)
+    mean = study.table.groupby("method", sort=False)["psnr_crop"].mean()
+    wins = crops["best"].value_counts()
+    order = mean.sort_values(ascending=False)
+    parts = [f"Over the {len(crops)} crops around {study.picks[0]['lesion']} ({2 * study.picks[0]['half']} px), the mean crop PSNR is "
+             + ", ".join(f"{label(m)} {v:.2f} dB" for m, v in order.items())
+             + f"; {label(order.index[0])} is best in {int(wins.get(order.index[0], 0))} of {len(crops)} crops."]
+    if {"deepmt_dr", "isr"} <= set(mean.index):
+        d = mean["deepmt_dr"] - mean["isr"]
+        parts.append(f"DeepMT-DR's SR is {abs(d):.2f} dB {'above' if d > 0 else 'below'} single-task ISR in these crops "
+                     f"(a handful of crops: an illustration; notebook 05 has the test-set numbers with CIs).")
+    correct = [int(np.argmax(im["grade_probs"])) == p["grade"] for p, im in zip(study.picks, study.images)
+               if im.get("grade_probs") is not None]
+    if correct:
+        parts.append(f"DeepMT-DR grades {sum(correct)} of these {len(correct)} images correctly.")
+    return parts
+
+
+def _real_photo_clause(real: RealPhoto) -> str:
+    """The real photo in words: the predicted grade, the lesion area flagged, the agreement of the two paths,
+    and what a normal eye called diseased (or lesion-covered) says: the domain gap."""
+    t = real.table
+    g = int(t.loc[t["probability"].idxmax(), "grade"])
+    area = real.summary.get("lesion_area_pct_fov", {})
+    flagged = max(area.values()) if area else 0.0
+    return (
+        f"On the real photo (a normal eye) DeepMT-DR predicts grade {g} ({GRADES[g]}) with probability {t['probability'].max():.2f}"
+        + (f" (P(no DR) = {t['probability'].iloc[0]:.2f})" if g != 0 else "") + ". "
+        + (f"Its lesion maps flag {', '.join(f'{k} {v:.1f}%' for k, v in area.items())} of the field of view at p >= 0.5. " if area else "")
+        + f"predict_images and the fp32 forward that made the maps agree to {np.abs(t['probability'] - t['probability_fp32']).max():.3f} "
+        f"in probability, so the pipeline runs end to end on a real photo. "
+        + ("A grade above 0 for a normal eye is the domain gap (or plain error), not disease. " if g != 0 else "")
+        + (f"Lesions flagged over up to {flagged:.1f}% of a normal eye are the domain gap. " if flagged > 1 else "")
+        + ("The normal eye is called normal and nearly lesion-free, but one photo proves no accuracy." if g == 0 and flagged <= 1 else "")
+    )
+
+
+def what_we_see(study: QualitativeStudy, real: RealPhoto | None = None) -> str:
+    """Notebook 09's "what we see", written from the crops of ``study`` and the real photo ``real``: which SR
+    method is closest to HR around the lesions, how DeepMT-DR grades the pictured images, and what it makes of
+    a real, normal eye. A note of :func:`qualitative_study` (crops not around the chosen lesion) comes first."""
+    parts = [f"Note: {study.note}."] if study.note else []
+    parts += _crops_clause(study)
+    if real is not None and real.grade_probs is not None:
+        parts.append(_real_photo_clause(real))
+    if study.smoke:
+        parts.append("(smoke profile: tiny, barely trained models -- the figures check the mechanics; they are not results.)")
+    return " ".join(parts)

@@ -2,13 +2,14 @@
 
 ``./run_all.sh`` calls this after a complete run of every notebook under a non-smoke profile::
 
-    python -m deepmt.studies.summary --readme README.md --timing results/run_all_timing.json
+    python -m deepmt.studies.summary --readme README.md --timing results/timing/run_all.json
 
 It writes the controls table (from every ``results/*controls*.csv``, pass/fail recomputed against the
 pre-registered thresholds of :mod:`deepmt.controls`), then the claims table (from every
 ``results/*claims*.csv``, verdicts recomputed, "not testable" where a control a claim needs did not pass)
 with the regime the claims come from, the main tables (01, 04, 05, 06) and the provenance of the numbers:
-command, profile, machine and wall time.
+command, profile, machine and wall time. Timings are read from ``results/timing/`` (``run_all.json``, written by
+:func:`deepmt.bench.write_run_all_timing`; ``04_train_seconds.csv``), where they live apart from the results.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from deepmt.claims import claims_markdown, collect_claims
+from deepmt.config import get_config
 from deepmt.controls import collect_controls, controls_markdown
 from deepmt.errors import DataError
 from deepmt.reporting import results_dir
@@ -51,6 +53,12 @@ def machine_line() -> str:
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return f"{cpu_model()} ({usable_cores()} cores), {gpu}, Python {platform.python_version()}, torch {torch.__version__}"
+
+
+def data_line(profile: str) -> str:
+    """The synthetic benchmark of ``profile`` in words: image sizes and split sizes."""
+    d = get_config(profile).data
+    return f"HR {d.hr_size} px, LR {d.lr_size} px (x{d.scale}), {d.n_train}/{d.n_val}/{d.n_test} train/val/test images"
 
 
 def results_markdown(root: str | Path | None = None, timing: dict[str, Any] | None = None) -> str:
@@ -89,6 +97,9 @@ def results_markdown(root: str | Path | None = None, timing: dict[str, Any] | No
         parts.append("### Finding 1: grading from each input (notebook 01)\n\n" + to_markdown(
             _cols(t01, ["label", "input", "n_seeds", "accuracy [95% CI]", "qwk [95% CI]", "macro_f1 [95% CI]"])))
     t04 = _read(root, "04_grading_table")
+    seconds = _read(root / "timing", "04_train_seconds")
+    if t04 is not None and seconds is not None:
+        t04 = t04.merge(seconds[["method", "train_s"]], on="method", how="left")
     if t04 is not None:
         parts.append("### Grading from LR input, mean ± std over seeds (notebook 04)\n\n" + to_markdown(
             _cols(t04, ["label", "input", "n_seeds", "accuracy", "qwk", "macro_f1", "auc_ovr", "train_s"],
@@ -117,12 +128,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m deepmt.studies.summary", description=__doc__.split("\n\n")[0])
     p.add_argument("--readme", default="README.md")
     p.add_argument("--results", default=None, help="results folder (default: $DEEPMT_RESULTS or results/)")
-    p.add_argument("--timing", default=None, help="JSON written by run_all.sh: command, profile, total_s, date")
+    p.add_argument("--timing", default=None,
+                   help="JSON written by run_all.sh (results/timing/run_all.json): command, profile, total_s, date")
     args = p.parse_args(argv)
     timing = None
     if args.timing:
         timing = json.loads(Path(args.timing).read_text())
         timing.setdefault("machine", machine_line())
+        timing.setdefault("data", data_line(timing["profile"]))
     changed = update_readme(args.readme, args.results, timing)
     print(f"{args.readme}: results section {'updated' if changed else 'unchanged'}")
     return 0

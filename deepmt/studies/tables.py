@@ -4,6 +4,10 @@ Each function trains (or loads from the cache) the methods it compares, then ret
 DataFrames -- ``summary`` (mean ± std over seeds), ``ci`` (95% bootstrap CIs over test images),
 ``effects`` (paired differences with CIs and p-values) and ``claims`` (rows of the claims table) --
 plus the runs themselves for figures. Method names: :data:`deepmt.models.methods.METHODS`.
+
+Training seconds never enter these tables: they differ between two runs that give the same numbers, so they
+go to a ``timing`` table of their own (saved under ``results/timing/``), and a rerun changes no result table.
+Each notebook's "what we see" is written from a study's result by ``what_we_see_<nn>`` (01, 04, 05, 06).
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ from deepmt.controls import control_row, controls_table, regime_of
 from deepmt.studies.common import (
     GRADING_METRICS,
     ISR_METRICS,
+    SMOKE_NOTE,
     Runs,
     effects_table,
     label,
     method_ci,
     run_methods,
+    sentence,
     summary_table,
 )
 
@@ -97,13 +103,18 @@ def _claims(cid: str, effects: pd.DataFrame, a: str, b: str, metrics: Sequence[s
 
 
 # --------------------------------------------------------------------------- 01
-def finding1(cfg: Config, seeds: Sequence[int], seg_seeds: Sequence[int] = (0,), n_boot: int = 1000) -> dict[str, Any]:
+def finding1(cfg: Config, seeds: Sequence[int], seg_seeds: Sequence[int] = (0,), n_boot: int = 1000,
+             dial: Sequence[float] = (), dial_seeds: Sequence[int] = (0,)) -> dict[str, Any]:
     """Finding 1: does super-resolving the LR input improve grading and segmentation?
 
     Grading from LR, bicubic, DeepMT-DR's SR and HR (``FINDING1_GRADING``, ``seeds``); segmentation
     likewise (``FINDING1_SEG``, ``seg_seeds``). The controlled comparison for claims C1/C2 is DeepMT-DR vs
     the same network without its ISR subnet (bicubic input, ``deepmt_dr_noisr``): same segmentation and
     grading subnets and losses, only the input differs.
+
+    With ``dial`` settings, on the synthetic benchmark, the LR-information dial is swept as well
+    (:func:`dial_sweep` with ``dial_seeds``; the config's own setting uses ``seeds``): ``dial`` is its table
+    (None without a sweep) and ``controls`` holds its negative control after the three of finding 1.
     """
     grading = run_methods(FINDING1_GRADING, cfg, seeds)
     seg_only = [m for m in FINDING1_SEG if m not in grading]
@@ -128,6 +139,10 @@ def finding1(cfg: Config, seeds: Sequence[int], seg_seeds: Sequence[int] = (0,),
         effect_control("gap", g_effects, "foo_mt_hr", "foo_mt", "accuracy", ev, regime),
         effect_control("lesion_resolution", s_effects, "unet_hr", "unet_bicubic", "aupr_MA", ev, regime),
     ])
+    sweep = (dial_sweep(cfg, dial, dial_seeds, default_seeds=seeds, n_boot=n_boot)
+             if len(dial) and cfg.data.dataset == "synthetic" else None)
+    if sweep is not None:
+        controls = pd.concat([controls, sweep["controls"]], ignore_index=True)
     return {
         "grading_runs": grading, "seg_runs": seg,
         "grading": _ci_table(grading, g_metrics, n_boot).merge(summary_table(grading, g_metrics)[["method"] + [f"{m}_std" for m in g_metrics]], on="method"),
@@ -135,6 +150,9 @@ def finding1(cfg: Config, seeds: Sequence[int], seg_seeds: Sequence[int] = (0,),
         "effects": pd.concat([g_effects.assign(task="grading"), s_effects.assign(task="segmentation")], ignore_index=True),
         "claims": claims,
         "controls": controls,
+        "dial": None if sweep is None else sweep["table"],
+        "dial_runs": None if sweep is None else sweep["runs"],
+        "smoke": cfg.profile == "smoke",
     }
 
 
@@ -203,7 +221,8 @@ def grading_table(cfg: Config, seeds: Sequence[int], baselines: Sequence[str] = 
     """Table 04: every grading baseline vs DeepMT-DR on LR input, over ``seeds``.
 
     The best baseline is chosen on the *validation* split (mean validation QWK over seeds), never on test;
-    DeepMT-DR is compared with it by a paired bootstrap over test images (claim C4).
+    DeepMT-DR is compared with it by a paired bootstrap over test images (claim C4). ``timing``: each
+    method's training seconds (mean over seeds), apart from the result tables.
     """
     runs = run_methods([*baselines, "deepmt_dr", *references], cfg, seeds)
     metrics = list(GRADING_METRICS)
@@ -223,7 +242,15 @@ def grading_table(cfg: Config, seeds: Sequence[int], baselines: Sequence[str] = 
         for m, rs in runs.items() for r in rs
     ]).groupby(["method", "label"], sort=False).mean(numeric_only=True).drop(columns="seed").reset_index()
     return {"runs": runs, "table": table, "ci": ci, "effects": effects, "best_baseline": best, "claims": claims,
-            "per_grade_recall": per_grade}
+            "per_grade_recall": per_grade, "timing": train_seconds(runs), "smoke": cfg.profile == "smoke"}
+
+
+def train_seconds(runs: Runs) -> pd.DataFrame:
+    """One row per method: ``train_s``, its training seconds (optimisation only) averaged over its seeds. A
+    timing, not a result: two runs with the same numbers differ here (``results/timing/``)."""
+    return pd.DataFrame([{"method": m, "label": label(m), "n_seeds": len(rs),
+                          "train_s": float(np.mean([r.train_seconds for r in rs]))} for m, rs in runs.items()],
+                        columns=["method", "label", "n_seeds", "train_s"])
 
 
 def confusion_matrices(results_by_method: dict[str, Sequence[Any]]) -> dict[str, np.ndarray]:
@@ -254,7 +281,8 @@ def isr_table(cfg: Config, seeds: Sequence[int], methods: Sequence[str] = ISR_ME
     regime, ev = regime_of(cfg), "05_isr_table"
     claims = _claims("C6", effects, "deepmt_dr", "isr", ("psnr_lesion", "ssim_lesion"), ev, regime=regime)
     controls = controls_table([effect_control(f"sr_works:{m}", effects, m, "bicubic", "psnr", ev, regime) for m in sr_controls])
-    return {"runs": runs, "table": ci, "effects": effects, "claims": claims, "controls": controls}
+    return {"runs": runs, "table": ci, "effects": effects, "claims": claims, "controls": controls,
+            "smoke": cfg.profile == "smoke"}
 
 
 # --------------------------------------------------------------------------- 06
@@ -275,7 +303,7 @@ def segmentation_table(cfg: Config, seeds: Sequence[int], methods: Sequence[str]
     table = pd.DataFrame(rows)
     effects = effects_table(runs, [("deepmt_dr", m) for m in methods if m != "deepmt_dr"],
                             ["aupr", "aupr_MA", "aupr_HE", "dice", "dice_MA"], n_boot)
-    return {"runs": runs, "table": table, "effects": effects}
+    return {"runs": runs, "table": table, "effects": effects, "smoke": cfg.profile == "smoke"}
 
 
 # --------------------------------------------------------------------------- figures
@@ -337,3 +365,83 @@ def plot_seg_heatmap(table: pd.DataFrame, metric: str = "aupr"):
     fig.colorbar(im, ax=ax, fraction=0.04)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------- what we see
+def _verdicts(claims: pd.DataFrame, with_id: bool = False) -> str:
+    return "; ".join(f"{r.id} {r.metric}: {r.verdict}" if with_id else f"{r.metric}: {r.verdict}" for r in claims.itertuples())
+
+
+def what_we_see_01(res: dict[str, Any]) -> str:
+    """Notebook 01's "what we see", written from :func:`finding1`'s result: grading accuracy from each input, the
+    controlled effects of ISR on grading and segmentation, the controls, the dial sweep (when run) and the verdicts."""
+    g = res["grading"].set_index("method")
+    s = res["segmentation"].set_index("method")
+    effects, dial = res["effects"], res["dial"]
+    n_seeds = int(g.loc["deepmt_dr", "n_seeds"])
+    return (
+        f"Grading accuracy from LR {g.loc['grader_lr', 'accuracy']:.3f}, bicubic {g.loc['grader_bicubic', 'accuracy']:.3f}, "
+        f"DeepMT-DR without ISR {g.loc['deepmt_dr_noisr', 'accuracy']:.3f}, DeepMT-DR {g.loc['deepmt_dr', 'accuracy']:.3f}, "
+        f"HR {g.loc['grader_hr', 'accuracy']:.3f}; a segmentation + grading multi-task net on HR {g.loc['foo_mt_hr', 'accuracy']:.3f} "
+        f"(mean of {n_seeds} seed(s)). "
+        + sentence(effects, "foo_mt_hr", "deepmt_dr_noisr", "accuracy") + " (the information lost at LR, for the lesion-supervised family). "
+        + sentence(effects, "deepmt_dr", "deepmt_dr_noisr", "accuracy") + "; "
+        + sentence(effects, "deepmt_dr", "deepmt_dr_noisr", "qwk") + ". "
+        f"Segmentation AUPR (mean over lesions): LR U-Net {s.loc['unet_lr', 'aupr']:.3f}, bicubic U-Net {s.loc['unet_bicubic', 'aupr']:.3f}, "
+        f"DeepMT-DR {s.loc['deepmt_dr', 'aupr']:.3f}, HR U-Net {s.loc['unet_hr', 'aupr']:.3f}; microaneurysm AUPR "
+        f"{s.loc['unet_bicubic', 'aupr_MA']:.3f} (bicubic) vs {s.loc['deepmt_dr', 'aupr_MA']:.3f} (DeepMT-DR) vs {s.loc['unet_hr', 'aupr_MA']:.3f} (HR). "
+        + sentence(effects[effects.task == "segmentation"], "deepmt_dr", "deepmt_dr_noisr", "aupr") + ". "
+        + "Controls: " + "; ".join(f"{r.id} {r.value:.3f} ({r.status})" for r in res["controls"].itertuples()) + ". "
+        + ("" if dial is None else "Dial sweep (gap HR - bicubic / DeepMT-DR gain, accuracy): " + "; ".join(
+            f"smudge_match {r.smudge_match:g}: {r.gap:+.3f} / {r.gain:+.3f}" for r in dial.itertuples()) + ". ")
+        + "Effects (verdicts before controls; notebook 11 applies them): " + _verdicts(res["claims"], with_id=True) + "."
+        + (SMOKE_NOTE if res["smoke"] else "")
+    )
+
+
+def what_we_see_04(res: dict[str, Any]) -> str:
+    """Notebook 04's "what we see", written from :func:`grading_table`'s result: DeepMT-DR against the best
+    baseline on validation, the HR references and the C4 verdicts."""
+    t = res["table"].set_index("method")
+    effects, best = res["effects"], res["best_baseline"]
+    return (
+        f"DeepMT-DR: accuracy {t.loc['deepmt_dr', 'accuracy']}, QWK {t.loc['deepmt_dr', 'qwk']}, macro-F1 {t.loc['deepmt_dr', 'macro_f1']} "
+        f"(mean ± std over {int(t.loc['deepmt_dr', 'n_seeds'])} seed(s)). The best baseline on validation is {label(best)} "
+        f"(accuracy {t.loc[best, 'accuracy']}, QWK {t.loc[best, 'qwk']}). "
+        + sentence(effects, "deepmt_dr", best, "accuracy") + "; " + sentence(effects, "deepmt_dr", best, "qwk") + ". "
+        f"From HR photos the plain grader reaches accuracy {t.loc['grader_hr', 'accuracy']} and the multi-task net "
+        f"{t.loc['foo_mt_hr', 'accuracy']}. "
+        + "Verdicts (C4): " + _verdicts(res["claims"]) + "."
+        + (SMOKE_NOTE if res["smoke"] else "")
+    )
+
+
+def what_we_see_05(res: dict[str, Any]) -> str:
+    """Notebook 05's "what we see", written from :func:`isr_table`'s result: PSNR over the image and in lesion
+    regions, DeepMT-DR against single-task ISR and bicubic, the ``sr_works`` controls and the C6 verdicts."""
+    t = res["table"].set_index("method")
+    effects = res["effects"]
+    return (
+        f"PSNR over the whole image: bicubic {t.loc['bicubic', 'psnr']:.2f} dB, single-task ISR {t.loc['isr', 'psnr']:.2f} dB, "
+        f"DeepMT-DR {t.loc['deepmt_dr', 'psnr']:.2f} dB; inside lesion regions: bicubic {t.loc['bicubic', 'psnr_lesion']:.2f} dB, "
+        f"single-task ISR {t.loc['isr', 'psnr_lesion']:.2f} dB, DeepMT-DR {t.loc['deepmt_dr', 'psnr_lesion']:.2f} dB. "
+        + sentence(effects, "deepmt_dr", "isr", "psnr_lesion") + "; " + sentence(effects, "deepmt_dr", "isr", "ssim_lesion") + "; "
+        + sentence(effects, "deepmt_dr", "bicubic", "psnr") + ". "
+        + "Controls: " + "; ".join(f"{r.id} {r.value:+.2f} dB ({r.status})" for r in res["controls"].itertuples()) + ". "
+        + "Verdicts (C6, before controls): " + _verdicts(res["claims"]) + "."
+        + (SMOKE_NOTE if res["smoke"] else "")
+    )
+
+
+def what_we_see_06(res: dict[str, Any]) -> str:
+    """Notebook 06's "what we see", written from :func:`segmentation_table`'s result: microaneurysm and
+    haemorrhage AUPR per input, and DeepMT-DR's MA AUPR against the bicubic U-Net and itself without ISR."""
+    a = res["table"][res["table"].metric == "aupr"].set_index("method")
+    effects = res["effects"]
+    return (
+        f"Microaneurysm AUPR: U-Net on LR {a.loc['unet_lr', 'MA']:.3f}, on bicubic {a.loc['unet_bicubic', 'MA']:.3f}, "
+        f"DeepMT-DR without ISR {a.loc['deepmt_dr_noisr', 'MA']:.3f}, DeepMT-DR {a.loc['deepmt_dr', 'MA']:.3f}, on HR {a.loc['unet_hr', 'MA']:.3f}. "
+        f"Haemorrhage AUPR {a.loc['unet_bicubic', 'HE']:.3f} (bicubic U-Net) vs {a.loc['deepmt_dr', 'HE']:.3f} (DeepMT-DR). "
+        + sentence(effects, "deepmt_dr", "unet_bicubic", "aupr_MA") + "; " + sentence(effects, "deepmt_dr", "deepmt_dr_noisr", "aupr_MA") + "."
+        + (SMOKE_NOTE if res["smoke"] else "")
+    )

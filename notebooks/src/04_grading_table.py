@@ -35,24 +35,16 @@ n_boot = 1000
 # %%
 from deepmt.reporting import save_figure, save_table
 from deepmt.studies import tables as T
-from deepmt.studies.common import GRADING_METRICS, describe_config, label, sentence, study_config, study_seeds
+from deepmt.studies.common import GRADING_METRICS, describe_config, label, study_config, study_seeds
 
 cfg = study_config(profile, dataset, data_root, device)
 seeds = study_seeds(cfg, seeds)
-smoke = cfg.profile == "smoke"
 print(describe_config(cfg), f"| seeds {seeds}")
 
 # %% [markdown]
-# ## Data
-
-# %%
-from deepmt.data import build_datasets
-
-splits = build_datasets(cfg.data)
-print({name: len(ds) for name, ds in splits.items()})
-
-# %% [markdown]
 # ## Run
+# The benchmark's splits are generated once and cached (notebook 00); every method is trained on the training
+# split once per seed (or loaded from the experiment cache, shared with notebooks 01, 05 and 06).
 
 # %%
 res = T.grading_table(cfg, seeds, n_boot=n_boot)
@@ -61,36 +53,29 @@ res = T.grading_table(cfg, seeds, n_boot=n_boot)
 # ## Results
 
 # %%
-table, effects, best = res["table"], res["effects"], res["best_baseline"]
-save_table(table, "04_grading_table")
-save_table(effects, "04_effects_vs_baselines")
+save_table(res["table"], "04_grading_table")
+save_table(res["effects"], "04_effects_vs_baselines")
 save_table(res["per_grade_recall"], "04_per_grade_recall")
 save_table(res["claims"], "04_claims")
-print(f"best baseline on validation QWK: {label(best)}")
-display(table[["label", "input", "n_seeds", *GRADING_METRICS, "val_qwk_mean", "train_s"]])
-display(table[["label"] + [f"{m} [95% CI]" for m in GRADING_METRICS]])
-display(effects[["b", "metric", "effect", "p_value"]])
+save_table(res["timing"], "timing/04_train_seconds")  # seconds differ between reruns: kept apart from the results
+print(f"best baseline on validation QWK: {label(res['best_baseline'])}")
+display(res["table"][["label", "input", "n_seeds", *GRADING_METRICS, "val_qwk_mean"]])
+display(res["table"][["label"] + [f"{m} [95% CI]" for m in GRADING_METRICS]])
+display(res["effects"][["b", "metric", "effect", "p_value"]])
 display(res["per_grade_recall"].round(3))
+display(res["timing"].round(1))
 
 # %% [markdown]
 # ## Figures
 
 # %%
 save_figure(T.plot_metric_bars(res["ci"], ["accuracy", "qwk", "macro_f1"], "Grading from LR input (test, 95% CI)"), "04_grading_table")
-save_figure(T.plot_confusions(T.confusion_matrices({best: res["runs"][best], "deepmt_dr": res["runs"]["deepmt_dr"]})), "04_confusion");
+save_figure(T.plot_confusions(T.confusion_matrices({m: res["runs"][m] for m in (res["best_baseline"], "deepmt_dr")})), "04_confusion");
 
 # %% [markdown]
 # ## What we see
+#
+# Written from the numbers above (`deepmt.studies.tables.what_we_see_04`).
 
 # %%
-t = table.set_index("method")
-print(
-    f"DeepMT-DR: accuracy {t.loc['deepmt_dr', 'accuracy']}, QWK {t.loc['deepmt_dr', 'qwk']}, macro-F1 {t.loc['deepmt_dr', 'macro_f1']} "
-    f"(mean ± std over {len(seeds)} seed(s)). The best baseline on validation is {label(best)} "
-    f"(accuracy {t.loc[best, 'accuracy']}, QWK {t.loc[best, 'qwk']}). "
-    + sentence(effects, "deepmt_dr", best, "accuracy") + "; " + sentence(effects, "deepmt_dr", best, "qwk") + ". "
-    f"From HR photos the plain grader reaches accuracy {t.loc['grader_hr', 'accuracy']} and the multi-task net "
-    f"{t.loc['foo_mt_hr', 'accuracy']}. "
-    + "Verdicts (C4): " + "; ".join(f"{r.metric}: {r.verdict}" for r in res["claims"].itertuples()) + "."
-    + (" (smoke profile: mechanics only, these numbers are not results.)" if smoke else "")
-)
+print(T.what_we_see_04(res))

@@ -33,24 +33,16 @@ n_boot = 1000
 # %%
 from deepmt.reporting import save_figure, save_table
 from deepmt.studies import tables as T
-from deepmt.studies.common import ISR_METRICS, describe_config, sentence, study_config, study_seeds
+from deepmt.studies.common import ISR_METRICS, describe_config, study_config, study_seeds
 
 cfg = study_config(profile, dataset, data_root, device)
 seeds = study_seeds(cfg, seeds)
-smoke = cfg.profile == "smoke"
 print(describe_config(cfg), f"| DeepMT-DR seeds {seeds}")
 
 # %% [markdown]
-# ## Data
-
-# %%
-from deepmt.data import build_datasets
-
-splits = build_datasets(cfg.data)
-print({name: len(ds) for name, ds in splits.items()})
-
-# %% [markdown]
 # ## Run
+# The benchmark's splits are generated once and cached (notebook 00); every method is trained on the training
+# split once per seed (or loaded from the experiment cache, shared with notebooks 01, 04 and 06).
 
 # %%
 res = T.isr_table(cfg, seeds, n_boot=n_boot)
@@ -59,33 +51,24 @@ res = T.isr_table(cfg, seeds, n_boot=n_boot)
 # ## Results
 
 # %%
-table, effects = res["table"], res["effects"]
-save_table(table, "05_isr_table")
-save_table(effects, "05_effects")
+save_table(res["table"], "05_isr_table")
+save_table(res["effects"], "05_effects")
 save_table(res["claims"], "05_claims")
 save_table(res["controls"], "05_controls")
 display(res["controls"][["id", "rule", "threshold", "value", "lo", "hi", "n_seeds", "status"]])
-display(table[["label", "n_seeds"] + [f"{m} [95% CI]" for m in ISR_METRICS]])
-display(effects[["b", "metric", "effect", "p_value"]])
+display(res["table"][["label", "n_seeds"] + [f"{m} [95% CI]" for m in ISR_METRICS]])
+display(res["effects"][["b", "metric", "effect", "p_value"]])
 
 # %% [markdown]
 # ## Figures
 
 # %%
-save_figure(T.plot_metric_bars(table, list(ISR_METRICS), "Super-resolution quality (test, 95% CI)"), "05_isr_table");
+save_figure(T.plot_metric_bars(res["table"], list(ISR_METRICS), "Super-resolution quality (test, 95% CI)"), "05_isr_table");
 
 # %% [markdown]
 # ## What we see
+#
+# Written from the numbers above (`deepmt.studies.tables.what_we_see_05`).
 
 # %%
-t = table.set_index("method")
-print(
-    f"PSNR over the whole image: bicubic {t.loc['bicubic', 'psnr']:.2f} dB, single-task ISR {t.loc['isr', 'psnr']:.2f} dB, "
-    f"DeepMT-DR {t.loc['deepmt_dr', 'psnr']:.2f} dB; inside lesion regions: bicubic {t.loc['bicubic', 'psnr_lesion']:.2f} dB, "
-    f"single-task ISR {t.loc['isr', 'psnr_lesion']:.2f} dB, DeepMT-DR {t.loc['deepmt_dr', 'psnr_lesion']:.2f} dB. "
-    + sentence(effects, "deepmt_dr", "isr", "psnr_lesion") + "; " + sentence(effects, "deepmt_dr", "isr", "ssim_lesion") + "; "
-    + sentence(effects, "deepmt_dr", "bicubic", "psnr") + ". "
-    + "Controls: " + "; ".join(f"{r.id} {r.value:+.2f} dB ({r.status})" for r in res["controls"].itertuples()) + ". "
-    + "Verdicts (C6, before controls): " + "; ".join(f"{r.metric}: {r.verdict}" for r in res["claims"].itertuples()) + "."
-    + (" (smoke profile: mechanics only, these numbers are not results.)" if smoke else "")
-)
+print(T.what_we_see_05(res))

@@ -33,25 +33,16 @@ n_boot = 1000
 from deepmt import LESIONS
 from deepmt.reporting import save_figure, save_table
 from deepmt.studies import tables as T
-from deepmt.studies.common import describe_config, sentence, study_config, study_seeds
+from deepmt.studies.common import describe_config, study_config, study_seeds
 
 cfg = study_config(profile, dataset, data_root, device)
 seeds = study_seeds(cfg, seeds)
-smoke = cfg.profile == "smoke"
 print(describe_config(cfg), f"| seeds {seeds}")
 
 # %% [markdown]
-# ## Data
-
-# %%
-from deepmt.data import build_datasets
-
-splits = build_datasets(cfg.data)
-present = splits["test"].meta[[f"n_{l}" for l in LESIONS]].gt(0).sum() if hasattr(splits["test"], "meta") else None
-print({name: len(ds) for name, ds in splits.items()}, "| test images per lesion:", None if present is None else present.to_dict())
-
-# %% [markdown]
 # ## Run
+# The benchmark's splits are generated once and cached (notebook 00, which also counts the lesions per grade);
+# every method is trained once per seed (or loaded from the experiment cache, shared with notebooks 01, 04, 05).
 
 # %%
 res = T.segmentation_table(cfg, seeds, n_boot=n_boot)
@@ -60,30 +51,24 @@ res = T.segmentation_table(cfg, seeds, n_boot=n_boot)
 # ## Results
 
 # %%
-table, effects = res["table"], res["effects"]
-save_table(table, "06_segmentation_table")
-save_table(effects, "06_effects")
+save_table(res["table"], "06_segmentation_table")
+save_table(res["effects"], "06_effects")
 for metric in ("aupr", "auc", "dice"):
     print(metric)
-    display(table[table.metric == metric][["label"] + [f"{l} [95% CI]" for l in (*LESIONS, "mean")]])
-display(effects[["b", "metric", "effect", "p_value"]])
+    display(res["table"][res["table"].metric == metric][["label"] + [f"{l} [95% CI]" for l in (*LESIONS, "mean")]])
+display(res["effects"][["b", "metric", "effect", "p_value"]])
 
 # %% [markdown]
 # ## Figures
 
 # %%
-save_figure(T.plot_seg_heatmap(table, "aupr"), "06_segmentation_aupr")
-save_figure(T.plot_seg_heatmap(table, "dice"), "06_segmentation_dice");
+save_figure(T.plot_seg_heatmap(res["table"], "aupr"), "06_segmentation_aupr")
+save_figure(T.plot_seg_heatmap(res["table"], "dice"), "06_segmentation_dice");
 
 # %% [markdown]
 # ## What we see
+#
+# Written from the numbers above (`deepmt.studies.tables.what_we_see_06`).
 
 # %%
-a = table[table.metric == "aupr"].set_index("method")
-print(
-    f"Microaneurysm AUPR: U-Net on LR {a.loc['unet_lr', 'MA']:.3f}, on bicubic {a.loc['unet_bicubic', 'MA']:.3f}, "
-    f"DeepMT-DR without ISR {a.loc['deepmt_dr_noisr', 'MA']:.3f}, DeepMT-DR {a.loc['deepmt_dr', 'MA']:.3f}, on HR {a.loc['unet_hr', 'MA']:.3f}. "
-    f"Haemorrhage AUPR {a.loc['unet_bicubic', 'HE']:.3f} (bicubic U-Net) vs {a.loc['deepmt_dr', 'HE']:.3f} (DeepMT-DR). "
-    + sentence(effects, "deepmt_dr", "unet_bicubic", "aupr_MA") + "; " + sentence(effects, "deepmt_dr", "deepmt_dr_noisr", "aupr_MA") + "."
-    + (" (smoke profile: mechanics only, these numbers are not results.)" if smoke else "")
-)
+print(T.what_we_see_06(res))

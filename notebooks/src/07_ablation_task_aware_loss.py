@@ -36,7 +36,7 @@
 # `vis_consistency` already acts in stage 1b, so that variant is warm-started at stage 1b. (A warm start with the
 # base's own config reproduces the base exactly; `tests/test_warm_start.py`.)
 #
-# You will see: how each variant was trained and its cost; grading (accuracy, QWK, macro-F1), ISR inside lesion
+# You will see: how each variant was trained (and, apart, how long); grading (accuracy, QWK, macro-F1), ISR inside lesion
 # regions (PSNR/SSIM), segmentation (AUPR, Dice, MA AUPR) per variant; paired effects *variant − full* with 95%
 # bootstrap intervals over test images; the weight sweep; and the C5 rows of the claims table. The intervals
 # cover test-image sampling, not training noise: with one seed, a small "significant" effect may still be noise.
@@ -59,48 +59,37 @@ from deepmt.studies.common import describe_config, study_config, study_seeds
 
 cfg = study_config(profile, dataset, data_root, device)
 seeds = study_seeds(cfg, seeds)
-smoke = cfg.profile == "smoke"
-L = cfg.loss
 print(describe_config(cfg), f"| seeds {seeds}")
-print(f"base loss weights: seg_aware {L.seg_aware:g}, cls_aware {L.cls_aware:g}, grading_feedback {L.grading_feedback:g}, "
-      f"vis_consistency {L.vis_consistency:g}; feedback {L.feedback_scaling} (ratio {L.feedback_ratio:g}); "
-      f"stage-2 epochs {cfg.train.epochs_stage2}, lr x{cfg.train.lr_stage2_factor:g}")
-
-# %% [markdown]
-# ## Data
-# The benchmark's splits (cached; notebook 00). Every variant is measured on the same test images as the base.
-
-# %%
-from deepmt.data import build_datasets
-
-splits = build_datasets(cfg.data)
-print({name: len(ds) for name, ds in splits.items()})
+print(A.describe_loss(cfg))
 
 # %% [markdown]
 # ## Run
+# The benchmark's splits are cached (notebook 00); every variant is measured on the same test images as the base.
 # The base comes from the cache (shared with notebooks 01-06); each variant is warm-started from it.
 
 # %%
 res = A.task_aware_study(cfg, seeds, cls_aware_weights, seg_aware_weights, feedback_ratios, n_boot=n_boot)
-plan, summ, eff, wide = res["plan"], res["summary"], res["effects"], res["wide"]
-display(plan)
+display(res["plan"])
+display(res["timing"].round(1))
 
 # %% [markdown]
 # ## Results
 # `summary`: mean ± std over seeds. `effects`: *variant − full DeepMT-DR* on the same test images, 95% CI.
+# Training seconds go to `results/timing/` (a rerun changes them and nothing else).
 
 # %%
-save_table(plan, "07_plan")
-save_table(summ, "07_summary")
-save_table(eff, "07_effects_vs_full")
+save_table(res["plan"], "07_plan")
+save_table(res["timing"], "timing/07_train_seconds")
+save_table(res["summary"], "07_summary")
+save_table(res["effects"], "07_effects_vs_full")
 for term, sweep in res["sweeps"].items():
     save_table(sweep, f"07_sweep_{term}")
 save_table(res["claims"], "07_claims")
 save_table(res["gradients"], "07_feedback_gradients")
 display(res["gradients"].round(6))
-print(f"feedback ratio with the best validation QWK: {res['ratio_on_validation']:g} (config: {L.feedback_ratio:g})")
-display(summ[["label", "trained", *A.METRICS, "train_s"]])
-display(wide)
+print(f"feedback ratio with the best validation QWK: {res['ratio_on_validation']:g} (config: {res['feedback_ratio']:g})")
+display(res["summary"][["label", "trained", *A.METRICS]])
+display(res["wide"])
 for term, sweep in res["sweeps"].items():
     display(sweep[["weight", "variant", *A.METRICS]].round(3))
 display(res["claims"][["id", "metric", "effect", "lo", "hi", "n_seeds", "verdict"]])
@@ -109,39 +98,15 @@ display(res["claims"][["id", "metric", "effect", "lo", "hi", "n_seeds", "verdict
 # ## Figures
 
 # %%
-labels = res["ablation"].labels
-save_figure(A.plot_effects(eff, ["accuracy", "qwk", "psnr_lesion", "ssim_lesion", "aupr"], labels,
+save_figure(A.plot_effects(res["effects"], ["accuracy", "qwk", "psnr_lesion", "ssim_lesion", "aupr"], res["ablation"].labels,
                            "Task-aware loss ablation: variant − full DeepMT-DR (test, 95% CI)"), "07_ablation_effects")
 for term, sweep in res["sweeps"].items():
     save_figure(A.plot_sweep(sweep, ["accuracy", "qwk", "psnr_lesion", "aupr"], f"Weight sweep of loss.{term}"), f"07_sweep_{term}")
 
 # %% [markdown]
 # ## What we see
+#
+# Written from the numbers above (`deepmt.studies.ablations.what_we_see_07`).
 
 # %%
-s = summ.set_index("variant")
-c5 = res["claims"].set_index("metric")
-warm = plan[plan.trained.str.startswith("warm")]
-terms = ["authors_weights", "no_seg_aware", "no_cls_aware", "no_grading_feedback", "no_vis_consistency"]
-sweep = res["sweeps"].get("cls_aware")
-best_w = (f" Over the cls_aware weights {sorted(sweep.weight.tolist())}, test QWK (described, not used to choose anything) is highest at "
-          f"{sweep.loc[sweep.qwk.idxmax(), 'weight']:g} (QWK {sweep.qwk.max():.3f}; the paper's weight {L.cls_aware:g} gives "
-          f"{sweep.loc[sweep.is_base, 'qwk'].iloc[0]:.3f}), PSNR in lesions is highest at {sweep.loc[sweep.psnr_lesion.idxmax(), 'weight']:g}."
-          if sweep is not None and len(sweep) > 1 and sweep.qwk.notna().any() and sweep.psnr_lesion.notna().any() else "")
-print(
-    f"The full DeepMT-DR reaches accuracy {s.loc['deepmt_dr', 'accuracy']}, QWK {s.loc['deepmt_dr', 'qwk']} and PSNR "
-    f"{s.loc['deepmt_dr', 'psnr_lesion']} dB in lesion regions. Without the three feedback terms (plain joint fine-tuning, "
-    f"same stages 1a/1b) it reaches accuracy {s.loc['no_task_aware', 'accuracy']}, QWK {s.loc['no_task_aware', 'qwk']}, "
-    f"lesion PSNR {s.loc['no_task_aware', 'psnr_lesion']} dB. Claim C5 (full − without, 95% CI over test images, "
-    f"{len(seeds)} seed(s)): " + "; ".join(f"{m} {c5.loc[m, 'effect']:+.3f} [{c5.loc[m, 'lo']:+.3f}, {c5.loc[m, 'hi']:+.3f}] -> {c5.loc[m, 'verdict']}"
-                             for m in c5.index) + ". "
-    + "Each term off in turn (variant − full, 95% CI): "
-    + "; ".join(A.effect_clause(eff, t, ["qwk", "psnr_lesion", "aupr"], labels) for t in terms) + "."
-    + best_w
-    + f" Over the calibrated loss's feedback ratios, validation QWK is best at {res['ratio_on_validation']:g} (the config uses {L.feedback_ratio:g})."
-    + f" {len(warm)} variant(s) were warm-started from the base and trained {warm.train_s.sum():.0f} s in all; "
-      f"training them from scratch would have repeated {warm.shared_s.sum():.0f} s of the base's earlier stages."
-    + f" The intervals cover test-image sampling only; with {len(seeds)} seed(s) training noise is not measured, so a small"
-      " effect whose interval barely excludes 0 is weak evidence."
-    + (" (smoke profile: mechanics only, these numbers are not results.)" if smoke else "")
-)
+print(A.what_we_see_07(res))

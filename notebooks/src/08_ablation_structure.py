@@ -20,8 +20,8 @@
 # | unsupervised part (journal) | `loss.unsupervised`: binarised visualization maps as pseudo masks for images without lesion annotations | warm start at stage 2; not run where every training image is annotated (then the term is exactly 0) |
 # | other scales | `data.scale` (`scales`): LR = HR / 2 or / 8 instead of / 4 | full runs on new LR data |
 #
-# The base is the full DeepMT-DR of every other notebook (cached). You will see how each variant was trained and
-# its cost, grading / lesion-region ISR / segmentation metrics per variant, paired effects *variant − full* with
+# The base is the full DeepMT-DR of every other notebook (cached). You will see how each variant was trained (and,
+# apart, how long), grading / lesion-region ISR / segmentation metrics per variant, paired effects *variant − full* with
 # 95% bootstrap intervals over the test images, and the metrics against the scale factor. For the scale variants
 # we check that the test split holds the same images (ids and grades) before pairing them.
 
@@ -45,26 +45,16 @@ from deepmt.studies.common import describe_config, study_config, study_seeds
 cfg = study_config(profile, dataset, data_root, device)
 seeds = study_seeds(cfg, seeds)
 c7_seeds = study_seeds(cfg, c7_seeds)
-smoke = cfg.profile == "smoke"
 print(describe_config(cfg), f"| seeds {seeds} | scales {scales}")
 
 # %% [markdown]
-# ## Data
-# The base's splits (cached; notebook 00). Each other scale degrades the same HR test images (checked below).
-
-# %%
-from deepmt.data import build_datasets
-
-splits = build_datasets(cfg.data)
-print({name: len(ds) for name, ds in splits.items()})
-
-# %% [markdown]
 # ## Run
+# The base's splits are cached (notebook 00); each other scale degrades the same HR test images (checked below).
 
 # %%
 res = A.structure_study(cfg, seeds, scales, unsupervised, n_boot=n_boot)
-plan, summ, eff, wide, check = res["plan"], res["summary"], res["effects"], res["wide"], res["scale_check"]
-display(plan)
+display(res["plan"])
+display(res["timing"].round(1))
 
 # %% [markdown]
 # ### The journal's unsupervised part, where it can act (claim C7)
@@ -85,51 +75,32 @@ display(c7["controls"][["id", "rule", "threshold", "value", "lo", "hi", "n_seeds
 # %% [markdown]
 # ## Results
 # `summary`: mean ± std over seeds. `effects`: *variant − full DeepMT-DR* on the same test images (by id), 95% CI.
-# "Without ISR" has no ISR metrics (it does not super-resolve; its input is the bicubic up-sampling).
+# "Without ISR" has no ISR metrics (it does not super-resolve; its input is the bicubic up-sampling). Training
+# seconds go to `results/timing/` (a rerun changes them and nothing else).
 
 # %%
-save_table(plan, "08_plan")
-save_table(summ, "08_summary")
-save_table(eff, "08_effects_vs_full")
-save_table(check, "08_scale_check")
-display(summ[["label", "trained", *A.METRICS, "train_s"]])
-display(wide)
-display(check)
+save_table(res["plan"], "08_plan")
+save_table(res["timing"], "timing/08_train_seconds")
+save_table(res["summary"], "08_summary")
+save_table(res["effects"], "08_effects_vs_full")
+save_table(res["scale_check"], "08_scale_check")
+display(res["summary"][["label", "trained", *A.METRICS]])
+display(res["wide"])
+display(res["scale_check"])
 
 # %% [markdown]
 # ## Figures
 
 # %%
-labels = res["ablation"].labels
-save_figure(A.plot_effects(eff, ["accuracy", "qwk", "psnr_lesion", "aupr", "aupr_MA"], labels,
+save_figure(A.plot_effects(res["effects"], ["accuracy", "qwk", "psnr_lesion", "aupr", "aupr_MA"], res["ablation"].labels,
                            "Structure ablation: variant − full DeepMT-DR (test, 95% CI)"), "08_ablation_effects")
-save_figure(A.plot_scales(summ, res["scale_of"], ["accuracy", "qwk", "psnr_lesion", "aupr"], "DeepMT-DR against the scale factor"),
+save_figure(A.plot_scales(res["summary"], res["scale_of"], ["accuracy", "qwk", "psnr_lesion", "aupr"], "DeepMT-DR against the scale factor"),
             "08_scales");
 
 # %% [markdown]
 # ## What we see
+#
+# Written from the numbers above (`deepmt.studies.ablations.what_we_see_08`).
 
 # %%
-s = summ.set_index("variant")
-ran = [v for v in ("no_isr", "no_seg", "no_feature_selection", "unsupervised") if v in s.index]
-skipped = plan[plan.trained == "not run"]
-scale_text = ""
-if len(check):
-    scale_text = " Other scales: " + "; ".join(
-        f"x{r.scale} (LR {r.lr_size} px) has accuracy {s.loc[r.variant, 'accuracy']}, QWK {s.loc[r.variant, 'qwk']}, lesion PSNR "
-        f"{s.loc[r.variant, 'psnr_lesion']} dB (test ids {'match' if r.ids_match else 'DIFFER'}, grades "
-        f"{'match' if r.grades_match else 'DIFFER'}, HR images differ by up to {r.hr_max_abs_diff:.3f}"
-        + (" because the synthetic benchmark re-matches its distractors to each scale's LR" if dataset == "synthetic" and r.hr_max_abs_diff > 0 else "")
-        + ")" for r in check.itertuples()) + "."
-print(
-    f"The full DeepMT-DR reaches accuracy {s.loc['deepmt_dr', 'accuracy']}, QWK {s.loc['deepmt_dr', 'qwk']}, lesion PSNR "
-    f"{s.loc['deepmt_dr', 'psnr_lesion']} dB and AUPR {s.loc['deepmt_dr', 'aupr']}. Variant − full: "
-    + "; ".join(A.effect_clause(eff, v, ["accuracy", "qwk", "psnr_lesion", "aupr"], labels) for v in ran) + "."
-    + "".join(f" Not run: {r.label} ({r.note})." for r in skipped.itertuples())
-    + scale_text
-    + f" Claim C7 ({c7['regime']}, {len(c7_seeds)} seed(s)): "
-    + "; ".join(f"{r.metric} {r.effect:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}] ({r.verdict} before controls)" for r in c7["claims"].itertuples())
-    + "; control learnable: " + "; ".join(f"{r.value:.3f} ({r.status})" for r in c7["controls"].itertuples()) + "."
-    + f" Intervals cover test-image sampling only ({len(seeds)} seed(s); training noise is not measured)."
-    + (" (smoke profile: mechanics only, these numbers are not results.)" if smoke else "")
-)
+print(A.what_we_see_08(res, c7))

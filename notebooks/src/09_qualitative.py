@@ -33,40 +33,24 @@ n_crops = 4  # test images shown (one per grade 1-4 where possible)
 lesion = "MA"  # crops are centred on this lesion type: MA, HE, EX, SE or any
 
 # %%
-import numpy as np
-import pandas as pd
-
-from deepmt import GRADES
 from deepmt.reporting import save_figure, save_table
 from deepmt.studies import qualitative as Q
-from deepmt.studies.common import describe_config, label, run_methods, study_config
+from deepmt.studies.common import describe_config, run_methods, study_config
 
 cfg = study_config(profile, dataset, data_root, device)
-smoke = cfg.profile == "smoke"
-METHODS = ["bicubic", "isr", "deepmt_dr"]
 print(describe_config(cfg))
 
 # %% [markdown]
-# ## Data
-#
-# Test images that contain the chosen lesion type, one per grade 1-4 first; the crop box is centred on the lesion
-# whose box holds the most lesion pixels. Without lesion masks, random points of the field of view are used.
-
-# %%
-from deepmt.studies.attention import test_split
-
-test = test_split(cfg)
-print(f"{dataset} test split: {len(test)} images; crop side {2 * Q.crop_half(cfg.data.hr_size, cfg.data.scale)} HR px "
-      f"({2 * Q.crop_half(cfg.data.hr_size, cfg.data.scale) // cfg.data.scale} LR px)")
-
-# %% [markdown]
 # ## Run
+#
+# The three SR methods come from the experiment cache (shared with notebooks 01-08). The crops are taken from the
+# cached test split: images that contain the chosen lesion type, one per grade 1-4 first; the crop box (side about
+# a sixth of the image) is centred on the lesion whose box holds the most lesion pixels. Without lesion masks,
+# random points of the field of view are used (and said below).
 
 # %%
-runs = run_methods(METHODS, cfg, seeds=[seed])
-qual = Q.qualitative_study({m: runs[m][0] for m in METHODS}, cfg, n_crops=n_crops, lesion=lesion, dataset=test)
-if qual.note:
-    print("NOTE:", qual.note)
+runs = run_methods(["bicubic", "isr", "deepmt_dr"], cfg, seeds=[seed])
+qual = Q.qualitative_study({m: rs[0] for m, rs in runs.items()}, cfg, n_crops=n_crops, lesion=lesion)
 real = Q.real_photo_study(runs["deepmt_dr"][0], device=device)
 
 # %% [markdown]
@@ -76,10 +60,9 @@ real = Q.real_photo_study(runs["deepmt_dr"][0], device=device)
 # from `predict_images` (`probability`) and from the fp32 forward that made the maps (`probability_fp32`).
 
 # %%
-crops = Q.psnr_wide(qual.table)
 save_table(qual.table, "09_crop_psnr")
 save_table(real.table, "09_real_photo_grades")
-display(crops.round(2))
+display(Q.psnr_wide(qual.table).round(2))
 display(real.table.round(3))
 
 # %% [markdown]
@@ -92,40 +75,8 @@ save_figure(Q.figure_real_photo(real), "09_real_photo");
 
 # %% [markdown]
 # ## What we see
+#
+# Written from the numbers above (`deepmt.studies.qualitative.what_we_see`).
 
 # %%
-parts = []
-if len(qual.table):
-    mean = qual.table.groupby("method", sort=False)["psnr_crop"].mean()
-    wins = crops["best"].value_counts()
-    order = mean.sort_values(ascending=False)
-    parts.append(
-        f"Over the {len(crops)} crops around {qual.picks[0]['lesion']} ({2 * qual.picks[0]['half']} px), the mean crop PSNR is "
-        + ", ".join(f"{label(m)} {v:.2f} dB" for m, v in order.items())
-        + f"; {label(order.index[0])} is best in {int(wins.get(order.index[0], 0))} of {len(crops)} crops."
-    )
-    if {"deepmt_dr", "isr"} <= set(mean.index):
-        d = mean["deepmt_dr"] - mean["isr"]
-        parts.append(f"DeepMT-DR's SR is {abs(d):.2f} dB {'above' if d > 0 else 'below'} single-task ISR in these crops "
-                     f"(a handful of crops: an illustration; notebook 05 has the test-set numbers with CIs).")
-    gp_correct = [int(np.argmax(im["grade_probs"])) == p["grade"] for p, im in zip(qual.picks, qual.images) if im.get("grade_probs") is not None]
-    if gp_correct:
-        parts.append(f"DeepMT-DR grades {sum(gp_correct)} of these {len(gp_correct)} images correctly.")
-if real.grade_probs is not None:
-    g = int(real.table.loc[real.table["probability"].idxmax(), "grade"])
-    area = real.summary.get("lesion_area_pct_fov", {})
-    flagged = max(area.values()) if area else 0.0
-    parts.append(
-        f"On the real photo (a normal eye) DeepMT-DR predicts grade {g} ({GRADES[g]}) with probability "
-        f"{real.table['probability'].max():.2f}"
-        + (f" (P(no DR) = {real.table['probability'].iloc[0]:.2f})" if g != 0 else "") + ". "
-        + (f"Its lesion maps flag {', '.join(f'{k} {v:.1f}%' for k, v in area.items())} of the field of view at p >= 0.5. " if area else "")
-        + f"predict_images and the fp32 forward that made the maps agree to {np.abs(real.table['probability'] - real.table['probability_fp32']).max():.3f} "
-        f"in probability, so the pipeline runs end to end on a real photo. "
-        + (f"A grade above 0 for a normal eye is the domain gap (or plain error), not disease. " if g != 0 else "")
-        + (f"Lesions flagged over up to {flagged:.1f}% of a normal eye are the domain gap. " if flagged > 1 else "")
-        + ("The normal eye is called normal and nearly lesion-free, but one photo proves no accuracy." if g == 0 and flagged <= 1 else "")
-    )
-if smoke:
-    parts.append("(smoke profile: tiny, barely trained models -- the figures check the mechanics; they are not results.)")
-print(" ".join(parts))
+print(Q.what_we_see(qual, real))
