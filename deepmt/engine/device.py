@@ -155,6 +155,7 @@ def make_loader(
     Training loaders are not ``persistent``: each epoch's workers then draw their seeds from
     ``generator``, whose state the checkpoint saves, so a resumed run augments exactly as an
     uninterrupted one (persistent workers would keep RNG streams the checkpoint cannot see).
+
     """
     num_workers = max(0, int(num_workers))
     return torch.utils.data.DataLoader(
@@ -172,14 +173,43 @@ def make_loader(
     )
 
 
-# --------------------------------------------------------------------------- workaround
-def guard_cpu_bf16_tiny_convs(module: torch.nn.Module) -> int:
-    """Run strided convolutions on inputs smaller than their kernel in fp32 under CPU bf16 autocast.
+# --------------------------------------------------------------------------- workarounds
+def place_model(module: torch.nn.Module, prec: Precision) -> torch.nn.Module:
+    """Put ``module`` where and how the engine trains it: on ``prec.device``, in channels_last when
+    ``prec`` asks for it, and on the CPU with :func:`guard_cpu_conv_faults` installed. Returns ``module``."""
+    module.to(prec.device)
+    if prec.channels_last:
+        module.to(memory_format=torch.channels_last)
+    if prec.device.type == "cpu":
+        guard_cpu_conv_faults(module)
+    return module
 
-    oneDNN's bf16 convolution backward (torch 2.x CPU) reads uninitialised memory when a strided
-    convolution sees a 1x1 input (e.g. ResNet's last stage on a 16-px LR image: smoke profile, or
-    x8 LR at 128 px): the weight gradient then comes out NaN at random. Those convolutions cost
-    nothing, so they simply run in fp32. Returns the number of convolutions guarded.
+
+def guard_cpu_conv_faults(module: torch.nn.Module) -> int:
+    """Route the strided convolutions of ``module`` around two oneDNN faults of the CPU fast path.
+
+    Both are in oneDNN's convolution *backward* (torch 2.x CPU, oneDNN 3.x); each workaround runs
+    only where its fault can strike, so every other convolution (and the whole fp32 NCHW path)
+    computes exactly as before. Returns the number of convolutions guarded (each at most once).
+
+    * **Strided convolution on an input smaller than its kernel, under bf16 autocast**: the bf16
+      backward reads uninitialised memory when a strided convolution sees a 1x1 input (e.g.
+      ResNet's last stage on a 16-px LR image: smoke profile, or x8 LR at 128 px): the weight
+      gradient comes out NaN at random. Those convolutions cost nothing, so they run in fp32.
+    * **Strided 1x1 convolution on a channels_last input, when its weight gradient is needed**
+      (the ResNet shortcut ``downsample`` convolutions of the grader): oneDNN's 1x1
+      backward-weights kernels (``jit_1x1`` fp32, ``jit_bf16_1x1`` bf16) first gather the strided
+      input into a per-thread workspace ("reduce to unit stride"), and for an NHWC source with
+      fewer input channels than their 16-channel block they index that workspace with the block
+      size instead of the channel count, so they write past its end (oneDNN issue #6035, open).
+      Measured here (torch 2.14.1, oneDNN 3.12, AVX512-BF16; fp32 and bf16 alike): 5-15 input
+      channels crash ("double free or corruption", segfault) at batch 1, 3, 5, 7, 9 with 2
+      threads and at batch 8 with 3; one thread, 3-4 or 16+ channels, NCHW or stride 1 never
+      did. The oneDNN report also shows wrong weight gradients without a crash, so every such
+      convolution is guarded, not just the channel counts seen to crash: it runs in NCHW (the
+      input and a contiguous copy of the weight, whose strides would otherwise keep oneDNN in
+      NHWC; oneDNN then uses a channel-padded blocked layout) and hands its output back in
+      channels_last. These are the small shortcut convolutions: no measurable cost.
     """
     n = 0
     for conv in module.modules():
@@ -188,10 +218,17 @@ def guard_cpu_bf16_tiny_convs(module: torch.nn.Module) -> int:
         original = conv.forward
         kernel = max(conv.kernel_size)
 
-        def forward(x, _original=original, _kernel=kernel):
-            if x.device.type == "cpu" and min(x.shape[-2:]) < _kernel and torch.is_autocast_enabled("cpu"):
+        def forward(x, _conv=conv, _original=original, _kernel=kernel):
+            if x.device.type != "cpu":
+                return _original(x)
+            if min(x.shape[-2:]) < _kernel and torch.is_autocast_enabled("cpu"):
                 with torch.autocast("cpu", enabled=False):
                     return _original(x.float())
+            if _kernel == 1 and not x.is_contiguous() and torch.is_grad_enabled() and _conv.weight.requires_grad:
+                # the weight's strides decide the format too: .contiguous() keeps a 1x1 kernel's channels_last strides
+                weight = _conv.weight.clone(memory_format=torch.contiguous_format)
+                y = _conv._conv_forward(x.contiguous(), weight, _conv.bias)
+                return y.contiguous(memory_format=torch.channels_last)
             return _original(x)
 
         conv.forward = forward

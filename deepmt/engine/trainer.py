@@ -63,8 +63,8 @@ from deepmt.engine.checkpoint import (
     set_rng_state,
 )
 from deepmt.engine.device import (
-    guard_cpu_bf16_tiny_convs,
     make_loader,
+    place_model,
     resolve_device,
     resolve_precision,
     setup_backends,
@@ -171,11 +171,7 @@ def train(
     last_path = run_dir / "last.pt"
     stages = tuple(method.stages)
 
-    method.to(device)
-    if prec.channels_last:
-        method.to(memory_format=torch.channels_last)
-    if device.type == "cpu" and prec.amp_dtype is torch.bfloat16:
-        guard_cpu_bf16_tiny_convs(method)  # oneDNN bf16 bug, see its docstring
+    place_model(method, prec)  # device, memory format, CPU oneDNN guards
 
     generator = torch.Generator()
     generator.manual_seed(cfg.train.seed + ctx.rank)
