@@ -149,6 +149,7 @@ def make_loader(
     generator: torch.Generator | None = None,
     sampler=None,
     persistent: bool = False,
+    pad_to_batch: bool = False,
 ) -> torch.utils.data.DataLoader:
     """A DataLoader with seeded shuffling and workers and pinned memory on CUDA.
 
@@ -156,8 +157,16 @@ def make_loader(
     ``generator``, whose state the checkpoint saves, so a resumed run augments exactly as an
     uninterrupted one (persistent workers would keep RNG streams the checkpoint cannot see).
 
+    ``pad_to_batch`` (training; no ``sampler``): a dataset smaller than ``batch_size`` is **padded**
+    to one full batch per epoch: every item once in shuffled order, topped up with items drawn
+    again from a fresh shuffle (``RandomSampler`` with ``num_samples=batch_size``, seeded by
+    ``generator``). A small real dataset then trains at the configured batch size instead of
+    getting one odd-sized batch (or none, when the last partial batch is dropped). Datasets of at
+    least ``batch_size`` items are loaded exactly as without it.
     """
     num_workers = max(0, int(num_workers))
+    if pad_to_batch and sampler is None and 0 < len(dataset) < batch_size:
+        sampler = torch.utils.data.RandomSampler(dataset, num_samples=batch_size, generator=generator)
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=batch_size,
