@@ -197,15 +197,15 @@ def place_model(module: torch.nn.Module, prec: Precision) -> torch.nn.Module:
 def guard_cpu_conv_faults(module: torch.nn.Module) -> int:
     """Route the strided convolutions of ``module`` around two oneDNN faults of the CPU fast path.
 
-    Both are in oneDNN's convolution *backward* (torch 2.x CPU, oneDNN 3.x); each workaround runs
-    only where its fault can strike, so every other convolution (and the whole fp32 NCHW path)
-    computes exactly as before. Returns the number of convolutions guarded (each at most once).
+    Both are in oneDNN's convolution *backward* (torch 2.x CPU, oneDNN 3.x); each workaround
+    changes a computation only where its fault can strike, so every other convolution (and the
+    whole fp32 NCHW path, bit for bit) computes exactly as before. Returns the number of convolutions guarded (each at most once).
 
     * **Strided convolution on an input smaller than its kernel, under bf16 autocast**: the bf16
       backward reads uninitialised memory when a strided convolution sees a 1x1 input (e.g.
       ResNet's last stage on a 16-px LR image: smoke profile, or x8 LR at 128 px): the weight
       gradient comes out NaN at random. Those convolutions cost nothing, so they run in fp32.
-    * **Strided 1x1 convolution on a channels_last input, when its weight gradient is needed**
+    * **Strided 1x1 convolution in channels_last, when its weight gradient is needed**
       (the ResNet shortcut ``downsample`` convolutions of the grader): oneDNN's 1x1
       backward-weights kernels (``jit_1x1`` fp32, ``jit_bf16_1x1`` bf16) first gather the strided
       input into a per-thread workspace ("reduce to unit stride"), and for an NHWC source with
@@ -216,9 +216,10 @@ def guard_cpu_conv_faults(module: torch.nn.Module) -> int:
       threads and at batch 8 with 3; one thread, 3-4 or 16+ channels, NCHW or stride 1 never
       did. The oneDNN report also shows wrong weight gradients without a crash, so every such
       convolution is guarded, not just the channel counts seen to crash: it runs in NCHW (the
-      input and a contiguous copy of the weight, whose strides would otherwise keep oneDNN in
-      NHWC; oneDNN then uses a channel-padded blocked layout) and hands its output back in
-      channels_last. These are the small shortcut convolutions: no measurable cost.
+      input and a contiguous copy of the weight, whose strides alone would keep oneDNN in NHWC;
+      oneDNN then uses a channel-padded blocked layout) and hands a channels_last input its
+      output back in channels_last; on an NCHW input and weight that is the original call. These
+      are the small shortcut convolutions: no measurable cost.
     """
     n = 0
     for conv in module.modules():
@@ -233,11 +234,12 @@ def guard_cpu_conv_faults(module: torch.nn.Module) -> int:
             if min(x.shape[-2:]) < _kernel and torch.is_autocast_enabled("cpu"):
                 with torch.autocast("cpu", enabled=False):
                     return _original(x.float())
-            if _kernel == 1 and not x.is_contiguous() and torch.is_grad_enabled() and _conv.weight.requires_grad:
-                # the weight's strides decide the format too: .contiguous() keeps a 1x1 kernel's channels_last strides
+            if _kernel == 1 and torch.is_grad_enabled() and _conv.weight.requires_grad:
+                # a channels_last weight alone makes oneDNN go NHWC, and .contiguous() would keep a 1x1
+                # kernel's channels_last strides: clone it. An NCHW input makes this the very same call.
                 weight = _conv.weight.clone(memory_format=torch.contiguous_format)
                 y = _conv._conv_forward(x.contiguous(), weight, _conv.bias)
-                return y.contiguous(memory_format=torch.channels_last)
+                return y if x.is_contiguous() else y.contiguous(memory_format=torch.channels_last)
             return _original(x)
 
         conv.forward = forward
