@@ -66,6 +66,7 @@ from deepmt.engine.device import (
     Precision,
     cpu_supports_bf16,
     make_loader,
+    place_model,
     resolve_device,
     resolve_precision,
     setup_backends,
@@ -364,9 +365,7 @@ def make_train_step(cfg, stage: str, mode: str, device: torch.device, batch_size
 
     prec = precision_for(mode, cfg, device)
     seed_everything(cfg.train.seed)
-    method = build_bench_method(cfg, "cpu").to(device)
-    if prec.channels_last:
-        method.to(memory_format=torch.channels_last)
+    method = place_model(build_bench_method(cfg, "cpu"), prec)
     _maybe_compile(method, compile)
     params = method.stage_parameters(stage)
     _freeze_for_stage(method, params)

@@ -254,8 +254,10 @@ def _weighted_auc(w: np.ndarray, pos: np.ndarray, score: np.ndarray) -> np.ndarr
     """ROC-AUC of ``score`` for the binary labels ``pos`` under each row of item weights ``w`` (B, N).
 
     AUC = P(score_pos > score_neg) + 0.5 P(tie) over weighted (positive, negative) pairs -- the same number
-    as ``roc_auc_score`` on the resample that the weights describe.
+    as ``roc_auc_score`` on the resample that the weights describe; nan without items (no graded image).
     """
+    if len(score) == 0:
+        return np.full(w.shape[0], np.nan)
     order = np.argsort(score, kind="stable")
     s = score[order]
     starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])

@@ -103,10 +103,10 @@ def test_device_and_precision_resolution():
 
 def test_cpu_bf16_guard_keeps_strided_convs_on_1x1_inputs_finite():
     """oneDNN's bf16 conv backward returns NaN weight grads at random for a strided conv on a 1x1 input."""
-    from deepmt.engine.device import guard_cpu_bf16_tiny_convs
+    from deepmt.engine.device import guard_cpu_conv_faults
 
     net = torch.nn.Sequential(torch.nn.Conv2d(16, 32, 3, 2, padding=1), torch.nn.Conv2d(32, 8, 3, 1, padding=1))
-    assert guard_cpu_bf16_tiny_convs(net) == 1 and guard_cpu_bf16_tiny_convs(net) == 0  # strided only, once
+    assert guard_cpu_conv_faults(net) == 1 and guard_cpu_conv_faults(net) == 0  # strided only, once
     for _ in range(5):
         junk = [torch.full((n,), float("nan")) for n in (1000, 20000, 100000)]  # dirty the allocator
         del junk

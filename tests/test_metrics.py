@@ -397,6 +397,16 @@ def test_bootstrap_vectorised_path_equals_plain_loop():
     assert M.bootstrap_ci(M.qwk, y, p, n_boot=30, seed=3) == M.bootstrap_ci(M.qwk, y, p, n_boot=30, seed=3)
 
 
+def test_bootstrap_of_grading_without_graded_images_is_nan_on_both_paths():
+    """A segmentation-only split (every grade -1): the vectorised path says nan, like the plain loop."""
+    y, p = np.full(4, -1), np.full((4, 5), 0.2)
+    fast = M.bootstrap_ci(M.grading_metrics, y, p, n_boot=20)
+    slow = M.bootstrap_ci(M.grading_metrics, y, p, n_boot=20, use_batched=False)
+    for k in ("accuracy", "qwk", "auc_ovr", "ece"):
+        assert np.isnan(fast[k]).all() and np.isnan(slow[k]).all(), k
+    assert np.isnan(M.bootstrap_ci(M.auc_ovr, y, p, n_boot=20)).all()
+
+
 def test_bootstrap_grading_is_fast():
     y, p = _grading_data(0, n=500)
     t = time.perf_counter()

@@ -149,14 +149,24 @@ def make_loader(
     generator: torch.Generator | None = None,
     sampler=None,
     persistent: bool = False,
+    pad_to_batch: bool = False,
 ) -> torch.utils.data.DataLoader:
     """A DataLoader with seeded shuffling and workers and pinned memory on CUDA.
 
     Training loaders are not ``persistent``: each epoch's workers then draw their seeds from
     ``generator``, whose state the checkpoint saves, so a resumed run augments exactly as an
     uninterrupted one (persistent workers would keep RNG streams the checkpoint cannot see).
+
+    ``pad_to_batch`` (training; no ``sampler``): a dataset smaller than ``batch_size`` is **padded**
+    to one full batch per epoch: every item once in shuffled order, topped up with items drawn
+    again from a fresh shuffle (``RandomSampler`` with ``num_samples=batch_size``, seeded by
+    ``generator``). A small real dataset then trains at the configured batch size instead of
+    getting one odd-sized batch (or none, when the last partial batch is dropped). Datasets of at
+    least ``batch_size`` items are loaded exactly as without it.
     """
     num_workers = max(0, int(num_workers))
+    if pad_to_batch and sampler is None and 0 < len(dataset) < batch_size:
+        sampler = torch.utils.data.RandomSampler(dataset, num_samples=batch_size, generator=generator)
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=batch_size,
@@ -172,14 +182,44 @@ def make_loader(
     )
 
 
-# --------------------------------------------------------------------------- workaround
-def guard_cpu_bf16_tiny_convs(module: torch.nn.Module) -> int:
-    """Run strided convolutions on inputs smaller than their kernel in fp32 under CPU bf16 autocast.
+# --------------------------------------------------------------------------- workarounds
+def place_model(module: torch.nn.Module, prec: Precision) -> torch.nn.Module:
+    """Put ``module`` where and how the engine trains it: on ``prec.device``, in channels_last when
+    ``prec`` asks for it, and on the CPU with :func:`guard_cpu_conv_faults` installed. Returns ``module``."""
+    module.to(prec.device)
+    if prec.channels_last:
+        module.to(memory_format=torch.channels_last)
+    if prec.device.type == "cpu":
+        guard_cpu_conv_faults(module)
+    return module
 
-    oneDNN's bf16 convolution backward (torch 2.x CPU) reads uninitialised memory when a strided
-    convolution sees a 1x1 input (e.g. ResNet's last stage on a 16-px LR image: smoke profile, or
-    x8 LR at 128 px): the weight gradient then comes out NaN at random. Those convolutions cost
-    nothing, so they simply run in fp32. Returns the number of convolutions guarded.
+
+def guard_cpu_conv_faults(module: torch.nn.Module) -> int:
+    """Route the strided convolutions of ``module`` around two oneDNN faults of the CPU fast path.
+
+    Both are in oneDNN's convolution *backward* (torch 2.x CPU, oneDNN 3.x); each workaround
+    changes a computation only where its fault can strike, so every other convolution (and the
+    whole fp32 NCHW path, bit for bit) computes exactly as before. Returns the number of convolutions guarded (each at most once).
+
+    * **Strided convolution on an input smaller than its kernel, under bf16 autocast**: the bf16
+      backward reads uninitialised memory when a strided convolution sees a 1x1 input (e.g.
+      ResNet's last stage on a 16-px LR image: smoke profile, or x8 LR at 128 px): the weight
+      gradient comes out NaN at random. Those convolutions cost nothing, so they run in fp32.
+    * **Strided 1x1 convolution in channels_last, when its weight gradient is needed**
+      (the ResNet shortcut ``downsample`` convolutions of the grader): oneDNN's 1x1
+      backward-weights kernels (``jit_1x1`` fp32, ``jit_bf16_1x1`` bf16) first gather the strided
+      input into a per-thread workspace ("reduce to unit stride"), and for an NHWC source with
+      fewer input channels than their 16-channel block they index that workspace with the block
+      size instead of the channel count, so they write past its end (oneDNN issue #6035, open).
+      Measured here (torch 2.14.1, oneDNN 3.12, AVX512-BF16; fp32 and bf16 alike): 5-15 input
+      channels crash ("double free or corruption", segfault) at batch 1, 3, 5, 7, 9 with 2
+      threads and at batch 8 with 3; one thread, 3-4 or 16+ channels, NCHW or stride 1 never
+      did. The oneDNN report also shows wrong weight gradients without a crash, so every such
+      convolution is guarded, not just the channel counts seen to crash: it runs in NCHW (the
+      input and a contiguous copy of the weight, whose strides alone would keep oneDNN in NHWC;
+      oneDNN then uses a channel-padded blocked layout) and hands a channels_last input its
+      output back in channels_last; on an NCHW input and weight that is the original call. These
+      are the small shortcut convolutions: no measurable cost.
     """
     n = 0
     for conv in module.modules():
@@ -188,10 +228,18 @@ def guard_cpu_bf16_tiny_convs(module: torch.nn.Module) -> int:
         original = conv.forward
         kernel = max(conv.kernel_size)
 
-        def forward(x, _original=original, _kernel=kernel):
-            if x.device.type == "cpu" and min(x.shape[-2:]) < _kernel and torch.is_autocast_enabled("cpu"):
+        def forward(x, _conv=conv, _original=original, _kernel=kernel):
+            if x.device.type != "cpu":
+                return _original(x)
+            if min(x.shape[-2:]) < _kernel and torch.is_autocast_enabled("cpu"):
                 with torch.autocast("cpu", enabled=False):
                     return _original(x.float())
+            if _kernel == 1 and torch.is_grad_enabled() and _conv.weight.requires_grad:
+                # a channels_last weight alone makes oneDNN go NHWC, and .contiguous() would keep a 1x1
+                # kernel's channels_last strides: clone it. An NCHW input makes this the very same call.
+                weight = _conv.weight.clone(memory_format=torch.contiguous_format)
+                y = _conv._conv_forward(x.contiguous(), weight, _conv.bias)
+                return y if x.is_contiguous() else y.contiguous(memory_format=torch.channels_last)
             return _original(x)
 
         conv.forward = forward

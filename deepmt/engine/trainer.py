@@ -30,6 +30,11 @@ are kept, each marked with ``warm_start_from = init["from"]`` (rows trained by t
 column empty); ``train_seconds`` counts only the stages trained here. Without ``init["rng"]`` the
 RNGs are seeded from ``cfg.train.seed`` as for a fresh run.
 
+A training split smaller than ``train.batch_size`` is padded to one full batch per epoch (see
+:func:`deepmt.engine.device.make_loader`); under DDP a rank's share smaller than the batch is one
+smaller batch. ``train.batch_size=1`` on a method whose BatchNorm then sees a single value per
+channel stops with a :class:`deepmt.errors.ConfigMismatchError` naming the setting.
+
 The test split is evaluated once, after the last stage. ``train(..., resume=True)`` continues
 from ``run_dir/last.pt`` (model, optimiser, scheduler, scaler, RNG states, position) and ends
 with the same numbers as an uninterrupted run. Files in ``run_dir``: ``config.json``,
@@ -67,15 +72,15 @@ from deepmt.engine.checkpoint import (
     set_rng_state,
 )
 from deepmt.engine.device import (
-    guard_cpu_bf16_tiny_convs,
     make_loader,
+    place_model,
     resolve_device,
     resolve_precision,
     setup_backends,
     to_device,
 )
 from deepmt.engine.evaluate import evaluate
-from deepmt.errors import DataError, TrainingError
+from deepmt.errors import ConfigMismatchError, DataError, TrainingError
 from deepmt.utils import atomic_write_text, seed_everything
 
 _NONE = 2**62  # "no non-finite step seen" marker of the on-device NaN tracker
@@ -198,11 +203,7 @@ def _train(method, cfg, datasets, run_dir, resume, *, class_counts, evaluate_tes
     last_path = run_dir / "last.pt"
     stages = tuple(method.stages)
 
-    method.to(device)
-    if prec.channels_last:
-        method.to(memory_format=torch.channels_last)
-    if device.type == "cpu" and prec.amp_dtype is torch.bfloat16:
-        guard_cpu_bf16_tiny_convs(method)  # oneDNN bf16 bug, see its docstring
+    place_model(method, prec)  # device, memory format, CPU oneDNN guards
 
     generator = torch.Generator()
     generator.manual_seed(cfg.train.seed + ctx.rank)
@@ -298,9 +299,9 @@ def _train(method, cfg, datasets, run_dir, resume, *, class_counts, evaluate_tes
                 train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=cfg.train.seed, drop_last=True
             )
         per_rank = len(train_set) // ctx.world_size
-        loader = make_loader(
+        loader = make_loader(  # a split smaller than the batch is padded to one full batch (see make_loader)
             train_set, bs, prec=prec, num_workers=cfg.data.num_workers, shuffle=True,
-            drop_last=per_rank > bs, generator=generator, sampler=sampler,
+            drop_last=per_rank > bs, generator=generator, sampler=sampler, pad_to_batch=True,
         )
         steps_per_epoch = len(loader)
         if steps_per_epoch == 0:
@@ -431,8 +432,16 @@ def _run_epoch(model, method, loader, opt, sched, scaler, params, prec, cfg, ctx
     for step, batch in enumerate(loader):
         n_images += int(batch["hr"].shape[0]) if "hr" in batch else 0
         b = to_device(batch, prec)
-        with prec.autocast():
-            total, terms = model(b, stage)
+        try:
+            with prec.autocast():
+                total, terms = model(b, stage)
+        except ValueError as exc:  # BatchNorm in training mode cannot normalise a single value
+            if "more than 1 value per channel" not in str(exc):
+                raise
+            raise ConfigMismatchError(
+                f"train.batch_size={cfg.train.batch_size}: a BatchNorm layer of {method.name!r} (stage {stage!r}) sees one "
+                "value per channel at this batch and image size, which it cannot normalise; use train.batch_size >= 2"
+            ) from exc
         if names is None:
             names = ["total", *terms.keys()]
             sums = torch.zeros(len(names), dtype=torch.float32, device=device)
