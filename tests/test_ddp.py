@@ -32,8 +32,7 @@ def test_two_gloo_processes_train_and_rank0_checkpoint_loads(tmp_path):
     np.testing.assert_equal((r0["val"], r0["test"]), (r1["val"], r1["test"]))  # metrics broadcast from rank 0
     assert r0["rows"] == 2
     # the ranks trained on disjoint halves of the training set (one epoch per stage: one sampler partition), yet
-    # end with the same weights, away from the
-    # shared initial ones: each step applied the all-reduced (mean) gradient on both ranks
+    # end with the same weights, away from the shared initial ones: each step applied the all-reduced gradient
     assert r0["seen"] and r1["seen"] and not set(r0["seen"]) & set(r1["seen"])
     assert sorted(r0["seen"] + r1["seen"]) == list(range(len(dummy_datasets()["train"])))
     p0, p1 = torch.load(tmp_path / "rank0-params.pt"), torch.load(tmp_path / "rank1-params.pt")
