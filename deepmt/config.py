@@ -1,5 +1,8 @@
 """One config system for deepmt: nested dataclasses and three named profiles.
 
+The dataclass defaults are the paper's settings; each profile is a visible dict of overrides of them
+(:data:`PROFILE_OVERRIDES`; ``paper`` overrides nothing):
+
 * ``smoke``  – CI: every code path in seconds on a CPU. Its numbers are not results.
 * ``quick``  – a 2-core CPU in minutes; the default of ``./run_all.sh``.
 * ``paper``  – a GPU at the authors' sizes (HR 1024, LR 256, ISR 32 ch x 5 blocks,
@@ -41,9 +44,6 @@ from typing import Any, Mapping
 
 from deepmt.errors import SettingError
 
-PROFILES = ("smoke", "quick", "paper")
-
-
 # --------------------------------------------------------------------------- data
 @dataclass
 class SynthConfig:
@@ -84,19 +84,21 @@ class DegradationConfig:
 
 @dataclass
 class DataConfig:
+    """Dataset, sizes and splits; the defaults are the paper's (HR 1024, LR 256 via x4, HR crops of 256)."""
+
     dataset: str = "synthetic"  # synthetic | idrid | idrid-seg | ddr | ddr-seg | messidor1 | messidor2 | aptos | eyepacs
     root: str | None = None  # dataset root for real datasets (None for synthetic)
-    hr_size: int = 128  # HR side in px (paper: 1024)
+    hr_size: int = 1024  # HR side in px (paper: 1024)
     scale: int = 4  # HR/LR ratio: 2, 4 or 8 (paper: 4)
-    crop_size: int | None = None  # HR random-crop size for training (paper: 256); None = whole image
-    n_train: int = 1200  # synthetic only
-    n_val: int = 200
-    n_test: int = 400
+    crop_size: int | None = 256  # HR random-crop size for training (paper: 256); None = whole image
+    n_train: int = 2000  # synthetic only
+    n_val: int = 300
+    n_test: int = 500
     val_fraction: float = 0.15  # stratified validation split for real datasets without one
     seed: int = 0  # data seed (synthetic generation and split), independent of the training seed
     augment: bool = True  # joint image+mask flips/rotations for training
     mask_fraction: float = 1.0  # training images that keep their lesion masks (rest grade-only; DDR: 757/13,673)
-    num_workers: int = 0
+    num_workers: int = 8
     synth: SynthConfig = field(default_factory=SynthConfig)
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
 
@@ -194,18 +196,20 @@ class LossConfig:
 # --------------------------------------------------------------------------- engine
 @dataclass
 class TrainConfig:
+    """Optimisation and run settings; batch, learning rate and epochs default to the paper profile's."""
+
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (bf16 where supported, fp16+scaler on old GPUs) | fp32 | bf16 | fp16
     channels_last: bool = True
-    batch_size: int = 32
-    eval_batch_size: int = 64
-    lr: float = 2e-3
+    batch_size: int = 8  # every profile: many small steps (segmentation of MA needs steps more than images)
+    eval_batch_size: int = 4
+    lr: float = 1e-4
     weight_decay: float = 1e-4
-    epochs_stage1a: int = 8  # ISR + segmentation on the segmentation set
-    epochs_stage1b: int = 8  # grading + fusion on HR images, segmentation frozen
-    epochs_stage2: int = 4  # joint fine-tuning with the task-aware loss
-    epochs_single: int = 12  # single-task and two-stage baselines (per trained part)
+    epochs_stage1a: int = 100  # ISR + segmentation on the segmentation set
+    epochs_stage1b: int = 100  # grading + fusion on HR images, segmentation frozen
+    epochs_stage2: int = 50  # joint fine-tuning with the task-aware loss
+    epochs_single: int = 100  # single-task and two-stage baselines (per trained part)
     lr_stage2_factor: float = 0.1  # stage 2 learning rate = lr * this (paper fine-tunes with a small lr)
     grad_clip: float | None = 5.0
     stage2_max_psnr_drop: float = 0.5  # stage 2 keeps no epoch whose val PSNR is this many dB below stage 1's
@@ -219,7 +223,7 @@ class TrainConfig:
 
 @dataclass
 class Config:
-    profile: str = "quick"
+    profile: str = "paper"  # the defaults above are the paper profile's settings
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -242,6 +246,63 @@ class Config:
         for dotted, value in items.items():
             _set_dotted(new, dotted, value)
         return new
+
+
+# --------------------------------------------------------------------------- profiles
+#: Each profile's settings as dotted overrides of the dataclass defaults above, which are the paper's
+#: settings (so ``paper`` overrides nothing). ``get_config(p)`` is ``Config(profile=p)`` with these applied.
+PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
+    "smoke": {
+        "data.hr_size": 64,
+        "data.crop_size": None,
+        "data.n_train": 16,
+        "data.n_val": 8,
+        "data.n_test": 8,
+        "data.num_workers": 0,
+        "model.isr.channels": 8,
+        "model.isr.n_resblocks": 1,
+        "model.seg.base_channels": 8,
+        "model.seg.levels": 3,
+        "model.grader.width": 8,
+        "model.grader.fc_hidden": 32,
+        "train.eval_batch_size": 8,
+        "train.lr": 2e-3,
+        "train.epochs_stage1a": 1,
+        "train.epochs_stage1b": 1,
+        "train.epochs_stage2": 1,
+        "train.epochs_single": 1,
+        "train.progress": False,
+    },
+    "quick": {
+        # sized for a 2-core CPU. Lesions keep the pilot's pixel sizes (size_reference = hr_size):
+        # MA sigma 0.8-1.1 HR px, so they nearly vanish at LR 24 px.
+        "data.hr_size": 96,
+        "data.crop_size": None,
+        "data.synth.size_reference": 96,
+        "data.n_train": 600,
+        "data.n_val": 150,
+        "data.n_test": 300,
+        "data.num_workers": 0,
+        "model.isr.channels": 16,
+        "model.isr.n_resblocks": 2,
+        "model.seg.base_channels": 8,
+        "model.seg.levels": 3,
+        "model.grader.width": 12,
+        "model.grader.fc_hidden": 128,
+        "train.eval_batch_size": 64,
+        "train.lr": 2e-3,
+        # trained to convergence (about 3x the epochs that fitted the old 37-min budget: at 6 epochs the
+        # lesion-supervised HR net reached 0.70 test accuracy, at 18 0.75 (benchmark v2) and 0.84 (v3,
+        # smudge_match 0.8), its validation accuracy still swinging by 0.2 between epochs at 6; notebook 03
+        # checks that every curve has levelled off)
+        "train.epochs_stage1a": 15,
+        "train.epochs_stage1b": 12,
+        "train.epochs_stage2": 6,
+        "train.epochs_single": 18,
+    },
+    "paper": {},
+}
+PROFILES = tuple(PROFILE_OVERRIDES)
 
 
 def _set_dotted(obj: Any, dotted: str, value: Any) -> None:
@@ -525,95 +586,53 @@ def get_config(profile: str | None = None, overrides: Mapping[str, Any] | None =
     profile = profile or default_profile()
     if profile not in PROFILES:
         raise SettingError(f"unknown profile {profile!r}; choose one of {PROFILES}")
-    cfg = Config(profile=profile)
-    if profile == "smoke":
-        cfg = cfg.replace(
-            {
-                "data.hr_size": 64,
-                "data.n_train": 16,
-                "data.n_val": 8,
-                "data.n_test": 8,
-                "model.isr.channels": 8,
-                "model.isr.n_resblocks": 1,
-                "model.seg.base_channels": 8,
-                "model.seg.levels": 3,
-                "model.grader.width": 8,
-                "model.grader.fc_hidden": 32,
-                "train.batch_size": 8,
-                "train.eval_batch_size": 8,
-                "train.epochs_stage1a": 1,
-                "train.epochs_stage1b": 1,
-                "train.epochs_stage2": 1,
-                "train.epochs_single": 1,
-                "train.progress": False,
-            }
-        )
-    elif profile == "quick":
-        cfg = cfg.replace(
-            {
-                # sized for a 2-core CPU. Lesions keep the pilot's pixel sizes (size_reference = hr_size):
-                # MA sigma 0.8-1.1 HR px, so they nearly vanish at LR 24 px.
-                "data.hr_size": 96,
-                "data.synth.size_reference": 96,
-                "data.n_train": 600,
-                "data.n_val": 150,
-                "data.n_test": 300,
-                "model.isr.channels": 16,
-                "model.isr.n_resblocks": 2,
-                "model.seg.base_channels": 8,
-                "model.seg.levels": 3,
-                "model.grader.width": 12,
-                "model.grader.fc_hidden": 128,
-                "train.batch_size": 8,  # many small steps: segmentation of MA needs steps more than images
-                # trained to convergence (about 3x the epochs that fitted the old 37-min budget: at 6 epochs the
-                # lesion-supervised HR net reached 0.70 test accuracy, at 18 0.75 (benchmark v2) and 0.84 (v3,
-                # smudge_match 0.8), its validation accuracy still swinging by 0.2 between epochs at 6; notebook 03
-                # checks that every curve has levelled off)
-                "train.epochs_stage1a": 15,
-                "train.epochs_stage1b": 12,
-                "train.epochs_stage2": 6,
-                "train.epochs_single": 18,
-            }
-        )
-    elif profile == "paper":
-        cfg = cfg.replace(
-            {
-                "data.hr_size": 1024,
-                "data.crop_size": 256,
-                "data.n_train": 2000,
-                "data.n_val": 300,
-                "data.n_test": 500,
-                "data.num_workers": 8,
-                "train.batch_size": 8,
-                "train.eval_batch_size": 4,
-                "train.lr": 1e-4,
-                "train.epochs_stage1a": 100,
-                "train.epochs_stage1b": 100,
-                "train.epochs_stage2": 50,
-                "train.epochs_single": 100,
-            }
-        )
+    cfg = Config(profile=profile).replace(PROFILE_OVERRIDES[profile])
     return cfg.replace(overrides) if overrides else cfg
 
 
-def config_from_dict(d: Mapping[str, Any]) -> Config:
-    """Inverse of :meth:`Config.to_dict` (used when loading checkpoints and caches)."""
+#: Defaults of the fields whose default changed when the dataclass defaults became the paper's settings
+#: (before, the defaults matched no profile). A stored config (``config.json``, a checkpoint) written
+#: without one of these fields was made with this value, so :func:`config_from_dict` fills it in.
+STORED_DEFAULTS: dict[str, Any] = {
+    "profile": "quick",
+    "data.hr_size": 128,
+    "data.crop_size": None,
+    "data.n_train": 1200,
+    "data.n_val": 200,
+    "data.n_test": 400,
+    "data.num_workers": 0,
+    "train.batch_size": 32,
+    "train.eval_batch_size": 64,
+    "train.lr": 2e-3,
+    "train.epochs_stage1a": 8,
+    "train.epochs_stage1b": 8,
+    "train.epochs_stage2": 4,
+    "train.epochs_single": 12,
+}
 
-    def build(cls: type, values: Mapping[str, Any]) -> Any:
+
+def config_from_dict(d: Mapping[str, Any]) -> Config:
+    """Inverse of :meth:`Config.to_dict` (used when loading checkpoints and caches).
+
+    A field missing from ``d`` (a config stored before the field existed) takes the value the code used
+    when it was stored: its entry in :data:`STORED_DEFAULTS` if it has one, else the dataclass default.
+    """
+
+    def build(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
         kwargs = {}
         for f in dataclasses.fields(cls):
-            if f.name not in values:
-                continue
-            v = values[f.name]
+            dotted = prefix + f.name
             ftype = f.type if not isinstance(f.type, str) else _TYPES.get(f.name)
             if ftype is not None and dataclasses.is_dataclass(ftype):
-                v = build(ftype, v)
-            elif isinstance(v, list):
-                v = tuple(v)
-            kwargs[f.name] = v
+                kwargs[f.name] = build(ftype, values.get(f.name, {}), dotted + ".")
+            elif f.name in values:
+                v = values[f.name]
+                kwargs[f.name] = tuple(v) if isinstance(v, list) else v
+            elif dotted in STORED_DEFAULTS:
+                kwargs[f.name] = STORED_DEFAULTS[dotted]
         return cls(**kwargs)
 
-    return build(Config, d)
+    return build(Config, d, "")
 
 
 _TYPES: dict[str, type] = {

@@ -158,6 +158,23 @@ def train_main(run_dir: str, resume: bool, delay: float, cfg_json: str) -> None:
     train(DummyMethod(), cfg, dummy_datasets(delay=delay), run_dir, resume=resume)
 
 
+class _Seen(torch.utils.data.Dataset):
+    """``dataset`` that records the indices it is asked for (which training images a DDP rank saw)."""
+
+    def __init__(self, dataset, seen: set):
+        self.dataset, self.seen = dataset, seen
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        self.seen.add(int(i))
+        return self.dataset[i]
+
+    def __getattr__(self, name):
+        return getattr(self.dataset, name)
+
+
 def ddp_worker(rank: int, world: int, port: int, run_dir: str, cfg_json: str) -> None:
     """One rank of the 2-process Gloo test (spawned by torch.multiprocessing)."""
     import json
@@ -171,9 +188,14 @@ def ddp_worker(rank: int, world: int, port: int, run_dir: str, cfg_json: str) ->
 
     cfg = config_from_dict(json.loads(cfg_json))
     seed_everything(cfg.train.seed)
-    res = train(DummyMethod(), cfg, dummy_datasets(), run_dir)
+    method, data, seen = DummyMethod(), dummy_datasets(), set()
+    train_set = data["train"]
+    data["train"] = _Seen(train_set, seen)
+    res = train(method, cfg, data, run_dir)
     with open(os.path.join(run_dir, f"rank{rank}.json"), "w") as f:
-        json.dump({"val": res.val_metrics, "test": res.test_metrics, "rows": len(res.history)}, f)
+        json.dump({"val": res.val_metrics, "test": res.test_metrics, "rows": len(res.history), "seen": sorted(seen)}, f)
+    # this rank's own weights (not the rank-0 checkpoint): equal across ranks only if the gradients were all-reduced
+    torch.save({n: p.detach().clone() for n, p in method.named_parameters()}, os.path.join(run_dir, f"rank{rank}-params.pt"))
     ddp.cleanup(ddp.current())
 
 

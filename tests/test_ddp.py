@@ -13,6 +13,7 @@ from dummy_method import DummyMethod, ddp_worker, dummy_datasets, tiny_cfg
 
 from deepmt.engine.checkpoint import load_checkpoint
 from deepmt.engine.evaluate import evaluate
+from deepmt.utils import seed_everything
 
 
 
@@ -30,6 +31,16 @@ def test_two_gloo_processes_train_and_rank0_checkpoint_loads(tmp_path):
     r1 = json.loads((tmp_path / "rank1.json").read_text())
     np.testing.assert_equal((r0["val"], r0["test"]), (r1["val"], r1["test"]))  # metrics broadcast from rank 0
     assert r0["rows"] == 2
+    # the ranks trained on disjoint halves of the training set (one epoch per stage: one sampler partition), yet
+    # end with the same weights, away from the shared initial ones: each step applied the all-reduced gradient
+    assert r0["seen"] and r1["seen"] and not set(r0["seen"]) & set(r1["seen"])
+    assert sorted(r0["seen"] + r1["seen"]) == list(range(len(dummy_datasets()["train"])))
+    p0, p1 = torch.load(tmp_path / "rank0-params.pt"), torch.load(tmp_path / "rank1-params.pt")
+    seed_everything(cfg.train.seed)
+    init = dict(DummyMethod().named_parameters())
+    assert p0.keys() == p1.keys() == init.keys()
+    assert all(torch.equal(p0[n], p1[n]) for n in p0)
+    assert all(not torch.equal(p0[n], init[n]) for n in p0), "every parameter was trained"
     ckpt = load_checkpoint(tmp_path / "final.pt")
     last = load_checkpoint(tmp_path / "last.pt")
     assert len(last["rng"]) == 2  # per-rank RNG states for exact resume

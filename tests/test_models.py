@@ -119,7 +119,22 @@ def test_feature_selection_constructed_case():
     assert select_lesion_features(acts[:, 1:2], lesion, 0.5, 0.3).all()
 
 
-def test_feature_selection_changes_the_map():
+def test_feature_selection_changes_the_map_exactly_where_it_drops_features(monkeypatch):
+    """Selection only zeroes the Grad-CAM weights of dropped feature maps: an image whose maps are all kept gets
+    the plain Grad-CAM map bit for bit, an image with a dropped map gets a different one."""
+    import deepmt.models.visualization as V
+
+    keeps, select = [], V.select_lesion_features
+    monkeypatch.setattr(V, "select_lesion_features", lambda *a, **k: keeps.append(select(*a, **k)) or keeps[-1])
     _, _, with_sel = _vis_case(create_graph=False, selection=True)
     _, _, without = _vis_case(create_graph=False, selection=False)
-    assert with_sel.shape == without.shape and not torch.allclose(with_sel, without)
+    assert len(keeps) == 3  # one selection per stage
+    dropped = [bool((~torch.cat([k[i] for k in keeps])).any()) for i in range(len(with_sel))]
+    assert any(dropped), "the case must drop a feature map, or it tests nothing"
+    for i, d in enumerate(dropped):
+        assert torch.equal(with_sel[i], without[i]) != d, i
+        if d:
+            assert not torch.allclose(with_sel[i], without[i], atol=1e-3)
+    monkeypatch.setattr(V, "select_lesion_features", lambda a, *_, **__: torch.ones(a.shape[:2], dtype=torch.bool))
+    _, _, keep_all = _vis_case(create_graph=False, selection=True)
+    assert torch.equal(keep_all, without)  # keeping every map is plain Grad-CAM

@@ -24,7 +24,7 @@ def _cache(tmp_path, monkeypatch):
 
 
 def cfg_for(fmt, root, **kw):
-    return DataConfig(dataset=fmt, root=str(root), hr_size=32, scale=4, augment=False, **kw)
+    return DataConfig(dataset=fmt, root=str(root), hr_size=32, scale=4, augment=False, crop_size=None, **kw)
 
 
 def assert_names(exc_info, path, *words):

@@ -129,11 +129,40 @@ def test_training_figures_draw(tmp_path):
     runs = {"deepmt_dr": [res], "grader_bicubic": [other]}
     from deepmt.models.methods import build_method
 
-    for fig in (T.figure_loss_curves(res.history), T.figure_validation_curves(runs),
-                T.figure_schedule(T.stage_schedule(res, build_method("deepmt_dr", res.config))),
-                T.figure_loss_curves(pd.DataFrame())):
-        assert len(fig.axes) >= 1
-        plt.close(fig)
+    from deepmt.studies.common import label
+
+    def lines(ax):
+        return {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in ax.get_lines()}
+
+    # the plotted values are the tables': loss terms per stage panel, validation metrics per metric panel
+    fig = T.figure_loss_curves(res.history)
+    long = T.loss_curves(res.history)
+    assert len(fig.axes) == 3
+    for ax, (stage, d) in zip(fig.axes, long.groupby("stage", sort=False)):
+        assert lines(ax) == {t: (g["epoch"].tolist(), pytest.approx(g["value"].tolist())) for t, g in d.groupby("term", sort=False)}
+    plt.close(fig)
+    fig = T.figure_validation_curves(runs)
+    for ax in fig.axes:
+        metric = ax.get_title().removeprefix("validation ")
+        main = T.validation_curves(res.history, [metric])
+        expected = {f"{label('deepmt_dr')} {stage}": (g["train_seconds"].tolist(), pytest.approx(g["value"].tolist()))
+                    for stage, g in main.groupby("stage", sort=False)}
+        other = T.validation_curves(runs["grader_bicubic"][0].history, [metric])
+        if len(other):
+            expected[label("grader_bicubic")] = (other["train_seconds"].tolist(), pytest.approx(other["value"].tolist()))
+        assert lines(ax) == expected, metric
+    assert [ax.get_title() for ax in fig.axes] == [f"validation {m}" for m in ("qwk", "accuracy", "psnr", "dice")]
+    plt.close(fig)
+    sched = T.stage_schedule(res, build_method("deepmt_dr", res.config))
+    fig = T.figure_schedule(sched)
+    params, seconds = fig.axes
+    assert [b.get_height() for b in seconds.patches] == pytest.approx(sched["seconds"].tolist())
+    bars = [b.get_height() for b in params.patches]  # trained bars, then frozen bars stacked on them
+    assert bars == pytest.approx(sched["trained_params"].tolist() + sched["frozen_params"].tolist())
+    plt.close(fig)
+    fig = T.figure_loss_curves(pd.DataFrame())
+    assert [t.get_text() for t in fig.axes[0].texts] == ["no training history"] and not fig.axes[0].get_lines()
+    plt.close(fig)
     fin = T.final_metrics(runs)
     assert list(fin["method"]) == ["deepmt_dr", "grader_bicubic"] and math.isnan(fin.loc[0, "psnr"])
 
@@ -201,8 +230,23 @@ def test_robustness_drops_from_a_table():
     d = B.robustness_drops(table, "qwk").set_index(["method", "kind"])
     assert d.loc[("deepmt_dr", "blur"), "change"] == pytest.approx(-0.3)
     assert d.loc[("grader_bicubic", "noise"), "level"] == "noise 2"
-    fig = B.figure_robustness(table.assign(accuracy=table.qwk), ("accuracy", "qwk"))
-    assert len(fig.axes) == 4
+    from deepmt.studies.common import label
+
+    shown = table.assign(accuracy=table.qwk - 0.1)
+    fig = B.figure_robustness(shown, ("accuracy", "qwk"))
+    axes = np.asarray(fig.axes).reshape(2, 2)  # rows: metrics; columns: kinds
+    for r, metric in enumerate(("accuracy", "qwk")):
+        for c, kind in enumerate(("blur", "noise")):
+            ax = axes[r, c]
+            assert [t.get_text() for t in ax.get_xticklabels()] == ["clean", "1", "2"]
+            plotted = {line.get_label(): list(line.get_ydata()) for line in ax.get_lines()}
+            expected = {
+                label(m): g[g.kind.isin(["clean", kind])].sort_values("severity")[metric].tolist()
+                for m, g in shown.groupby("method", sort=False)
+            }
+            assert plotted.keys() == expected.keys()
+            for name, values in expected.items():  # the plotted values are the table's
+                assert plotted[name] == pytest.approx(values), (metric, kind, name)
     plt.close(fig)
 
 

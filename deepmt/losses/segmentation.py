@@ -64,7 +64,7 @@ def segmentation_loss(
         return out
 
     terms = {f"{prefix}_{k}": v for k, v in both(logits).items()}
-    w_deep = getattr(loss_cfg, "seg_deep", 1.0)
+    w_deep = loss_cfg.seg_deep
     if sides and w_deep and (w_dice or w_focal):
         side_losses = [sum(both(s).values()) for s in sides]
         terms[f"{prefix}_deep"] = w_deep * torch.stack(side_losses).mean()

@@ -147,7 +147,7 @@ class SRBaseline(Method):
         super().__init__(arch, cfg, class_counts)
         c = cfg.model.isr
         if arch == "srcnn":
-            self.isr = SRCNN(self.scale, residual=getattr(c, "global_skip", True))
+            self.isr = SRCNN(self.scale, residual=c.global_skip)
         elif arch == "edsr":
             self.isr = EDSR(self.scale, c.channels, c.n_resblocks, residual=c.global_skip)
         elif arch == "isr":

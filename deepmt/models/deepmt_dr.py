@@ -164,7 +164,7 @@ class DeepMTDR(Method):
         if self.isr is not None:
             terms.update(isr_loss(sr, hr, L))
         seg_in, seg_masks, seg_present = sr.detach(), masks, present
-        if getattr(L, "seg_on_hr", True):
+        if L.seg_on_hr:
             seg_in = torch.cat([seg_in, hr.to(seg_in.dtype)], dim=0)
             seg_masks, seg_present = torch.cat([masks, masks]), torch.cat([present, present])
         logits, sides = self.seg(seg_in, return_sides=True)

@@ -85,8 +85,8 @@ class ISRNet(nn.Module):
             scale=scale,
             channels=cfg.channels,
             n_resblocks=cfg.n_resblocks,
-            upsampler=getattr(cfg, "upsampler", "transposed"),
-            global_skip=getattr(cfg, "global_skip", True),
+            upsampler=cfg.upsampler,
+            global_skip=cfg.global_skip,
         )
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
