@@ -451,3 +451,26 @@ def test_ssim_torch_backend_equals_scipy_backend():
     b = M._ssim_map_nchw(sr, hr, 1.0, backend="torch")
     assert a.shape == (2, 10, 13)
     np.testing.assert_allclose(a, b, atol=1e-12)
+
+
+def test_bootstrap_numbers_are_pinned():
+    """CIs and p-values on fixed inputs, to the last digit: computed before the bootstrap API became public
+    (issue 14), so a refactoring of the resampling changes none of them."""
+    y, p = _grading_data(4, n=80)
+    _, q = _grading_data(5, n=80)
+    g = M.bootstrap_ci(M.grading_metrics, y, p, n_boot=50, seed=3)
+    assert g["accuracy"] == (0.525, 0.405625, 0.6096875)
+    assert g["qwk"] == (0.3261921216309607, 0.0896559459166783, 0.48165530643337495)
+    assert g["auc_ovr"] == (0.8926848264179599, 0.8486837343343779, 0.919676872882739)
+    assert g["ece"] == (0.16043568602277775, 0.11207573830542167, 0.2707095371462177)
+    assert M.bootstrap_ci(M.qwk, y, p, n_boot=50, seed=3) == g["qwk"]
+    x = np.r_[np.random.default_rng(1).random(40), np.nan]
+    assert M.bootstrap_ci(np.nanmean, x, n_boot=60, seed=2) == (0.5014464883737569, 0.415786402412583, 0.5888897701344898)
+    assert M.paired_bootstrap_test(M.qwk, y, p, q, n_boot=100, seed=1) == {
+        "diff": 0.16695063202620852, "lo": -0.13422029451273934, "hi": 0.451277557905207,
+        "p_value": 0.33663366336633666, "a": 0.3261921216309607, "b": 0.15924148960475215, "n_boot": 100}
+    a = np.random.default_rng(2).random(50)
+    b = a - 0.05 + 0.1 * np.random.default_rng(3).random(50)
+    assert M.paired_bootstrap_test(np.mean, None, a, b, n_boot=100, seed=4) == {
+        "diff": -0.0011696307255814054, "lo": -0.009235757047034669, "hi": 0.007965174392599667,
+        "p_value": 0.7128712871287128, "a": 0.5006504848721128, "b": 0.5018201155976942, "n_boot": 100}
