@@ -59,13 +59,12 @@ def test_paired_effect_of_a_method_with_itself_is_zero(runs):
 
 @pytest.mark.parametrize("metric", ["aupr", "aupr_MA", "psnr_lesion"])
 def test_batched_per_image_metrics_match_the_plain_ones(runs, metric):
-    fn, arrays = C._per_image(runs["good"], metric)
+    fn, arrays = C.per_image_metric(runs["good"], metric)
     rng = np.random.default_rng(0)
     n = len(arrays[0])
     idx = rng.integers(0, n, size=(5, n))
     w = np.stack([np.bincount(i, minlength=n) for i in idx]).astype(float)
-    batched = getattr(fn, "batched", None) or M._BATCHED[fn]
-    got = batched(w, *arrays)
+    got = fn.batched(w, *arrays)
     want = [fn(*[a[i] for a in arrays]) for i in idx]
     np.testing.assert_allclose(got, want, rtol=1e-10)
 
