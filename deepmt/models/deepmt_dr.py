@@ -152,6 +152,15 @@ class DeepMTDR(Method):
             vis = vis.detach() if vis is not None else None
         return MethodOutput(sr=sr, lesion_logits=logits, lesion_probs=probs, grade_logits=grade_logits, vis_map=vis)
 
+    def _visualize(self, batch, grade):
+        """The visualization map from the LR input (super-resolution and segmentation without gradients)."""
+        with torch.no_grad():
+            sr = self.super_resolve(batch["lr"])
+            logits = self.seg(sr)
+            probs = torch.sigmoid(logits.float())
+        out, vis = self.grade_and_visualize(sr, probs, grade, need_vis=True, create_graph=False)
+        return MethodOutput(sr=sr, lesion_logits=logits, lesion_probs=probs, grade_logits=out.logits.detach(), vis_map=vis.detach())
+
     # ------------------------------------------------------------------ losses
     def _stage_loss(self, batch, stage):
         return {"stage1a": self._loss_stage1a, "stage1b": self._loss_stage1b, "stage2": self._loss_stage2}[stage](batch)

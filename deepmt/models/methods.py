@@ -7,6 +7,7 @@
         epochs, lr = method.stage_epochs(stage, cfg.train), method.stage_lr(stage, cfg.train)
         total, terms = method.training_loss(batch, stage) # batch: collated Sample dict on the device
     out = method(batch)                                   # MethodOutput (reads lr, or hr for HR upper bounds)
+    out = method.visualize(batch, target="pred")          # ... with vis_map: what drives the grade (graders only)
 
 ``METHODS`` maps each registered name to its builder (``list(METHODS)`` lists the names).
 Ablations are config overrides of ``deepmt_dr`` (e.g. ``loss.seg_aware=0``, ``loss.cls_aware=0``,
@@ -46,8 +47,12 @@ class Method(nn.Module):
     """Base class: one trainable method with named training stages.
 
     Subclasses set ``tasks`` and ``stages`` and implement ``stage_modules(stage)``,
-    ``_stage_loss(batch, stage) -> dict`` and ``forward(batch) -> MethodOutput``.
+    ``_stage_loss(batch, stage) -> dict`` and ``forward(batch) -> MethodOutput``; a method whose grader
+    explains its decision with a visualization map also implements ``_visualize(batch, grade)``.
     """
+
+    #: the Grad-CAM targets :meth:`visualize` takes
+    VIS_TARGETS = ("pred", "true")
 
     tasks: frozenset = frozenset()
     stages: tuple[str, ...] = ("single",)
@@ -135,6 +140,23 @@ class Method(nn.Module):
 
     def forward(self, batch: dict) -> MethodOutput:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    # ------------------------------------------------------------------ visualization
+    def visualize(self, batch: dict, target: str = "pred") -> MethodOutput:
+        """The method's output on ``batch`` with ``vis_map`` (B,1,H,W) in [0,1] set: the visualization map of
+        its grader, i.e. which regions drive the grading decision (detached tensors, whatever the grad mode).
+
+        ``target``: ``"pred"`` explains the predicted grade (what ``forward`` maps); ``"true"`` the true grade
+        ``batch["grade"]`` where known (ungraded images, grade -1, fall back to the prediction). Raises
+        ``ValueError`` for a method without such a map (no grader, or a grader without Grad-CAM).
+        """
+        if target not in self.VIS_TARGETS:
+            raise ValueError(f"target must be one of {self.VIS_TARGETS}, got {target!r}")
+        return self._visualize(batch, batch["grade"] if target == "true" else None)
+
+    def _visualize(self, batch: dict, grade: torch.Tensor | None) -> MethodOutput:
+        """:meth:`visualize` with the Grad-CAM target grades (None: the predicted ones)."""
+        raise ValueError(f"method {self.name!r} has no grader with a visualization map")
 
 
 # ---------------------------------------------------------------------- registry
