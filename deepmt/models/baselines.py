@@ -34,7 +34,7 @@ from deepmt.losses.isr import isr_loss
 from deepmt.losses.segmentation import segmentation_loss
 from deepmt.models.grading import N_GRADES, GradingNet
 from deepmt.models.isr import ISRNet
-from deepmt.models.methods import Method, MethodOutput
+from deepmt.models.base import Method, MethodOutput
 from deepmt.models.segmentation import LesionUNet
 from deepmt.models.visualization import VisualizationMap, gradcam_target
 

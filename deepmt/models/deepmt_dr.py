@@ -53,7 +53,7 @@ from deepmt.losses.task_aware import (
 )
 from deepmt.models.grading import GradingNet
 from deepmt.models.isr import ISRNet
-from deepmt.models.methods import Method, MethodOutput
+from deepmt.models.base import Method, MethodOutput
 from deepmt.models.segmentation import LesionUNet, lesion_union
 from deepmt.models.visualization import VisualizationMap, gradcam_target
 
