@@ -20,9 +20,9 @@ from deepmt.errors import DeepMTError, describe_os_error
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("deepmt.data.commands", "make the synthetic benchmark (synth) or validate a real dataset root (check)"),
-    "train": ("deepmt.engine.commands", "train DeepMT-DR or a baseline under a profile"),
-    "evaluate": ("deepmt.engine.commands", "evaluate a checkpoint on a dataset split"),
-    "predict": ("deepmt.engine.commands", "super-resolve, segment and grade fundus photos with a checkpoint"),
+    "train": ("deepmt.commands", "train DeepMT-DR or a baseline under a profile"),
+    "evaluate": ("deepmt.commands", "evaluate a checkpoint on a dataset split"),
+    "predict": ("deepmt.commands", "super-resolve, segment and grade fundus photos with a checkpoint"),
     "bench": ("deepmt.bench", "measure training/inference speed against this machine's peak"),
 }
 

@@ -17,16 +17,22 @@ The metrics follow the paper (Wang et al., AAAI 2021; summarised in ``docs/METHO
 * **Segmentation** (:func:`segmentation_metrics`): per lesion (MA, HE, EX, SE) AUPR (average precision) and
   ROC-AUC, Dice and IoU at a threshold; averaged over the images that contain the lesion (as the paper) and
   pooled over all pixels.
-* **Uncertainty** (:func:`bootstrap_ci`, :func:`paired_bootstrap_test`, :func:`mean_std`): percentile
-  bootstrap over images, paired tests between two methods on the same images, spread across seeds.
-  Grading metrics and means have a vectorised path (resampling = integer weights per row), so 1000
-  resamples of 500 images take well under a second.
+* **Uncertainty** (:func:`bootstrap_ci`, :func:`paired_bootstrap`, :func:`paired_bootstrap_test`,
+  :func:`mean_std`): percentile bootstrap over images, paired tests between two methods on the same
+  images, spread across seeds.
+
+**Metric registry.** :data:`METRICS` maps a metric's name to a :class:`Metric`: the function and its
+vectorised bootstrap path (``batched(weights, *arrays)``: the metric on every resample at once, each
+resample a row of integer weights = how often each image was drawn), so 1000 resamples of 500 images take
+well under a second. The bootstrap functions take a :class:`Metric`, a registered name or function (its
+batched path is looked up), or any callable (resampled one by one).
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -38,6 +44,9 @@ _GRADE_LABELS = list(range(N_GRADES))
 
 __all__ = [
     "N_GRADES",
+    "Metric",
+    "METRICS",
+    "as_metric",
     "to_numpy",
     "grading_metrics",
     "grading_confusion_matrix",
@@ -57,6 +66,7 @@ __all__ = [
     "segmentation_metrics",
     "nanmean",
     "bootstrap_ci",
+    "paired_bootstrap",
     "paired_bootstrap_test",
     "mean_std",
     "format_mean_std",
@@ -95,6 +105,24 @@ def _check_same_length(arrays: Sequence[Any], names: Sequence[str] | None = None
         shapes = {names[i]: np.shape(a) for i, a in present}
         raise _shape_error("arrays must have the same number of rows (images)", **shapes)
     return lengths[0]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric and its vectorised bootstrap path (an entry of :data:`METRICS`).
+
+    ``fn(*arrays)`` -> a number or a dict of numbers: the metric on the given rows (images).
+    ``batched(weights, *arrays)`` -> (B,) values (or a dict of them): the metric on B resamples at once, resample
+    ``b`` being row ``b`` of the (B, N) integer ``weights`` (how often each row was drawn); it must equal ``fn`` on
+    the repeated rows. ``None``: no such path, the bootstrap calls ``fn`` once per resample. A Metric is called
+    like its ``fn``.
+    """
+
+    fn: Callable[..., Any]
+    batched: Callable[..., Any] | None = None
+
+    def __call__(self, *arrays: Any) -> Any:
+        return self.fn(*arrays)
 
 
 # =========================================================================== grading
@@ -303,10 +331,9 @@ def _grading_batched(w: np.ndarray, y_true: Any, probs: Any, n_bins: int = 15) -
     return out
 
 
-grading_metrics.batched = _grading_batched  # type: ignore[attr-defined]
+def _single_grading_metric(key: str, doc: str) -> Metric:
+    """One entry ``key`` of :func:`grading_metrics` as a :class:`Metric` of its own."""
 
-
-def _single_grading_metric(key: str, doc: str) -> Callable[..., float]:
     def metric(y_true: Any, probs: Any) -> float:
         return grading_metrics(y_true, probs)[key]
 
@@ -315,15 +342,22 @@ def _single_grading_metric(key: str, doc: str) -> Callable[..., float]:
 
     metric.__name__ = metric.__qualname__ = key
     metric.__doc__ = doc + " ``probs``: (N, 5) probabilities or (N,) grades; grade -1 rows ignored."
-    metric.batched = batched  # type: ignore[attr-defined]
-    return metric
+    return Metric(metric, batched)
 
 
-accuracy = _single_grading_metric("accuracy", "Grading accuracy.")
-qwk = _single_grading_metric("qwk", "Quadratic-weighted Cohen's kappa (the paper's main grading metric).")
-linear_kappa = _single_grading_metric("kappa_linear", "Linearly weighted Cohen's kappa.")
-macro_f1 = _single_grading_metric("macro_f1", "Macro-averaged F1 over the grades present.")
-auc_ovr = _single_grading_metric("auc_ovr", "Macro one-vs-rest ROC-AUC over the grades present.")
+#: the single grading metrics by name (registered in :data:`METRICS`)
+_GRADING_SINGLE: dict[str, Metric] = {
+    "accuracy": _single_grading_metric("accuracy", "Grading accuracy."),
+    "qwk": _single_grading_metric("qwk", "Quadratic-weighted Cohen's kappa (the paper's main grading metric)."),
+    "linear_kappa": _single_grading_metric("kappa_linear", "Linearly weighted Cohen's kappa."),
+    "macro_f1": _single_grading_metric("macro_f1", "Macro-averaged F1 over the grades present."),
+    "auc_ovr": _single_grading_metric("auc_ovr", "Macro one-vs-rest ROC-AUC over the grades present."),
+}
+accuracy = _GRADING_SINGLE["accuracy"].fn
+qwk = _GRADING_SINGLE["qwk"].fn
+linear_kappa = _GRADING_SINGLE["linear_kappa"].fn
+macro_f1 = _GRADING_SINGLE["macro_f1"].fn
+auc_ovr = _GRADING_SINGLE["auc_ovr"].fn
 
 
 # =========================================================================== calibration
@@ -812,7 +846,7 @@ def segmentation_metrics(
 
 # =========================================================================== uncertainty
 def nanmean(x: Any) -> float:
-    """Mean over the non-nan entries of a 1-D array (nan if none); has a vectorised bootstrap path."""
+    """Mean over the non-nan entries of a 1-D array (nan if none); has a vectorised bootstrap path (``"mean"``)."""
     a = to_numpy(x, "x").astype(np.float64)
     return float(_nanmean_quiet(a)) if a.size else math.nan
 
@@ -826,8 +860,34 @@ def _mean_batched(w: np.ndarray, x: Any) -> np.ndarray:
         return (w[:, ok] @ a[ok]) / w[:, ok].sum(1)
 
 
-nanmean.batched = _mean_batched  # type: ignore[attr-defined]
-_BATCHED: dict[Any, Callable[..., Any]] = {np.mean: _mean_batched, np.nanmean: _mean_batched}
+#: name -> :class:`Metric`: the metrics with a vectorised bootstrap path. ``"grading"`` is the dict of
+#: :func:`grading_metrics`; ``"accuracy"``, ``"qwk"``, ``"linear_kappa"``, ``"macro_f1"``, ``"auc_ovr"`` single
+#: entries of it (``fn(y_true, probs)``); ``"mean"`` the nan-skipping mean of one (N,) array of per-image values.
+METRICS: dict[str, Metric] = {
+    "grading": Metric(grading_metrics, _grading_batched),
+    **_GRADING_SINGLE,
+    "mean": Metric(nanmean, _mean_batched),
+}
+
+
+def as_metric(metric: Metric | str | Callable[..., Any]) -> Metric:
+    """``metric`` as a :class:`Metric`: a Metric as it is; a name of :data:`METRICS`; a registered function
+    (e.g. :func:`qwk`) with its batched path; ``np.mean`` / ``np.nanmean`` with the ``"mean"`` path (over the
+    non-nan values); any other callable without a batched path."""
+    if isinstance(metric, Metric):
+        return metric
+    if isinstance(metric, str):
+        if metric not in METRICS:
+            raise ValueError(f"unknown metric {metric!r}; registered: {', '.join(METRICS)}")
+        return METRICS[metric]
+    if not callable(metric):
+        raise TypeError(f"metric must be a Metric, a name in METRICS or a function, got {type(metric).__name__}")
+    for registered in METRICS.values():
+        if registered.fn is metric:
+            return registered
+    if metric is np.mean or metric is np.nanmean:
+        return Metric(metric, _mean_batched)
+    return Metric(metric)
 
 
 def _as_dict(value: Any) -> dict[str | None, float]:
@@ -856,21 +916,21 @@ def _take(a: Any, idx: np.ndarray) -> Any:
 
 
 def _bootstrap_samples(
-    metric_fn: Callable[..., Any], arrays: Sequence[Any], n_boot: int, seed: int, use_batched: bool = True
+    metric: Metric, arrays: Sequence[Any], n_boot: int, seed: int, use_batched: bool = True
 ) -> dict[str | None, np.ndarray]:
-    """``metric_fn`` on ``n_boot`` resamples of the rows of ``arrays`` -> {key: (n_boot,) values}.
+    """``metric`` on ``n_boot`` resamples of the rows of ``arrays`` -> {key: (n_boot,) values}.
 
     Resample ``b`` draws ``n`` row indices with replacement from ``np.random.default_rng(seed)``, in the
-    same order for every metric_fn, so two calls with the same seed and n see the same resamples (what a
-    paired test needs). A metric with a ``batched(weights, *arrays)`` attribute (or ``np.mean`` /
-    ``np.nanmean``) is evaluated on all resamples at once from the row multiplicities.
+    same order for every metric, so two calls with the same seed and n see the same resamples (what a
+    paired test needs). A metric with a batched path is evaluated on all resamples at once from the row
+    multiplicities.
     """
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     n = _check_same_length(arrays)
     if n == 0:
         raise ValueError("cannot bootstrap zero rows")
-    batched = (getattr(metric_fn, "batched", None) or _BATCHED.get(metric_fn)) if use_batched else None
+    batched = metric.batched if use_batched else None
     rng = np.random.default_rng(seed)
     chunk = max(1, min(n_boot, 2_000_000 // n))
     collected: dict[str | None, list[np.ndarray]] = {}
@@ -885,7 +945,7 @@ def _bootstrap_samples(
             for k, v in res.items():
                 collected.setdefault(k, []).append(np.asarray(v, dtype=np.float64).reshape(b))
         else:
-            rows = [_as_dict(metric_fn(*[_take(a, r) for a in arrays])) for r in idx]
+            rows = [_as_dict(metric.fn(*[_take(a, r) for a in arrays])) for r in idx]
             for k in rows[0]:
                 collected.setdefault(k, []).append(np.array([row.get(k, np.nan) for row in rows]))
         done += b
@@ -901,7 +961,8 @@ def _percentiles(samples: np.ndarray, alpha: float) -> tuple[float, float]:
 
 
 def bootstrap_ci(
-    metric_fn: Callable[..., Any], *arrays: Any, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0, use_batched: bool = True
+    metric_fn: Metric | str | Callable[..., Any], *arrays: Any, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0,
+    use_batched: bool = True,
 ) -> tuple[float, float, float] | dict[str, tuple[float, float, float]]:
     """Percentile bootstrap confidence interval of ``metric_fn(*arrays)``, resampling rows (images).
 
@@ -909,43 +970,45 @@ def bootstrap_ci(
     per-image PSNRs with ``metric_fn=np.mean``). Returns ``(point, lo, hi)``: the metric on all rows and the
     ``alpha/2`` and ``1 - alpha/2`` percentiles over ``n_boot`` resamples (resamples where the metric is
     undefined, nan, are left out). If ``metric_fn`` returns a dict (e.g. :func:`grading_metrics`), the result
-    is a dict ``{name: (point, lo, hi)}`` for every numeric entry.
+    is a dict ``{name: (point, lo, hi)}`` for every numeric entry. ``metric_fn`` is anything
+    :func:`as_metric` takes.
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    point = _as_dict(metric_fn(*arrays))
-    samples = _bootstrap_samples(metric_fn, arrays, n_boot, seed, use_batched)
+    metric = as_metric(metric_fn)
+    point = _as_dict(metric.fn(*arrays))
+    samples = _bootstrap_samples(metric, arrays, n_boot, seed, use_batched)
     out = {k: (v, *_percentiles(samples.get(k, np.array([np.nan])), alpha)) for k, v in point.items()}
     return out[None] if list(out) == [None] else out  # type: ignore[return-value]
 
 
-def paired_bootstrap_test(
-    metric_fn: Callable[..., Any],
-    y_true: Any,
-    pred_a: Any,
-    pred_b: Any,
+def paired_bootstrap(
+    metric_a: Metric | str | Callable[..., Any],
+    arrays_a: Sequence[Any],
+    metric_b: Metric | str | Callable[..., Any],
+    arrays_b: Sequence[Any],
     n_boot: int = 1000,
     seed: int = 0,
     alpha: float = 0.05,
     use_batched: bool = True,
 ) -> dict[str, Any]:
-    """Paired bootstrap comparison of methods A and B evaluated on the same images.
+    """Paired bootstrap of metric(A) - metric(B), where ``metric_a(*arrays_a)`` and ``metric_b(*arrays_b)`` are
+    two methods' numbers whose arrays have one row per image, the same images in the same order.
 
-    Every resample draws the same image indices for both methods, so image difficulty cancels.
-    ``y_true`` may be ``None`` when ``metric_fn`` takes only the predictions (e.g. ``np.mean`` of
-    per-image PSNRs). Returns ``diff`` = metric(A) - metric(B) on all images, ``lo``/``hi`` its percentile
-    interval, and a two-sided ``p_value`` = 2 * min(share of resampled differences <= 0, share >= 0), with
-    the usual +1 correction ((k + 1) / (n_boot + 1)), capped at 1: small when the interval excludes 0,
-    1 for identical methods. Also ``a``, ``b`` (the two point values) and ``n_boot``. For a dict-valued
-    metric the result is ``{name: {...}}``.
+    Every resample draws the same image indices for both (the same ``seed`` and number of rows), so image
+    difficulty cancels. The two metrics may differ (e.g. each averages over its own training seeds); each is
+    anything :func:`as_metric` takes. Returns ``diff`` = metric(A) - metric(B) on all images, ``lo``/``hi`` the
+    ``alpha/2`` and ``1 - alpha/2`` percentiles of the resampled differences, a two-sided ``p_value`` =
+    2 * min(share of resampled differences <= 0, share >= 0) with the usual +1 correction
+    ((k + 1) / (n_boot + 1)), capped at 1 (small when the interval excludes 0, 1 for identical methods), ``a``,
+    ``b`` (the two point values) and ``n_boot`` (resamples where both are defined). For dict-valued metrics
+    the result is ``{name: {...}}``.
     """
-    args_a = (pred_a,) if y_true is None else (y_true, pred_a)
-    args_b = (pred_b,) if y_true is None else (y_true, pred_b)
-    names = ["pred_a"] if y_true is None else ["y_true", "pred_a"]
-    _check_same_length([*args_a, pred_b], names + ["pred_b"])
-    pa, pb = _as_dict(metric_fn(*args_a)), _as_dict(metric_fn(*args_b))
-    sa = _bootstrap_samples(metric_fn, args_a, n_boot, seed, use_batched)
-    sb = _bootstrap_samples(metric_fn, args_b, n_boot, seed, use_batched)
+    ma, mb = as_metric(metric_a), as_metric(metric_b)
+    _check_same_length([*arrays_a, *arrays_b])
+    pa, pb = _as_dict(ma.fn(*arrays_a)), _as_dict(mb.fn(*arrays_b))
+    sa = _bootstrap_samples(ma, arrays_a, n_boot, seed, use_batched)
+    sb = _bootstrap_samples(mb, arrays_b, n_boot, seed, use_batched)
     out: dict[str | None, dict[str, Any]] = {}
     for k in pa:
         d = sa.get(k, np.full(n_boot, np.nan)) - sb.get(k, np.full(n_boot, np.nan))
@@ -957,6 +1020,29 @@ def paired_bootstrap_test(
             p = math.nan
         out[k] = {"diff": pa[k] - pb.get(k, math.nan), "lo": lo, "hi": hi, "p_value": float(p), "a": pa[k], "b": pb.get(k, math.nan), "n_boot": int(d.size)}
     return out[None] if list(out) == [None] else out  # type: ignore[return-value]
+
+
+def paired_bootstrap_test(
+    metric_fn: Metric | str | Callable[..., Any],
+    y_true: Any,
+    pred_a: Any,
+    pred_b: Any,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    use_batched: bool = True,
+) -> dict[str, Any]:
+    """Paired bootstrap comparison (:func:`paired_bootstrap`) of methods A and B evaluated on the same images
+    with one metric: ``metric_fn(y_true, pred_a)`` vs ``metric_fn(y_true, pred_b)``.
+
+    ``y_true`` may be ``None`` when ``metric_fn`` takes only the predictions (e.g. ``np.mean`` of
+    per-image PSNRs). Returns what :func:`paired_bootstrap` returns.
+    """
+    args_a = (pred_a,) if y_true is None else (y_true, pred_a)
+    args_b = (pred_b,) if y_true is None else (y_true, pred_b)
+    names = ["pred_a"] if y_true is None else ["y_true", "pred_a"]
+    _check_same_length([*args_a, pred_b], names + ["pred_b"])
+    return paired_bootstrap(metric_fn, args_a, metric_fn, args_b, n_boot=n_boot, seed=seed, alpha=alpha, use_batched=use_batched)
 
 
 def mean_std(values: Any) -> tuple[float, float]:

@@ -74,7 +74,7 @@ def test_grading_batched_path_equals_sklearn_on_the_resample(seed, ties):
     rng = np.random.default_rng(100 + seed)
     w = np.stack([np.bincount(rng.integers(0, len(y), len(y)), minlength=len(y)) for _ in range(3)]).astype(float)
     w = np.vstack([np.ones(len(y)), w])
-    batched = M.grading_metrics.batched(w, y, p)
+    batched = M.METRICS["grading"].batched(w, y, p)
     for b in range(len(w)):
         idx = np.repeat(np.arange(len(y)), w[b].astype(int))
         ref = M.grading_metrics(y[idx], p[idx])
@@ -475,3 +475,65 @@ def test_ssim_torch_backend_equals_scipy_backend():
     b = M._ssim_map_nchw(sr, hr, 1.0, backend="torch")
     assert a.shape == (2, 10, 13)
     np.testing.assert_allclose(a, b, atol=1e-12)
+
+
+def test_bootstrap_numbers_are_pinned():
+    """CIs and p-values on fixed inputs, to the last digit: computed before the bootstrap API became public
+    (issue 14), so a refactoring of the resampling changes none of them."""
+    y, p = _grading_data(4, n=80)
+    _, q = _grading_data(5, n=80)
+    g = M.bootstrap_ci(M.grading_metrics, y, p, n_boot=50, seed=3)
+    assert g["accuracy"] == (0.525, 0.405625, 0.6096875)
+    assert g["qwk"] == (0.3261921216309607, 0.0896559459166783, 0.48165530643337495)
+    assert g["auc_ovr"] == (0.8926848264179599, 0.8486837343343779, 0.919676872882739)
+    assert g["ece"] == (0.16043568602277775, 0.11207573830542167, 0.2707095371462177)
+    assert M.bootstrap_ci(M.qwk, y, p, n_boot=50, seed=3) == g["qwk"]
+    x = np.r_[np.random.default_rng(1).random(40), np.nan]
+    assert M.bootstrap_ci(np.nanmean, x, n_boot=60, seed=2) == (0.5014464883737569, 0.415786402412583, 0.5888897701344898)
+    assert M.paired_bootstrap_test(M.qwk, y, p, q, n_boot=100, seed=1) == {
+        "diff": 0.16695063202620852, "lo": -0.13422029451273934, "hi": 0.451277557905207,
+        "p_value": 0.33663366336633666, "a": 0.3261921216309607, "b": 0.15924148960475215, "n_boot": 100}
+    a = np.random.default_rng(2).random(50)
+    b = a - 0.05 + 0.1 * np.random.default_rng(3).random(50)
+    assert M.paired_bootstrap_test(np.mean, None, a, b, n_boot=100, seed=4) == {
+        "diff": -0.0011696307255814054, "lo": -0.009235757047034669, "hi": 0.007965174392599667,
+        "p_value": 0.7128712871287128, "a": 0.5006504848721128, "b": 0.5018201155976942, "n_boot": 100}
+
+
+def test_metric_registry_pairs_each_metric_with_its_batched_path():
+    """``METRICS`` is the one place a vectorised path is found: it equals the metric on every resample, and no
+    metric function carries a hidden attribute."""
+    y, p = _grading_data(6, n=50)
+    rng = np.random.default_rng(1)
+    idx = rng.integers(0, len(y), size=(4, len(y)))
+    w = np.stack([np.bincount(i, minlength=len(y)) for i in idx]).astype(float)
+    x = np.r_[rng.random(len(y) - 1), np.nan]
+    for name, metric in M.METRICS.items():
+        arrays = (x,) if name == "mean" else (y, p)
+        got = metric.batched(w, *arrays)
+        for b, rows in enumerate(idx):
+            want = metric(*[a[rows] for a in arrays])
+            if isinstance(want, dict):
+                for k, v in want.items():
+                    np.testing.assert_allclose(got[k][b], v, rtol=1e-9, atol=1e-12, err_msg=f"{name} {k}")
+            else:
+                np.testing.assert_allclose(got[b], want, rtol=1e-9, err_msg=name)
+        assert not hasattr(metric.fn, "batched") and M.as_metric(metric.fn) is metric and M.as_metric(name) is metric
+    assert M.as_metric(np.mean).batched is M.METRICS["mean"].batched and M.as_metric(np.mean).fn is np.mean
+    assert M.as_metric(len).batched is None
+    with pytest.raises(ValueError, match="unknown metric 'kappa'.*qwk"):
+        M.as_metric("kappa")
+    assert M.bootstrap_ci("qwk", y, p, n_boot=30, seed=2) == M.bootstrap_ci(M.qwk, y, p, n_boot=30, seed=2)
+
+
+def test_paired_bootstrap_of_two_metrics():
+    """The public paired API: two metrics (each with its own arrays) on the same images, resampled alike."""
+    y, p = _grading_data(7, n=60)
+    _, q = _grading_data(8, n=60)
+    both = M.paired_bootstrap(M.qwk, (y, p), "qwk", (y, q), n_boot=80, seed=3)
+    assert both == M.paired_bootstrap_test(M.qwk, y, p, q, n_boot=80, seed=3)
+    assert both["diff"] == pytest.approx(M.qwk(y, p) - M.qwk(y, q))
+    same = M.paired_bootstrap("accuracy", (y, p), M.Metric(M.accuracy), (y, p), n_boot=50)  # batched vs loop
+    assert same["diff"] == 0 and same["lo"] == same["hi"] == 0 and same["p_value"] == 1.0
+    with pytest.raises(ValueError, match="same number of rows"):
+        M.paired_bootstrap(M.qwk, (y, p), M.qwk, (y[:-1], q[:-1]), n_boot=10)

@@ -59,15 +59,36 @@ def test_paired_effect_of_a_method_with_itself_is_zero(runs):
 
 @pytest.mark.parametrize("metric", ["aupr", "aupr_MA", "psnr_lesion"])
 def test_batched_per_image_metrics_match_the_plain_ones(runs, metric):
-    fn, arrays = C._per_image(runs["good"], metric)
+    fn, arrays = C.per_image_metric(runs["good"], metric)
     rng = np.random.default_rng(0)
     n = len(arrays[0])
     idx = rng.integers(0, n, size=(5, n))
     w = np.stack([np.bincount(i, minlength=n) for i in idx]).astype(float)
-    batched = getattr(fn, "batched", None) or M._BATCHED[fn]
-    got = batched(w, *arrays)
+    got = fn.batched(w, *arrays)
     want = [fn(*[a[i] for a in arrays]) for i in idx]
     np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
+#: paired effects of two fake methods (2 seeds each), computed before the bootstrap API became public (issue 14)
+PINNED_EFFECTS = {
+    "qwk": (0.32019634458651924, 0.21882352302256453, 0.4347926988749939, 0.7466199069988615, 0.42642356241234225),
+    "aupr_MA": (0.11876025006772922, 0.0802361838197559, 0.14792214583495694, 0.4086517168477906, 0.2898914667800614),
+    "dice": (0.08989765078373052, 0.07374621520200463, 0.10534939369952524, 0.32192853133797594, 0.23203088055424542),
+    "psnr_lesion": (1.9053594509309555, 1.7439035663204154, 2.0491379180962355, 27.915232443083042, 26.009872992152086),
+}
+
+
+@pytest.mark.parametrize("metric", list(PINNED_EFFECTS))
+def test_paired_effect_numbers_are_pinned(metric):
+    """Effects, CIs and p-values to the last digit: a refactoring of the bootstrap changes none of them."""
+    good = [fake_run("good", s, 0.8) for s in range(2)]
+    bad = [fake_run("bad", s, 0.6, rng_seed=5) for s in range(2)]
+    diff, lo, hi, a, b = PINNED_EFFECTS[metric]
+    assert C.paired_effect(good, bad, metric, n_boot=100, seed=1) == {
+        "diff": diff, "lo": lo, "hi": hi, "p_value": 0.019801980198019802, "a": a, "b": b,
+        "n_seeds": 2, "n_images": 200, "n_boot": 100}
+    if metric == "qwk":
+        assert C.method_ci(good, "aupr", n_boot=100, seed=2) == (0.40241066417246973, 0.39052769432840095, 0.4146452211623076)
 
 
 def test_method_ci_brackets_the_point_and_a_missing_task_is_named(runs):

@@ -153,10 +153,29 @@ def test_visualization_maps_match_forward(cfg, name):
         A.visualization_maps(m, batch, target="other")
 
 
-def test_visualization_maps_refuse_a_method_without_grader(cfg):
-    m = build_method("isr", cfg).eval()
-    with pytest.raises(ValueError, match="no grader"):
+@pytest.mark.parametrize("name", ["isr", "unet_hr", "two_stage"])
+def test_visualization_maps_refuse_a_method_without_grader(cfg, name):
+    m = build_method(name, cfg).eval()
+    with pytest.raises(ValueError, match=f"{name}.*no grader"):
         A.visualization_maps(m, torch.utils.data.default_collate(make_split(2)))
+
+
+@pytest.mark.parametrize("name", ["deepmt_dr", "grader_lr"])
+def test_visualize_targets_the_true_grade_where_known(cfg, name):
+    """``Method.visualize(batch, "true")`` explains the true grade: the predicted grade's map where the true one
+    is unknown (-1) or equal to the prediction, another map where they differ; a DDP-style wrapper is unwrapped."""
+    torch.manual_seed(0)
+    m = build_method(name, cfg).eval()
+    batch = torch.utils.data.default_collate(make_split(4))
+    pred = m.visualize(batch)
+    g = pred.grade_logits.argmax(1)
+    batch["grade"] = torch.stack([g[0], torch.tensor(-1), (g[2] + 2) % 5, (g[3] + 3) % 5])
+    wrapper = torch.nn.Module()
+    wrapper.module = m
+    true = A.visualization_maps(wrapper, batch, target="true")
+    torch.testing.assert_close(true.grade_logits, pred.grade_logits, rtol=0, atol=0)
+    torch.testing.assert_close(true.vis_map[:2], pred.vis_map[:2], rtol=0, atol=0)
+    assert all(not torch.equal(true.vis_map[i], pred.vis_map[i]) for i in (2, 3))
 
 
 # --------------------------------------------------------------------------- the study

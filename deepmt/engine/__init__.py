@@ -1,5 +1,5 @@
-"""Training engine: one staged trainer (CPU/CUDA, torchrun DDP, exact resume), checkpoints, evaluation,
-prediction and the ``train`` / ``evaluate`` / ``predict`` CLI commands.
+"""Training engine: one staged trainer (CPU/CUDA, torchrun DDP, exact resume), checkpoints, evaluation and
+prediction. Their ``train`` / ``evaluate`` / ``predict`` commands live above it, in :mod:`deepmt.commands`.
 
     from deepmt.engine import train, evaluate
     result = train(method, cfg, datasets, "runs/deepmt_dr")      # -> TrainResult

@@ -6,7 +6,8 @@
 * :mod:`~deepmt.models.visualization` – Grad-CAM visualization map with lesion-oriented feature selection
 * :mod:`~deepmt.models.deepmt_dr` – the hierarchy and its staged training (:class:`DeepMTDR`)
 * :mod:`~deepmt.models.baselines` – bicubic, SRCNN, EDSR, single-task nets, two-stage, Foo et al. MT
-* :mod:`~deepmt.models.methods` – :func:`build_method`, :data:`METHODS`, :class:`Method`, :class:`MethodOutput`
+* :mod:`~deepmt.models.base` – the interface of every trainable method: :class:`Method`, :class:`MethodOutput`
+* :mod:`~deepmt.models.methods` – the registry: :func:`build_method`, :data:`METHODS`
 * :mod:`~deepmt.models.cost` – parameter / FLOP table
 """
 

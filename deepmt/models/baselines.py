@@ -11,8 +11,9 @@
 * ``unet_lr`` / ``unet_bicubic`` / ``unet_hr`` – the lesion U-Net alone on the LR image (logits
   up-sampled bilinearly to the HR size), on the bicubic image, or on the HR image (upper bound).
 * ``grader_lr`` / ``grader_bicubic`` / ``grader_hr`` – the ResNet-18 + SPP grader with a 3-channel
-  input on LR / bicubic / HR images (HR = upper bound). Set ``method.compute_vis = True`` to get
-  plain Grad-CAM visualization maps (no feature selection; untrained equal fusion weights).
+  input on LR / bicubic / HR images (HR = upper bound). ``method.visualize(batch)`` (or
+  ``method.compute_vis = True``) gives plain Grad-CAM visualization maps (no feature selection;
+  untrained equal fusion weights).
 * ``two_stage`` – ISR subnet trained first with the pixel loss (stage ``"isr"``), then frozen, and
   a grader trained on its SR images (stage ``"grade"``).
 * ``foo_mt`` / ``foo_mt_hr`` – Foo et al. (AAAI 2020) style multi-task net without ISR: one shared
@@ -33,9 +34,9 @@ from deepmt.losses.isr import isr_loss
 from deepmt.losses.segmentation import segmentation_loss
 from deepmt.models.grading import N_GRADES, GradingNet
 from deepmt.models.isr import ISRNet
-from deepmt.models.methods import Method, MethodOutput
+from deepmt.models.base import Method, MethodOutput
 from deepmt.models.segmentation import LesionUNet
-from deepmt.models.visualization import VisualizationMap
+from deepmt.models.visualization import VisualizationMap, gradcam_target
 
 INPUTS = ("lr", "bicubic", "hr")
 
@@ -229,19 +230,30 @@ class GraderBaseline(Method):
         logits = self.grader(_image(batch, self.kind, self.scale))
         return {"grade_ce": weighted_cross_entropy(logits, batch["grade"], self.class_weight)}
 
-    def forward(self, batch):
+    def _grade_and_visualize(self, batch, grade):
+        """(grader output, plain multi-stage Grad-CAM map at the HR size) for the target ``grade`` (None:
+        the predicted grade)."""
         x = _image(batch, self.kind, self.scale)
-        if not self.compute_vis:
-            return MethodOutput(grade_logits=self.grader(x))
-        grad_on = torch.is_grad_enabled()
         with torch.enable_grad():
             xi = x.detach().requires_grad_(True)
             out = self.grader(xi, return_features=True)
-            score = out.clean_logits.gather(1, out.clean_logits.argmax(1, keepdim=True)).squeeze(1)
+            target = gradcam_target(out.clean_logits, grade)
+            score = out.clean_logits.gather(1, target[:, None]).squeeze(1)
             size = (batch["lr"].shape[-2] * self.scale, batch["lr"].shape[-1] * self.scale)
             vis = self.vis(score, out.features, size, None, create_graph=False)
+        return out, vis
+
+    def forward(self, batch):
+        if not self.compute_vis:
+            return MethodOutput(grade_logits=self.grader(_image(batch, self.kind, self.scale)))
+        grad_on = torch.is_grad_enabled()
+        out, vis = self._grade_and_visualize(batch, None)
         logits = out.logits if grad_on else out.logits.detach()
         return MethodOutput(grade_logits=logits, vis_map=vis.detach())
+
+    def _visualize(self, batch, grade):
+        out, vis = self._grade_and_visualize(batch, grade)
+        return MethodOutput(grade_logits=out.logits.detach(), vis_map=vis.detach())
 
 
 class TwoStage(Method):

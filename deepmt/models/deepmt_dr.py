@@ -53,7 +53,7 @@ from deepmt.losses.task_aware import (
 )
 from deepmt.models.grading import GradingNet
 from deepmt.models.isr import ISRNet
-from deepmt.models.methods import Method, MethodOutput
+from deepmt.models.base import Method, MethodOutput
 from deepmt.models.segmentation import LesionUNet, lesion_union
 from deepmt.models.visualization import VisualizationMap, gradcam_target
 
@@ -151,6 +151,15 @@ class DeepMTDR(Method):
             grade_logits = grade_logits.detach()
             vis = vis.detach() if vis is not None else None
         return MethodOutput(sr=sr, lesion_logits=logits, lesion_probs=probs, grade_logits=grade_logits, vis_map=vis)
+
+    def _visualize(self, batch, grade):
+        """The visualization map from the LR input (super-resolution and segmentation without gradients)."""
+        with torch.no_grad():
+            sr = self.super_resolve(batch["lr"])
+            logits = self.seg(sr)
+            probs = torch.sigmoid(logits.float())
+        out, vis = self.grade_and_visualize(sr, probs, grade, need_vis=True, create_graph=False)
+        return MethodOutput(sr=sr, lesion_logits=logits, lesion_probs=probs, grade_logits=out.logits.detach(), vis_map=vis.detach())
 
     # ------------------------------------------------------------------ losses
     def _stage_loss(self, batch, stage):

@@ -7,8 +7,10 @@
         epochs, lr = method.stage_epochs(stage, cfg.train), method.stage_lr(stage, cfg.train)
         total, terms = method.training_loss(batch, stage) # batch: collated Sample dict on the device
     out = method(batch)                                   # MethodOutput (reads lr, or hr for HR upper bounds)
+    out = method.visualize(batch, target="pred")          # ... with vis_map: what drives the grade (graders only)
 
-``METHODS`` maps each registered name to its builder (``list(METHODS)`` lists the names).
+``METHODS`` maps each registered name to its builder (``list(METHODS)`` lists the names). The interface
+(:class:`Method`, :class:`MethodOutput`) lives in :mod:`deepmt.models.base` and is re-exported here.
 Ablations are config overrides of ``deepmt_dr`` (e.g. ``loss.seg_aware=0``, ``loss.cls_aware=0``,
 ``loss.grading_feedback=0``, ``model.grader.use_lesion_maps=False``, ``model.vis.feature_selection=False``,
 ``loss.unsupervised=0.5``), not new classes.
@@ -16,132 +18,15 @@ Ablations are config overrides of ``deepmt_dr`` (e.g. ``loss.seg_aware=0``, ``lo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Sequence
 
-import torch
-import torch.nn as nn
+from deepmt.models import baselines as _B
+from deepmt.models import deepmt_dr as _D
+from deepmt.models.base import TASKS, Method, MethodOutput
 
-from deepmt.losses.grading import class_weights as resolve_class_weights
-
-TASKS = frozenset({"isr", "seg", "grade"})
-
-
-@dataclass
-class MethodOutput:
-    """What ``Method.forward`` returns; fields a method does not produce are None.
-
-    sr (B,3,H,W) in [0,1]; lesion_logits / lesion_probs (B,4,H,W) (sigmoid, MA/HE/EX/SE);
-    grade_logits (B,5); vis_map (B,1,H,W) in [0,1]. H, W are the HR size.
-    """
-
-    sr: torch.Tensor | None = None
-    lesion_logits: torch.Tensor | None = None
-    lesion_probs: torch.Tensor | None = None
-    grade_logits: torch.Tensor | None = None
-    vis_map: torch.Tensor | None = None
-
-
-class Method(nn.Module):
-    """Base class: one trainable method with named training stages.
-
-    Subclasses set ``tasks`` and ``stages`` and implement ``stage_modules(stage)``,
-    ``_stage_loss(batch, stage) -> dict`` and ``forward(batch) -> MethodOutput``.
-    """
-
-    tasks: frozenset = frozenset()
-    stages: tuple[str, ...] = ("single",)
-
-    def __init__(self, name: str, cfg, class_counts: Sequence[int] | None = None):
-        super().__init__()
-        self.name = name
-        self.cfg = cfg
-        self.scale = int(cfg.data.scale)
-        w = resolve_class_weights(cfg.loss.class_weights, class_counts)
-        self.register_buffer("class_weight", w, persistent=False)
-
-    # ------------------------------------------------------------------ stages
-    def check_stage(self, stage: str) -> None:
-        if stage not in self.stages:
-            raise ValueError(f"method {self.name!r} has stages {self.stages}, not {stage!r}")
-
-    def stage_modules(self, stage: str) -> list[nn.Module]:
-        raise NotImplementedError
-
-    def stage_parameters(self, stage: str) -> list[nn.Parameter]:
-        """The parameters the optimiser trains in ``stage`` (no duplicates)."""
-        self.check_stage(stage)
-        seen, params = set(), []
-        for m in self.stage_modules(stage):
-            for p in m.parameters():
-                if id(p) not in seen:
-                    seen.add(id(p))
-                    params.append(p)
-        return params
-
-    def stage_epochs(self, stage: str, train_cfg) -> int:
-        self.check_stage(stage)
-        return int(
-            {"stage1a": train_cfg.epochs_stage1a, "stage1b": train_cfg.epochs_stage1b, "stage2": train_cfg.epochs_stage2}.get(
-                stage, train_cfg.epochs_single
-            )
-        )
-
-    def stage_lr(self, stage: str, train_cfg) -> float:
-        self.check_stage(stage)
-        return float(train_cfg.lr * (train_cfg.lr_stage2_factor if stage == "stage2" else 1.0))
-
-    def selection_metric(self, stage: str) -> str:
-        """Validation metric (higher is better) that picks the best epoch of ``stage``."""
-        self.check_stage(stage)
-        return self.cfg.train.selection_metric
-
-    def keeps_start_candidate(self, stage: str) -> bool:
-        """Whether the weights ``stage`` starts from compete with its epochs for selection (evaluated on
-        validation before the first epoch; kept when no epoch beats them). Default: no."""
-        return False
-
-    def kept_across_selection(self) -> tuple[str, ...]:
-        """``state_dict`` key prefixes of state that records how training ran rather than weights (e.g. measured
-        loss calibrations): kept when the trainer restores a stage's best epoch. Default: none."""
-        return ()
-
-    def selection_score(self, stage: str, val: dict[str, float], start_val: dict[str, float] | None = None) -> float:
-        """The score (higher is better) that selects the epoch of ``stage`` from its validation metrics
-        ``val``; ``start_val`` are those of the stage's starting weights when :meth:`keeps_start_candidate`."""
-        return float(val[self.selection_metric(stage)])
-
-    # ------------------------------------------------------------------ training
-    def _freeze_others(self, stage: str) -> None:
-        """Put sub-modules that ``stage`` does not train in eval mode (BN statistics stay fixed)."""
-        trained = {id(m) for m in self.stage_modules(stage)}
-        for child in self.children():
-            if id(child) not in trained:
-                child.eval()
-
-    def _stage_loss(self, batch: dict, stage: str) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
-
-    def training_loss(self, batch: dict, stage: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """(total, named weighted terms) for one collated batch; total = sum of the terms."""
-        self.check_stage(stage)
-        if self.training:
-            self._freeze_others(stage)
-        terms = self._stage_loss(batch, stage)
-        if not terms:
-            raise RuntimeError(f"method {self.name!r} stage {stage!r}: every loss term has weight 0")
-        total = torch.stack([t.float() for t in terms.values()]).sum()
-        return total, terms
-
-    def forward(self, batch: dict) -> MethodOutput:  # pragma: no cover - abstract
-        raise NotImplementedError
-
+__all__ = ["TASKS", "Method", "MethodOutput", "METHODS", "build_method"]
 
 # ---------------------------------------------------------------------- registry
-# Imported here, after Method/MethodOutput exist, because both modules subclass them.
-from deepmt.models import baselines as _B  # noqa: E402
-from deepmt.models import deepmt_dr as _D  # noqa: E402
-
 #: name -> builder(cfg, class_counts=None) -> Method. ``list(METHODS)`` gives the names.
 METHODS: dict[str, Callable[..., Method]] = {
     "bicubic": lambda cfg, cc=None: _B.BicubicBaseline(cfg, cc),

@@ -7,7 +7,8 @@
     f2 = A.finding2(study, regime_of(cfg))    # all the tables at once; A.what_we_see(f2) writes the text
 
 **Maps.** :func:`visualization_maps` gives the (B,1,H,W) map of a trained method from the package's own
-code: for DeepMT-DR its visualization map (:meth:`DeepMTDR.grade_and_visualize`: Grad-CAM of ResNet
+code (:meth:`Method.visualize <deepmt.models.methods.Method.visualize>`): for DeepMT-DR its visualization
+map (:meth:`DeepMTDR.grade_and_visualize`: Grad-CAM of ResNet
 stages fused coarse-to-fine, lesion-oriented feature selection) from the **LR** input; for a plain grader
 (``grader_hr``, ``grader_bicubic``, ``grader_lr``) the same fusion without feature selection and with
 equal (untrained) stage weights, i.e. plain multi-stage Grad-CAM (:class:`~deepmt.models.visualization.VisualizationMap`).
@@ -66,7 +67,8 @@ def _unwrap(method):
     return getattr(method, "module", method)
 
 
-def _device_of(method) -> torch.device:
+def device_of(method) -> torch.device:
+    """The device a method's parameters live on (CPU for a method without parameters)."""
     try:
         return next(method.parameters()).device
     except StopIteration:
@@ -79,52 +81,18 @@ def batch_to(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
 
 
 def visualization_maps(method, batch: Mapping[str, Any], target: str = "pred") -> MethodOutput:
-    """Run a trained method on ``batch`` and return its :class:`MethodOutput` with ``vis_map`` (B,1,H,W) set.
+    """Run a trained method (plain or DDP-wrapped) on ``batch`` and return its :class:`MethodOutput` with
+    ``vis_map`` (B,1,H,W) set: :meth:`deepmt.models.methods.Method.visualize`.
 
-    DeepMT-DR (and ``deepmt_dr_noisr``): its visualization map from the LR input (the package's
-    :meth:`grade_and_visualize`). A plain grader baseline: multi-stage Grad-CAM through its
-    ``VisualizationMap`` (no feature selection). Any other method with a ``compute_vis`` switch is run
-    with it on. ``target``: "pred" (Grad-CAM of the predicted grade, what ``forward`` does) or "true"
-    (the true grade where known). Raises ``ValueError`` for a method without a grader.
+    DeepMT-DR (and ``deepmt_dr_noisr``): its visualization map from the LR input. A plain grader baseline:
+    multi-stage Grad-CAM (no feature selection). ``target``: "pred" (Grad-CAM of the predicted grade, what
+    ``forward`` does) or "true" (the true grade where known). Raises ``ValueError`` for a method without a
+    grader that has a map.
     """
-    from deepmt.models.baselines import GraderBaseline, _image
-    from deepmt.models.deepmt_dr import DeepMTDR
-    from deepmt.models.visualization import gradcam_target
-
-    if target not in ("pred", "true"):
-        raise ValueError(f"target must be 'pred' or 'true', got {target!r}")
     m = _unwrap(method)
-    grade = batch["grade"] if target == "true" else None
-    if isinstance(m, DeepMTDR):
-        with torch.no_grad():
-            sr = m.super_resolve(batch["lr"])
-            logits = m.seg(sr)
-            probs = torch.sigmoid(logits.float())
-        out, vis = m.grade_and_visualize(sr, probs, grade, need_vis=True, create_graph=False)
-        return MethodOutput(sr=sr, lesion_logits=logits, lesion_probs=probs, grade_logits=out.logits.detach(), vis_map=vis.detach())
-    if isinstance(m, GraderBaseline):
-        x = _image(batch, m.kind, m.scale)
-        size = (batch["lr"].shape[-2] * m.scale, batch["lr"].shape[-1] * m.scale)
-        with torch.enable_grad():
-            xi = x.detach().requires_grad_(True)
-            out = m.grader(xi, return_features=True)
-            tgt = gradcam_target(out.clean_logits, grade)
-            score = out.clean_logits.gather(1, tgt[:, None]).squeeze(1)
-            vis = m.vis(score, out.features, size, None, create_graph=False)
-        return MethodOutput(grade_logits=out.logits.detach(), vis_map=vis.detach())
-    if hasattr(m, "compute_vis"):
-        if target == "true":
-            raise ValueError(f"method {getattr(m, 'name', m)!r}: only the predicted-grade target is available")
-        old = m.compute_vis
-        m.compute_vis = True
-        try:
-            with torch.no_grad():
-                out = m(batch)
-        finally:
-            m.compute_vis = old
-        if out.vis_map is not None:
-            return out
-    raise ValueError(f"method {getattr(m, 'name', type(m).__name__)!r} has no grader, so no visualization map")
+    if not hasattr(m, "visualize"):
+        raise ValueError(f"method {getattr(m, 'name', type(m).__name__)!r} has no grader with a visualization map")
+    return m.visualize(batch, target)
 
 
 # --------------------------------------------------------------------------- measures
@@ -360,7 +328,7 @@ def attention_study(
         for name, seeded in methods.items():
             outs[name] = []
             for run_seed, method in seeded:
-                out = visualization_maps(method, batch_to(sub, _device_of(method)), target=target)
+                out = visualization_maps(method, batch_to(sub, device_of(method)), target=target)
                 outs[name].append((run_seed, {
                     "vis": out.vis_map[:, 0].float().cpu().numpy(),
                     "probs": out.lesion_probs.float().cpu().numpy() if out.lesion_probs is not None else None,

@@ -19,7 +19,7 @@ the across-seed standard deviation beside it (:func:`summary_table`).
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -123,10 +123,11 @@ def _check_aligned(results: Sequence[ExperimentResult]) -> np.ndarray:
     return ids
 
 
-def _metric_spec(metric: str) -> tuple[str, Callable[..., Any]]:
-    """(kind, fn): kind 'grading' -> fn(y, probs); 'isr' -> key of pred; 'seg' -> (key, lesion index or None)."""
-    if hasattr(M, metric) and metric in ("accuracy", "qwk", "macro_f1", "auc_ovr", "linear_kappa"):
-        return "grading", getattr(M, metric)
+def _metric_spec(metric: str) -> tuple[str, Any]:
+    """(kind, spec): kind 'grading' -> the registered Metric (fn(y, probs)); 'isr' -> key of pred; 'seg' -> (key,
+    lesion index or None)."""
+    if metric in ("accuracy", "qwk", "macro_f1", "auc_ovr", "linear_kappa"):
+        return "grading", M.METRICS[metric]
     if metric in ("psnr", "ssim", "psnr_fov", "ssim_fov", "psnr_lesion", "ssim_lesion"):
         return "isr", metric
     base, _, lesion = metric.partition("_")
@@ -152,9 +153,10 @@ def metric_value(res: ExperimentResult, metric: str) -> float:
     return float(res.metrics.get(key, math.nan))
 
 
-def _per_image(results: Sequence[ExperimentResult], metric: str) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+def per_image_metric(results: Sequence[ExperimentResult], metric: str) -> tuple[M.Metric, tuple[Any, ...]]:
     """(fn, arrays) such that ``fn(*arrays)`` is ``metric`` averaged over the seeds of ``results``
-    and the arrays' rows are the test images (for bootstrapping)."""
+    and the arrays' rows are the test images: ``fn`` is a :class:`deepmt.metrics.Metric` with its
+    vectorised path, ready for :func:`deepmt.metrics.bootstrap_ci` / :func:`deepmt.metrics.paired_bootstrap`."""
     results = list(results)
     _check_aligned(results)
     kind, spec = _metric_spec(metric)
@@ -168,8 +170,7 @@ def _per_image(results: Sequence[ExperimentResult], metric: str) -> tuple[Callab
         def batched(w, yy, pp):
             return np.mean([spec.batched(w, yy, pp[:, s]) for s in range(pp.shape[1])], axis=0)
 
-        fn.batched = batched  # type: ignore[attr-defined]
-        return fn, (y, p)
+        return M.Metric(fn, batched), (y, p)
     key = f"isr_{spec}" if kind == "isr" else f"seg_{spec[0]}"
     missing = [r.method for r in results if key not in r.predictions]
     if missing:
@@ -180,7 +181,7 @@ def _per_image(results: Sequence[ExperimentResult], metric: str) -> tuple[Callab
         warnings.simplefilter("ignore", RuntimeWarning)
         v = np.nanmean(np.stack([r.predictions[key] for r in results]), 0)
     if kind == "isr":
-        return np.nanmean, (v,)
+        return M.as_metric(np.nanmean), (v,)
     lesion = spec[1]
 
     def seg_fn(vv):
@@ -198,13 +199,12 @@ def _per_image(results: Sequence[ExperimentResult], metric: str) -> tuple[Callab
                 warnings.simplefilter("ignore", RuntimeWarning)
                 return np.nanmean(means, axis=1)
 
-    seg_fn.batched = seg_batched  # type: ignore[attr-defined]
-    return seg_fn, (v,)
+    return M.Metric(seg_fn, seg_batched), (v,)
 
 
 def method_ci(results: Sequence[ExperimentResult], metric: str, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
     """(value, lo, hi): ``metric`` on the test split averaged over seeds, with a 95% bootstrap CI over images."""
-    fn, arrays = _per_image(results, metric)
+    fn, arrays = per_image_metric(results, metric)
     return M.bootstrap_ci(fn, *arrays, n_boot=n_boot, seed=seed)
 
 
@@ -214,18 +214,11 @@ def paired_effect(a: Sequence[ExperimentResult], b: Sequence[ExperimentResult], 
     bootstrap CI over images and a two-sided p-value. Returns diff, lo, hi, p_value, a, b, n_seeds, n_images."""
     a, b = list(a), list(b)
     ids = _check_aligned(a + b)
-    fa, arrays_a = _per_image(a, metric)
-    fb, arrays_b = _per_image(b, metric)
-    # the same seed and number of images -> the same resampled image indices for A and B (paired)
-    sa = M._bootstrap_samples(fa, arrays_a, n_boot, seed)
-    sb = M._bootstrap_samples(fb, arrays_b, n_boot, seed)
-    va, vb = float(fa(*arrays_a)), float(fb(*arrays_b))
-    d = sa[None] - sb[None]
-    d = d[~np.isnan(d)]
-    lo, hi = M._percentiles(d, alpha)
-    p = min(1.0, 2 * (min((d <= 0).sum(), (d >= 0).sum()) + 1) / (d.size + 1)) if d.size else math.nan
-    return {"diff": float(va - vb), "lo": lo, "hi": hi, "p_value": float(p), "a": float(va), "b": float(vb),
-            "n_seeds": min(len(a), len(b)), "n_images": len(ids), "n_boot": int(d.size)}
+    fa, arrays_a = per_image_metric(a, metric)
+    fb, arrays_b = per_image_metric(b, metric)
+    e = M.paired_bootstrap(fa, arrays_a, fb, arrays_b, n_boot=n_boot, seed=seed, alpha=alpha)
+    return {"diff": e["diff"], "lo": e["lo"], "hi": e["hi"], "p_value": e["p_value"], "a": e["a"], "b": e["b"],
+            "n_seeds": min(len(a), len(b)), "n_images": len(ids), "n_boot": e["n_boot"]}
 
 
 # --------------------------------------------------------------------------- tables

@@ -35,7 +35,7 @@ import torch
 from deepmt import GRADES, LESIONS
 from deepmt import metrics as M
 from deepmt.errors import DataError
-from deepmt.studies.attention import PRED_THRESHOLD, _device_of, batch_to, visualization_maps
+from deepmt.studies.attention import PRED_THRESHOLD, batch_to, device_of, visualization_maps
 from deepmt.studies.common import label
 
 #: methods whose super-resolved image the crops compare, in column order
@@ -158,7 +158,7 @@ def qualitative_study(results: Mapping[str, Any], cfg, *, n_crops: int = 4, lesi
     batch = default_collate([ds[p["index"]] for p in picks])
     outs: dict[str, Any] = {}
     for name, method in methods.items():
-        b = batch_to(batch, _device_of(method))
+        b = batch_to(batch, device_of(method))
         if name == main:
             outs[name] = visualization_maps(method, b)
         else:
@@ -244,7 +244,7 @@ def real_photo_study(result, image: np.ndarray | None = None, name: str = "skima
         mcfg = checkpoint_config(load_checkpoint(ckpt))
     method = load_method(result, device=device)
     batch = prepare_input(image, mcfg, name=name)
-    out = visualization_maps(method, batch_to(batch, _device_of(method)))
+    out = visualization_maps(method, batch_to(batch, device_of(method)))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "photo.png"
         Image.fromarray(np.asarray(image, dtype=np.uint8)).save(path)

@@ -1,4 +1,7 @@
-"""``python -m deepmt train | evaluate | predict``: command-line front ends of the engine.
+"""``python -m deepmt train | evaluate | predict``: command-line front ends of the engine and the experiment runner.
+
+The command line sits on top, beside the studies: these commands use the experiment cache
+(:mod:`deepmt.experiments`) and the engine below it, which never import them.
 
 * ``train``: train DeepMT-DR or a baseline under a profile. Without ``--run-dir`` the run goes to the
   shared experiment cache (``deepmt.experiments``; notebooks then reuse it, and an interrupted run

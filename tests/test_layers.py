@@ -1,0 +1,133 @@
+"""The package's layers import in one direction, without cycles and without private names of other modules.
+
+notebooks -> studies -> experiment runner -> engine -> models / losses / data / metrics -> config / errors,
+with the command line (``cli``, ``commands``, ``bench``) beside the studies on top. Read from the source
+(every ``import``, also those inside functions), so a lazy import that reaches up is caught too.
+"""
+
+from __future__ import annotations
+
+import ast
+from graphlib import CycleError, TopologicalSorter
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "deepmt"
+
+#: the top: what only the notebooks (studies) or the user (command line) import
+TOP = ("deepmt.studies", "deepmt.cli", "deepmt.commands", "deepmt.bench", "deepmt.__main__")
+#: the experiment runner: trained methods per config and seed, above the engine
+RUNNER = ("deepmt.experiments", "deepmt.runner")
+ENGINE = ("deepmt.engine",)
+#: the building blocks the engine trains and measures
+CORE = ("deepmt.models", "deepmt.losses", "deepmt.data", "deepmt.metrics")
+BOTTOM = ("deepmt.config", "deepmt.errors")
+
+#: private names still imported across modules, with the work that removes them (nothing else may join)
+KNOWN_PRIVATE_IMPORTS = {
+    # issue 14 item 5 ("one freezing mechanism"): the trainer's freezing, reused by the benchmark
+    ("deepmt.bench", "deepmt.engine.trainer._freeze_for_stage"),
+    ("deepmt.bench", "deepmt.engine.trainer._set_train_mode"),
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _owner(name: str) -> str:
+    """The package module that defines ``name`` (a module, or an attribute of one)."""
+    while name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name
+
+
+def _imports(module: str) -> tuple[set[str], set[str]]:
+    """(deepmt modules that ``module`` imports anywhere in its source, private names it takes from other modules)."""
+    tree = ast.parse(MODULES[module].read_text())
+    modules: set[str] = set()
+    private: set[str] = set()
+    aliases: dict[str, str] = {}  # local name -> deepmt module it stands for
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.startswith("deepmt"):
+                    modules.add(_owner(a.name))
+                    if a.asname:
+                        aliases[a.asname] = _owner(a.name)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("deepmt"):
+            for a in node.names:
+                full = f"{node.module}.{a.name}"
+                target = _owner(full)
+                modules.add(target)
+                if target == full:
+                    aliases[a.asname or a.name] = target
+                elif a.name.startswith("_") and target != module:
+                    private.add(full)
+    for node in ast.walk(tree):  # M._helper where M is another deepmt module
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
+                and node.attr.startswith("_") and not node.attr.startswith("__") and aliases[node.value.id] != module):
+            private.add(f"{aliases[node.value.id]}.{node.attr}")
+    modules.discard(module)
+    return modules, private
+
+
+IMPORTS = {m: _imports(m) for m in MODULES}
+
+
+def _in(module: str, layers: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in layers)
+
+
+@pytest.mark.parametrize(
+    "lower, higher",
+    [
+        (RUNNER, TOP),
+        (ENGINE, RUNNER + TOP),
+        (CORE, ENGINE + RUNNER + TOP),
+        (BOTTOM, CORE + ENGINE + RUNNER + TOP),
+    ],
+    ids=["runner", "engine", "models-losses-data-metrics", "config-errors"],
+)
+def test_no_layer_imports_a_layer_above_it(lower, higher):
+    bad = sorted(f"{m} imports {t}" for m in MODULES if _in(m, lower) for t in IMPORTS[m][0] if _in(t, higher))
+    assert bad == []
+
+
+def test_only_the_command_line_imports_the_commands_and_only_studies_import_studies():
+    bad = [f"{m} imports {t}" for m in MODULES for t in IMPORTS[m][0]
+           if (_in(t, ("deepmt.commands", "deepmt.cli")) and not _in(m, ("deepmt.cli", "deepmt.__main__")))
+           or (_in(t, ("deepmt.studies",)) and not _in(m, ("deepmt.studies",)))]
+    assert bad == []
+
+
+def test_no_import_cycle():
+    try:
+        TopologicalSorter({m: IMPORTS[m][0] for m in MODULES}).prepare()
+    except CycleError as exc:
+        pytest.fail(f"import cycle: {' -> '.join(exc.args[1])}")
+
+
+def test_no_private_names_across_modules():
+    used = {(m, name) for m in MODULES for name in IMPORTS[m][1]}
+    assert sorted(used - KNOWN_PRIVATE_IMPORTS) == []
+
+
+def test_the_checker_sees_lazy_imports_and_private_access(tmp_path, monkeypatch):
+    """The rules above can fail: an engine module that imports the runner inside a function, and a study that
+    reads a private helper of metrics through its alias, are both found."""
+    engine = tmp_path / "deepmt" / "engine" / "bad.py"
+    study = tmp_path / "deepmt" / "studies" / "bad.py"
+    for f in (engine, study):
+        f.parent.mkdir(parents=True, exist_ok=True)
+    engine.write_text("def f():\n    from deepmt.experiments import load_method\n")
+    study.write_text("from deepmt import metrics as M\nM._percentiles\nfrom deepmt.models.baselines import _image\n")
+    monkeypatch.setitem(MODULES, "deepmt.engine.bad", engine)
+    monkeypatch.setitem(MODULES, "deepmt.studies.bad", study)
+    assert "deepmt.experiments" in _imports("deepmt.engine.bad")[0]
+    assert _imports("deepmt.studies.bad")[1] == {"deepmt.metrics._percentiles", "deepmt.models.baselines._image"}
