@@ -285,9 +285,11 @@ PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
         "data.num_workers": 0,
         "model.isr.channels": 16,
         "model.isr.n_resblocks": 2,
-        "model.seg.base_channels": 8,
+        # the 'learnable' control needs this width: the lesion-supervised HR net reached 0.843 test accuracy
+        # with U-Net base 8 / grader width 12 and 0.900 with 16 / 24 (18 epochs, seed 0, smudge_match 0.8)
+        "model.seg.base_channels": 16,
         "model.seg.levels": 3,
-        "model.grader.width": 12,
+        "model.grader.width": 24,
         "model.grader.fc_hidden": 128,
         "train.eval_batch_size": 64,
         "train.lr": 2e-3,
