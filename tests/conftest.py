@@ -90,3 +90,15 @@ def result_tables(tmp_path):
         return out
 
     return write
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch intra-op thread for a test module of tiny tensors: as fast, and no spin-waiting when the
+    2 cores are shared (``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -9,13 +9,7 @@ from deepmt.data.degradation import degrade
 from deepmt.models import METHODS, MethodOutput, build_method
 from deepmt.models.cost import cost_table
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is as fast, and avoids spin-waiting when the 2 cores are shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest.one_thread
 
 
 OUTPUT_OF_TASK = {"isr": ("sr",), "seg": ("lesion_logits", "lesion_probs"), "grade": ("grade_logits",)}

@@ -11,13 +11,7 @@ from deepmt.models.segmentation import background_prob, lesion_union
 from deepmt.models.visualization import select_lesion_features
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is as fast, and avoids spin-waiting when the 2 cores are shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest.one_thread
 
 
 @pytest.mark.parametrize("scale", [2, 4, 8])
