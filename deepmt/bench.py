@@ -59,9 +59,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from deepmt.config import PROFILES, get_config
+from deepmt.data.sample import random_batch
 from deepmt.engine.device import (
     Precision,
     cpu_supports_bf16,
@@ -73,6 +73,7 @@ from deepmt.engine.device import (
     to_device,
 )
 from deepmt.errors import ConfigMismatchError
+from deepmt.models.cost import forward_gflops, train_gflops
 from deepmt.performance import fmt_number
 from deepmt.runner import usable_cores
 from deepmt.utils import atomic_write_text, repo_root, seed_everything
@@ -277,26 +278,6 @@ def timed_hr_size(cfg, device: torch.device) -> int:
     return int(cfg.data.hr_size)
 
 
-def synthetic_batch(hr_size: int, scale: int, batch_size: int, device: torch.device | str, seed: int = 0) -> dict[str, Any]:
-    """A collated Sample batch with random content (sparse lesion masks, grades 0-4)."""
-    lr_size = hr_size // scale
-    meta = torch.device(device).type == "meta"
-    g = None if meta else torch.Generator(device="cpu").manual_seed(seed)
-
-    def rand(*shape):
-        return torch.rand(*shape, device=device) if meta else torch.rand(*shape, generator=g).to(device)
-
-    return {
-        "hr": rand(batch_size, 3, hr_size, hr_size),
-        "lr": rand(batch_size, 3, lr_size, lr_size),
-        "masks": (rand(batch_size, 4, hr_size, hr_size) > 0.98).float(),
-        "mask_present": torch.ones(batch_size, 4, dtype=torch.bool, device=device),
-        "fov": torch.ones(batch_size, 1, hr_size, hr_size, device=device),
-        "grade": torch.arange(batch_size, device=device) % 5,
-        "id": [f"bench_{i}" for i in range(batch_size)],
-    }
-
-
 def build_bench_method(cfg, device: torch.device | str):
     from deepmt.models.methods import build_method
 
@@ -306,22 +287,15 @@ def build_bench_method(cfg, device: torch.device | str):
 
 
 def count_gflops(cfg, hr_size: int, stages: Sequence[str] = STAGES, batch_size: int = 2) -> dict[str, float]:
-    """GFLOPs per image on the meta device: ``train_<stage>`` (forward + backward of ``training_loss``)
-    and ``inference`` (``forward`` on LR, Grad-CAM included) at HR size ``hr_size``."""
+    """GFLOPs per image on the meta device (:mod:`deepmt.models.cost`'s counter): ``train_<stage>``
+    (forward + backward of ``training_loss``) and ``inference`` (``forward`` on LR, Grad-CAM included)
+    at HR size ``hr_size``."""
     method = build_bench_method(cfg, "meta")
-    batch = synthetic_batch(hr_size, cfg.data.scale, batch_size, "meta")
-    out: dict[str, float] = {}
-    method.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        method(batch)
-    out["inference"] = counter.get_total_flops() / batch_size / 1e9
+    batch = random_batch(hr_size, cfg.data.scale, batch_size, "meta")
+    out = {"inference": forward_gflops(method, batch)}
     method.train()
     for stage in stages:
-        with FlopCounterMode(display=False) as counter:
-            total, _ = method.training_loss(batch, stage)
-            total.backward()
-        method.zero_grad(set_to_none=True)
-        out[f"train_{stage}"] = counter.get_total_flops() / batch_size / 1e9
+        out[f"train_{stage}"] = train_gflops(method, batch, stage)
     return out
 
 
@@ -372,7 +346,7 @@ def make_train_step(cfg, stage: str, mode: str, device: torch.device, batch_size
     _set_train_mode(method)
     opt = torch.optim.AdamW(params, lr=method.stage_lr(stage, cfg.train), weight_decay=cfg.train.weight_decay)
     scaler = prec.grad_scaler()
-    batch = to_device(synthetic_batch(hr_size, cfg.data.scale, batch_size, "cpu", seed=cfg.train.seed), prec)
+    batch = to_device(random_batch(hr_size, cfg.data.scale, batch_size, "cpu", seed=cfg.train.seed), prec)
     clip = cfg.train.grad_clip
 
     def step() -> None:
@@ -397,7 +371,7 @@ def make_inference(cfg, mode: str, device: torch.device, batch_size: int, hr_siz
     if prec.channels_last:
         method.to(memory_format=torch.channels_last)
     _maybe_compile(method, compile)
-    full = synthetic_batch(hr_size, cfg.data.scale, batch_size, "cpu", seed=cfg.train.seed)
+    full = random_batch(hr_size, cfg.data.scale, batch_size, "cpu", seed=cfg.train.seed)
     batch = to_device({"lr": full["lr"]}, prec)
 
     def forward() -> None:

@@ -60,3 +60,25 @@ def validate_sample(s: dict, scale: int | None = None) -> None:
     g = int(s["grade"])
     if not (g == NO_GRADE or 0 <= g <= 4):
         raise ValueError(f"sample {s['id']!r}: grade {g} is outside 0-4")
+
+
+def random_batch(hr_size: int, scale: int, batch_size: int, device: torch.device | str = "cpu", seed: int = 0) -> dict:
+    """A collated Sample batch with random content: uniform images, sparse lesion masks (2% of pixels),
+    every mask annotated, a full field of view and grades 0-4 in turn. For timing and FLOP counting,
+    where only shapes matter; on the ``meta`` device nothing is drawn (``seed`` is ignored there)."""
+    lr_size = hr_size // scale
+    meta = torch.device(device).type == "meta"
+    g = None if meta else torch.Generator(device="cpu").manual_seed(seed)
+
+    def rand(*shape):
+        return torch.rand(*shape, device=device) if meta else torch.rand(*shape, generator=g).to(device)
+
+    return {
+        "hr": rand(batch_size, 3, hr_size, hr_size),
+        "lr": rand(batch_size, 3, lr_size, lr_size),
+        "masks": (rand(batch_size, len(LESIONS), hr_size, hr_size) > 0.98).float(),
+        "mask_present": torch.ones(batch_size, len(LESIONS), dtype=torch.bool, device=device),
+        "fov": torch.ones(batch_size, 1, hr_size, hr_size, device=device),
+        "grade": torch.arange(batch_size, device=device) % 5,
+        "id": [f"bench_{i}" for i in range(batch_size)],
+    }

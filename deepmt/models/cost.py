@@ -16,13 +16,14 @@ Counts are divided by the batch size.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from deepmt.config import get_config
+from deepmt.data.sample import random_batch
 
 DEFAULT_METHODS = (
     "bicubic", "srcnn", "edsr", "isr", "unet_bicubic", "unet_hr", "grader_lr", "grader_bicubic", "grader_hr",
@@ -30,19 +31,6 @@ DEFAULT_METHODS = (
 )  # fmt: skip
 
 PART_ATTRS = {"isr": ("isr",), "seg": ("seg",), "grader": ("grader", "vis")}
-
-
-def _batch(hr_size: int, scale: int, batch_size: int, device) -> dict:
-    lr_size = hr_size // scale
-    return {
-        "hr": torch.rand(batch_size, 3, hr_size, hr_size, device=device),
-        "lr": torch.rand(batch_size, 3, lr_size, lr_size, device=device),
-        "masks": torch.zeros(batch_size, 4, hr_size, hr_size, device=device),
-        "mask_present": torch.ones(batch_size, 4, dtype=torch.bool, device=device),
-        "fov": torch.ones(batch_size, 1, hr_size, hr_size, device=device),
-        "grade": torch.zeros(batch_size, dtype=torch.long, device=device),
-        "id": [str(i) for i in range(batch_size)],
-    }
 
 
 def count_parameters(module: torch.nn.Module | None) -> int:
@@ -62,10 +50,33 @@ def parameter_counts(method) -> dict[str, int]:
     return out
 
 
-def _flops(fn) -> int:
+def count_flops(fn: Callable[[], Any]) -> int:
+    """FLOPs of calling ``fn`` (matmuls and convolutions, one multiply-add = 2), by ``FlopCounterMode``."""
     with FlopCounterMode(display=False) as counter:
         fn()
     return counter.get_total_flops()
+
+
+def forward_gflops(method, batch: dict) -> float:
+    """GFLOPs per image of ``method(batch)`` in eval mode without gradients (Grad-CAM's backward included
+    where the method computes a visualization map); leaves ``method`` in eval mode."""
+    method.eval()
+    with torch.no_grad():
+        return count_flops(lambda: method(batch)) / len(batch["id"]) / 1e9
+
+
+def train_gflops(method, batch: dict, stage: str) -> float:
+    """GFLOPs per image of one training step's forward + backward of ``training_loss(batch, stage)``;
+    gradients are cleared afterwards. The caller puts ``method`` in train mode (once: the sub-modules
+    an earlier stage put in eval mode stay so, which the counts reflect)."""
+
+    def step() -> None:
+        total, _ = method.training_loss(batch, stage)
+        total.backward()
+
+    flops = count_flops(step)
+    method.zero_grad(set_to_none=True)
+    return flops / len(batch["id"]) / 1e9
 
 
 def method_cost(name: str, cfg, device: str | torch.device = "meta", batch_size: int = 2) -> dict:
@@ -74,23 +85,15 @@ def method_cost(name: str, cfg, device: str | torch.device = "meta", batch_size:
 
     with torch.device(device):
         method = build_method(name, cfg)
-    batch = _batch(cfg.data.hr_size, cfg.data.scale, batch_size, device)
+    batch = random_batch(cfg.data.hr_size, cfg.data.scale, batch_size, device)
     train_size = cfg.data.crop_size or cfg.data.hr_size
-    train_batch = _batch(train_size, cfg.data.scale, batch_size, device)
+    train_batch = random_batch(train_size, cfg.data.scale, batch_size, device)
     row = {"method": name, **parameter_counts(method), "train_size": train_size}
-    method.eval()
-    with torch.no_grad():
-        row["gflops_forward"] = _flops(lambda: method(batch)) / batch_size / 1e9
+    row["gflops_forward"] = forward_gflops(method, batch)
     method.train()
     best, best_stage = 0.0, None
     for stage in method.stages:
-
-        def step():
-            total, _ = method.training_loss(train_batch, stage)
-            total.backward()
-
-        f = _flops(step) / batch_size / 1e9
-        method.zero_grad(set_to_none=True)
+        f = train_gflops(method, train_batch, stage)
         if f >= best:
             best, best_stage = f, stage
     row["gflops_train"] = best if best_stage else 0.0
