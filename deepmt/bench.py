@@ -73,6 +73,7 @@ from deepmt.engine.device import (
     to_device,
 )
 from deepmt.errors import ConfigMismatchError
+from deepmt.models.base import freeze_for_stage, set_train_mode
 from deepmt.models.cost import forward_gflops, train_gflops
 from deepmt.performance import fmt_number
 from deepmt.runner import usable_cores
@@ -335,15 +336,13 @@ def _maybe_compile(method, enabled: bool) -> list[str]:
 def make_train_step(cfg, stage: str, mode: str, device: torch.device, batch_size: int, hr_size: int, compile: bool = False):
     """(step function, Precision): one optimisation step of ``stage`` exactly as the engine runs it
     (freeze for the stage, autocast, backward, GradScaler, clipping, AdamW, zero_grad)."""
-    from deepmt.engine.trainer import _freeze_for_stage, _set_train_mode
-
     prec = precision_for(mode, cfg, device)
     seed_everything(cfg.train.seed)
     method = place_model(build_bench_method(cfg, "cpu"), prec)
     _maybe_compile(method, compile)
     params = method.stage_parameters(stage)
-    _freeze_for_stage(method, params)
-    _set_train_mode(method)
+    freeze_for_stage(method, params)
+    set_train_mode(method)
     opt = torch.optim.AdamW(params, lr=method.stage_lr(stage, cfg.train), weight_decay=cfg.train.weight_decay)
     scaler = prec.grad_scaler()
     batch = to_device(random_batch(hr_size, cfg.data.scale, batch_size, "cpu", seed=cfg.train.seed), prec)

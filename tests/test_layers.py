@@ -25,11 +25,7 @@ CORE = ("deepmt.models", "deepmt.losses", "deepmt.data", "deepmt.metrics")
 BOTTOM = ("deepmt.config", "deepmt.errors")
 
 #: private names still imported across modules, with the work that removes them (nothing else may join)
-KNOWN_PRIVATE_IMPORTS = {
-    # issue 14 item 5 ("one freezing mechanism"): the trainer's freezing, reused by the benchmark
-    ("deepmt.bench", "deepmt.engine.trainer._freeze_for_stage"),
-    ("deepmt.bench", "deepmt.engine.trainer._set_train_mode"),
-}
+KNOWN_PRIVATE_IMPORTS: set[tuple[str, str]] = set()
 
 
 def _module_name(path: Path) -> str:

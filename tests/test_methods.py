@@ -213,3 +213,20 @@ def test_cost_table_smoke():
     assert row.params_total == row.params_isr + row.params_seg + row.params_grader + row.params_other
     assert row.params_isr > 0 and row.gflops_train > row.gflops_forward > 0
     assert df.set_index("method").loc["bicubic"].params_total == 0
+
+
+def test_stage_freezing_trains_only_the_stage_and_keeps_frozen_batchnorm_statistics():
+    """One freezing mechanism (models.base) for the trainer, the benchmark and ``training_loss``: the stage's
+    parameters alone require grad; frozen BatchNorm layers and the children a stage does not train stay in eval."""
+    from deepmt.models.base import eval_frozen, freeze_for_stage, set_train_mode
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4), torch.nn.Sequential(torch.nn.BatchNorm2d(4)))
+    trained = [net[0], net[2]]
+    freeze_for_stage(net, [p for m in trained for p in m.parameters()])
+    assert [p.requires_grad for p in net.parameters()] == [True, True, False, False, True, True]
+    set_train_mode(net)
+    assert (net.training, net[0].training, net[1].training, net[2][0].training) == (True, True, False, True)
+    freeze_for_stage(net, list(net.parameters()))
+    net.train()
+    eval_frozen(net, [net[1]])  # children outside the stage's modules go to eval, whatever their grads
+    assert (net[0].training, net[1].training, net[2].training) == (False, True, False)

@@ -81,6 +81,7 @@ from deepmt.engine.device import (
 )
 from deepmt.engine.evaluate import evaluate
 from deepmt.errors import ConfigMismatchError, DataError, TrainingError
+from deepmt.models.base import freeze_for_stage, set_train_mode
 from deepmt.utils import atomic_write_text, seed_everything
 
 _NONE = 2**62  # "no non-finite step seen" marker of the on-device NaN tracker
@@ -114,23 +115,6 @@ def grade_counts(dataset) -> list[int]:
 
 def _state_copy(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
-
-
-def _freeze_for_stage(method: nn.Module, params: list[nn.Parameter]) -> None:
-    for p in method.parameters():
-        p.requires_grad_(False)
-    for p in params:
-        p.requires_grad_(True)
-
-
-def _set_train_mode(method: nn.Module) -> None:
-    """Train mode, except BatchNorm layers whose parameters are all frozen in this stage."""
-    method.train()
-    for m in method.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            ps = list(m.parameters(recurse=False))
-            if ps and not any(p.requires_grad for p in ps):
-                m.eval()
 
 
 def _write_history(run_dir: Path, rows: list[dict[str, Any]]) -> None:
@@ -288,7 +272,7 @@ def _train(method, cfg, datasets, run_dir, resume, *, class_counts, evaluate_tes
         params = [p for p in method.stage_parameters(stage)]
         if n_epochs <= 0 or not params:
             continue
-        _freeze_for_stage(method, params)
+        freeze_for_stage(method, params)
         model = ddp.wrap(method, ctx, device)
         metric_name = method.selection_metric(stage)
         lr = float(method.stage_lr(stage, cfg.train))
@@ -421,7 +405,7 @@ def _train(method, cfg, datasets, run_dir, resume, *, class_counts, evaluate_tes
 
 def _run_epoch(model, method, loader, opt, sched, scaler, params, prec, cfg, ctx, stage, epoch, bar):
     """One epoch of optimisation; returns (mean loss terms incl. ``total``, images seen on this rank)."""
-    _set_train_mode(method)
+    set_train_mode(method)
     device = prec.device
     names: list[str] | None = None
     sums = first_bad = None

@@ -19,6 +19,36 @@ from deepmt.losses.grading import class_weights as resolve_class_weights
 TASKS = frozenset({"isr", "seg", "grade"})
 
 
+def freeze_for_stage(module: nn.Module, params: Sequence[nn.Parameter]) -> None:
+    """Freeze every parameter of ``module`` except ``params`` (those a training stage optimises)."""
+    for p in module.parameters():
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+
+
+def eval_frozen(module: nn.Module, trained: Sequence[nn.Module] | None = None) -> None:
+    """Put in eval mode what a training stage does not train, so that its BatchNorm statistics stay fixed:
+    BatchNorm layers whose parameters are all frozen (:func:`freeze_for_stage`) and, when ``trained`` (the
+    stage's modules) is given, the children of ``module`` not among them."""
+    if trained is not None:
+        ids = {id(m) for m in trained}
+        for child in module.children():
+            if id(child) not in ids:
+                child.eval()
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            ps = list(m.parameters(recurse=False))
+            if ps and not any(p.requires_grad for p in ps):
+                m.eval()
+
+
+def set_train_mode(module: nn.Module) -> None:
+    """Train mode for a training stage: ``module.train()``, then :func:`eval_frozen` (frozen BatchNorm layers)."""
+    module.train()
+    eval_frozen(module)
+
+
 @dataclass
 class MethodOutput:
     """What ``Method.forward`` returns; fields a method does not produce are None.
@@ -108,21 +138,14 @@ class Method(nn.Module):
         return float(val[self.selection_metric(stage)])
 
     # ------------------------------------------------------------------ training
-    def _freeze_others(self, stage: str) -> None:
-        """Put sub-modules that ``stage`` does not train in eval mode (BN statistics stay fixed)."""
-        trained = {id(m) for m in self.stage_modules(stage)}
-        for child in self.children():
-            if id(child) not in trained:
-                child.eval()
-
     def _stage_loss(self, batch: dict, stage: str) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
     def training_loss(self, batch: dict, stage: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(total, named weighted terms) for one collated batch; total = sum of the terms."""
         self.check_stage(stage)
-        if self.training:
-            self._freeze_others(stage)
+        if self.training:  # whoever calls it: what the stage does not train keeps its BN statistics
+            eval_frozen(self, self.stage_modules(stage))
         terms = self._stage_loss(batch, stage)
         if not terms:
             raise RuntimeError(f"method {self.name!r} stage {stage!r}: every loss term has weight 0")
