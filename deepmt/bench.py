@@ -70,6 +70,7 @@ from deepmt.engine.device import (
     resolve_device,
     resolve_precision,
     setup_backends,
+    synchronize,
     to_device,
 )
 from deepmt.errors import ConfigMismatchError
@@ -140,11 +141,6 @@ def _scaled(stats: dict[str, float], factor: float, invert: bool = False) -> dic
     return {"min": factor * stats["min"], "median": factor * stats["median"], "max": factor * stats["max"], "n": stats["n"]}
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_repeated(fn: Callable[[], Any], device: torch.device, share_s: float, *, warmup: int = 1, min_repeats: int = 1, max_repeats: int = 30, cheap_s: float = 0.0) -> list[float]:
     """Seconds per call of ``fn`` after ``warmup`` calls: repeat until ``share_s`` (warm-up included)
     is spent, at least ``min_repeats`` and at most ``max_repeats`` times; at least 3 times when
@@ -153,14 +149,14 @@ def time_repeated(fn: Callable[[], Any], device: torch.device, share_s: float, *
     t_start = time.perf_counter()
     for _ in range(warmup):
         fn()
-    _sync(device)
+    synchronize(device)
     if warmup and 3 * (time.perf_counter() - t_start) / warmup <= cheap_s:
         min_repeats = max(min_repeats, 3)
     times: list[float] = []
     while len(times) < max_repeats:
         t0 = time.perf_counter()
         fn()
-        _sync(device)
+        synchronize(device)
         times.append(time.perf_counter() - t0)
         spent = time.perf_counter() - t_start
         if len(times) >= min_repeats and spent + statistics.median(times) > share_s:
@@ -414,7 +410,7 @@ def measure_loading(cfg, device: torch.device, batch_size: int, share_s: float) 
         t0 = time.perf_counter()
         for batch in it:
             to_device(batch, prec)
-            _sync(device)
+            synchronize(device)
             t1 = time.perf_counter()
             if first:  # worker start-up and first fill: the warm-up
                 first = False
@@ -804,7 +800,7 @@ def profile_step(profile: str = "quick", stage: str = "stage2", mode: str = "fas
         with torch_profile(activities=acts) as prof:
             for _ in range(steps):
                 step()
-            _sync(dev)
+            synchronize(dev)
     return prof.key_averages().table(sort_by=sort_by, row_limit=row_limit)
 
 

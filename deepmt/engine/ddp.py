@@ -122,6 +122,11 @@ def wrap(method: nn.Module, ctx: DistContext, device: torch.device) -> nn.Module
     return DDP(loss_module, device_ids=ids, find_unused_parameters=True)
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a ``DistributedDataParallel`` wrapper (its ``.module``), else ``model`` itself."""
+    return getattr(model, "module", model)
+
+
 def cleanup(ctx: DistContext) -> None:
     if ctx.enabled and dist.is_initialized():
         dist.destroy_process_group()

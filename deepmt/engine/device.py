@@ -119,6 +119,12 @@ def to_device(batch: dict[str, Any], prec: Precision) -> dict[str, Any]:
     return out
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA; a no-op elsewhere), e.g. before reading a clock."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 @contextlib.contextmanager
 def eval_mode(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
     """Put ``module`` in eval mode for the block and restore its previous mode afterwards."""

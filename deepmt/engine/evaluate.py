@@ -18,12 +18,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from deepmt.engine.ddp import unwrap
 from deepmt.engine.device import Precision, eval_mode, make_loader, resolve_device, resolve_precision, to_device
 
-
-
-def _unwrap(method: torch.nn.Module) -> torch.nn.Module:
-    return getattr(method, "module", method)
 
 
 @torch.no_grad()
@@ -38,7 +35,7 @@ def predict_batches(
     desc: str = "evaluate",
 ) -> dict[str, Any]:
     """Run ``method.forward`` over ``dataset`` and collect per-image results (fp32 numpy)."""
-    method = _unwrap(method)
+    method = unwrap(method)
     if prec is None:
         device = next(method.parameters()).device
         prec = resolve_precision(device, cfg.train.precision, cfg.train.channels_last)
@@ -156,7 +153,7 @@ def evaluate(
     ``isr_ssim``, ``seg_*``; ``lesion_probs`` (N, 4, H, W) float16 only if ``keep_lesion_maps``)
     for bootstrap confidence intervals and paired tests.
     """
-    base = _unwrap(method)
+    base = unwrap(method)
     try:
         device = next(base.parameters()).device
     except StopIteration:  # parameter-free method (e.g. bicubic)

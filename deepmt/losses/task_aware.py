@@ -42,8 +42,8 @@ FEEDBACK_TERMS = ("seg_aware", "cls_aware", "grading_feedback")
 
 
 def lesion_union(probs: torch.Tensor) -> torch.Tensor:
-    """Probabilistic union ``1 - prod_c (1 - p_c)`` of (B,4,H,W) lesion maps -> (B,1,H,W)
-    (same as :func:`deepmt.models.segmentation.lesion_union`; repeated to keep losses import-free)."""
+    """Probabilistic union ``1 - prod_c (1 - p_c)`` of (B,4,H,W) lesion maps -> (B,1,H,W) (also the
+    segmentation network's background channel, :func:`deepmt.models.segmentation.background_prob`)."""
     return 1 - torch.prod(1 - probs, dim=1, keepdim=True)
 
 

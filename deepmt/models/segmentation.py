@@ -18,12 +18,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from deepmt.losses.task_aware import lesion_union
+
 N_LESIONS = 4
-
-
-def lesion_union(probs: torch.Tensor) -> torch.Tensor:
-    """Probabilistic union ``1 - prod_c (1 - p_c)`` of (B,4,H,W) lesion probabilities -> (B,1,H,W)."""
-    return 1 - torch.prod(1 - probs, dim=1, keepdim=True)
 
 
 def background_prob(probs: torch.Tensor) -> torch.Tensor:

@@ -54,6 +54,7 @@ import torch
 
 from deepmt import GRADES, LESIONS
 from deepmt import metrics as M
+from deepmt.engine.ddp import unwrap
 from deepmt.models.methods import MethodOutput
 
 #: evidence name of the claim rows (the notebook)
@@ -63,10 +64,6 @@ PRED_THRESHOLD = 0.5
 
 
 # --------------------------------------------------------------------------- maps
-def _unwrap(method):
-    return getattr(method, "module", method)
-
-
 def device_of(method) -> torch.device:
     """The device a method's parameters live on (CPU for a method without parameters)."""
     try:
@@ -89,7 +86,7 @@ def visualization_maps(method, batch: Mapping[str, Any], target: str = "pred") -
     ``forward`` does) or "true" (the true grade where known). Raises ``ValueError`` for a method without a
     grader that has a map.
     """
-    m = _unwrap(method)
+    m = unwrap(method)
     if not hasattr(m, "visualize"):
         raise ValueError(f"method {getattr(m, 'name', type(m).__name__)!r} has no grader with a visualization map")
     return m.visualize(batch, target)

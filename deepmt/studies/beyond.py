@@ -55,6 +55,7 @@ import torch
 from deepmt import metrics as M
 from deepmt.config import Config
 from deepmt.data.degradation import degrade
+from deepmt.engine.device import synchronize
 from deepmt.experiments import ExperimentResult, load_method
 from deepmt.studies.common import label
 from deepmt.utils import seed_everything
@@ -332,11 +333,6 @@ def training_throughput(res: ExperimentResult) -> dict[str, float]:
     return {"train_images": round(images), "train_seconds": seconds, "train_img_s": images / seconds if seconds > 0 else math.nan}
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def inference_throughput(method, dataset, cfg: Config, max_images: int | None = None, repeats: int = 1) -> dict[str, float]:
     """Images/s of ``method(batch)`` over ``dataset`` (at most ``max_images``), best of ``repeats`` timed passes
     after one warm-up batch; batches are on the device beforehand (see the module doc)."""
@@ -357,13 +353,13 @@ def inference_throughput(method, dataset, cfg: Config, max_images: int | None = 
     with eval_mode(method), torch.no_grad():
         with prec.autocast():
             method(batches[0])
-        _sync(device)
+        synchronize(device)
         for _ in range(max(1, int(repeats))):
             t0 = time.perf_counter()
             for b in batches:
                 with prec.autocast():
                     method(b)
-            _sync(device)
+            synchronize(device)
             best = min(best, time.perf_counter() - t0)
     return {"infer_images": n, "infer_seconds": best, "infer_img_s": n / best}
 
