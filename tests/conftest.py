@@ -16,6 +16,21 @@ def cache(tmp_path_factory):
 
 
 @pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    """A fresh experiment cache (``DEEPMT_CACHE``) for each test that asks for it
+    (``pytestmark = pytest.mark.usefixtures("fresh_cache")``)."""
+    monkeypatch.setenv("DEEPMT_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    """The smoke profile on the CPU, for tests that build methods or study inputs from a config."""
+    from deepmt.config import get_config
+
+    return get_config("smoke", {"train.device": "cpu"})
+
+
+@pytest.fixture
 def readonly_dir(tmp_path):
     """A folder in which no file can be created. ``chmod 555`` where it binds; tests often run as root, where it
     does not, and then ``/sys`` (sysfs refuses new files even to root). Skipped where neither refuses."""

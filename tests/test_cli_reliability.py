@@ -39,9 +39,7 @@ def photo(tmp_path) -> Path:
     return path
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("DEEPMT_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("fresh_cache")
 
 
 # --------------------------------------------------------------------------- settings

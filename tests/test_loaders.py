@@ -35,9 +35,7 @@ from fixtures_real import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("DEEPMT_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("fresh_cache")
 
 
 def cfg_for(fmt: str, root: Path, **kw) -> DataConfig:

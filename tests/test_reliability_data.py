@@ -18,9 +18,7 @@ from deepmt.errors import DataError
 from fixtures_real import WRITERS, fundus_array, write_image, write_mask
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("DEEPMT_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("fresh_cache")
 
 
 def cfg_for(fmt, root, **kw):

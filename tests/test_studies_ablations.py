@@ -20,11 +20,6 @@ from deepmt.experiments import ExperimentResult
 N = 40
 
 
-@pytest.fixture
-def cfg():
-    return get_config("smoke", {"train.device": "cpu"})
-
-
 def _fake(method, cfg, quality=0.0, warm=None, seconds=3.0):
     """A result whose numbers improve with ``quality`` (deterministic per config; validation as test). A warm start
     trains a third of ``seconds`` and skips the other two thirds (the base's earlier stages)."""

@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from deepmt import LESIONS
-from deepmt.config import get_config
 from deepmt.models.methods import build_method
 from deepmt.studies import attention as A
 from deepmt.studies import qualitative as Q
@@ -26,11 +25,6 @@ def disk(n=H, r=None, centre=None):
     cy, cx = centre if centre is not None else ((n - 1) / 2, (n - 1) / 2)
     yy, xx = np.mgrid[0:n, 0:n]
     return (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return get_config("smoke", {"train.device": "cpu"})
 
 
 def make_split(n=6, size=H, scale=4, seed=0):
