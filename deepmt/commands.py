@@ -96,7 +96,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any config override, e.g. --set train.lr=1e-3 --set loss.cls_aware=0 (repeatable)")
     p.add_argument("--run-dir", default=None,
-                   help="train into this folder (config.json, metrics.csv/jsonl, last.pt, best-<stage>.pt, final.pt) "
+                   help="train into this folder (config.json, metrics.csv, last.pt, best-<stage>.pt, final.pt) "
                    "instead of the experiment cache")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --run-dir from its last.pt (model, optimiser, scheduler, RNG, position); "

@@ -59,7 +59,8 @@ from deepmt.utils import atomic_path, atomic_write_text, cache_dir
 
 RESULT_FORMAT = 1
 RESULT_FILE = "result.json"
-#: files of a complete entry whose checksums ``result.json`` records
+#: files of a complete entry whose checksums ``result.json`` records. ``history.csv`` repeats the trainer's
+#: ``metrics.csv`` (``ExperimentResult.history``); it stays because existing cache entries checksum it.
 CHECKED_FILES = ("final.pt", "predictions.npz", "history.csv")
 
 

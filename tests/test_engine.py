@@ -43,9 +43,9 @@ def test_staged_schedule_freezes_selects_and_logs(tmp_path):
     for k, v in m.state_dict().items():
         assert torch.equal(v.cpu(), best["model"][k]), k
     # logs and config
-    csv = pd.read_csv(tmp_path / "metrics.csv")
-    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert len(csv) == len(rows) == 4
+    csv = pd.read_csv(tmp_path / "metrics.csv")  # the one per-epoch log, equal to the returned history
+    pd.testing.assert_frame_equal(csv, res.history.reset_index(drop=True), check_dtype=False)
+    assert len(csv) == 4 and not (tmp_path / "metrics.jsonl").exists()
     assert json.loads((tmp_path / "config.json").read_text())["train"]["seed"] == 0
     assert res.test_metrics is not None and "qwk" in res.test_metrics and "psnr" in res.test_metrics
     assert len(res.test_predictions["grade_probs"]) == 8

@@ -38,7 +38,7 @@ channel stops with a :class:`deepmt.errors.ConfigMismatchError` naming the setti
 The test split is evaluated once, after the last stage. ``train(..., resume=True)`` continues
 from ``run_dir/last.pt`` (model, optimiser, scheduler, scaler, RNG states, position) and ends
 with the same numbers as an uninterrupted run. Files in ``run_dir``: ``config.json``,
-``metrics.csv`` / ``metrics.jsonl`` (one row per epoch: loss terms, ``val_*`` metrics, lr,
+``metrics.csv`` (one row per epoch: loss terms, ``val_*`` metrics, lr,
 seconds, images/s), ``last.pt``, ``best-<stage>.pt``, ``final.pt``.
 
 No host synchronisation happens inside the step loop: loss terms are summed on the device and
@@ -118,10 +118,9 @@ def _state_copy(module: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _write_history(run_dir: Path, rows: list[dict[str, Any]]) -> None:
-    """Rewrite metrics.csv / metrics.jsonl from the full history (atomic: a crash never leaves half a row)."""
-    atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r, default=float) + "\n" for r in rows))
-    with_cols = pd.DataFrame(rows)
-    atomic_write_text(run_dir / "metrics.csv", with_cols.to_csv(index=False))
+    """Rewrite metrics.csv, the run's one per-epoch log, from the full history (atomic: a crash never leaves
+    half a row). Resuming reads the history from ``last.pt``, not from this file."""
+    atomic_write_text(run_dir / "metrics.csv", pd.DataFrame(rows).to_csv(index=False))
 
 
 def _finite_or_neg_inf(x: Any) -> float:
@@ -230,8 +229,7 @@ def _train(method, cfg, datasets, run_dir, resume, *, class_counts, evaluate_tes
     if ctx.is_main:
         atomic_write_text(run_dir / "config.json", json.dumps({"method": method.name, **cfg.to_dict()}, indent=2, default=str))
         if not resumed:
-            for name in ("metrics.csv", "metrics.jsonl"):
-                (run_dir / name).unlink(missing_ok=True)
+            (run_dir / "metrics.csv").unlink(missing_ok=True)
 
     def save_last(stage_index: int, epoch: int, opt=None, sched=None, scaler=None, best=None) -> None:
         rng = ddp.gather_objects(get_rng_state(generator), ctx)
