@@ -95,9 +95,13 @@ def test_stage_schedule_counts_parameters_and_throughput(tmp_path):
     assert sched.loc["stage1a", "parts"] == "isr, seg" and sched.loc["stage1b", "parts"] == "grader, vis"
     assert sched.loc["stage2", "peak_lr"] == pytest.approx(res.config.train.lr * res.config.train.lr_stage2_factor)
     assert sched.loc["stage1a", "epochs_run"] == 3 and sched.loc["stage1a", "selected_epoch"] == 2
-    assert sched.loc["stage1a", "seconds"] == pytest.approx(6.0)
-    assert sched.loc["stage1a", "train_images"] == pytest.approx(48.0)
-    assert sched.loc["stage1a", "images_per_s"] == pytest.approx(8.0)
+    assert not {"seconds", "train_images", "images_per_s"} & set(sched.columns)  # timings: stage_timing
+    timing = T.stage_timing(res).set_index("stage")
+    assert list(timing.index) == ["stage1a", "stage1b", "stage2"]
+    assert timing.loc["stage1a", "seconds"] == pytest.approx(6.0)
+    assert timing.loc["stage1a", "train_images"] == pytest.approx(48.0)
+    assert timing.loc["stage1a", "images_per_s"] == pytest.approx(8.0)
+    assert math.isnan(T.stage_timing(res, ["stage1a", "nope"]).set_index("stage").loc["nope", "seconds"])
     no_method = T.stage_schedule(res)  # without the method: counts are nan, the rest is there
     assert no_method["trained_params"].isna().all() and list(no_method["epochs_run"]) == [3, 2, 2]
 
@@ -154,9 +158,10 @@ def test_training_figures_draw(tmp_path):
     assert [ax.get_title() for ax in fig.axes] == [f"validation {m}" for m in ("qwk", "accuracy", "psnr", "dice")]
     plt.close(fig)
     sched = T.stage_schedule(res, build_method("deepmt_dr", res.config))
-    fig = T.figure_schedule(sched)
+    timing = T.stage_timing(res)
+    fig = T.figure_schedule(sched, timing.iloc[::-1])  # matched by stage, not by row
     params, seconds = fig.axes
-    assert [b.get_height() for b in seconds.patches] == pytest.approx(sched["seconds"].tolist())
+    assert [b.get_height() for b in seconds.patches] == pytest.approx(timing["seconds"].tolist())
     bars = [b.get_height() for b in params.patches]  # trained bars, then frozen bars stacked on them
     assert bars == pytest.approx(sched["trained_params"].tolist() + sched["frozen_params"].tolist())
     plt.close(fig)
@@ -165,6 +170,7 @@ def test_training_figures_draw(tmp_path):
     plt.close(fig)
     fin = T.final_metrics(runs)
     assert list(fin["method"]) == ["deepmt_dr", "grader_bicubic"] and math.isnan(fin.loc[0, "psnr"])
+    assert "train_s" not in fin and T.run_seconds(runs)["train_s"].tolist() == [r[0].train_seconds for r in runs.values()]
 
 
 # ----------------------------------------------------------------------------- beyond (notebook 10)

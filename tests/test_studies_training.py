@@ -4,6 +4,7 @@ baseline), the feedback calibration table, and the notebook's "what we see" on a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -157,6 +158,27 @@ def test_feedback_table_shows_norms_scales_and_the_calibrated_ratio():
     authors = T.feedback_table({"scaling": "authors", "scale_seg_aware": 1.0, "scale_cls_aware": 10.0,
                                 "scale_grading_feedback": 1.0}).set_index("term")
     assert authors.loc["cls_aware", "scale"] == 10.0 and authors["grad_norm"].isna().all()
+
+
+# ----------------------------------------------------------------------------- timings apart
+def test_a_rerun_leaves_identical_result_tables(runs, result_tables):
+    """Two studies of runs with the same numbers but other seconds write byte-identical result tables (notebook
+    03's schedule, history and test metrics included); the seconds are all in ``timing``, keyed to rebuild them."""
+    first = T.training_study(runs)
+    slower = {name: [dataclasses.replace(r, train_seconds=2 * r.train_seconds,
+                                         history=r.history.assign(seconds=3 * r.history["seconds"], images_per_s=1.5))
+                     for r in rs] for name, rs in runs.items()}
+    second = T.training_study(slower)
+    a, b = result_tables(first), result_tables(second)
+    assert {"schedule", "history", "final"} <= a.keys() and a.keys() == b.keys()
+    assert [k for k in a if a[k] != b[k]] == []
+    assert not any(b"train_s" in v or b"seconds" in v or b"images_per_s" in v for v in a.values())
+    t1, t2 = first.timing, second.timing
+    assert t2["schedule"]["seconds"].tolist() == pytest.approx(3 * t1["schedule"]["seconds"])
+    assert t2["runs"]["train_s"].tolist() == pytest.approx(2 * t1["runs"]["train_s"])
+    res = runs["deepmt_dr"][0]
+    rebuilt = first.history.merge(t1["history"], on=["stage", "epoch", "global_epoch"])[list(res.history.columns)]
+    pd.testing.assert_frame_equal(rebuilt, res.history)
 
 
 # ----------------------------------------------------------------------------- what we see

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -65,6 +65,8 @@ _TASK_OF = {"qwk": "grading", "accuracy": "grading", "psnr": "ISR", "ssim": "ISR
 #: validation metrics drawn beside a stage's selection metric (where the run recorded them): DeepMT-DR's
 #: stage 1a selects on mean AUPR and trains the ISR too; stage 2 selects on grading and must keep the SR
 CURVE_EXTRA: dict[str, tuple[str, ...]] = {"stage1a": ("psnr",), "stage2": ("psnr",)}
+#: the history's timing columns (:func:`split_history`): they differ between two runs with the same numbers
+HISTORY_TIMING = ("seconds", "images_per_s")
 #: a curve has levelled off when its running best gained at most this share of its total gain in the last third
 LEVEL_SHARE = 0.10
 #: fewer epochs than this: the curve is not judged
@@ -116,7 +118,7 @@ def _parts_of(method, stage: str) -> list[str]:
 def stage_schedule(res: ExperimentResult, method=None) -> pd.DataFrame:
     """One row per stage of ``res``: what it trains (parts, trained / frozen parameters), epochs configured
     and run, the peak learning rate of its one-cycle schedule, the selection metric, the kept epoch and its
-    score, optimisation seconds and training images/s (images drawn / seconds over the stage's epochs).
+    score. How long each stage took is a timing: :func:`stage_timing`.
 
     ``method`` (e.g. :func:`deepmt.experiments.load_method` of ``res``) supplies the parameter counts and
     learning rates; without it those columns are nan.
@@ -144,13 +146,31 @@ def stage_schedule(res: ExperimentResult, method=None) -> pd.DataFrame:
         row["selection_metric"] = b.get("metric", hs["selection_metric"].iloc[0] if len(hs) and "selection_metric" in hs else "")
         row["selected_epoch"] = b.get("epoch", math.nan)
         row["selected_score"] = b.get("score", math.nan)
-        seconds = float(hs["seconds"].sum()) if len(hs) and "seconds" in hs else math.nan
-        images = float((hs["images_per_s"] * hs["seconds"]).sum()) if len(hs) and "images_per_s" in hs else math.nan
-        row["seconds"] = seconds
-        row["train_images"] = images
-        row["images_per_s"] = images / seconds if seconds and seconds > 0 else math.nan
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def stage_timing(res: ExperimentResult, stages: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per stage (``stages``, default: those in the history): optimisation ``seconds``, ``train_images``
+    drawn and training ``images_per_s`` (images / seconds over the stage's epochs). A timing, not a result: two
+    runs with the same numbers differ here (``results/timing/``)."""
+    h = res.history
+    rows = []
+    for stage in stage_order(h) if stages is None else stages:
+        hs = h[h["stage"] == stage] if len(h) else h
+        seconds = float(hs["seconds"].sum()) if len(hs) and "seconds" in hs else math.nan
+        images = float((hs["images_per_s"] * hs["seconds"]).sum()) if len(hs) and "images_per_s" in hs else math.nan
+        rows.append({"stage": stage, "seconds": seconds, "train_images": images,
+                     "images_per_s": images / seconds if seconds and seconds > 0 else math.nan})
+    return pd.DataFrame(rows, columns=["stage", "seconds", "train_images", "images_per_s"])
+
+
+def split_history(history: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the history without its timing columns, the timing columns :data:`HISTORY_TIMING` keyed by ``stage``,
+    ``epoch`` and ``global_epoch``): the first is a result, the second differs between two identical runs."""
+    timing = [c for c in HISTORY_TIMING if c in history]
+    keys = [c for c in ("stage", "epoch", "global_epoch") if c in history]
+    return history.drop(columns=timing), history[keys + timing]
 
 
 def loss_curves(history: pd.DataFrame) -> pd.DataFrame:
@@ -204,16 +224,22 @@ def selected_epochs(res: ExperimentResult, metrics: Sequence[str] = VAL_METRICS)
 
 def final_metrics(runs: Mapping[str, Sequence[ExperimentResult]], metrics: Sequence[str] = (
         "accuracy", "qwk", "auc_ovr", "psnr", "ssim", "dice", "aupr")) -> pd.DataFrame:
-    """Test-split metrics of each run (one row per method and seed; nan for a task the method lacks), with its
-    optimisation seconds."""
+    """Test-split metrics of each run (one row per method and seed; nan for a task the method lacks). Its
+    optimisation seconds are a timing: :func:`run_seconds`."""
     rows = []
     for name, results in runs.items():
         for r in results:
             row: dict[str, Any] = {"method": name, "label": label(name), "seed": r.config.train.seed}
             row.update({m: float(r.metrics.get(m, math.nan)) for m in metrics})
-            row["train_s"] = r.train_seconds
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def run_seconds(runs: Mapping[str, Sequence[ExperimentResult]]) -> pd.DataFrame:
+    """One row per run (method and seed): ``train_s``, its optimisation seconds. A timing, not a result."""
+    return pd.DataFrame([{"method": name, "label": label(name), "seed": r.config.train.seed, "train_s": r.train_seconds}
+                         for name, results in runs.items() for r in results],
+                        columns=["method", "label", "seed", "train_s"])
 
 
 # --------------------------------------------------------------------------- convergence
@@ -398,9 +424,12 @@ def figure_validation_curves(runs: Mapping[str, Sequence[ExperimentResult]], mai
     return fig
 
 
-def figure_schedule(schedule: pd.DataFrame):
-    """Bars per stage: share of parameters trained, and optimisation seconds."""
+def figure_schedule(schedule: pd.DataFrame, timing: pd.DataFrame):
+    """Bars per stage: parameters trained and frozen (``schedule``), and optimisation seconds with the training
+    images/s (``timing``, :func:`stage_timing`)."""
     import matplotlib.pyplot as plt
+
+    timing = schedule[["stage"]].merge(timing, on="stage", how="left")
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3))
     x = np.arange(len(schedule))
@@ -410,10 +439,10 @@ def figure_schedule(schedule: pd.DataFrame):
     a1.set_xticks(x, schedule["stage"])
     a1.set_ylabel("parameters")
     a1.legend(fontsize=8)
-    a2.bar(x, schedule["seconds"].astype(float), color="C1")
+    a2.bar(x, timing["seconds"].astype(float), color="C1")
     a2.set_xticks(x, schedule["stage"])
     a2.set_ylabel("optimisation seconds")
-    for i, r in schedule.reset_index(drop=True).iterrows():
+    for i, r in timing.iterrows():
         a2.text(i, float(r["seconds"]) if np.isfinite(r["seconds"]) else 0, f"{r['images_per_s']:.0f} img/s",
                 ha="center", va="bottom", fontsize=8)
     fig.tight_layout()
@@ -478,16 +507,22 @@ def figure_convergence(curves: pd.DataFrame, table: pd.DataFrame | None = None, 
 class TrainingStudy:
     """Everything notebook 03 shows, read back from cached runs: DeepMT-DR's (first seed) schedule, loss
     curves and selected epochs; its stage-2 feedback calibration per seed; every run's test metrics,
-    validation curves and convergence table; and whether the numbers are smoke-profile mechanics."""
+    validation curves and convergence table; and whether the numbers are smoke-profile mechanics.
+
+    ``history`` is ``main``'s first run's per-epoch history without its timing columns. ``timing`` holds what
+    differs between two runs with the same numbers (``results/timing/``): ``schedule`` (:func:`stage_timing`),
+    ``history`` (the per-epoch :data:`HISTORY_TIMING` columns) and ``runs`` (:func:`run_seconds`)."""
 
     main: str
     schedule: pd.DataFrame
+    history: pd.DataFrame
     losses: pd.DataFrame
     selected: pd.DataFrame
     final: pd.DataFrame
     curves: pd.DataFrame
     convergence: pd.DataFrame
     feedback: pd.DataFrame
+    timing: dict[str, pd.DataFrame] = field(default_factory=dict)
     smoke: bool = False
 
 
@@ -501,10 +536,15 @@ def training_study(runs: Mapping[str, Sequence[ExperimentResult]], methods: Sequ
     curves = convergence_curves(runs)
     feedback = [feedback_table(m.feedback_summary()).assign(seed=int(r.config.train.seed))
                 for r, m in zip(runs[main], methods) if hasattr(m, "feedback_summary")]
+    schedule = stage_schedule(res, methods[0] if len(methods) else None)
+    history, history_timing = split_history(res.history)
     return TrainingStudy(
-        main=main, schedule=stage_schedule(res, methods[0] if len(methods) else None), losses=loss_curves(res.history),
+        main=main, schedule=schedule, history=history, losses=loss_curves(res.history),
         selected=selected_epochs(res), final=final_metrics(runs), curves=curves, convergence=convergence_table(curves),
-        feedback=pd.concat(feedback, ignore_index=True) if feedback else pd.DataFrame(), smoke=smoke,
+        feedback=pd.concat(feedback, ignore_index=True) if feedback else pd.DataFrame(),
+        timing={"schedule": stage_timing(res, list(schedule["stage"])), "history": history_timing,
+                "runs": run_seconds(runs)},
+        smoke=smoke,
     )
 
 
@@ -561,7 +601,10 @@ def what_we_see(result: TrainingStudy) -> str:
     kept its start), the feedback calibration, the convergence verdicts and the test metrics."""
     sel = result.selected.set_index("stage") if len(result.selected) else result.selected
     sch = result.schedule.set_index("stage") if len(result.schedule) else result.schedule
-    fin = result.final.groupby("method", sort=False).mean(numeric_only=True)
+    if len(sch):
+        sch = sch.join(result.timing["schedule"].set_index("stage"))
+    fin = result.final.merge(result.timing["runs"][["method", "seed", "train_s"]], on=["method", "seed"], how="left")
+    fin = fin.groupby("method", sort=False).mean(numeric_only=True)
     losses = result.losses
 
     def at(stage, col):
@@ -618,7 +661,8 @@ def what_we_see(result: TrainingStudy) -> str:
 
 __all__ = [
     "STAGE_TEXT", "VAL_METRICS", "CURVE_EXTRA", "LEVEL_SHARE", "MIN_EPOCHS", "stage_order",
-    "loss_terms", "best_info", "stage_schedule", "loss_curves", "validation_curves", "selected_epochs", "final_metrics",
+    "HISTORY_TIMING", "loss_terms", "best_info", "stage_schedule", "stage_timing", "split_history", "loss_curves",
+    "validation_curves", "selected_epochs", "final_metrics", "run_seconds",
     "curve_metrics", "convergence_curves", "level_check", "convergence_table", "feedback_table", "figure_loss_curves",
     "figure_validation_curves", "figure_schedule", "figure_convergence", "TrainingStudy", "training_study", "what_we_see",
 ]

@@ -83,23 +83,26 @@ study = T.training_study(runs, methods, smoke=smoke)
 
 # %%
 save_table(study.schedule, "03_schedule")
-save_table(res.history, "03_history")
+save_table(study.history, "03_history")
 save_table(study.selected, "03_selected_epochs")
 save_table(study.curves, "03_curves")
 save_table(study.convergence, "03_convergence")
 save_table(study.feedback, "03_feedback")
 save_table(study.final, "03_test_metrics")
+for name, table in study.timing.items():  # seconds differ between reruns: kept apart from the results
+    save_table(table, f"timing/03_{name}_seconds")
 display(study.schedule.drop(columns=["what"]).round(4))
 display(study.selected.round(4))
 display(study.convergence.drop(columns=["rule"]).round(4))
 display(study.feedback)
 display(study.final.round(4))
+display(study.timing["schedule"].round(1))
 
 # %% [markdown]
 # ## Figures
 
 # %%
-save_figure(T.figure_schedule(study.schedule), "03_schedule")
+save_figure(T.figure_schedule(study.schedule, study.timing["schedule"]), "03_schedule")
 save_figure(T.figure_loss_curves(res.history), "03_loss_curves")
 save_figure(T.figure_convergence(study.curves, study.convergence), "03_convergence");
 
