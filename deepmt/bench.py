@@ -6,8 +6,8 @@ One run measures, on the current machine (CPU or CUDA):
   CPU/GPU supports it, else fp16 on old GPUs);
 * per profile (``smoke``, ``quick``, ``paper``):
 
-  - FLOPs per image of the DeepMT-DR model (``torch.utils.flop_counter`` on the meta device, like
-    :mod:`deepmt.models.cost`): training step (forward + backward of ``training_loss``, double
+  - FLOPs per image of the DeepMT-DR model (counted by :mod:`deepmt.models.cost` on the meta device):
+    training step (forward + backward of ``training_loss``, double
     backward of the task-aware loss included) per stage, and inference (``forward`` on LR, Grad-CAM
     visualization map included);
   - the training step's images/s and achieved GFLOP/s for **(a)** plain fp32 eager NCHW and **(b)** the
