@@ -335,6 +335,8 @@ def make_train_step(cfg, stage: str, mode: str, device: torch.device, batch_size
     prec = precision_for(mode, cfg, device)
     seed_everything(cfg.train.seed)
     method = place_model(build_bench_method(cfg, "cpu"), prec)
+    if method.feedback_calibration is not None:  # time the steady-state step: a run measures only its first batches
+        method.feedback_calibration.finish_with_equal_norms()
     _maybe_compile(method, compile)
     params = method.stage_parameters(stage)
     freeze_for_stage(method, params)

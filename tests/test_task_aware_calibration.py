@@ -113,3 +113,9 @@ def test_stage2_never_keeps_an_sr_worse_than_stage1(cache):
     # the feedback calibration measured in stage 2 is kept (it records how stage 2 ran), not the start's zeros
     steps = cfg.train.epochs_stage2 * (cfg.data.n_train // cfg.train.batch_size)
     assert int(final["feedback_calibration.count"]) == min(cfg.loss.calibration_batches, steps) > 0
+
+
+def test_finish_with_equal_norms_stops_measuring():
+    cal = FeedbackCalibration(ratio=0.5, n_batches=4)
+    cal.finish_with_equal_norms()
+    assert cal.done and cal.scales() == {t: 0.5 for t in FEEDBACK_TERMS}

@@ -156,6 +156,12 @@ class FeedbackCalibration(nn.Module):
         self.norm_sums += torch.tensor(vec, dtype=torch.float64, device=self.norm_sums.device)
         self.count += 1
 
+    def finish_with_equal_norms(self) -> None:
+        """Mark the measurement done with equal norms for every term (scales = ``ratio``): for timing the
+        steady-state stage-2 step, which no longer measures (the bench)."""
+        self.norm_sums.fill_(float(self.n_batches))
+        self.count.fill_(self.n_batches)
+
     def scales(self) -> dict[str, float]:
         """Current scale per feedback term (1.0 before any batch was measured)."""
         if int(self.count) == 0:
