@@ -22,7 +22,9 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from deepmt import LESIONS
 from deepmt import metrics as M
+from deepmt.metrics.isr import _ssim_map_nchw
 
 SEEDS = [0, 1, 2]
 
@@ -282,7 +284,7 @@ def test_segmentation_exact_method_matches_sklearn(seed):
     probs, masks, present = _seg_data(seed)
     out = M.segmentation_metrics(probs, masks, present, method="exact")
     per = M.segmentation_per_image(probs, masks, present, method="exact")
-    for l, name in enumerate(M.LESIONS):
+    for l, name in enumerate(LESIONS):
         rows = [i for i in range(len(probs)) if present[i, l] and masks[i, l].any()]
         ap = [average_precision_score(masks[i, l].ravel(), probs[i, l].ravel()) for i in rows]
         auc = [roc_auc_score(masks[i, l].ravel(), probs[i, l].ravel()) for i in rows]
@@ -295,7 +297,7 @@ def test_segmentation_exact_method_matches_sklearn(seed):
         ann = present[:, l]
         assert out[f"aupr_{name}_pooled"] == pytest.approx(average_precision_score(masks[ann, l].ravel(), probs[ann, l].ravel()))
         assert out[f"auc_{name}_pooled"] == pytest.approx(roc_auc_score(masks[ann, l].ravel(), probs[ann, l].ravel()))
-    assert out["aupr"] == pytest.approx(np.mean([out[f"aupr_{n}"] for n in M.LESIONS]))
+    assert out["aupr"] == pytest.approx(np.mean([out[f"aupr_{n}"] for n in LESIONS]))
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -471,8 +473,8 @@ def test_ssim_torch_backend_equals_scipy_backend():
     rng = np.random.default_rng(4)
     hr = rng.random((2, 3, 20, 23))
     sr = np.clip(hr + 0.1 * rng.standard_normal(hr.shape), 0, 1)
-    a = M._ssim_map_nchw(sr, hr, 1.0, backend="scipy")
-    b = M._ssim_map_nchw(sr, hr, 1.0, backend="torch")
+    a = _ssim_map_nchw(sr, hr, 1.0, backend="scipy")
+    b = _ssim_map_nchw(sr, hr, 1.0, backend="torch")
     assert a.shape == (2, 10, 13)
     np.testing.assert_allclose(a, b, atol=1e-12)
 
