@@ -98,6 +98,7 @@ class DataConfig:
     seed: int = 0  # data seed (synthetic generation and split), independent of the training seed
     augment: bool = True  # joint image+mask flips/rotations for training
     mask_fraction: float = 1.0  # training images that keep their lesion masks (rest grade-only; DDR: 757/13,673)
+    label_fraction: float = 1.0  # training images that keep grade + masks (rest unlabelled HR images: the ISR's only)
     num_workers: int = 8
     synth: SynthConfig = field(default_factory=SynthConfig)
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
@@ -234,8 +235,9 @@ class Config:
         return dataclasses.asdict(self)
 
     def key(self, *extra: Any) -> str:
-        """A stable short hash of the full config (plus ``extra``), for caches."""
-        blob = json.dumps([self.to_dict(), [str(e) for e in extra]], sort_keys=True, default=str)
+        """A stable short hash of the full config (plus ``extra``), for caches. Fields at their entry in
+        :data:`KEY_NEUTRAL_DEFAULTS` are left out (:func:`comparable_config`), so adding them changed no key."""
+        blob = json.dumps([comparable_config(self.to_dict()), [str(e) for e in extra]], sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def replace(self, overrides: Mapping[str, Any] | None = None, **kw: Any) -> "Config":
@@ -406,6 +408,7 @@ ALLOWED: dict[str, Allowed] = {
     "data.n_test": _AT_LEAST_1,
     "data.val_fraction": Allowed(lo=0, hi=1, hi_open=True),
     "data.mask_fraction": _UNIT,
+    "data.label_fraction": Allowed(lo=0, hi=1, lo_open=True),
     "data.synth.nv_decoy_prob": _UNIT,
     "data.degradation.jpeg_quality": Allowed(lo=1, hi=100),
     "model.isr.channels": _AT_LEAST_1,
@@ -610,6 +613,30 @@ STORED_DEFAULTS: dict[str, Any] = {
     "train.epochs_stage2": 4,
     "train.epochs_single": 12,
 }
+
+
+#: Fields added after runs were cached whose default is exactly the behaviour before they existed. At that value
+#: they are left out of :meth:`Config.key` and of the comparison of a stored config with a requested one
+#: (:func:`comparable_config`), so every earlier cache key, cache entry and checkpoint stays valid. Any other
+#: value is part of the key, as every other field is.
+KEY_NEUTRAL_DEFAULTS: dict[str, Any] = {
+    "data.label_fraction": 1.0,
+}
+
+
+def comparable_config(d: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of the config dict ``d`` (``Config.to_dict()``, or one stored by an older version) without the
+    fields of :data:`KEY_NEUTRAL_DEFAULTS` that hold their neutral value: what cache keys hash and what stored
+    configs are compared by."""
+    out = copy.deepcopy(dict(d))
+    for dotted, neutral in KEY_NEUTRAL_DEFAULTS.items():
+        *parents, last = dotted.split(".")
+        section = out
+        for part in parents:
+            section = section.get(part) if isinstance(section, dict) else None
+        if isinstance(section, dict) and last in section and section[last] == neutral:
+            del section[last]
+    return out
 
 
 def config_from_dict(d: Mapping[str, Any]) -> Config:

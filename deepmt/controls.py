@@ -256,11 +256,19 @@ def controls_markdown(controls: pd.DataFrame | Sequence[ControlResult], digits: 
 def regime_of(cfg) -> str:
     """The benchmark setting a claim or control was measured in, as the ``regime`` column writes it:
     the dataset (for the synthetic benchmark its LR-information dial ``smudge_match``), the scale and
-    which training images carry lesion masks, e.g. ``"synthetic, smudge_match=0.8, x4, all masks"``."""
+    which training images carry lesion masks, e.g. ``"synthetic, smudge_match=0.8, x4, all masks"``, and which
+    carry labels at all when not every one does (``"..., x4, labels on 10% of training images"``: grade and masks
+    on those, the rest unlabelled HR images)."""
     d = cfg.data
     parts = [d.dataset]
     if d.dataset == "synthetic":
         parts.append(f"smudge_match={float(d.synth.smudge_match):g}")
     parts.append(f"x{int(d.scale)}")
-    parts.append("all masks" if float(d.mask_fraction) >= 1 else f"masks on {100 * float(d.mask_fraction):g}% of training images")
+    few_labels = float(d.label_fraction) < 1
+    if float(d.mask_fraction) < 1:
+        parts.append(f"masks on {100 * float(d.mask_fraction):g}% of training images")
+    elif not few_labels:
+        parts.append("all masks")
+    if few_labels:
+        parts.append(f"labels on {100 * float(d.label_fraction):g}% of training images")
     return ", ".join(parts)

@@ -53,7 +53,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from deepmt.config import Config, config_from_dict
+from deepmt.config import Config, comparable_config, config_from_dict
 from deepmt.errors import ConfigMismatchError, DeepMTError
 from deepmt.utils import atomic_path, atomic_write_text, cache_dir
 
@@ -128,7 +128,9 @@ def _sha256(path: Path) -> str:
 
 
 def _normalised(d: Any) -> Any:
-    return json.loads(json.dumps(d, sort_keys=True, default=str))
+    """A config dict as stored and compared: JSON-normalised, without fields at their neutral default (a run
+    stored before such a field existed is the same run, :func:`deepmt.config.comparable_config`)."""
+    return json.loads(json.dumps(comparable_config(d), sort_keys=True, default=str))
 
 
 # --------------------------------------------------------------------------- loading

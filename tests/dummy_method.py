@@ -60,6 +60,9 @@ class DummyMethod(nn.Module):
     def selection_metric(self, stage):
         return "psnr" if stage == "isr_seg" else "qwk"
 
+    def stage_uses_unlabelled(self, stage):
+        return stage == "isr_seg"
+
     def keeps_start_candidate(self, stage):
         return self.keep_start and stage == "grade"
 

@@ -69,6 +69,24 @@ def test_overrides_and_key():
         a.replace({"train.nope": 1})
 
 
+def test_key_neutral_fields_leave_keys_and_stored_configs_as_they_were():
+    """``data.label_fraction`` came after the golden keys: at 1 (every image labelled, what runs did before it
+    existed) it is not hashed, and a config stored without it is the same config; any other value is a new key."""
+    from deepmt.config import KEY_NEUTRAL_DEFAULTS, comparable_config
+    from deepmt.engine.checkpoint import config_diff
+
+    cfg = get_config("quick")
+    assert KEY_NEUTRAL_DEFAULTS == {"data.label_fraction": 1.0}
+    assert cfg.replace({"data.label_fraction": 1.0}).key() == GOLDEN_KEYS["quick"]
+    few = cfg.replace({"data.label_fraction": 0.1})
+    assert few.key() != cfg.key() and "label_fraction" in comparable_config(few.to_dict())["data"]
+    stored = cfg.to_dict()
+    del stored["data"]["label_fraction"]  # written before the field existed
+    assert comparable_config(cfg.to_dict()) == stored and "label_fraction" in cfg.to_dict()["data"]
+    assert config_diff(stored, cfg.to_dict()) == [] and config_from_dict(stored) == cfg
+    assert config_diff(stored, few.to_dict()) == ["data.label_fraction"]
+
+
 def test_profile_from_env(monkeypatch):
     monkeypatch.setenv("DEEPMT_PROFILE", "smoke")
     assert get_config().profile == "smoke"
@@ -96,6 +114,8 @@ def test_profile_from_env(monkeypatch):
         ("data.dataset", "kaggle", "one of 'synthetic'"),
         ("data.crop_size", "big", "an integer >= 1 or none"),
         ("data.val_fraction", "1.5", "a number in [0, 1)"),
+        ("data.label_fraction", "0", "a number in (0, 1]"),
+        ("data.label_fraction", "1.2", "a number in (0, 1]"),
         ("data.degradation.noise_std", "nan", "a number >= 0"),
         ("model.grader.dropout", "1", "a number in [0, 1)"),
         ("model.grader.spp_levels", "1,0,4", "list of values, each an integer >= 1"),

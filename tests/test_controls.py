@@ -134,3 +134,7 @@ def test_regime_of_names_the_dial_the_scale_and_the_masks():
     r = regime_of(get_config("smoke", {"data.scale": 8, "data.mask_fraction": 0.1, "data.synth.smudge_match": 1.0}))
     assert r == "synthetic, smudge_match=1, x8, masks on 10% of training images"
     assert regime_of(get_config("smoke", {"data.dataset": "ddr", "data.root": "/x"})) == "ddr, x4, all masks"
+    few = get_config("smoke", {"data.label_fraction": 0.17})
+    assert regime_of(few) == "synthetic, smudge_match=0.8, x4, labels on 17% of training images"
+    both = few.replace({"data.mask_fraction": 0.5})
+    assert regime_of(both) == "synthetic, smudge_match=0.8, x4, masks on 50% of training images, labels on 17% of training images"

@@ -12,8 +12,10 @@ import pytest
 from deepmt import metrics as M
 from deepmt.claims import Claim, claims_table
 from deepmt.config import get_config
+from deepmt.errors import SettingError
 from deepmt.experiments import ExperimentResult
 from deepmt.studies import common as C
+from deepmt.studies import few_labels as FL
 from deepmt.studies import summary as S
 from deepmt.studies import tables as T
 
@@ -160,14 +162,22 @@ def fake_training(monkeypatch):
     clock = itertools.count(1)
 
     def run_methods(methods, cfg, seeds=(0,), **kw):
-        return {m: [fake_run(m, s, QUALITY[m], rng_seed=sum(map(ord, m)), train_seconds=float(next(clock))) for s in seeds]
+        few = cfg.data.label_fraction < 1
+        return {m: [fake_run(m, s, QUALITY[m] - (FEW_LABELS_LOSS[m] if few else 0), rng_seed=sum(map(ord, m)),
+                             train_seconds=float(next(clock))) for s in seeds]
                 for m in methods}
 
     monkeypatch.setattr(T, "run_methods", run_methods)
+    monkeypatch.setattr(FL, "run_methods", run_methods)
+
+
+#: how much each fake method of the dial loses with few labels: the bicubic-input nets most, DeepMT-DR least
+FEW_LABELS_LOSS = {"foo_mt_hr": 0.1, "foo_mt": 0.25, "deepmt_dr_noisr": 0.3, "deepmt_dr": 0.1}
 
 
 STUDIES = {
     "01": lambda cfg: T.finding1(cfg, [0], [0], n_boot=50, dial=(0.0, 1.0)),
+    "01_few_labels": lambda cfg: FL.few_labels_study(cfg, [0], 0.1, n_boot=50),
     "04": lambda cfg: T.grading_table(cfg, [0], n_boot=50),
     "05": lambda cfg: T.isr_table(cfg, [0], n_boot=50),
     "06": lambda cfg: T.segmentation_table(cfg, [0], n_boot=50),
@@ -211,6 +221,83 @@ def test_what_we_see_01_is_written_from_the_numbers(fake_training):
     assert no_dial["dial"] is None and list(no_dial["controls"].id) == ["learnable", "gap", "lesion_resolution"]
     quiet = T.what_we_see_01({**no_dial, "smoke": False})
     assert "Dial sweep" not in quiet and "(mean of 1 seed(s))" in quiet and "smoke" not in quiet
+
+
+def test_effect_change_is_the_difference_of_two_paired_effects(runs):
+    good, bad = runs["good"], runs["bad"]
+    same = C.effect_change(good, bad, good, bad, "accuracy", n_boot=200)
+    assert (same["diff"], same["lo"], same["hi"], same["p_value"]) == (0, 0, 0, 1.0)
+    worse = [fake_run("worse", s, 0.2, rng_seed=9) for s in range(3)]
+    e = C.effect_change(good, worse, good, bad, "accuracy", n_boot=300)
+    assert e["a"] == pytest.approx(C.paired_effect(good, worse, "accuracy", n_boot=10)["diff"])
+    assert e["b"] == pytest.approx(C.paired_effect(good, bad, "accuracy", n_boot=10)["diff"])
+    assert e["diff"] == pytest.approx(e["a"] - e["b"]) and 0 < e["lo"] < e["diff"] < e["hi"] and e["p_value"] < 0.05
+    assert C.effect_change(good, worse, good, bad, "aupr_MA", n_boot=50)["n_images"] == 200  # segmentation too
+
+
+def test_few_labels_study_compares_the_gain_with_few_and_with_all_labels(fake_training):
+    cfg = get_config("smoke")
+    res = FL.few_labels_study(cfg, [0, 1], 0.1, n_boot=200)
+    t = res["table"]
+    assert list(t.label_fraction) == [1.0, 0.1] and list(t.n_seeds) == [2, 2]
+    assert list(t.regime) == ["synthetic, smudge_match=0.8, x4, all masks",
+                              "synthetic, smudge_match=0.8, x4, labels on 10% of training images"]
+    numbers, _ = T.gap_and_gain(res["runs"][1.0], n_boot=200)  # the dial sweep's numbers, setting by setting
+    assert t.iloc[0][list(numbers)].to_dict() == numbers
+    ch = res["change"].set_index("quantity")
+    assert list(ch.index) == ["gap", "gain", "ma_aupr_gain"]
+    for name in ch.index:
+        assert ch.loc[name, "few_labels"] == pytest.approx(t.iloc[1][name])
+        assert ch.loc[name, "all_labels"] == pytest.approx(t.iloc[0][name])
+        assert ch.loc[name, "change"] == pytest.approx(t.iloc[1][name] - t.iloc[0][name])
+    # the fake bicubic-input nets lose more with few labels than DeepMT-DR: the gain grows, and the CI says so
+    assert ch.loc["gain", "change_lo"] > 0 and ch.loc["gap", "change_lo"] > 0
+    assert res["label_fraction"] == 0.1 and res["smoke"] and set(res["runs"]) == {1.0, 0.1}
+    for bad in (1.0, 0.0):
+        with pytest.raises(SettingError, match="label_fraction"):
+            FL.few_labels_study(cfg, [0], bad)
+    with pytest.raises(SettingError, match="must label every image"):
+        FL.few_labels_study(cfg.replace({"data.label_fraction": 0.5}), [0], 0.1)
+    fig = FL.plot_few_labels(t)
+    assert len(fig.axes) == 2 and list(fig.axes[0].get_xticks()) == [1.0, 0.1]
+
+
+def test_study_label_fraction_leaves_a_smoke_run_a_batch_of_labelled_images():
+    assert FL.study_label_fraction(get_config("quick"), 0.1) == 0.1
+    assert FL.study_label_fraction(get_config("smoke"), 0.1) == FL.SMOKE_LABEL_FRACTION == 0.5
+    assert FL.study_label_fraction(get_config("smoke"), 0.8) == 0.8
+
+
+def _few_labels_result(gain_lo: float, gain_hi: float, ma_lo: float, ma_hi: float, smoke: bool) -> dict:
+    """A few_labels_study result with fixed numbers (gain and MA AUPR gain changes with the given CIs)."""
+    table = pd.DataFrame([
+        {"label_fraction": 1.0, "n_seeds": 3, "gap [95% CI]": "+0.120 [+0.080, +0.160]", "gain [95% CI]": "+0.010 [-0.020, +0.040]",
+         "ma_aupr_gain [95% CI]": "+0.030 [+0.010, +0.050]", "share_recovered": 0.0833},
+        {"label_fraction": 0.1, "n_seeds": 3, "gap [95% CI]": "+0.200 [+0.150, +0.250]", "gain [95% CI]": "+0.060 [+0.020, +0.100]",
+         "ma_aupr_gain [95% CI]": "+0.070 [+0.040, +0.100]", "share_recovered": float("nan")},
+    ])
+    change = pd.DataFrame([
+        {"quantity": "gap", "change [95% CI]": "+0.080 [+0.020, +0.140]", "change_lo": 0.02, "change_hi": 0.14, "p_value": 0.01},
+        {"quantity": "gain", "change [95% CI]": "+0.050 [x]", "change_lo": gain_lo, "change_hi": gain_hi, "p_value": 0.004},
+        {"quantity": "ma_aupr_gain", "change [95% CI]": "+0.040 [y]", "change_lo": ma_lo, "change_hi": ma_hi, "p_value": 0.5},
+    ])
+    return {"table": table, "change": change, "label_fraction": 0.1, "smoke": smoke}
+
+
+def test_what_we_see_few_labels_on_fixed_numbers():
+    text = FL.what_we_see_few_labels(_few_labels_result(0.01, 0.09, -0.02, 0.1, smoke=False))
+    assert text == (
+        "With grade and masks on 10% of the training images (the others unlabelled HR images, which only the ISR learns "
+        "from; 3 seed(s)), the lesion-supervised net loses +0.200 [+0.150, +0.250] accuracy on bicubic input against HR "
+        "(all labels: +0.120 [+0.080, +0.160]). DeepMT-DR's gain over the same network without ISR is +0.060 [+0.020, "
+        "+0.100] in accuracy and +0.070 [+0.040, +0.100] in MA AUPR (all labels: +0.010 [-0.020, +0.040] and +0.030 "
+        "[+0.010, +0.050]), n/a (no positive gap) of the gap recovered (all labels: 8%). From all labels to few, the "
+        "gain changes by +0.050 [x] in accuracy (p = 0.004) and +0.040 [y] in MA AUPR (p = 0.500): the ISR's advantage "
+        "grows when labels are few in accuracy; no change the test images can resolve in MA AUPR."
+    )
+    shrinks = FL.what_we_see_few_labels(_few_labels_result(-0.09, -0.01, 0.01, 0.05, smoke=True))
+    assert "the ISR's advantage shrinks when labels are few in accuracy; more microaneurysm detail recovered" in shrinks
+    assert shrinks.endswith(C.SMOKE_NOTE)
 
 
 def test_what_we_see_04_05_06_are_written_from_the_numbers(fake_training):

@@ -37,6 +37,10 @@ def build_datasets(cfg: "DataConfig", splits: tuple[str, ...] = SPLITS) -> dict[
         from deepmt.data.partial_masks import with_partial_masks
 
         out["train"] = with_partial_masks(out["train"], cfg.mask_fraction, cfg.seed)
+    if "train" in out and cfg.label_fraction < 1.0:
+        from deepmt.data.partial_masks import with_partial_labels
+
+        out["train"] = with_partial_labels(out["train"], cfg.label_fraction, cfg.seed)
     if "train" in out and (cfg.augment or cfg.crop_size):
         from deepmt.data.transforms import AugmentedDataset, TrainAugment
 

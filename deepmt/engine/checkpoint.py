@@ -154,8 +154,12 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def config_diff(a: Mapping[str, Any], b: Mapping[str, Any], ignore: frozenset[str] = RESUME_IGNORED_KEYS) -> list[str]:
-    """Dotted keys whose values differ between two config dicts (JSON-normalised), minus ``ignore``."""
-    fa, fb = _flatten(json.loads(json.dumps(a, default=str))), _flatten(json.loads(json.dumps(b, default=str)))
+    """Dotted keys whose values differ between two config dicts (JSON-normalised), minus ``ignore``. A field
+    absent from one of them (stored before it existed) is equal to its neutral default
+    (:func:`deepmt.config.comparable_config`)."""
+    from deepmt.config import comparable_config
+
+    fa, fb = (_flatten(json.loads(json.dumps(comparable_config(d), default=str))) for d in (a, b))
     keys = sorted(set(fa) | set(fb))
     return [k for k in keys if k not in ignore and fa.get(k, "<missing>") != fb.get(k, "<missing>")]
 

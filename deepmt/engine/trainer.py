@@ -30,6 +30,11 @@ are kept, each marked with ``warm_start_from = init["from"]`` (rows trained by t
 column empty); ``train_seconds`` counts only the stages trained here. Without ``init["rng"]`` the
 RNGs are seeded from ``cfg.train.seed`` as for a fresh run.
 
+Each stage iterates over the training images it can learn from (:func:`stage_train_set`): all of them where
+``method.stage_uses_unlabelled(stage)`` (super-resolution: HR images alone), else only the labelled ones, so
+that under ``data.label_fraction`` < 1 a batch is never mostly unlabelled and an epoch is one pass over what the
+stage learns from (with every image labelled, the default, both are the whole split: the same batches).
+
 A training split smaller than ``train.batch_size`` is padded to one full batch per epoch (see
 :func:`deepmt.engine.device.make_loader`); under DDP a rank's share smaller than the batch is one
 smaller batch. ``train.batch_size=1`` on a method whose BatchNorm then sees a single value per
@@ -62,6 +67,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from deepmt.data.partial_masks import labelled_subset
 from deepmt.engine import ddp
 from deepmt.engine.checkpoint import (
     check_config,
@@ -111,6 +117,23 @@ def grade_counts(dataset) -> list[int]:
         grades = [int(dataset[i]["grade"]) for i in range(len(dataset))]
     g = np.asarray(list(grades), dtype=np.int64)
     return [int((g == k).sum()) for k in range(5)]
+
+
+def stage_train_set(method, stage: str, train_set, cfg):
+    """The training images ``stage`` learns from: the whole split where ``method.stage_uses_unlabelled(stage)``
+    (super-resolution needs only HR images), else its labelled images (:func:`labelled_subset`; the split itself
+    unless ``data.label_fraction`` < 1). Raises :class:`ConfigMismatchError` when the labelled images of a
+    ``data.label_fraction`` < 1 split do not fill one batch (``train.batch_size``)."""
+    if method.stage_uses_unlabelled(stage):
+        return train_set
+    subset = labelled_subset(train_set)
+    if subset is not train_set and len(subset) < int(cfg.train.batch_size):
+        raise ConfigMismatchError(
+            f"data.label_fraction={cfg.data.label_fraction:g} leaves {len(subset)} labelled training images, fewer than "
+            f"one batch (train.batch_size={cfg.train.batch_size}) for stage {stage!r} of {method.name!r}; raise "
+            "data.label_fraction or the training split"
+        )
+    return subset
 
 
 def _state_copy(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -182,9 +205,13 @@ def _train(method, cfg, datasets, run_dir, resume, *, class_counts, evaluate_tes
     run_dir = Path(run_dir)
     if "train" not in datasets:
         raise DataError("train(): datasets has no 'train' split")
+    stages = tuple(method.stages)
+    train_set = datasets["train"]
+    # each stage's images, checked before anything is written
+    stage_sets = {stage: stage_train_set(method, stage, train_set, cfg) for stage in stages
+                  if int(method.stage_epochs(stage, cfg.train)) > 0}
     run_dir.mkdir(parents=True, exist_ok=True)
     last_path = run_dir / "last.pt"
-    stages = tuple(method.stages)
 
     place_model(method, prec)  # device, memory format, CPU oneDNN guards
 
@@ -263,13 +290,13 @@ def _train(method, cfg, datasets, run_dir, resume, *, class_counts, evaluate_tes
             })
 
     val_set = datasets.get("val")
-    train_set = datasets["train"]
     for si in range(start_stage, len(stages)):
         stage = stages[si]
         n_epochs = int(method.stage_epochs(stage, cfg.train))
         params = [p for p in method.stage_parameters(stage)]
         if n_epochs <= 0 or not params:
             continue
+        stage_set = stage_sets[stage]
         freeze_for_stage(method, params)
         model = ddp.wrap(method, ctx, device)
         metric_name = method.selection_metric(stage)
@@ -278,11 +305,11 @@ def _train(method, cfg, datasets, run_dir, resume, *, class_counts, evaluate_tes
         sampler = None
         if ctx.enabled:
             sampler = torch.utils.data.DistributedSampler(
-                train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=cfg.train.seed, drop_last=True
+                stage_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=cfg.train.seed, drop_last=True
             )
-        per_rank = len(train_set) // ctx.world_size
+        per_rank = len(stage_set) // ctx.world_size
         loader = make_loader(  # a split smaller than the batch is padded to one full batch (see make_loader)
-            train_set, bs, prec=prec, num_workers=cfg.data.num_workers, shuffle=True,
+            stage_set, bs, prec=prec, num_workers=cfg.data.num_workers, shuffle=True,
             drop_last=per_rank > bs, generator=generator, sampler=sampler, pad_to_batch=True,
         )
         steps_per_epoch = len(loader)

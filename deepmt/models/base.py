@@ -122,6 +122,12 @@ class Method(nn.Module):
         self.check_stage(stage)
         return self.cfg.train.selection_metric
 
+    def stage_uses_unlabelled(self, stage: str) -> bool:
+        """Whether ``stage`` learns from images without grade or masks (super-resolution learns from HR images
+        alone). Such a stage trains on the whole training split; every other stage only on its labelled images
+        (``data.label_fraction``, :func:`deepmt.data.partial_masks.labelled_subset`). Default: no."""
+        return False
+
     def keeps_start_candidate(self, stage: str) -> bool:
         """Whether the weights ``stage`` starts from compete with its epochs for selection (evaluated on
         validation before the first epoch; kept when no epoch beats them). Default: no."""

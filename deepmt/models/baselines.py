@@ -159,6 +159,11 @@ class SRBaseline(Method):
     def stage_modules(self, stage):
         return [self.isr]
 
+    def stage_uses_unlabelled(self, stage):
+        """Pixel + TV loss against the HR image: no labels needed."""
+        self.check_stage(stage)
+        return True
+
     def selection_metric(self, stage):
         self.check_stage(stage)
         return "psnr"
@@ -269,6 +274,11 @@ class TwoStage(Method):
 
     def stage_modules(self, stage):
         return {"isr": [self.isr], "grade": [self.grader]}[stage]
+
+    def stage_uses_unlabelled(self, stage):
+        """The ISR stage learns from HR images alone; the grading stage needs grades."""
+        self.check_stage(stage)
+        return stage == "isr"
 
     def selection_metric(self, stage):
         self.check_stage(stage)

@@ -92,6 +92,12 @@ class DeepMTDR(Method):
         self.check_stage(stage)
         return "aupr" if stage == "stage1a" else self.cfg.train.selection_metric
 
+    def stage_uses_unlabelled(self, stage):
+        """Stage 1a's ISR learns from every HR image; its segmentation loss skips the unannotated ones. Without
+        an ISR subnet stage 1a is segmentation only, and stages 1b and 2 need grades."""
+        self.check_stage(stage)
+        return stage == "stage1a" and self.isr is not None
+
     def keeps_start_candidate(self, stage):
         """Stage 2 competes with the stage-1 weights it starts from: it never keeps a worse model."""
         return stage == "stage2"

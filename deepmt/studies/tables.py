@@ -175,42 +175,61 @@ def dial_sweep(cfg: Config, settings: Sequence[float] = DIAL_SETTINGS, seeds: Se
         use = list(default_seeds) if float(sm) == default else list(seeds)
         runs = run_methods(DIAL_METHODS, c, use)
         runs_by_setting[float(sm)] = runs
-        e = effects_table(runs, [("foo_mt_hr", "foo_mt"), ("deepmt_dr", "deepmt_dr_noisr")], ["accuracy", "aupr_MA"], n_boot)
-        gap, gain, ma = (_effect_row(e, "foo_mt_hr", "foo_mt", "accuracy"), _effect_row(e, "deepmt_dr", "deepmt_dr_noisr", "accuracy"),
-                         _effect_row(e, "deepmt_dr", "deepmt_dr_noisr", "aupr_MA"))
-        row: dict[str, Any] = {"smudge_match": float(sm), "regime": regime_of(c), "n_seeds": len(use)}
-        for m in DIAL_METHODS:
-            row[f"accuracy_{m}"] = float(np.mean([r.metrics["accuracy"] for r in runs[m]]))
-        for name, r in (("gap", gap), ("gain", gain), ("ma_aupr_gain", ma)):
-            row[name], row[f"{name}_lo"], row[f"{name}_hi"] = float(r["diff"]), float(r["lo"]), float(r["hi"])
-            row[f"{name} [95% CI]"] = r["effect"]
-        row["share_recovered"] = row["gain"] / row["gap"] if row["gap"] > 0 else np.nan
-        rows.append(row)
+        numbers, e = gap_and_gain(runs, n_boot)
+        rows.append({"smudge_match": float(sm), "regime": regime_of(c), "n_seeds": len(use), **numbers})
         if float(sm) == NOTHING_LEFT:
             controls.append(effect_control("negative", e, "deepmt_dr", "deepmt_dr_noisr", "aupr_MA", "01_finding1_isr_helps", regime_of(c)))
     return {"table": pd.DataFrame(rows), "controls": controls_table(controls), "runs": runs_by_setting}
 
 
+def gap_and_gain(runs: Runs, n_boot: int = 1000) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The numbers of one benchmark setting from runs of :data:`DIAL_METHODS` (same seeds): each method's mean
+    test accuracy (``accuracy_<method>``); the gap = ``foo_mt_hr`` - ``foo_mt`` accuracy, DeepMT-DR's ``gain`` over
+    the same network without ISR in accuracy and its ``ma_aupr_gain`` in MA AUPR, each as ``<name>``,
+    ``<name>_lo``, ``<name>_hi`` (paired 95% CI) and ``<name> [95% CI]``; ``share_recovered`` = gain / gap (NaN
+    unless the gap is positive). Returns (those numbers in that order, the effects table they come from)."""
+    e = effects_table(runs, [("foo_mt_hr", "foo_mt"), ("deepmt_dr", "deepmt_dr_noisr")], ["accuracy", "aupr_MA"], n_boot)
+    gap, gain, ma = (_effect_row(e, "foo_mt_hr", "foo_mt", "accuracy"), _effect_row(e, "deepmt_dr", "deepmt_dr_noisr", "accuracy"),
+                     _effect_row(e, "deepmt_dr", "deepmt_dr_noisr", "aupr_MA"))
+    row: dict[str, Any] = {}
+    for m in DIAL_METHODS:
+        row[f"accuracy_{m}"] = float(np.mean([r.metrics["accuracy"] for r in runs[m]]))
+    for name, r in (("gap", gap), ("gain", gain), ("ma_aupr_gain", ma)):
+        row[name], row[f"{name}_lo"], row[f"{name}_hi"] = float(r["diff"]), float(r["lo"]), float(r["hi"])
+        row[f"{name} [95% CI]"] = r["effect"]
+    row["share_recovered"] = row["gain"] / row["gap"] if row["gap"] > 0 else np.nan
+    return row, e
+
+
 def plot_dial(table: pd.DataFrame):
     """The gap (HR vs bicubic) and DeepMT-DR's gain against the dial, with 95% CIs."""
+    return plot_gap_and_gain(table, "smudge_match", "smudge_match (0 easy → 1 nothing left at LR)")
+
+
+def plot_gap_and_gain(table: pd.DataFrame, x_column: str, x_label: str, x_ticks: bool = False):
+    """The gap (HR vs bicubic) and DeepMT-DR's gain in accuracy (left) and MA AUPR (right), with 95% CIs, against
+    the setting in ``x_column`` of a table of :func:`gap_and_gain` rows (``x_ticks``: a tick at each setting)."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    x = table["smudge_match"].to_numpy()
+    x = table[x_column].to_numpy()
     for name, lab_, col in (("gap", "gap: MT net on HR − on bicubic", "#34495e"), ("gain", "DeepMT-DR − same net without ISR", "#c0392b")):
         y = table[name].to_numpy()
         axes[0].errorbar(x, y, yerr=[y - table[f"{name}_lo"], table[f"{name}_hi"] - y], marker="o", capsize=3, label=lab_, color=col)
     axes[0].axhline(0, color="k", lw=0.8)
-    axes[0].set_xlabel("smudge_match (0 easy → 1 nothing left at LR)")
+    axes[0].set_xlabel(x_label)
     axes[0].set_ylabel("accuracy difference")
     axes[0].legend(fontsize=8)
     axes[0].set_title("Accuracy lost at LR, and regained by ISR")
     y = table["ma_aupr_gain"].to_numpy()
     axes[1].errorbar(x, y, yerr=[y - table["ma_aupr_gain_lo"], table["ma_aupr_gain_hi"] - y], marker="o", capsize=3, color="#c0392b")
     axes[1].axhline(0, color="k", lw=0.8)
-    axes[1].set_xlabel("smudge_match")
+    axes[1].set_xlabel(x_column)
     axes[1].set_ylabel("MA AUPR: DeepMT-DR − without ISR")
     axes[1].set_title("Microaneurysms recovered by ISR")
+    if x_ticks:
+        for ax in axes:
+            ax.set_xticks(x)
     fig.tight_layout()
     return fig
 

@@ -44,6 +44,8 @@ seeds = [0, 1, 2]  # training seeds of the grading runs (smoke uses the first on
 seg_seeds = [0, 1, 2]  # training seeds of the segmentation-only U-Nets
 dial = [0.0, 0.5, 0.8, 1.0]  # data.synth.smudge_match settings of the sweep (the profile's own uses `seeds`)
 dial_seeds = [0]  # training seeds at the other dial settings
+few_labels_fraction = 0.1  # share of training images with grade and masks in the few-labels section (smoke: 0.5)
+few_labels_seeds = [0, 1, 2]  # training seeds of the few-labels section (all labels: the runs above)
 dataset = "synthetic"
 data_root = ""
 device = "auto"
@@ -51,6 +53,7 @@ n_boot = 1000
 
 # %%
 from deepmt.reporting import save_figure, save_table
+from deepmt.studies import few_labels as FL
 from deepmt.studies import tables as T
 from deepmt.studies.common import describe_config, study_config, study_seeds
 
@@ -58,6 +61,8 @@ cfg = study_config(profile, dataset, data_root, device)
 seeds = study_seeds(cfg, seeds)
 seg_seeds = study_seeds(cfg, seg_seeds)
 dial_seeds = study_seeds(cfg, dial_seeds)
+few_labels_seeds = study_seeds(cfg, few_labels_seeds)
+few_labels_fraction = FL.study_label_fraction(cfg, few_labels_fraction)
 print(describe_config(cfg), f"| grading seeds {seeds}, segmentation seeds {seg_seeds}")
 
 # %% [markdown]
@@ -108,3 +113,35 @@ if res["dial"] is not None:
 
 # %%
 print(T.what_we_see_01(res))
+
+# %% [markdown]
+# ## Few labels, many unlabelled HR images
+#
+# Everything above gives every method the same labelled images. DeepMT-DR's ISR, though, needs no label at all: in
+# stage 1a it learns from HR images alone (the LR input is made from the HR image). Real screening archives hold
+# far more ungraded photos than graded ones, so the regime where a learned ISR could have a real edge over a
+# bicubic-input network is **few grade / mask labels but many unlabelled HR images**: the ISR learns from all of
+# them, the bicubic-input networks (`foo_mt`, `deepmt_dr_noisr`) only from the labelled ones.
+#
+# `data.label_fraction` keeps grade and masks on a grade-stratified share of the training images (`few_labels_fraction`)
+# and makes the rest unlabelled HR images; validation and test are untouched. Stages that need no labels (DeepMT-DR's
+# stage 1a, the SR baselines) train on all training images, every other stage on the labelled ones. We measure the same
+# numbers as the dial sweep (the gap HR vs bicubic, DeepMT-DR's gain over the same network without ISR, the share of
+# the gap recovered) with few labels and with all labels (the runs above), and how much the gain changes between the
+# two (a paired bootstrap over the test images, which both settings share).
+
+# %%
+few = FL.few_labels_study(cfg, few_labels_seeds, few_labels_fraction, n_boot=n_boot)
+save_table(few["table"], "01_few_labels")
+save_table(few["change"], "01_few_labels_change")
+display(few["table"][["label_fraction", "regime", "n_seeds", "gap [95% CI]", "gain [95% CI]", "share_recovered", "ma_aupr_gain [95% CI]"]])
+display(few["change"][["quantity", "metric", "few_labels", "all_labels", "change [95% CI]", "p_value"]])
+save_figure(FL.plot_few_labels(few["table"]), "01_few_labels");
+
+# %% [markdown]
+# ### What we see (few labels)
+#
+# Written from the numbers above (`deepmt.studies.few_labels.what_we_see_few_labels`).
+
+# %%
+print(FL.what_we_see_few_labels(few))
