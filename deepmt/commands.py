@@ -149,7 +149,7 @@ def _train_into(args: argparse.Namespace, cfg) -> int:
         raise DeepMTError(f"--resume: {run_dir / 'last.pt'} does not exist; start the run without --resume")
     datasets = build_datasets(cfg.data)
     counts = grade_counts(datasets["train"])
-    seed_everything(cfg.train.seed)
+    seed_everything(cfg.train.seed, cfg.train.deterministic)
     method = build_method(args.method, cfg, class_counts=counts)
     res = train(method, cfg, datasets, run_dir, resume=args.resume, class_counts=counts)
     if ddp.current().is_main:

@@ -4,7 +4,7 @@ The dataclass defaults are the paper's settings; each profile is a visible dict 
 (:data:`PROFILE_OVERRIDES`; ``paper`` overrides nothing):
 
 * ``smoke``  – CI: every code path in seconds on a CPU. Its numbers are not results.
-* ``quick``  – a 2-core CPU in minutes; the default of ``./run_all.sh``.
+* ``quick``  – a 2-core CPU (each run minutes; the whole replication hours); the default of ``./run_all.sh``.
 * ``paper``  – a GPU at the authors' sizes (HR 1024, LR 256, ISR 32 ch x 5 blocks,
   U-Net base 64 with 5 levels, full-width ResNet-18).
 
@@ -17,6 +17,9 @@ so CI can run every notebook under ``smoke`` without editing it.
 
 Each sub-config is owned by one part of the package (data, models, losses, engine); the
 docstrings say which paper setting each field reproduces.
+
+Kept in one file: every setting, its checks and the profiles read as one table (nanoGPT's single config
+in one hop); split up, a reader would follow a field through several files to learn its default and range.
 
 Every override is checked before anything runs (:func:`check_setting`): the key must name a field, and the
 value must fit the field's annotated type (``int``, ``float``, ``bool``, ``str``, ``X | None``, tuples) and
@@ -220,6 +223,11 @@ class TrainConfig:
     # torch CPU threads of a run (trainer: torch.set_num_threads; the runner's workers also set OMP_NUM_THREADS).
     # Part of the run's key because CPU results depend on it; 0 = torch's default (all cores: machine-dependent).
     threads: int = 1
+    # torch.use_deterministic_algorithms for the run. On the CPU it costs little (a fill of each new buffer)
+    # and makes a run bit-reproducible. On a GPU it also makes runs repeatable, at a price: deterministic
+    # kernels (e.g. the index-put of the backward of indexing) are slower; false trades that for speed,
+    # and then two runs of one config differ in the last bits.
+    deterministic: bool = True
 
 
 @dataclass
@@ -621,6 +629,7 @@ STORED_DEFAULTS: dict[str, Any] = {
 #: value is part of the key, as every other field is.
 KEY_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "data.label_fraction": 1.0,
+    "train.deterministic": True,
 }
 
 

@@ -304,7 +304,7 @@ def _train_entry(method_name: str, cfg: Config, run_dir: Path, warm_key: tuple[s
 
         datasets = build_datasets(cfg.data)
     class_counts = grade_counts(datasets["train"])
-    seed_everything(cfg.train.seed)
+    seed_everything(cfg.train.seed, cfg.train.deterministic)
     method = (builder or _default_builder)(method_name, cfg, class_counts)
     last = run_dir / "last.pt"
     if last.exists():

@@ -16,11 +16,12 @@ import numpy as np
 from deepmt.errors import OutputError, os_error_reason
 
 
-def seed_everything(seed: int, deterministic: bool = True) -> None:
+def seed_everything(seed: int, deterministic: bool | None = True) -> None:
     """The one seeding function: Python, NumPy and torch (CPU and CUDA).
 
-    Same seed and same device -> same numbers. ``deterministic`` also asks torch for
-    deterministic algorithms where they exist (warn-only, so no op is refused).
+    Same seed and same device -> same numbers. ``deterministic`` switches torch's deterministic algorithms
+    on (warn-only, so no op is refused) or off (``train.deterministic``); ``None`` leaves the switch as it is
+    (a DataLoader worker seeding its copy of NumPy).
     """
     import torch
 
@@ -29,8 +30,9 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
     torch.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
+    if deterministic is not None:
+        torch.use_deterministic_algorithms(bool(deterministic), warn_only=True)
     if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 

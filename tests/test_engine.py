@@ -62,6 +62,31 @@ def test_same_seed_same_numbers_other_seed_differs(tmp_path):
     assert not np.array_equal(a.test_predictions["grade_probs"], c.test_predictions["grade_probs"])
 
 
+def test_deterministic_switch_reaches_torch_during_training(tmp_path):
+    """``train.deterministic`` is what torch trains under (on by default; off trades repeatability for speed on a
+    GPU); off on the CPU still gives the same numbers here, as the CPU kernels used are deterministic anyway."""
+    seen = []
+
+    class Spy(DummyMethod):
+        def training_loss(self, batch, stage):
+            seen.append(torch.are_deterministic_algorithms_enabled())
+            return super().training_loss(batch, stage)
+
+    cfg = tiny_cfg()
+    seed_everything(0)
+    on = train(Spy(), cfg, dummy_datasets(), tmp_path / "on")
+    assert seen and all(seen)
+    seen.clear()
+    seed_everything(0)
+    try:
+        off = train(Spy(), cfg.replace({"train.deterministic": False}), dummy_datasets(), tmp_path / "off")
+        assert seen and not any(seen)
+    finally:
+        seed_everything(0)  # the suite runs deterministic
+    assert torch.are_deterministic_algorithms_enabled()
+    np.testing.assert_array_equal(on.test_predictions["grade_probs"], off.test_predictions["grade_probs"])
+
+
 def test_nan_loss_stops_with_stage_epoch_step_and_term(tmp_path):
     cfg = tiny_cfg()
     # 4 steps per epoch (16 images / batch 4): call 7 is epoch 2, step 3 of stage isr_seg

@@ -141,7 +141,7 @@ def _worker_init_fn(worker_id: int) -> None:
     """Seed Python/NumPy in each DataLoader worker from the seed torch gave that worker."""
     from deepmt.utils import seed_everything
 
-    seed_everything(torch.initial_seed() % 2**32, deterministic=False)
+    seed_everything(torch.initial_seed() % 2**32, deterministic=None)
 
 
 def make_loader(

@@ -233,7 +233,7 @@ def _train(method, cfg, datasets, run_dir, resume, *, class_counts, evaluate_tes
         if len(rng) == ctx.world_size:
             set_rng_state(rng[ctx.rank], generator)
         else:  # resumed with another world size: exact replay is impossible, stay deterministic
-            seed_everything(cfg.train.seed + ctx.rank + 1000 * (len(history) + 1))
+            seed_everything(cfg.train.seed + ctx.rank + 1000 * (len(history) + 1), cfg.train.deterministic)
     elif init is not None:
         start_stage = int(init["stage_index"])
         if not 0 <= start_stage <= len(stages):
@@ -242,14 +242,14 @@ def _train(method, cfg, datasets, run_dir, resume, *, class_counts, evaluate_tes
         label = str(init.get("from", "init"))
         history = [{**dict(r), "warm_start_from": label} for r in init.get("history", [])]
         best_info = {k: dict(v) for k, v in dict(init.get("best_info", {})).items()}
-        seed_everything(cfg.train.seed + ctx.rank)
+        seed_everything(cfg.train.seed + ctx.rank, cfg.train.deterministic)
         rng = init.get("rng")
         if rng is not None and len(rng) == ctx.world_size:
             set_rng_state(rng[ctx.rank], generator)
         elif rng is not None:  # another world size: stay deterministic
-            seed_everything(cfg.train.seed + ctx.rank + 1000 * (len(history) + 1))
+            seed_everything(cfg.train.seed + ctx.rank + 1000 * (len(history) + 1), cfg.train.deterministic)
     else:
-        seed_everything(cfg.train.seed + ctx.rank)
+        seed_everything(cfg.train.seed + ctx.rank, cfg.train.deterministic)
     resumed = ckpt is not None
 
     meta = {"method": method.name, "config": config_json(cfg), "class_counts": class_counts}
