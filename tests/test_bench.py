@@ -1,4 +1,4 @@
-"""Tests of ``python -m deepmt bench`` (deepmt/bench.py): a seconds-long run on the smoke profile."""
+"""Tests of ``python -m deepmt bench`` (deepmt/bench/): a seconds-long run on the smoke profile."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 import pytest
 
 from deepmt import bench
+from deepmt.bench import measure, scaling
 from deepmt.errors import ConfigMismatchError
 from deepmt.performance import fmt_number
 
@@ -40,8 +41,8 @@ def smoke_run(tmp_path_factory):
     os.environ["DEEPMT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     try:
         with pytest.MonkeyPatch.context() as mp:  # a cheaper runner grid, without worker start-up (test_runner.py)
-            mp.setattr(bench, "SCALING_METHODS", ("grader_lr",))
-            mp.setattr(bench, "SCALING_LAYOUTS", ((1, 1), (1, 2)))
+            mp.setattr(scaling, "SCALING_METHODS", ("grader_lr",))
+            mp.setattr(scaling, "SCALING_LAYOUTS", ((1, 1), (1, 2)))
             rc = main(["bench", "--profiles", "smoke", "--budget-seconds", "3", "--out", str(out), "--device", "cpu"])
     finally:
         if saved is None:
@@ -124,7 +125,7 @@ def test_targets_met_and_not_met():
 def test_summarize_and_rates():
     s = bench.summarize([0.5, 0.25, 1.0])
     assert s == {"min": 0.25, "median": 0.5, "max": 1.0, "n": 3}
-    rate = bench._scaled(s, 8.0, invert=True)  # seconds per batch of 8 -> images/s
+    rate = measure.scaled(s, 8.0, invert=True)  # seconds per batch of 8 -> images/s
     assert rate["min"] == 8.0 and rate["median"] == 16.0 and rate["max"] == 32.0
     with pytest.raises(ValueError):
         bench.summarize([])

@@ -214,12 +214,12 @@ def test_cache_is_used_and_corrupt_entry_recomputed(tmp_path, monkeypatch):
     first = ds[0]
     entries = list(ds.cache.glob("*.npz"))
     assert len(entries) == 1
-    import deepmt.data.real as real
+    import deepmt.data.real.dataset as real_dataset
 
     def boom(path):
         raise AssertionError("image decoded although cached")
 
-    monkeypatch.setattr(real, "read_image", boom)
+    monkeypatch.setattr(real_dataset, "read_image", boom)
     assert torch.equal(ds[0]["hr"], first["hr"])
     monkeypatch.undo()
     monkeypatch.setenv("DEEPMT_CACHE", str(tmp_path / "cache"))

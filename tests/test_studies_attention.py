@@ -16,6 +16,7 @@ from deepmt import LESIONS
 from deepmt.models.methods import build_method
 from deepmt.studies import attention as A
 from deepmt.studies import qualitative as Q
+from deepmt.studies.attention_figures import figure_energy, figure_examples
 
 H = 64
 
@@ -205,8 +206,8 @@ def test_attention_study_tables_and_claims(study):
     assert len(study.examples) >= 1 and set(study.examples[0]["maps"]) == {"grader_hr", "deepmt_dr"}
     import matplotlib.pyplot as plt
 
-    plt.close(A.figure_examples(study))
-    plt.close(A.figure_energy(pi, s))
+    plt.close(figure_examples(study))
+    plt.close(figure_energy(pi, s))
 
 
 def test_attention_study_over_seeds_averages_each_image_before_the_bootstrap(cfg):
@@ -313,8 +314,8 @@ def test_attention_study_without_masks(cfg):
     assert len(A.by_grade_table(st.per_image)) == 0 and len(A.by_lesion_table(st.per_image)) == 0
     import matplotlib.pyplot as plt
 
-    plt.close(A.figure_examples(st))
-    plt.close(A.figure_energy(st.per_image, s))
+    plt.close(figure_examples(st))
+    plt.close(figure_energy(st.per_image, s))
 
 
 # --------------------------------------------------------------------------- qualitative (09)

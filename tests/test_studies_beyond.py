@@ -24,6 +24,7 @@ from deepmt.config import get_config  # noqa: E402
 from deepmt.experiments import ExperimentResult  # noqa: E402
 from deepmt.studies import beyond as B  # noqa: E402
 from deepmt.studies import training as T  # noqa: E402
+from deepmt.studies.training_figures import figure_loss_curves, figure_schedule, figure_validation_curves  # noqa: E402
 
 CPU = {"train.device": "cpu"}
 
@@ -139,13 +140,13 @@ def test_training_figures_draw(tmp_path):
         return {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in ax.get_lines()}
 
     # the plotted values are the tables': loss terms per stage panel, validation metrics per metric panel
-    fig = T.figure_loss_curves(res.history)
+    fig = figure_loss_curves(res.history)
     long = T.loss_curves(res.history)
     assert len(fig.axes) == 3
     for ax, (stage, d) in zip(fig.axes, long.groupby("stage", sort=False)):
         assert lines(ax) == {t: (g["epoch"].tolist(), pytest.approx(g["value"].tolist())) for t, g in d.groupby("term", sort=False)}
     plt.close(fig)
-    fig = T.figure_validation_curves(runs)
+    fig = figure_validation_curves(runs)
     for ax in fig.axes:
         metric = ax.get_title().removeprefix("validation ")
         main = T.validation_curves(res.history, [metric])
@@ -159,13 +160,13 @@ def test_training_figures_draw(tmp_path):
     plt.close(fig)
     sched = T.stage_schedule(res, build_method("deepmt_dr", res.config))
     timing = T.stage_timing(res)
-    fig = T.figure_schedule(sched, timing.iloc[::-1])  # matched by stage, not by row
+    fig = figure_schedule(sched, timing.iloc[::-1])  # matched by stage, not by row
     params, seconds = fig.axes
     assert [b.get_height() for b in seconds.patches] == pytest.approx(timing["seconds"].tolist())
     bars = [b.get_height() for b in params.patches]  # trained bars, then frozen bars stacked on them
     assert bars == pytest.approx(sched["trained_params"].tolist() + sched["frozen_params"].tolist())
     plt.close(fig)
-    fig = T.figure_loss_curves(pd.DataFrame())
+    fig = figure_loss_curves(pd.DataFrame())
     assert [t.get_text() for t in fig.axes[0].texts] == ["no training history"] and not fig.axes[0].get_lines()
     plt.close(fig)
     fin = T.final_metrics(runs)

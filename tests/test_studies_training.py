@@ -21,6 +21,7 @@ import pytest  # noqa: E402
 from deepmt.config import get_config  # noqa: E402
 from deepmt.experiments import ExperimentResult  # noqa: E402
 from deepmt.studies import training as T  # noqa: E402
+from deepmt.studies.training_figures import figure_convergence  # noqa: E402
 
 CFG = get_config("smoke", {"train.device": "cpu"})
 
@@ -121,10 +122,10 @@ def test_convergence_table_applies_the_rule_per_curve(runs):
     assert t.loc[("isr", 1, "single", "psnr"), "share"] == pytest.approx(0.4)
     assert t.loc[("grader_hr", 0, "single", "qwk"), "levelled"] == "yes"
     assert t["rule"].str.contains("0.1 x total gain").all()
-    fig = T.figure_convergence(T.convergence_curves(runs), t.reset_index())
+    fig = figure_convergence(T.convergence_curves(runs), t.reset_index())
     assert sum(ax.get_visible() and ax.has_data() for ax in fig.axes) >= 7  # 5 DeepMT-DR curves + isr + grader
     plt.close(fig)
-    plt.close(T.figure_convergence(T.convergence_curves({})))
+    plt.close(figure_convergence(T.convergence_curves({})))
 
 
 def test_selected_epoch_zero_reports_the_start_weights_metrics(runs):

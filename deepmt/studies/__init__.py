@@ -8,8 +8,10 @@ analyses need. No training code lives here, and no notebook re-implements what i
 * :mod:`deepmt.studies.benchmark` – the synthetic benchmark measured and shown (notebook 00).
 * :mod:`deepmt.studies.tables`   – Finding 1 and the grading / ISR / segmentation tables (notebooks 01, 04-06).
 * :mod:`deepmt.studies.ablations` – task-aware loss and structure ablations (notebooks 07, 08).
-* :mod:`deepmt.studies.attention` – Finding 2: visualization maps vs lesion masks (notebook 02).
-* :mod:`deepmt.studies.training` – the staged schedule and its curves (notebook 03).
+* :mod:`deepmt.studies.attention` – Finding 2: visualization maps vs lesion masks (notebook 02); its figures in
+  :mod:`deepmt.studies.attention_figures`.
+* :mod:`deepmt.studies.training` – the staged schedule and its curves (notebook 03); its figures in
+  :mod:`deepmt.studies.training_figures`.
 * :mod:`deepmt.studies.qualitative` – paper-style qualitative figures (notebook 09).
 * :mod:`deepmt.studies.beyond`   – robustness, calibration, compute cost (notebook 10).
 """

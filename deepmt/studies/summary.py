@@ -47,7 +47,8 @@ def _cols(df: pd.DataFrame, cols: list[str], names: dict[str, str] | None = None
 
 
 def machine_line() -> str:
-    from deepmt.bench import cpu_model, usable_cores
+    from deepmt.bench import cpu_model
+    from deepmt.runner import usable_cores
 
     import torch
 

@@ -53,6 +53,7 @@ target = "pred"  # Grad-CAM target grade: "pred" (the decision being explained) 
 from deepmt.controls import regime_of
 from deepmt.reporting import save_figure, save_table
 from deepmt.studies import attention as A
+from deepmt.studies.attention_figures import figure_energy, figure_examples
 from deepmt.studies.common import describe_config, run_methods, study_config, study_seeds
 
 cfg = study_config(profile, dataset, data_root, device)
@@ -105,8 +106,8 @@ display(f2.by_lesion.round(3))
 # ## Figures
 
 # %%
-save_figure(A.figure_examples(study), "02_maps_vs_lesions")
-save_figure(A.figure_energy(study.per_image, f2.summary), "02_energy_observed_vs_random");
+save_figure(figure_examples(study), "02_maps_vs_lesions")
+save_figure(figure_energy(study.per_image, f2.summary), "02_energy_observed_vs_random");
 
 # %% [markdown]
 # ## What we see

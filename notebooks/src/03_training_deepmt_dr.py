@@ -48,6 +48,7 @@ from deepmt.experiments import load_method
 from deepmt.reporting import save_figure, save_table
 from deepmt.studies import training as T
 from deepmt.studies.common import describe_config, run_methods, study_config, study_seeds
+from deepmt.studies.training_figures import figure_convergence, figure_loss_curves, figure_schedule
 
 cfg = study_config(profile, dataset, data_root, device)
 smoke = cfg.profile == "smoke"
@@ -102,9 +103,9 @@ display(study.timing["schedule"].round(1))
 # ## Figures
 
 # %%
-save_figure(T.figure_schedule(study.schedule, study.timing["schedule"]), "03_schedule")
-save_figure(T.figure_loss_curves(res.history), "03_loss_curves")
-save_figure(T.figure_convergence(study.curves, study.convergence), "03_convergence");
+save_figure(figure_schedule(study.schedule, study.timing["schedule"]), "03_schedule")
+save_figure(figure_loss_curves(res.history), "03_loss_curves")
+save_figure(figure_convergence(study.curves, study.convergence), "03_convergence");
 
 # %% [markdown]
 # ## What we see

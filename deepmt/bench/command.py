@@ -1,0 +1,69 @@
+"""``python -m deepmt bench``: its arguments and what it runs (the benchmark, ``--profile-ops`` or ``--readme``)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from deepmt.bench.report import render_markdown
+from deepmt.bench.run_all import RUN_ALL_TIMING
+from deepmt.bench.steps import profile_step
+from deepmt.bench.suite import DEFAULT_BUDGET_S, DEFAULT_PROFILES, run_benchmark
+from deepmt.config import PROFILES
+from deepmt.errors import ConfigMismatchError
+from deepmt.utils import repo_root
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profiles", nargs="+", default=list(DEFAULT_PROFILES), choices=PROFILES,
+                        help="profiles to time (default: quick paper; smoke for a seconds-long check)")
+    parser.add_argument("--budget-seconds", type=float, default=DEFAULT_BUDGET_S,
+                        help="total time budget; repeats are scaled to fit (default %(default)s)")
+    parser.add_argument("--out", default=None, help="output folder (default: results/bench/ in the checkout)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the ISR and segmentation subnets on the fast path (off by default: "
+                        "on a small CPU it costs minutes and gains nothing)")
+    parser.add_argument("--batch-size", action="append", default=[], metavar="PROFILE=N",
+                        help="override the timed batch size of a profile (repeatable), e.g. --batch-size paper=2")
+    parser.add_argument("--profile-ops", metavar="PROFILE:STAGE", default=None,
+                        help="instead of the benchmark, print torch.profiler's top ops of a fast-path training step, "
+                        "e.g. quick:stage2")
+    parser.add_argument("--runner-profile", default="auto", choices=("auto", *PROFILES),
+                        help="profile of the experiment runner's scaling grid, timed after the rest and outside the "
+                        "budget (default: quick when timed, else the first profile)")
+    parser.add_argument("--no-runner", action="store_true", help="skip the runner's scaling grid")
+    parser.add_argument("--readme", nargs="+", metavar="FILE", default=None,
+                        help="instead of the benchmark, rewrite the performance block of these files (e.g. README.md "
+                        "docs/PERFORMANCE.md) from the bench files in --out and results/timing/run_all.json")
+    parser.add_argument("--timing", default=None,
+                        help=f"run_all.sh's timing file for --readme (default: {RUN_ALL_TIMING} in the checkout)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.readme:
+        from deepmt.performance import update_docs
+
+        bench_dir = Path(args.out) if args.out else repo_root() / "results" / "bench"
+        for name, changed in update_docs(args.readme, bench_dir, args.timing or repo_root() / RUN_ALL_TIMING).items():
+            print(f"{name}: performance section {'updated' if changed else 'unchanged'}")
+        return 0
+    if args.profile_ops:
+        profile, _, stage = args.profile_ops.partition(":")
+        print(profile_step(profile, stage or "stage2", device=args.device))
+        return 0
+    sizes = {}
+    for item in args.batch_size:
+        name, _, value = item.partition("=")
+        if name not in PROFILES or not value.isdigit() or int(value) < 1:
+            raise ConfigMismatchError(f"--batch-size {item!r}: expected PROFILE=N with PROFILE in {PROFILES} and N >= 1")
+        sizes[name] = int(value)
+    if args.out is not None:
+        from deepmt.utils import check_writable_dir
+
+        check_writable_dir(args.out, "--out")
+    result = run_benchmark(args.profiles, args.budget_seconds, args.out, device=args.device, compile=args.compile,
+                           batch_sizes=sizes, runner_profile=None if args.no_runner else args.runner_profile)
+    print(render_markdown(result))
+    print(f"wrote {result['files']['json']} and {result['files']['md']}")
+    return 0
