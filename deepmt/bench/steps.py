@@ -107,7 +107,7 @@ def make_train_step(cfg, stage: str, mode: str, device: torch.device, batch_size
     """(step function, Precision): one optimisation step of ``stage`` exactly as the engine runs it
     (freeze for the stage, autocast, backward, GradScaler, clipping, AdamW, zero_grad)."""
     prec = precision_for(mode, cfg, device)
-    seed_everything(cfg.train.seed)
+    seed_everything(cfg.train.seed, cfg.train.deterministic)
     method = place_model(build_bench_method(cfg, "cpu"), prec)
     if method.feedback_calibration is not None:  # time the steady-state step: a run measures only its first batches
         method.feedback_calibration.finish_with_equal_norms()
@@ -137,7 +137,7 @@ def make_train_step(cfg, stage: str, mode: str, device: torch.device, batch_size
 def make_inference(cfg, mode: str, device: torch.device, batch_size: int, hr_size: int, compile: bool = False):
     """(forward function, Precision): ``method(batch)`` on LR input under ``no_grad`` + autocast (predict's path)."""
     prec = precision_for(mode, cfg, device)
-    seed_everything(cfg.train.seed)
+    seed_everything(cfg.train.seed, cfg.train.deterministic)
     method = build_bench_method(cfg, "cpu").to(device).eval()
     if prec.channels_last:
         method.to(memory_format=torch.channels_last)
