@@ -215,6 +215,26 @@ def test_cost_table_smoke():
     assert df.set_index("method").loc["bicubic"].params_total == 0
 
 
+def test_training_flops_count_each_stage_as_the_trainer_runs_it():
+    """A stage's count does not depend on which stage was counted before it (each is set up as the trainer sets
+    it up: only its parameters require grad, its frozen BatchNorm layers in eval)."""
+    from deepmt.data.sample import random_batch
+    from deepmt.models.cost import train_gflops
+
+    cfg = get_config("smoke")
+    with torch.device("meta"):
+        method = build_method("deepmt_dr", cfg)
+    batch = random_batch(cfg.data.hr_size, cfg.data.scale, 2, "meta")
+    stages = list(method.stages)
+    forward = {s: train_gflops(method, batch, s) for s in stages}
+    backward = {s: train_gflops(method, batch, s) for s in reversed(stages)}
+    assert forward == backward and forward["stage2"] > forward["stage1b"] > 0
+    for stage in stages:  # counted with exactly the stage's parameters trainable
+        train_gflops(method, batch, stage)
+        trainable = {id(p) for p in method.parameters() if p.requires_grad}
+        assert trainable == {id(p) for p in method.stage_parameters(stage)}, stage
+
+
 def test_stage_freezing_trains_only_the_stage_and_keeps_frozen_batchnorm_statistics():
     """One freezing mechanism (models.base) for the trainer, the benchmark and ``training_loss``: the stage's
     parameters alone require grad; frozen BatchNorm layers and the children a stage does not train stay in eval."""

@@ -63,7 +63,6 @@ def count_gflops(cfg, hr_size: int, stages: Sequence[str] = STAGES, batch_size: 
     method = build_bench_method(cfg, "meta")
     batch = random_batch(hr_size, cfg.data.scale, batch_size, "meta")
     out = {"inference": forward_gflops(method, batch)}
-    method.train()
     for stage in stages:
         out[f"train_{stage}"] = train_gflops(method, batch, stage)
     return out

@@ -24,6 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from deepmt.config import get_config
 from deepmt.data.sample import random_batch
+from deepmt.models.base import freeze_for_stage, set_train_mode
 
 DEFAULT_METHODS = (
     "bicubic", "srcnn", "edsr", "isr", "unet_bicubic", "unet_hr", "grader_lr", "grader_bicubic", "grader_hr",
@@ -66,9 +67,12 @@ def forward_gflops(method, batch: dict) -> float:
 
 
 def train_gflops(method, batch: dict, stage: str) -> float:
-    """GFLOPs per image of one training step's forward + backward of ``training_loss(batch, stage)``;
-    gradients are cleared afterwards. The caller puts ``method`` in train mode (once: the sub-modules
-    an earlier stage put in eval mode stay so, which the counts reflect)."""
+    """GFLOPs per image of one training step's forward + backward of ``training_loss(batch, stage)``, with
+    ``method`` set up for ``stage`` as the trainer sets it up (only the stage's parameters require grad;
+    train mode with frozen BatchNorm layers in eval), so the count is what that stage costs, whatever stage
+    was counted before; gradients are cleared afterwards."""
+    freeze_for_stage(method, method.stage_parameters(stage))
+    set_train_mode(method)
 
     def step() -> None:
         total, _ = method.training_loss(batch, stage)
@@ -90,7 +94,6 @@ def method_cost(name: str, cfg, device: str | torch.device = "meta", batch_size:
     train_batch = random_batch(train_size, cfg.data.scale, batch_size, device)
     row = {"method": name, **parameter_counts(method), "train_size": train_size}
     row["gflops_forward"] = forward_gflops(method, batch)
-    method.train()
     best, best_stage = 0.0, None
     for stage in method.stages:
         f = train_gflops(method, train_batch, stage)
