@@ -1,5 +1,6 @@
 """The files of a published layout: required folders and files, the image files of a folder, labels tables
-(CSV / XLS) read, checked and matched row by row to the images on disk, and the lesion mask files of an image.
+(CSV / XLS) read, checked and matched row by row to the images on disk, and the lesion mask files of an image
+(and of every image of a segmentation set).
 Every problem names its file and goes to the :class:`~deepmt.data.real.records.IndexReport`."""
 
 from __future__ import annotations
@@ -173,3 +174,22 @@ def lesion_masks(label_dir: Path, stem: str, dirs: dict[str, str], pattern: str)
                 break
         out.append(found)
     return tuple(out)
+
+
+def records_with_masks(
+    rep: IndexReport, img_dir: Path, mask_dir: Path, dirs: dict[str, str], pattern: str, split: str
+) -> list[FundusRecord]:
+    """Records of one split of a lesion-segmentation set: one per image in ``img_dir``, with its mask files
+    (:func:`lesion_masks` under ``mask_dir``). Every segmentation layout (IDRiD's, DDR's) shares these rules: a
+    lesion folder that is missing is a warning (every mask of that lesion counts as absent, as a missing file
+    does), and a split without images is fatal. Problems go to ``rep``."""
+    for lesion, d in dirs.items():
+        if not (mask_dir / d).is_dir():
+            rep.warn(f"{mask_dir / d}: folder missing; every {lesion} mask of the {split} set is treated as absent")
+    recs = []
+    for p in image_files(img_dir).values():
+        masks = lesion_masks(mask_dir, p.stem, dirs, pattern)
+        recs.append(FundusRecord(id=p.stem, image=p, masks=masks, split=split, source=str(img_dir)))
+    if not recs:
+        rep.fatal(f"{img_dir}: no images")
+    return recs

@@ -9,14 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from deepmt import LESIONS
-from deepmt.data.real.labels import (
-    image_files,
-    lesion_masks,
-    read_labels_table,
-    records_from_table,
-    require_dir,
-    require_file,
-)
+from deepmt.data.real.labels import read_labels_table, records_from_table, records_with_masks, require_dir, require_file
 from deepmt.data.real.records import FundusRecord, IndexReport
 from deepmt.errors import DataError
 
@@ -52,16 +45,7 @@ def _index_idrid_seg(root: Path, rep: IndexReport) -> None:
         with rep.guard():
             img_dir = require_dir(base / "1. Original Images" / sdir, f"IDRiD {split} images")
             gt_dir = require_dir(base / "2. All Segmentation Groundtruths" / sdir, f"IDRiD {split} masks")
-            for lesion, d in IDRID_LESION_DIRS.items():
-                if not (gt_dir / d).is_dir():
-                    rep.warn(f"{gt_dir / d}: folder missing; every {lesion} mask of the {split} set is treated as absent")
-            recs = []
-            for p in image_files(img_dir).values():
-                masks = lesion_masks(gt_dir, p.stem, IDRID_LESION_DIRS, "{stem}_{lesion}")
-                recs.append(FundusRecord(id=p.stem, image=p, masks=masks, split=split, source=str(img_dir)))
-            if not recs:
-                rep.fatal(f"{img_dir}: no images")
-            rep.splits[split] = recs
+            rep.splits[split] = records_with_masks(rep, img_dir, gt_dir, IDRID_LESION_DIRS, "{stem}_{lesion}", split)
 
 
 def _index_idrid(root: Path, rep: IndexReport) -> None:
@@ -119,16 +103,7 @@ def _index_ddr_seg(root: Path, rep: IndexReport) -> None:
             label_dir = next((sbase / n for n in ("label", "segmentation label") if (sbase / n).is_dir()), None)
             if label_dir is None:
                 raise DataError(f"{sbase / 'label'}: folder not found (DDR {split} masks; also tried 'segmentation label')")
-            for lesion in LESIONS:
-                if not (label_dir / lesion).is_dir():
-                    rep.warn(f"{label_dir / lesion}: folder missing; every {lesion} mask of the {split} set is treated as absent")
-            recs = []
-            for p in image_files(img_dir).values():
-                masks = lesion_masks(label_dir, p.stem, dirs, "{stem}")
-                recs.append(FundusRecord(id=p.stem, image=p, masks=masks, split=split, source=str(img_dir)))
-            if not recs:
-                rep.fatal(f"{img_dir}: no images")
-            rep.splits[split] = recs
+            rep.splits[split] = records_with_masks(rep, img_dir, label_dir, dirs, "{stem}", split)
 
 
 def _index_messidor1(root: Path, rep: IndexReport) -> None:
