@@ -24,7 +24,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from deepmt.data.io import read_image, read_mask
-from deepmt.data.real import COMPANION, PART_DIRS, IndexReport, Problem, check_format_and_root, index_dataset
+from deepmt.data.real import COMPANION, PART_DIRS, IndexReport, Problem, ProblemsBySeverity, check_format_and_root, index_dataset
 from deepmt.errors import DataError
 
 #: Show a progress bar when decoding at least this many images.
@@ -33,7 +33,7 @@ _SPLIT_ORDER = ("train", "val", "test")
 
 
 @dataclass
-class CheckReport:
+class CheckReport(ProblemsBySeverity):
     """What :func:`check_root` found. ``ok`` is True when there is no error (warnings are allowed)."""
 
     fmt: str
@@ -44,14 +44,6 @@ class CheckReport:
     n_ungradable: int = 0
     n_unlisted: int = 0
     decoded: bool = True
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity in ("fatal", "error")]
-
-    @property
-    def warnings(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "warning"]
 
     @property
     def ok(self) -> bool:

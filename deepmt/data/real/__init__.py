@@ -57,7 +57,7 @@ from deepmt.data.real.layouts import (
     check_format_and_root,
     index_dataset,
 )
-from deepmt.data.real.records import FundusRecord, IndexReport, Problem
+from deepmt.data.real.records import FundusRecord, IndexReport, Problem, ProblemsBySeverity
 from deepmt.data.real.splits import TEST_FRACTION, assign_splits, build_real_splits, raise_on_problems, stratified_split
 
 __all__ = [
@@ -66,6 +66,7 @@ __all__ = [
     "FundusRecord",
     "IndexReport",
     "Problem",
+    "ProblemsBySeverity",
     "RealFundusDataset",
     "assign_splits",
     "build_real_splits",

@@ -1,5 +1,6 @@
 """What indexing a dataset root produces: one :class:`FundusRecord` per image (no pixels loaded), the
-:class:`Problem` s found, and the :class:`IndexReport` that holds both per official split."""
+:class:`Problem` s found (sorted by severity by :class:`ProblemsBySeverity`), and the :class:`IndexReport` that
+holds both per official split."""
 
 from __future__ import annotations
 
@@ -41,8 +42,25 @@ class Problem:
         return f"[{self.severity}] {self.message}"
 
 
+class ProblemsBySeverity:
+    """The ``problems`` of a report sorted by severity: its ``errors`` (fatal or error) and its ``warnings``.
+
+    A mixin, so that every report of problems (the :class:`IndexReport`, and the check report of
+    :mod:`deepmt.data.check` that adds the decoding problems to it) sorts them by one rule."""
+
+    problems: list[Problem]
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity in ("fatal", "error")]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+
 @dataclass
-class IndexReport:
+class IndexReport(ProblemsBySeverity):
     """The records of a dataset root per official split, and everything found wrong with it."""
 
     fmt: str
@@ -61,14 +79,6 @@ class IndexReport:
 
     def warn(self, message: str) -> None:
         self.problems.append(Problem("warning", message))
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity in ("fatal", "error")]
-
-    @property
-    def warnings(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "warning"]
 
     @property
     def records(self) -> list[FundusRecord]:
