@@ -269,15 +269,20 @@ def write_messidor2_adjudicated(root: Path) -> dict:
 APTOS = {f"{i:012x}": i % 5 for i in range(0x1a2b3c, 0x1a2b3c + 10)}
 
 
+def write_id_grade_csv(root: Path, labels: str, header: str, images: str, ext: str, grades: dict) -> dict:
+    """The Kaggle-style layout of APTOS and EyePACS: one ``<id><ext>`` image per grade under ``root / images``
+    and a labels CSV ``root / labels`` with the two columns ``header`` (``<id>,<grade>`` rows)."""
+    lines = [header]
+    for k, (i, g) in enumerate(grades.items()):
+        write_image(root / images / f"{i}{ext}", seed=k)
+        lines.append(f"{i},{g}")
+    (root / labels).write_text("\n".join(lines) + "\n")
+    return {"grades": dict(grades)}
+
+
 def write_aptos(root: Path, grades: dict | None = None) -> dict:
     """APTOS 2019: ``train.csv`` (id_code, diagnosis) + ``train_images/<id_code>.png``."""
-    grades = APTOS if grades is None else grades
-    lines = ["id_code,diagnosis"]
-    for k, (i, g) in enumerate(grades.items()):
-        write_image(root / "train_images" / f"{i}.png", seed=k)
-        lines.append(f"{i},{g}")
-    (root / "train.csv").write_text("\n".join(lines) + "\n")
-    return {"grades": dict(grades)}
+    return write_id_grade_csv(root, "train.csv", "id_code,diagnosis", "train_images", ".png", APTOS if grades is None else grades)
 
 
 EYEPACS = {f"{10 + i // 2}_{'left' if i % 2 == 0 else 'right'}": i % 5 for i in range(10)}
@@ -285,12 +290,7 @@ EYEPACS = {f"{10 + i // 2}_{'left' if i % 2 == 0 else 'right'}": i % 5 for i in 
 
 def write_eyepacs(root: Path) -> dict:
     """EyePACS (Kaggle 2015): ``trainLabels.csv`` (image, level) + ``train/<image>.jpeg``."""
-    lines = ["image,level"]
-    for k, (i, g) in enumerate(EYEPACS.items()):
-        write_image(root / "train" / f"{i}.jpeg", seed=k)
-        lines.append(f"{i},{g}")
-    (root / "trainLabels.csv").write_text("\n".join(lines) + "\n")
-    return {"grades": dict(EYEPACS)}
+    return write_id_grade_csv(root, "trainLabels.csv", "image,level", "train", ".jpeg", EYEPACS)
 
 
 WRITERS = {
