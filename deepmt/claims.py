@@ -56,7 +56,8 @@ from deepmt.results_io import read_result_tables, text_or, to_markdown
 REPRODUCED = "reproduced"
 NOT_REPRODUCED = "not reproduced"
 INCONCLUSIVE = "inconclusive"
-NOT_MEASURED = "not measured"
+#: a claim without a number yet: the word the controls table uses for a control without one
+NOT_MEASURED = K.NOT_MEASURED
 VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_MEASURED)
 #: prefix of the verdict of a claim whose controls failed or were not measured: "not testable (...)"
 NOT_TESTABLE = "not testable"
