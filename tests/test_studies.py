@@ -113,6 +113,8 @@ def test_summary_and_sentence(runs):
     eff = C.effects_table(runs, [("good", "bad")], ["accuracy"], n_boot=200)
     assert "better than" in C.sentence(eff, "good", "bad", "accuracy")
     assert "not measured" in C.sentence(eff, "good", "bad", "qwk")
+    both = C.sentences(eff, ("good", "bad", "accuracy"), ("good", "bad", "qwk"))
+    assert both == C.sentence(eff, "good", "bad", "accuracy") + "; " + C.sentence(eff, "good", "bad", "qwk")
 
 
 def test_study_config_and_seeds(monkeypatch):

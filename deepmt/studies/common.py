@@ -311,3 +311,9 @@ def sentence(effects: pd.DataFrame, a: str, b: str, metric: str) -> str:
         word = "not distinguishable from"
     return (f"{label(a)} is {word} {label(b)} in {metric} ({r['value_a']:.3f} vs {r['value_b']:.3f}, "
             f"difference {r['effect']}, p = {r['p_value']:.3f})")
+
+
+def sentences(effects: pd.DataFrame, *comparisons: tuple[str, str, str]) -> str:
+    """The :func:`sentence` of each ``(a, b, metric)`` comparison, joined by "; ": one "what we see" sentence
+    that reports several effects side by side."""
+    return "; ".join(sentence(effects, a, b, metric) for a, b, metric in comparisons)

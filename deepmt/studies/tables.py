@@ -32,6 +32,7 @@ from deepmt.studies.common import (
     method_ci,
     run_methods,
     sentence,
+    sentences,
     summary_table,
 )
 
@@ -404,8 +405,7 @@ def what_we_see_01(res: dict[str, Any]) -> str:
         f"HR {g.loc['grader_hr', 'accuracy']:.3f}; a segmentation + grading multi-task net on HR {g.loc['foo_mt_hr', 'accuracy']:.3f} "
         f"(mean of {n_seeds} seed(s)). "
         + sentence(effects, "foo_mt_hr", "deepmt_dr_noisr", "accuracy") + " (the information lost at LR, for the lesion-supervised family). "
-        + sentence(effects, "deepmt_dr", "deepmt_dr_noisr", "accuracy") + "; "
-        + sentence(effects, "deepmt_dr", "deepmt_dr_noisr", "qwk") + ". "
+        + sentences(effects, ("deepmt_dr", "deepmt_dr_noisr", "accuracy"), ("deepmt_dr", "deepmt_dr_noisr", "qwk")) + ". "
         f"Segmentation AUPR (mean over lesions): LR U-Net {s.loc['unet_lr', 'aupr']:.3f}, bicubic U-Net {s.loc['unet_bicubic', 'aupr']:.3f}, "
         f"DeepMT-DR {s.loc['deepmt_dr', 'aupr']:.3f}, HR U-Net {s.loc['unet_hr', 'aupr']:.3f}; microaneurysm AUPR "
         f"{s.loc['unet_bicubic', 'aupr_MA']:.3f} (bicubic) vs {s.loc['deepmt_dr', 'aupr_MA']:.3f} (DeepMT-DR) vs {s.loc['unet_hr', 'aupr_MA']:.3f} (HR). "
@@ -422,12 +422,12 @@ def what_we_see_04(res: dict[str, Any]) -> str:
     """Notebook 04's "what we see", written from :func:`grading_table`'s result: DeepMT-DR against the best
     baseline on validation, the HR references and the C4 verdicts."""
     t = res["table"].set_index("method")
-    effects, best = res["effects"], res["best_baseline"]
+    best = res["best_baseline"]
     return (
         f"DeepMT-DR: accuracy {t.loc['deepmt_dr', 'accuracy']}, QWK {t.loc['deepmt_dr', 'qwk']}, macro-F1 {t.loc['deepmt_dr', 'macro_f1']} "
         f"(mean ± std over {int(t.loc['deepmt_dr', 'n_seeds'])} seed(s)). The best baseline on validation is {label(best)} "
         f"(accuracy {t.loc[best, 'accuracy']}, QWK {t.loc[best, 'qwk']}). "
-        + sentence(effects, "deepmt_dr", best, "accuracy") + "; " + sentence(effects, "deepmt_dr", best, "qwk") + ". "
+        + sentences(res["effects"], ("deepmt_dr", best, "accuracy"), ("deepmt_dr", best, "qwk")) + ". "
         f"From HR photos the plain grader reaches accuracy {t.loc['grader_hr', 'accuracy']} and the multi-task net "
         f"{t.loc['foo_mt_hr', 'accuracy']}. "
         + "Verdicts (C4): " + _verdicts(res["claims"]) + "."
@@ -439,13 +439,12 @@ def what_we_see_05(res: dict[str, Any]) -> str:
     """Notebook 05's "what we see", written from :func:`isr_table`'s result: PSNR over the image and in lesion
     regions, DeepMT-DR against single-task ISR and bicubic, the ``sr_works`` controls and the C6 verdicts."""
     t = res["table"].set_index("method")
-    effects = res["effects"]
     return (
         f"PSNR over the whole image: bicubic {t.loc['bicubic', 'psnr']:.2f} dB, single-task ISR {t.loc['isr', 'psnr']:.2f} dB, "
         f"DeepMT-DR {t.loc['deepmt_dr', 'psnr']:.2f} dB; inside lesion regions: bicubic {t.loc['bicubic', 'psnr_lesion']:.2f} dB, "
         f"single-task ISR {t.loc['isr', 'psnr_lesion']:.2f} dB, DeepMT-DR {t.loc['deepmt_dr', 'psnr_lesion']:.2f} dB. "
-        + sentence(effects, "deepmt_dr", "isr", "psnr_lesion") + "; " + sentence(effects, "deepmt_dr", "isr", "ssim_lesion") + "; "
-        + sentence(effects, "deepmt_dr", "bicubic", "psnr") + ". "
+        + sentences(res["effects"], ("deepmt_dr", "isr", "psnr_lesion"), ("deepmt_dr", "isr", "ssim_lesion"),
+                    ("deepmt_dr", "bicubic", "psnr")) + ". "
         + "Controls: " + "; ".join(f"{r.id} {r.value:+.2f} dB ({r.status})" for r in res["controls"].itertuples()) + ". "
         + "Verdicts (C6, before controls): " + _verdicts(res["claims"]) + "."
         + (SMOKE_NOTE if res["smoke"] else "")
@@ -456,11 +455,10 @@ def what_we_see_06(res: dict[str, Any]) -> str:
     """Notebook 06's "what we see", written from :func:`segmentation_table`'s result: microaneurysm and
     haemorrhage AUPR per input, and DeepMT-DR's MA AUPR against the bicubic U-Net and itself without ISR."""
     a = res["table"][res["table"].metric == "aupr"].set_index("method")
-    effects = res["effects"]
     return (
         f"Microaneurysm AUPR: U-Net on LR {a.loc['unet_lr', 'MA']:.3f}, on bicubic {a.loc['unet_bicubic', 'MA']:.3f}, "
         f"DeepMT-DR without ISR {a.loc['deepmt_dr_noisr', 'MA']:.3f}, DeepMT-DR {a.loc['deepmt_dr', 'MA']:.3f}, on HR {a.loc['unet_hr', 'MA']:.3f}. "
         f"Haemorrhage AUPR {a.loc['unet_bicubic', 'HE']:.3f} (bicubic U-Net) vs {a.loc['deepmt_dr', 'HE']:.3f} (DeepMT-DR). "
-        + sentence(effects, "deepmt_dr", "unet_bicubic", "aupr_MA") + "; " + sentence(effects, "deepmt_dr", "deepmt_dr_noisr", "aupr_MA") + "."
+        + sentences(res["effects"], ("deepmt_dr", "unet_bicubic", "aupr_MA"), ("deepmt_dr", "deepmt_dr_noisr", "aupr_MA")) + "."
         + (SMOKE_NOTE if res["smoke"] else "")
     )
