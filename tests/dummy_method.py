@@ -11,21 +11,13 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-@dataclass
-class MethodOutput:  # mirrors deepmt.models.methods.MethodOutput
-    sr: torch.Tensor | None = None
-    lesion_logits: torch.Tensor | None = None
-    lesion_probs: torch.Tensor | None = None
-    grade_logits: torch.Tensor | None = None
-    vis_map: torch.Tensor | None = None
+from deepmt.models import MethodOutput
 
 
 class DummyMethod(nn.Module):
