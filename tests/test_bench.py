@@ -171,3 +171,46 @@ def test_readme_and_performance_doc_are_generated_from_the_bench_files(smoke_run
     assert main(["bench", "--readme", str(tmp_path / "plain.md"), "--out", str(out), "--timing", str(timing)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "plain.md" in err and "performance" in err and len(err.strip().splitlines()) == 1
+
+
+def test_grid_counts_each_runs_training_flops_and_the_floor_they_set(fresh_cache, tmp_path, monkeypatch, capsys):
+    """``bench --grid``: one row per (run, stage) with the images it trained on, the stage's GFLOPs per image
+    (the bench's own counter) and their product; a warm-started run counts only what it trained itself."""
+    import torch
+
+    from deepmt.bench.grid import grid_compute, grid_floor
+    from deepmt.cli import main
+    from deepmt.config import get_config
+    from deepmt.data.sample import random_batch
+    from deepmt.experiments import run_experiment
+    from deepmt.models.cost import train_gflops
+    from deepmt.models.methods import build_method
+
+    cfg = get_config("smoke", {"train.device": "cpu", "train.progress": False})
+    base = run_experiment("deepmt_dr", cfg)
+    warm = run_experiment("deepmt_dr", cfg.replace({"loss.seg_aware": 0.0}), warm_start=base, start_stage="stage2")
+    df = grid_compute(base.run_dir.parent)
+    assert set(df["entry"]) == {base.run_dir.name, warm.run_dir.name}
+    mine = df[df["entry"] == base.run_dir.name].set_index("stage")
+    assert list(mine.index) == ["stage1a", "stage1b", "stage2"]
+    epochs = {"stage1a": cfg.train.epochs_stage1a, "stage1b": cfg.train.epochs_stage1b, "stage2": cfg.train.epochs_stage2}
+    for stage, row in mine.iterrows():
+        assert row["epochs"] == epochs[stage] and row["images"] == epochs[stage] * cfg.data.n_train
+        with torch.device("meta"):
+            m = build_method("deepmt_dr", cfg)
+        expected = train_gflops(m, random_batch(cfg.data.hr_size, cfg.data.scale, 2, "meta"), stage)
+        assert row["gflops_per_image"] == pytest.approx(expected)
+        assert row["tflop"] == pytest.approx(row["images"] * expected / 1e3)
+    assert list(df[df["entry"] == warm.run_dir.name]["stage"]) == ["stage2"]  # the base's stages are the base's
+    floor = grid_floor(df, peak_gflops=100.0, workers=2)
+    assert floor["runs"] == 2 and floor["tflop"] == pytest.approx(df["tflop"].sum())
+    assert floor["floor_min_at_40pct"] == pytest.approx(2.5 * floor["floor_min_at_100pct"])
+    assert floor["floor_min_at_100pct"] == pytest.approx(df["tflop"].sum() * 1e3 / 100.0 / 60)
+    with pytest.raises(ConfigMismatchError, match="must be > 0"):
+        grid_floor(df, peak_gflops=0.0)
+    monkeypatch.setattr("deepmt.bench.command.repo_root", lambda: tmp_path)
+    assert main(["bench", "--grid", str(base.run_dir.parent.parent), "--peak-gflops", "100"]) == 0
+    assert "floor_min_at_100pct" in capsys.readouterr().out
+    assert (tmp_path / "results" / "timing" / "grid_compute.csv").is_file()
+    with pytest.raises(ConfigMismatchError, match="no such experiment cache"):
+        grid_compute(tmp_path / "nowhere")

@@ -36,6 +36,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--readme", nargs="+", metavar="FILE", default=None,
                         help="instead of the benchmark, rewrite the performance block of these files (e.g. README.md "
                         "docs/PERFORMANCE.md) from the bench files in --out and results/timing/run_all.json")
+    parser.add_argument("--grid", metavar="CACHE", default=None,
+                        help="instead of the benchmark, count the training FLOPs of every finished run in this "
+                        "experiment cache (e.g. .cache/quick) and compare them with the bf16 peak of this machine's "
+                        "bench file in --out (or --peak-gflops); writes results/timing/grid_compute.csv")
+    parser.add_argument("--peak-gflops", type=float, default=None,
+                        help="the machine's peak GFLOP/s for --grid (default: the bf16 matmul median of its bench file)")
+    parser.add_argument("--workers", type=int, default=2, help="runs trained side by side, for --grid (default 2)")
     parser.add_argument("--timing", default=None,
                         help=f"run_all.sh's timing file for --readme (default: {RUN_ALL_TIMING} in the checkout)")
 
@@ -48,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         for name, changed in update_docs(args.readme, bench_dir, args.timing or repo_root() / RUN_ALL_TIMING).items():
             print(f"{name}: performance section {'updated' if changed else 'unchanged'}")
         return 0
+    if args.grid:
+        return _grid(args)
     if args.profile_ops:
         profile, _, stage = args.profile_ops.partition(":")
         print(profile_step(profile, stage or "stage2", device=args.device))
@@ -66,4 +75,34 @@ def run(args: argparse.Namespace) -> int:
                            batch_sizes=sizes, runner_profile=None if args.no_runner else args.runner_profile)
     print(render_markdown(result))
     print(f"wrote {result['files']['json']} and {result['files']['md']}")
+    return 0
+
+
+def _grid(args: argparse.Namespace) -> int:
+    """``--grid CACHE``: the grid's training FLOPs, per method, and the floor they set at this machine's peak."""
+    import json
+
+    import torch
+
+    from deepmt.bench.grid import grid_compute, grid_floor, summary_by_method
+    from deepmt.bench.machine import machine_info, output_tag
+    from deepmt.utils import atomic_write_text
+
+    peak = args.peak_gflops
+    if peak is None:
+        bench_dir = Path(args.out) if args.out else repo_root() / "results" / "bench"
+        path = bench_dir / f"bench_{output_tag(machine_info(torch.device('cpu')))}.json"
+        if not path.is_file():
+            raise ConfigMismatchError(f"{path}: no bench file for this machine; run `python -m deepmt bench` or pass --peak-gflops")
+        peak = float(json.loads(path.read_text())["peak"]["bfloat16"]["gflops_per_s"]["median"])
+    runs = Path(args.grid) / "runs" if (Path(args.grid) / "runs").is_dir() else Path(args.grid)
+    compute = grid_compute(runs)
+    floor = grid_floor(compute, peak, args.workers)
+    out = repo_root() / "results" / "timing" / "grid_compute.csv"
+    atomic_write_text(out, compute.to_csv(index=False))
+    print(summary_by_method(compute).to_string(float_format=lambda v: f"{v:.3g}"))
+    print()
+    for k, v in floor.items():
+        print(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}")
+    print(f"wrote {out}")
     return 0
