@@ -11,9 +11,8 @@ from dummy_method import DummyMethod, dummy_datasets, tiny_cfg
 
 import deepmt.engine.trainer as trainer
 from deepmt.config import get_config
-from deepmt.data import build_datasets
+from deepmt.data import NO_GRADE, build_datasets
 from deepmt.data.partial_masks import PartialLabels, labelled_indices
-from deepmt.errors import ConfigMismatchError
 from deepmt.models.methods import build_method
 from deepmt.utils import seed_everything
 
@@ -77,15 +76,25 @@ def test_which_stages_learn_from_unlabelled_images(cfg):
                     "grader_bicubic": [False], "unet_hr": [False]}
 
 
-def test_too_few_labelled_images_for_a_batch_is_refused_before_anything_is_written(cache, tmp_path):
-    cfg = get_config("smoke", {**CPU, "data.label_fraction": 0.1})  # 16 images: one per grade labelled, batch 8
-    data = build_datasets(cfg.data)
-    with pytest.raises(ConfigMismatchError) as info:
-        trainer.train(build_method("foo_mt", cfg), cfg, data, tmp_path / "run")
-    msg = str(info.value)
-    assert msg.startswith("data.label_fraction=0.1 leaves 5 labelled training images, fewer than one batch (train.batch_size=8)")
-    assert "\n" not in msg and not (tmp_path / "run").exists()
+def test_labelled_images_fewer_than_a_batch_are_padded_to_one(cache, tmp_path, monkeypatch):
+    """16 smoke images at label fraction 0.1 leave one labelled image per grade (5); the stages that need labels
+    train on those 5, padded to one batch of 8 labelled images per epoch, like any split smaller than a batch."""
+    made = []
+    real = trainer.make_loader
 
+    def spy(dataset, *a, **k):
+        loader = real(dataset, *a, **k)
+        if k.get("shuffle"):
+            made.append((len(dataset), [len(b["grade"]) for b in loader], [int(g) for b in loader for g in b["grade"]]))
+        return loader
+
+    monkeypatch.setattr(trainer, "make_loader", spy)
+    cfg = get_config("smoke", {**CPU, "data.label_fraction": 0.1})
+    data = build_datasets(cfg.data)
+    seed_everything(0)
+    trainer.train(build_method("foo_mt", cfg), cfg, data, tmp_path / "run")
+    assert [(n, sizes) for n, sizes, _ in made] == [(5, [cfg.train.batch_size])]
+    assert all(g != NO_GRADE for _, _, grades in made for g in grades)
 
 def test_every_image_labelled_trains_exactly_as_before(cache, tmp_path, loaders):
     """``data.label_fraction`` = 1: every stage's loader gets the training split itself (the same batches), so a

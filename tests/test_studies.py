@@ -264,12 +264,6 @@ def test_few_labels_study_compares_the_gain_with_few_and_with_all_labels(fake_tr
     assert len(fig.axes) == 2 and list(fig.axes[0].get_xticks()) == [1.0, 0.1]
 
 
-def test_study_label_fraction_leaves_a_smoke_run_a_batch_of_labelled_images():
-    assert FL.study_label_fraction(get_config("quick"), 0.1) == 0.1
-    assert FL.study_label_fraction(get_config("smoke"), 0.1) == FL.SMOKE_LABEL_FRACTION == 0.5
-    assert FL.study_label_fraction(get_config("smoke"), 0.8) == 0.8
-
-
 def _few_labels_result(gain_lo: float, gain_hi: float, ma_lo: float, ma_hi: float, smoke: bool) -> dict:
     """A few_labels_study result with fixed numbers (gain and MA AUPR gain changes with the given CIs)."""
     table = pd.DataFrame([

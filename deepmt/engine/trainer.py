@@ -122,18 +122,11 @@ def grade_counts(dataset) -> list[int]:
 def stage_train_set(method, stage: str, train_set, cfg):
     """The training images ``stage`` learns from: the whole split where ``method.stage_uses_unlabelled(stage)``
     (super-resolution needs only HR images), else its labelled images (:func:`labelled_subset`; the split itself
-    unless ``data.label_fraction`` < 1). Raises :class:`ConfigMismatchError` when the labelled images of a
-    ``data.label_fraction`` < 1 split do not fill one batch (``train.batch_size``)."""
+    unless ``data.label_fraction`` < 1). Labelled images fewer than a batch are padded to one batch per epoch,
+    like any small split (:func:`deepmt.engine.device.make_loader`)."""
     if method.stage_uses_unlabelled(stage):
         return train_set
-    subset = labelled_subset(train_set)
-    if subset is not train_set and len(subset) < int(cfg.train.batch_size):
-        raise ConfigMismatchError(
-            f"data.label_fraction={cfg.data.label_fraction:g} leaves {len(subset)} labelled training images, fewer than "
-            f"one batch (train.batch_size={cfg.train.batch_size}) for stage {stage!r} of {method.name!r}; raise "
-            "data.label_fraction or the training split"
-        )
-    return subset
+    return labelled_subset(train_set)
 
 
 def _state_copy(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -207,7 +200,6 @@ def _train(method, cfg, datasets, run_dir, resume, *, class_counts, evaluate_tes
         raise DataError("train(): datasets has no 'train' split")
     stages = tuple(method.stages)
     train_set = datasets["train"]
-    # each stage's images, checked before anything is written
     stage_sets = {stage: stage_train_set(method, stage, train_set, cfg) for stage in stages
                   if int(method.stage_epochs(stage, cfg.train)) > 0}
     run_dir.mkdir(parents=True, exist_ok=True)

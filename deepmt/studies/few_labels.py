@@ -31,20 +31,12 @@ from deepmt.errors import SettingError
 from deepmt.studies.common import SMOKE_NOTE, effect_change, run_methods
 from deepmt.studies.tables import DIAL_METHODS, gap_and_gain, plot_gap_and_gain
 
-#: the smallest label fraction of a smoke run: its 16 training images then keep a batch (8) of labelled ones
-SMOKE_LABEL_FRACTION = 0.5
 #: what :func:`few_labels_study` compares between the two settings: (name, A, B, metric) of the effect A - B
 QUANTITIES = (
     ("gap", "foo_mt_hr", "foo_mt", "accuracy"),
     ("gain", "deepmt_dr", "deepmt_dr_noisr", "accuracy"),
     ("ma_aupr_gain", "deepmt_dr", "deepmt_dr_noisr", "aupr_MA"),
 )
-
-
-def study_label_fraction(cfg: Config, fraction: float) -> float:
-    """The label fraction a study uses: ``fraction``, except under ``smoke`` (mechanics only), where it is at
-    least :data:`SMOKE_LABEL_FRACTION` so that the 16 training images keep one batch of labelled ones."""
-    return max(float(fraction), SMOKE_LABEL_FRACTION) if cfg.profile == "smoke" else float(fraction)
 
 
 def few_labels_study(cfg: Config, seeds: Sequence[int], label_fraction: float, n_boot: int = 1000) -> dict[str, Any]:

@@ -44,7 +44,7 @@ seeds = [0, 1, 2]  # training seeds of the grading runs (smoke uses the first on
 seg_seeds = [0, 1, 2]  # training seeds of the segmentation-only U-Nets
 dial = [0.0, 0.5, 0.8, 1.0]  # data.synth.smudge_match settings of the sweep (the profile's own uses `seeds`)
 dial_seeds = [0]  # training seeds at the other dial settings
-few_labels_fraction = 0.1  # share of training images with grade and masks in the few-labels section (smoke: 0.5)
+few_labels_fraction = 0.1  # share of training images with grade and masks in the few-labels section
 few_labels_seeds = [0, 1, 2]  # training seeds of the few-labels section (all labels: the runs above)
 dataset = "synthetic"
 data_root = ""
@@ -62,7 +62,6 @@ seeds = study_seeds(cfg, seeds)
 seg_seeds = study_seeds(cfg, seg_seeds)
 dial_seeds = study_seeds(cfg, dial_seeds)
 few_labels_seeds = study_seeds(cfg, few_labels_seeds)
-few_labels_fraction = FL.study_label_fraction(cfg, few_labels_fraction)
 print(describe_config(cfg), f"| grading seeds {seeds}, segmentation seeds {seg_seeds}")
 
 # %% [markdown]
