@@ -212,5 +212,13 @@ def test_grid_counts_each_runs_training_flops_and_the_floor_they_set(fresh_cache
     assert main(["bench", "--grid", str(base.run_dir.parent.parent), "--peak-gflops", "100"]) == 0
     assert "floor_min_at_100pct" in capsys.readouterr().out
     assert (tmp_path / "results" / "timing" / "grid_compute.csv").is_file()
+    from deepmt.performance import _minutes, load_grid, performance_markdown
+
+    grid = load_grid(tmp_path / "results" / "timing" / "grid.json")  # the README's block is generated from it
+    assert grid["runs"] == 2 and grid["tflop"] == pytest.approx(floor["tflop"]) and grid["peak_gflops"] == 100.0
+    block = performance_markdown([], None, grid)
+    assert "What the grid's training FLOPs allow" in block and f"**{_minutes(floor['floor_min_at_40pct'] * 60)}**" in block
+    assert "| `deepmt_dr` | 2 |" in block
+    assert "What the grid" not in performance_markdown([], None, load_grid(tmp_path / "none.json"))
     with pytest.raises(ConfigMismatchError, match="no such experiment cache"):
         grid_compute(tmp_path / "nowhere")

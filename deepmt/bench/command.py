@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from deepmt.bench.grid import GRID_SUMMARY
 from deepmt.bench.report import render_markdown
 from deepmt.bench.run_all import RUN_ALL_TIMING
 from deepmt.bench.steps import profile_step
@@ -52,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
         from deepmt.performance import update_docs
 
         bench_dir = Path(args.out) if args.out else repo_root() / "results" / "bench"
-        for name, changed in update_docs(args.readme, bench_dir, args.timing or repo_root() / RUN_ALL_TIMING).items():
+        timing = Path(args.timing) if args.timing else repo_root() / RUN_ALL_TIMING
+        for name, changed in update_docs(args.readme, bench_dir, timing, timing.parent / GRID_SUMMARY).items():
             print(f"{name}: performance section {'updated' if changed else 'unchanged'}")
         return 0
     if args.grid:
@@ -81,10 +83,12 @@ def run(args: argparse.Namespace) -> int:
 def _grid(args: argparse.Namespace) -> int:
     """``--grid CACHE``: the grid's training FLOPs, per method, and the floor they set at this machine's peak."""
     import json
+    from datetime import datetime, timezone
 
     import torch
 
     from deepmt.bench.grid import grid_compute, grid_floor, summary_by_method
+    from deepmt.performance import machine_name
     from deepmt.bench.machine import machine_info, output_tag
     from deepmt.utils import atomic_write_text
 
@@ -98,11 +102,17 @@ def _grid(args: argparse.Namespace) -> int:
     runs = Path(args.grid) / "runs" if (Path(args.grid) / "runs").is_dir() else Path(args.grid)
     compute = grid_compute(runs)
     floor = grid_floor(compute, peak, args.workers)
-    out = repo_root() / "results" / "timing" / "grid_compute.csv"
-    atomic_write_text(out, compute.to_csv(index=False))
-    print(summary_by_method(compute).to_string(float_format=lambda v: f"{v:.3g}"))
+    by_method = summary_by_method(compute)
+    folder = repo_root() / "results" / "timing"
+    atomic_write_text(folder / "grid_compute.csv", compute.to_csv(index=False))
+    summary = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "machine": machine_name({"machine": machine_info(torch.device("cpu"))}), "cache": str(Path(args.grid)),
+               "workers": int(args.workers), **floor,
+               "by_method": [{"method": m, **{k: float(v) for k, v in row.items()}} for m, row in by_method.iterrows()]}
+    atomic_write_text(folder / GRID_SUMMARY, json.dumps(summary, indent=1) + "\n")
+    print(by_method.to_string(float_format=lambda v: f"{v:.3g}"))
     print()
     for k, v in floor.items():
         print(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}")
-    print(f"wrote {out}")
+    print(f"wrote {folder / 'grid_compute.csv'} and {folder / GRID_SUMMARY}")
     return 0

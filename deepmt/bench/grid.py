@@ -23,6 +23,9 @@ import pandas as pd
 
 from deepmt.errors import ConfigMismatchError
 
+#: the grid's summary beside run_all.sh's timing file (``results/timing/``), read by the README's performance block
+GRID_SUMMARY = "grid.json"
+
 
 def _stage_gflops(method_name: str, cfg, stage: str, memo: dict) -> float:
     """GFLOPs per training image of ``stage`` of ``method_name`` under ``cfg``, counted on the meta device once
