@@ -95,4 +95,7 @@ fi
 # a complete run of a real profile: refresh the README's results, with how the numbers were made (results/timing/run_all.json)
 if [ -z "$only" ] && [ "$profile" != smoke ]; then
   python -m deepmt.studies.summary --readme README.md --timing results/timing/run_all.json
+  # the grid's training FLOPs against this machine's peak, beside the measured time (README, Performance)
+  python -m deepmt bench --grid "$DEEPMT_CACHE" >/dev/null && python -m deepmt bench --readme README.md docs/PERFORMANCE.md \
+    || echo "run_all.sh: could not count the grid's training FLOPs (python -m deepmt bench --grid $DEEPMT_CACHE)" >&2
 fi

@@ -43,7 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "bench file in --out (or --peak-gflops); writes results/timing/grid_compute.csv")
     parser.add_argument("--peak-gflops", type=float, default=None,
                         help="the machine's peak GFLOP/s for --grid (default: the bf16 matmul median of its bench file)")
-    parser.add_argument("--workers", type=int, default=2, help="runs trained side by side, for --grid (default 2)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="runs trained side by side, for --grid (default: the worker count of the last complete "
+                        "run_all.sh, from its timing file; else 1)")
     parser.add_argument("--timing", default=None,
                         help=f"run_all.sh's timing file for --readme (default: {RUN_ALL_TIMING} in the checkout)")
 
@@ -101,13 +103,19 @@ def _grid(args: argparse.Namespace) -> int:
         peak = float(json.loads(path.read_text())["peak"]["bfloat16"]["gflops_per_s"]["median"])
     runs = Path(args.grid) / "runs" if (Path(args.grid) / "runs").is_dir() else Path(args.grid)
     compute = grid_compute(runs)
-    floor = grid_floor(compute, peak, args.workers)
+    workers = args.workers
+    if workers is None:
+        from deepmt.performance import load_timing
+
+        timing = load_timing(repo_root() / RUN_ALL_TIMING)
+        workers = int(timing.get("jobs") or 1) if timing else 1
+    floor = grid_floor(compute, peak, workers)
     by_method = summary_by_method(compute)
     folder = repo_root() / "results" / "timing"
     atomic_write_text(folder / "grid_compute.csv", compute.to_csv(index=False))
     summary = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "machine": machine_name({"machine": machine_info(torch.device("cpu"))}), "cache": str(Path(args.grid)),
-               "workers": int(args.workers), **floor,
+               "workers": int(workers), **floor,
                "by_method": [{"method": m, **{k: float(v) for k, v in row.items()}} for m, row in by_method.iterrows()]}
     atomic_write_text(folder / GRID_SUMMARY, json.dumps(summary, indent=1) + "\n")
     print(by_method.to_string(float_format=lambda v: f"{v:.3g}"))
