@@ -90,8 +90,8 @@ def _grid(args: argparse.Namespace) -> int:
     import torch
 
     from deepmt.bench.grid import grid_compute, grid_floor, summary_by_method
-    from deepmt.performance import machine_name
     from deepmt.bench.machine import machine_info, output_tag
+    from deepmt.performance import load_timing, machine_name
     from deepmt.utils import atomic_write_text
 
     peak = args.peak_gflops
@@ -102,11 +102,13 @@ def _grid(args: argparse.Namespace) -> int:
             raise ConfigMismatchError(f"{path}: no bench file for this machine; run `python -m deepmt bench` or pass --peak-gflops")
         peak = float(json.loads(path.read_text())["peak"]["bfloat16"]["gflops_per_s"]["median"])
     runs = Path(args.grid) / "runs" if (Path(args.grid) / "runs").is_dir() else Path(args.grid)
+    try:  # the cache as the README should name it: relative to the checkout when inside it
+        cache_name = str(Path(args.grid).resolve().relative_to(repo_root().resolve()))
+    except ValueError:
+        cache_name = str(Path(args.grid))
     compute = grid_compute(runs)
     workers = args.workers
     if workers is None:
-        from deepmt.performance import load_timing
-
         timing = load_timing(repo_root() / RUN_ALL_TIMING)
         workers = int(timing.get("jobs") or 1) if timing else 1
     floor = grid_floor(compute, peak, workers)
@@ -114,7 +116,7 @@ def _grid(args: argparse.Namespace) -> int:
     folder = repo_root() / "results" / "timing"
     atomic_write_text(folder / "grid_compute.csv", compute.to_csv(index=False))
     summary = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               "machine": machine_name({"machine": machine_info(torch.device("cpu"))}), "cache": str(Path(args.grid)),
+               "machine": machine_name({"machine": machine_info(torch.device("cpu"))}), "cache": cache_name,
                "workers": int(workers), **floor,
                "by_method": [{"method": m, **{k: float(v) for k, v in row.items()}} for m, row in by_method.iterrows()]}
     atomic_write_text(folder / GRID_SUMMARY, json.dumps(summary, indent=1) + "\n")
