@@ -35,6 +35,8 @@ DEFAULT_BUDGET_S = 180.0
 DEFAULT_PROFILES = ("quick", "paper")
 TARGET_SPEEDUP = 3.0
 TARGET_MFU = 0.60
+#: the quick profile's stages 1a and 2 (tiny convolutions at 96 px): fast path >= 40% of the same-dtype matmul peak
+TARGET_QUICK_MFU = 0.40
 TARGET_DATA_RATIO = 10.0
 
 
@@ -215,6 +217,13 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
             v = group.get("speedup")
             out.append({"target": f"{p} {stage}: fast path >= {TARGET_SPEEDUP:g}x fp32 eager images/s", "value": v,
                         "threshold": TARGET_SPEEDUP, "met": None if v is None else v >= TARGET_SPEEDUP})
+        if p == "quick":
+            for stage in ("stage1a", "stage2"):
+                fast = rec["train"].get(stage, {}).get("fast")
+                v = fast.get("mfu") if fast else None
+                dtype = fast["precision"] if fast else "fast-dtype"
+                out.append({"target": f"{p} {stage}: fast path >= {TARGET_QUICK_MFU:.0%} of the {dtype} matmul peak",
+                            "value": v, "threshold": TARGET_QUICK_MFU, "met": None if v is None else v >= TARGET_QUICK_MFU})
         if p == "paper":
             fast = rec["train"].get("stage2", {}).get("fast")
             v = fast.get("mfu") if fast else None
