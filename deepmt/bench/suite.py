@@ -209,29 +209,28 @@ def _derive(result: dict[str, Any], peaks: dict[str, float]) -> None:
             rec["data_generation"]["vs_training"] = gen["images_per_s"]["median"] / train2["images_per_s"]["median"]
 
 
+def _target(name: str, value: float | None, threshold: float) -> dict[str, Any]:
+    return {"target": name, "value": value, "threshold": threshold, "met": None if value is None else value >= threshold}
+
+
+#: the profiles' stages whose fast path has a fraction-of-peak target: (threshold, stages, name the HR size)
+MFU_TARGETS = {"quick": (TARGET_QUICK_MFU, ("stage1a", "stage2"), False), "paper": (TARGET_MFU, ("stage2",), True)}
+
+
 def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's targets, each with its value and met / not met (None: not measured)."""
     out = []
     for p, rec in result["profiles"].items():
         for stage, group in rec["train"].items():
-            v = group.get("speedup")
-            out.append({"target": f"{p} {stage}: fast path >= {TARGET_SPEEDUP:g}x fp32 eager images/s", "value": v,
-                        "threshold": TARGET_SPEEDUP, "met": None if v is None else v >= TARGET_SPEEDUP})
-        if p == "quick":
-            for stage in ("stage1a", "stage2"):
-                fast = rec["train"].get(stage, {}).get("fast")
-                v = fast.get("mfu") if fast else None
-                dtype = fast["precision"] if fast else "fast-dtype"
-                out.append({"target": f"{p} {stage}: fast path >= {TARGET_QUICK_MFU:.0%} of the {dtype} matmul peak",
-                            "value": v, "threshold": TARGET_QUICK_MFU, "met": None if v is None else v >= TARGET_QUICK_MFU})
-        if p == "paper":
-            fast = rec["train"].get("stage2", {}).get("fast")
-            v = fast.get("mfu") if fast else None
+            out.append(_target(f"{p} {stage}: fast path >= {TARGET_SPEEDUP:g}x fp32 eager images/s", group.get("speedup"),
+                               TARGET_SPEEDUP))
+        threshold, stages, at_size = MFU_TARGETS.get(p, (None, (), False))
+        for stage in stages:
+            fast = rec["train"].get(stage, {}).get("fast")
             dtype = fast["precision"] if fast else "fast-dtype"
-            out.append({"target": f"{p} stage2 at {rec['timed_hr_size']}-px HR: fast path >= {TARGET_MFU:.0%} of the {dtype} matmul peak",
-                        "value": v, "threshold": TARGET_MFU, "met": None if v is None else v >= TARGET_MFU})
-        gen = rec.get("data_generation", {})
-        v = gen.get("vs_training")
-        out.append({"target": f"{p}: data generation >= {TARGET_DATA_RATIO:g}x fast training images/s (stage2)", "value": v,
-                    "threshold": TARGET_DATA_RATIO, "met": None if v is None else v >= TARGET_DATA_RATIO})
+            where = f"{p} {stage} at {rec['timed_hr_size']}-px HR" if at_size else f"{p} {stage}"
+            out.append(_target(f"{where}: fast path >= {threshold:.0%} of the {dtype} matmul peak",
+                               fast.get("mfu") if fast else None, threshold))
+        out.append(_target(f"{p}: data generation >= {TARGET_DATA_RATIO:g}x fast training images/s (stage2)",
+                           rec.get("data_generation", {}).get("vs_training"), TARGET_DATA_RATIO))
     return out
