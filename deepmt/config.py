@@ -195,6 +195,9 @@ class LossConfig:
     seg_weight_in_joint: float = 1.0  # weight of the supervised segmentation loss in stage 2
     seg_deep: float = 1.0  # deep supervision: weight of the side outputs' mean (Dice + focal) loss
     seg_on_hr: bool = True  # stage 1a also trains segmentation on HR images (stage 1b grades [HR, seg(HR)])
+    # stage 1b's grader input: "hr" = [HR, Seg(HR)] (the paper); "sr" = [SR, Seg(SR)] from the LR input, the path the
+    # grader is validated and tested on (an ablation of the paper's schedule, notebook 08)
+    stage1b_input: str = "hr"
 
 
 # --------------------------------------------------------------------------- engine
@@ -434,6 +437,7 @@ ALLOWED: dict[str, Allowed] = {
     "loss.focal_alpha": _UNIT,
     "loss.class_weights": Allowed(choices=("auto", "none"), length=5),
     "loss.feedback_scaling": Allowed(choices=("authors", "calibrated")),
+    "loss.stage1b_input": Allowed(choices=("hr", "sr")),
     "loss.feedback_ratio": _POSITIVE,
     "loss.calibration_batches": _AT_LEAST_1,
     "train.device": Allowed(pattern=r"auto|cpu|cuda(:\d+)?", text="auto, cpu, cuda or cuda:N"),
@@ -630,6 +634,7 @@ STORED_DEFAULTS: dict[str, Any] = {
 KEY_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "data.label_fraction": 1.0,
     "train.deterministic": True,
+    "loss.stage1b_input": "hr",
 }
 
 

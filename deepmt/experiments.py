@@ -97,6 +97,7 @@ _DEEPMT_STAGE_KEYS: dict[str, frozenset[str]] = {
     "stage1a": frozenset(),
     "stage1b": frozenset({
         "train.epochs_stage1b", "train.selection_metric", "loss.vis_consistency", "loss.class_weights",
+        "loss.stage1b_input",
         "model.vis.feature_selection", "model.vis.iou_threshold", "model.vis.binarize_threshold",
     }),
     "stage2": frozenset({

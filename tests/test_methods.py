@@ -156,6 +156,32 @@ def test_unsupervised_term_only_with_weight(cfg):
     assert "unsupervised" not in terms
 
 
+@pytest.mark.parametrize("source", ["hr", "sr"])
+def test_stage1b_grades_the_configured_input(cfg, source):
+    """``loss.stage1b_input``: stage 1b's grader learns from [HR, Seg(HR)] (the paper) or from [SR, Seg(SR)] (the
+    ablation); either way the ISR and segmentation subnets get no gradient from it."""
+    from deepmt.losses.grading import weighted_cross_entropy
+    from deepmt.losses.task_aware import vis_consistency_loss
+
+    torch.manual_seed(0)
+    batch = make_batch(2)
+    m = build_method("deepmt_dr", cfg.replace({"loss.stage1b_input": source})).eval()  # eval: no dropout noise
+    total, terms = m.training_loss(batch, "stage1b")
+    with torch.no_grad():
+        image = m.super_resolve(batch["lr"]) if source == "sr" else batch["hr"]
+        probs = torch.sigmoid(m.seg(image).float())
+    out, vis = m.grade_and_visualize(image, probs, batch["grade"], need_vis=True, create_graph=True)
+    assert torch.allclose(terms["grade_ce"], weighted_cross_entropy(out.logits, batch["grade"], m.class_weight))
+    assert torch.allclose(terms["vis_consistency"], cfg.loss.vis_consistency * vis_consistency_loss(vis, probs))
+    other = m.super_resolve(batch["lr"]) if source == "hr" else batch["hr"]
+    with torch.no_grad():
+        other_logits, _ = m.grade_and_visualize(other, torch.sigmoid(m.seg(other).float()), None, need_vis=False,
+                                                create_graph=False)
+    assert not torch.allclose(out.logits, other_logits.logits)  # the two inputs are told apart
+    frozen = list(m.isr.parameters()) + list(m.seg.parameters())
+    assert all(g is None for g in torch.autograd.grad(total, frozen, allow_unused=True))
+
+
 # ---------------------------------------------------------------------------- overfitting
 STEP_LR = {"stage1a": 1e-2, "single": 5e-3, "stage1b": 2e-3, "stage2": 1e-3, "isr": 5e-3, "grade": 2e-3}
 SEG_LR = 1e-2

@@ -99,8 +99,8 @@ def test_variants_and_their_training_plan(cfg):
         "authors_weights": "stage2", "feedback_ratio=0.5": "base", "feedback_ratio=2": "stage2",
         "no_seg_aware": "stage2", "no_cls_aware": "stage2", "no_grading_feedback": "stage2", "no_task_aware": "stage2",
         "no_vis_consistency": "stage1b", "cls_aware=10": "base",
-        "no_isr": "full", "no_seg": "full", "no_feature_selection": "stage1b", "unsupervised": "stage2",
-        "scale_x2": "full", "scale_x8": "full",
+        "no_isr": "full", "no_seg": "full", "no_feature_selection": "stage1b", "stage1b_on_sr": "stage1b",
+        "unsupervised": "stage2", "scale_x2": "full", "scale_x8": "full",
     }
     # mixed changes start at the earliest stage they touch; keys that never change weights do not count
     assert A.start_stage("deepmt_dr", cfg, cfg.replace({"loss.cls_aware": 1.0, "loss.vis_consistency": 0.1})) == "stage1b"
@@ -160,9 +160,10 @@ def test_structure_study_plan_skip_and_scale_check(cfg, fake_runs, monkeypatch):
     assert plan.loc["unsupervised", "trained"] == "not run" and "annotation" in plan.loc["unsupervised", "note"]
     assert plan.loc["no_isr", "trained"] == "full run" and plan.loc["no_seg", "trained"] == "full run"
     assert plan.loc["no_feature_selection", "trained"] == "warm start at stage1b"
+    assert plan.loc["stage1b_on_sr", "trained"] == "warm start at stage1b"
     assert plan.loc["scale_x8", "trained"] == "full run" and "scale_x4" not in plan.index
     methods = [(c[0], c[1].train.seed, c[2]) for c in fake_runs]
-    assert ("deepmt_dr_noisr", 1, None) in methods and len(fake_runs) == 2 * 4
+    assert ("deepmt_dr_noisr", 1, None) in methods and len(fake_runs) == 2 * 5
     assert res["scale_of"] == {"deepmt_dr": 4, "scale_x8": 8}
     eff = res["effects"]
     assert not ((eff.a == "no_isr") & (eff.metric == "psnr_lesion")).any()  # no ISR, no ISR metrics

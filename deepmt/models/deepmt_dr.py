@@ -14,6 +14,8 @@ Training stages (``Method.stages``), following the paper's schedule:
   HR images too.
 * ``stage1b`` – grading + visualization fusion on HR images with segmentation frozen (eval mode,
   no gradient): grader input ``[HR, Seg(HR)]``; loss CE + ``vis_consistency`` x MSE(Vis, lesion union).
+  With ``loss.stage1b_input = "sr"`` (an ablation, not the paper) the grader learns from ``[SR, Seg(SR)]``
+  instead, the frozen ISR's output for the LR input: the path it is validated and tested on.
 * ``stage2`` – joint fine-tuning of all parts at ``lr * lr_stage2_factor`` with the task-aware loss:
   ISR loss (pixel + TV + seg-aware + cls-aware + grading feedback), segmentation loss on Seg(SR)
   (x ``seg_weight_in_joint``), grading loss (CE + vis consistency) and, when ``loss.unsupervised``
@@ -188,14 +190,15 @@ class DeepMTDR(Method):
 
     def _loss_stage1b(self, batch):
         L = self.cfg.loss
-        hr, grade = batch["hr"], batch["grade"]
-        with torch.no_grad():
-            probs_hr = torch.sigmoid(self.seg(hr).float())
+        grade = batch["grade"]
+        with torch.no_grad():  # ISR and segmentation are frozen in this stage
+            image = self.super_resolve(batch["lr"]) if L.stage1b_input == "sr" else batch["hr"]
+            probs = torch.sigmoid(self.seg(image).float())
         need_vis = bool(L.vis_consistency)
-        out, vis = self.grade_and_visualize(hr, probs_hr, grade, need_vis=need_vis, create_graph=True)
+        out, vis = self.grade_and_visualize(image, probs, grade, need_vis=need_vis, create_graph=True)
         terms = {"grade_ce": weighted_cross_entropy(out.logits, grade, self.class_weight)}
         if need_vis:
-            terms["vis_consistency"] = L.vis_consistency * vis_consistency_loss(vis, probs_hr)
+            terms["vis_consistency"] = L.vis_consistency * vis_consistency_loss(vis, probs)
         return terms
 
     def _loss_stage2(self, batch):

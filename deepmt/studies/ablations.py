@@ -89,13 +89,16 @@ def task_aware_variants(cls_aware_weights: Sequence[float] = (), seg_aware_weigh
 
 
 def structure_variants(scales: Sequence[int] = (), base_scale: int = 4, unsupervised: float = 0.5) -> list[Variant]:
-    """Notebook 08: without ISR, without segmentation input, without feature selection, the journal's
+    """Notebook 08: without ISR, without segmentation input, without feature selection, the grader trained on
+    the SR path in stage 1b instead of HR (does the HR-trained grader lose on SR input?), the journal's
     unsupervised part, and other scales (``data.scale``; the base's scale is the base itself)."""
     out = [
         Variant("no_isr", "without ISR (bicubic input)", {}, method="deepmt_dr_noisr", group="structure"),
         Variant("no_seg", "without segmentation maps in the grader", {"model.grader.use_lesion_maps": False}, group="structure"),
         Variant("no_feature_selection", "without lesion-oriented feature selection", {"model.vis.feature_selection": False},
                 group="structure"),
+        Variant("stage1b_on_sr", "grader trained on SR in stage 1b (paper: on HR)", {"loss.stage1b_input": "sr"},
+                group="schedule"),
         Variant("unsupervised", f"with the unsupervised part (weight {unsupervised:g})", {"loss.unsupervised": float(unsupervised)},
                 group="journal"),
     ]
@@ -543,7 +546,7 @@ def what_we_see_08(res: Mapping[str, Any], c7: Mapping[str, Any]) -> str:
     and why, the other scales (and whether their test images match the base's), and claim C7 with its control."""
     s = res["summary"].set_index("variant")
     plan, check = res["plan"], res["scale_check"]
-    ran = [v for v in ("no_isr", "no_seg", "no_feature_selection", "unsupervised") if v in s.index]
+    ran = [v for v in ("no_isr", "no_seg", "no_feature_selection", "stage1b_on_sr", "unsupervised") if v in s.index]
     scale_text = ""
     if len(check):
         scale_text = " Other scales: " + "; ".join(

@@ -17,6 +17,7 @@
 # | without ISR | `deepmt_dr_noisr`: bicubic up-sampling replaces the ISR subnet | full run (shared with notebooks 01/04/06) |
 # | without segmentation | `model.grader.use_lesion_maps=False`: the grader sees the image only (3 channels); the segmentation subnet is still trained and still feeds the task-aware loss | full run (the grader's input layer changes) |
 # | without feature selection | `model.vis.feature_selection=False`: no lesion-oriented selection of feature maps in the visualization map | warm start at stage 1b (the map is first used there; stage 1a is identical) |
+# | grader trained on SR in stage 1b (not in the paper) | `loss.stage1b_input="sr"`: stage 1b trains the grader on [SR, Seg(SR)] from the LR input, the path it is validated and tested on, instead of the paper's [HR, Seg(HR)]; tests whether the HR-trained grader loses on SR input | warm start at stage 1b |
 # | unsupervised part (journal) | `loss.unsupervised`: binarised visualization maps as pseudo masks for images without lesion annotations | warm start at stage 2; not run where every training image is annotated (then the term is exactly 0) |
 # | other scales | `data.scale` (`scales`): LR = HR / 2 or / 8 instead of / 4 | full runs on new LR data |
 #
