@@ -128,6 +128,29 @@ def test_convergence_table_applies_the_rule_per_curve(runs):
     plt.close(figure_convergence(T.convergence_curves({})))
 
 
+def test_convergence_summary_counts_levelled_seeds_per_part():
+    """One row per method, stage and selection metric; non-selecting curves (stage 1a's PSNR) never count; the
+    seeds still rising are named with their last-third share; curves too short to judge give "n/a"."""
+    rule = {"rule": "r"}
+    conv = pd.DataFrame([
+        {"method": "deepmt_dr", "label": "DeepMT-DR", "seed": 0, "stage": "stage1b", "metric": "qwk", "selects": True,
+         "epochs": 36, "share": 0.23, "levelled": "no", **rule},
+        {"method": "deepmt_dr", "label": "DeepMT-DR", "seed": 1, "stage": "stage1b", "metric": "qwk", "selects": True,
+         "epochs": 36, "share": 0.05, "levelled": "yes", **rule},
+        {"method": "deepmt_dr", "label": "DeepMT-DR", "seed": 0, "stage": "stage1a", "metric": "psnr", "selects": False,
+         "epochs": 15, "share": 0.5, "levelled": "no", **rule},
+        {"method": "isr", "label": "Single-task ISR", "seed": 0, "stage": "single", "metric": "psnr", "selects": True,
+         "epochs": 2, "share": 1.0, "levelled": "n/a", **rule},
+    ])
+    s = T.convergence_summary(conv).set_index(["method", "stage"])
+    assert list(s.index) == [("deepmt_dr", "stage1b"), ("isr", "single")]  # stage 1a's PSNR does not select
+    assert s.loc[("deepmt_dr", "stage1b"), "levelled"] == "1 of 2"
+    assert s.loc[("deepmt_dr", "stage1b"), "still_rising"] == "seed 0 (23%)"
+    assert s.loc[("deepmt_dr", "stage1b"), "epochs"] == "36" and s.loc[("deepmt_dr", "stage1b"), "label"] == "DeepMT-DR"
+    assert s.loc[("isr", "single"), "levelled"] == "n/a" and s.loc[("isr", "single"), "still_rising"] == ""
+    assert T.convergence_summary(conv.iloc[:0]).empty
+
+
 def test_selected_epoch_zero_reports_the_start_weights_metrics(runs):
     sel = T.selected_epochs(runs["deepmt_dr"][0]).set_index("stage")
     assert sel.loc["stage2", "selected_epoch"] == 0

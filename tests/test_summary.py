@@ -61,3 +61,29 @@ def test_readme_reads_the_timings_from_results_timing(tmp_path):
     assert (f"Made by `./run_all.sh -j 2` (profile `smoke`) on Test CPU (2 usable cores), torch 2, 2026-11-30: 1.5 min wall time "
             f"for all notebooks, from an empty cache. Synthetic benchmark: HR {d.hr_size} px, LR {d.lr_size} px (x{d.scale}), "
             f"{d.n_train}/{d.n_val}/{d.n_test} train/val/test images.") in readme.read_text()
+
+
+def test_readme_shows_the_dial_the_few_labels_regime_and_convergence(tmp_path):
+    """Notebook 01's dial sweep and few-labels tables and notebook 03's convergence, per trained part, when present."""
+    res = tmp_path / "results"
+    res.mkdir()
+    assert "### The LR-information dial" not in S.results_markdown(res)  # absent tables: no section
+    pd.DataFrame({"smudge_match": [0.0, 1.0], "regime": ["a", "b"], "n_seeds": [1, 1],
+                  "gap [95% CI]": ["+0.240 [+0.2, +0.3]", "+0.150 [+0.1, +0.2]"], "gain [95% CI]": ["-0.077 [-0.1, 0.0]", "+0.000 [-0.1, +0.1]"],
+                  "share_recovered": [-0.32, 0.0], "ma_aupr_gain [95% CI]": ["-0.039 [-0.1, 0.0]", "+0.001 [-0.01, +0.01]"]}
+                 ).to_csv(res / "01_dial_sweep.csv", index=False)
+    pd.DataFrame({"label_fraction": [1.0, 0.1], "regime": ["a", "c"], "n_seeds": [3, 3], "gap [95% CI]": ["x", "y"],
+                  "gain [95% CI]": ["+0.010 [-0.02, +0.04]", "+0.050 [+0.01, +0.09]"], "share_recovered": [0.06, 0.4],
+                  "ma_aupr_gain [95% CI]": ["z", "w"]}).to_csv(res / "01_few_labels.csv", index=False)
+    pd.DataFrame({"quantity": ["gain"], "metric": ["accuracy"], "few_labels": [0.05], "all_labels": [0.01],
+                  "change [95% CI]": ["+0.040 [+0.001, +0.080]"], "p_value": [0.04]}).to_csv(res / "01_few_labels_change.csv", index=False)
+    pd.DataFrame({"method": ["foo_mt", "foo_mt"], "label": ["Seg+grade multi-task on bicubic"] * 2, "seed": [0, 1],
+                  "stage": ["single"] * 2, "metric": ["qwk"] * 2, "selects": [True, True], "epochs": [36, 36],
+                  "share": [0.13, 0.02], "levelled": ["no", "yes"], "rule": ["r"] * 2}).to_csv(res / "03_convergence.csv", index=False)
+    text = S.results_markdown(res)
+    dial = text[text.index("### The LR-information dial"):text.index("### Few labels")]
+    assert "| 1.000 | 1 | +0.150 [+0.1, +0.2] | +0.000 [-0.1, +0.1] | 0.000 | +0.001 [-0.01, +0.01] |" in dial
+    few = text[text.index("### Few labels"):text.index("### Convergence")]
+    assert "| 0.100 | 3 | y | +0.050 [+0.01, +0.09] | 0.400 | w |" in few and "+0.040 [+0.001, +0.080]" in few
+    conv = text[text.index("### Convergence"):]
+    assert "| Seg+grade multi-task on bicubic | single | qwk | 36 | 1 of 2 | seed 0 (13%) |" in conv and "10%" in conv

@@ -7,7 +7,8 @@
 It writes the controls table (from every ``results/*controls*.csv``, pass/fail recomputed against the
 pre-registered thresholds of :mod:`deepmt.controls`), then the claims table (from every
 ``results/*claims*.csv``, verdicts recomputed, "not testable" where a control a claim needs did not pass)
-with the regime the claims come from, the main tables (01, 04, 05, 06) and the provenance of the numbers:
+with the regime the claims come from, the main tables (01 with its dial sweep and few-labels regime, the
+convergence of every trained part from 03, 04, 05, 06) and the provenance of the numbers:
 command, profile, machine and wall time. Timings are read from ``results/timing/`` (``run_all.json``, written by
 :func:`deepmt.bench.write_run_all_timing`; ``04_train_seconds.csv``), where they live apart from the results.
 """
@@ -28,6 +29,7 @@ from deepmt.controls import collect_controls, controls_markdown
 from deepmt.errors import DataError
 from deepmt.reporting import results_dir
 from deepmt.results_io import to_markdown, update_readme_section
+from deepmt.studies.training import LEVEL_SHARE, convergence_summary
 from deepmt.studies.verdicts import regime_sentence
 
 
@@ -97,6 +99,37 @@ def results_markdown(root: str | Path | None = None, timing: dict[str, Any] | No
     if t01 is not None:
         parts.append("### Finding 1: grading from each input (notebook 01)\n\n" + to_markdown(
             _cols(t01, ["label", "input", "n_seeds", "accuracy [95% CI]", "qwk [95% CI]", "macro_f1 [95% CI]"])))
+    dial = _read(root, "01_dial_sweep")
+    if dial is not None:
+        parts.append(
+            "### The LR-information dial (notebook 01)\n\n"
+            "`smudge_match` sets how much the LR image still tells microaneurysms from look-alike smudges (0: easy, "
+            "1: nothing left). *gap*: accuracy of the multi-task grader on HR minus on bicubic LR (what there is to "
+            "recover); *gain*: DeepMT-DR minus the same network without ISR (what super-resolution recovers); "
+            "*share*: gain / gap.\n\n" + to_markdown(_cols(
+                dial, ["smudge_match", "n_seeds", "gap [95% CI]", "gain [95% CI]", "share_recovered", "ma_aupr_gain [95% CI]"],
+                {"share_recovered": "share", "ma_aupr_gain [95% CI]": "MA AUPR gain [95% CI]"})))
+    few = _read(root, "01_few_labels")
+    if few is not None:
+        text = ("### Few labels, many unlabelled HR images (notebook 01)\n\n"
+                "Grade and masks on a share of the training images (`label_fraction`); DeepMT-DR's ISR still learns "
+                "from all of them.\n\n" + to_markdown(_cols(
+                    few, ["label_fraction", "n_seeds", "gap [95% CI]", "gain [95% CI]", "share_recovered", "ma_aupr_gain [95% CI]"],
+                    {"share_recovered": "share", "ma_aupr_gain [95% CI]": "MA AUPR gain [95% CI]"})))
+        change = _read(root, "01_few_labels_change")
+        if change is not None:
+            text += "\n\nChange few − all labels (paired over the test images):\n\n" + to_markdown(
+                _cols(change, ["quantity", "metric", "few_labels", "all_labels", "change [95% CI]", "p_value"]))
+        parts.append(text)
+    conv = _read(root, "03_convergence")
+    if conv is not None and len(conv):
+        parts.append(
+            f"### Convergence of every trained part (notebook 03)\n\n"
+            f"A curve has levelled off when the running best of the metric that selects the kept epoch gained at most "
+            f"{LEVEL_SHARE:.0%} of its total gain over the last third of the epochs (`deepmt/studies/training.py`, fixed "
+            f"before any curve was seen); *still rising*: the seeds that had not, with that last-third share.\n\n"
+            + to_markdown(_cols(convergence_summary(conv), ["label", "stage", "metric", "epochs", "levelled", "still_rising"],
+                                {"still_rising": "still rising"})))
     t04 = _read(root, "04_grading_table")
     seconds = _read(root / "timing", "04_train_seconds")
     if t04 is not None and seconds is not None:
@@ -114,7 +147,7 @@ def results_markdown(root: str | Path | None = None, timing: dict[str, Any] | No
         a = t06[t06.metric == "aupr"]
         parts.append("### Lesion segmentation AUPR (notebook 06)\n\n" + to_markdown(
             _cols(a, ["label", "input", "MA", "HE", "EX", "SE", "mean"])))
-    figs = [f for f in ("01_grading_by_input", "04_grading_table", "11_claims") if (root.parent / "figures" / f"{f}.png").is_file()]
+    figs = [f for f in ("01_grading_by_input", "01_dial_sweep", "04_grading_table", "11_claims") if (root.parent / "figures" / f"{f}.png").is_file()]
     if figs:
         parts.append("\n".join(f"![{f}](figures/{f}.png)" for f in figs))
     return "\n\n".join(parts) + "\n"

@@ -11,6 +11,7 @@ from cached runs.
     selected_epochs(res)                   # the epoch each stage kept (best validation score) and its metrics
     convergence_curves(runs)               # every run's validation curve per stage, the kept epoch marked
     convergence_table(convergence_curves(runs))   # "levelled off?" per curve (rule below)
+    convergence_summary(convergence_table(...))   # per trained part: "k of n" seeds levelled off (the README's table)
     feedback_table(method.feedback_summary())     # stage 2's task-aware feedback: gradient norms and scales
     study = training_study(runs, [load_method(r) for r in runs["deepmt_dr"]]); what_we_see(study)  # all, and the text
 
@@ -327,6 +328,25 @@ def convergence_table(curves: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
+def convergence_summary(conv: pd.DataFrame) -> pd.DataFrame:
+    """:func:`convergence_table` (``results/03_convergence.csv``) per trained part: one row per method, stage and
+    selection metric (the curve that chose the kept epoch), with ``epochs``, ``levelled`` ("k of n" judged seeds)
+    and ``still_rising``: the seeds whose curve had not levelled off, each with the share of its total gain made
+    in the last third (the rule's number; the threshold is :data:`LEVEL_SHARE`). The README's convergence table."""
+    cols = ["method", "label", "stage", "metric", "epochs", "levelled", "still_rising"]
+    sel = conv[conv["selects"].astype(bool)] if len(conv) else conv
+    rows = []
+    for (method, stage, metric), d in sel.groupby(["method", "stage", "metric"], sort=False):
+        judged = d[d["levelled"] != "n/a"]
+        rising = judged[judged["levelled"] == "no"]
+        epochs = sorted({int(e) for e in d["epochs"]})
+        rows.append({"method": method, "label": label(method), "stage": stage, "metric": metric,
+                     "epochs": "/".join(str(e) for e in epochs),
+                     "levelled": f"{int((judged['levelled'] == 'yes').sum())} of {len(judged)}" if len(judged) else "n/a",
+                     "still_rising": ", ".join(f"seed {int(r.seed)} ({float(r.share):.0%})" for r in rising.itertuples())})
+    return pd.DataFrame(rows, columns=cols)
+
+
 def feedback_table(summary: Mapping[str, Any]) -> pd.DataFrame:
     """Stage 2's task-aware feedback from :meth:`DeepMTDR.feedback_summary`: one row per term (the ISR pixel
     term, then each feedback term) with its mean gradient norm on the ISR parameters before weighting
@@ -497,7 +517,7 @@ def what_we_see(result: TrainingStudy) -> str:
                  f"{f['psnr']:.2f} dB and mean AUPR {f['aupr']:.3f} after {f['train_s']:.0f} s of optimisation")
     others = [m for m in fin.index if m != result.main]
     if others:
-        text += "; the single-stage runs: " + ", ".join(
+        text += "; the other runs: " + ", ".join(
             f"{label(m)} " + ", ".join(f"{k} {fin.loc[m, k]:.3f}" for k in ("qwk", "psnr", "aupr") if np.isfinite(fin.loc[m, k]))
             + f" in {fin.loc[m, 'train_s']:.0f} s" for m in others)
     n_seeds = int(result.final.groupby("method").size().max()) if len(result.final) else 0
@@ -511,6 +531,6 @@ __all__ = [
     "STAGE_TEXT", "VAL_METRICS", "CURVE_EXTRA", "LEVEL_SHARE", "MIN_EPOCHS", "stage_order",
     "HISTORY_TIMING", "loss_terms", "best_info", "stage_schedule", "stage_timing", "split_history", "loss_curves",
     "validation_curves", "selected_epochs", "final_metrics", "run_seconds",
-    "curve_metrics", "convergence_curves", "level_check", "convergence_table", "feedback_table", "TrainingStudy",
+    "curve_metrics", "convergence_curves", "level_check", "convergence_table", "convergence_summary", "feedback_table", "TrainingStudy",
     "training_study", "what_we_see",
 ]

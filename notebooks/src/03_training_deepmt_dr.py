@@ -23,8 +23,9 @@
 # 2. the training loss of every term, one panel per stage;
 # 3. the validation curves of **every trained part** -- DeepMT-DR's stages (1a: ISR PSNR and mean AUPR; 1b:
 #    grading; 2: grading and PSNR, with the weights stage 2 starts from evaluated as "epoch 0", the candidate it
-#    competes with) and the single-stage baselines the claims use (multi-task grader on HR and on bicubic, U-Net
-#    on HR and on bicubic, single-task ISR, SRCNN, EDSR-style, grader on HR) -- each with the epoch it kept, and a
+#    competes with), DeepMT-DR without ISR (the same stages on bicubic input) and every baseline the claims and
+#    tables use (multi-task grader on HR and on bicubic; grader on LR, bicubic and HR; the two-stage ISR-then-grader;
+#    U-Net on LR, bicubic and HR; single-task ISR, SRCNN, EDSR-style) -- each with the epoch it kept, and a
 #    table `results/03_convergence.csv` that says per curve whether it **levelled off**: the running best of the
 #    validation metric gained at most 10 % of its total gain over the last third of the epochs (rule and threshold
 #    fixed in `deepmt/studies/training.py` before the curves were looked at; curves under 3 epochs are not judged);
@@ -38,7 +39,8 @@ seeds = [0, 1, 2]  # training seeds whose curves are shown (smoke uses the first
 dataset = "synthetic"
 data_root = ""
 device = "auto"
-baselines = ["foo_mt_hr", "foo_mt", "unet_hr", "unet_bicubic", "isr", "srcnn", "edsr", "grader_hr"]  # single-stage runs the claims use
+baselines = ["deepmt_dr_noisr", "foo_mt_hr", "foo_mt", "grader_lr", "grader_bicubic", "grader_hr", "two_stage",
+             "unet_lr", "unet_bicubic", "unet_hr", "isr", "srcnn", "edsr"]  # every other run the claims and tables use
 
 # %%
 import numpy as np
@@ -68,7 +70,7 @@ for name, ds in splits.items():
     print(f"{name}: {len(ds)} images" + (f", grades {np.bincount(grades[grades >= 0], minlength=5).tolist()}" if grades.size else ""))
 
 # %% [markdown]
-# ## Run: the cached DeepMT-DR runs and the single-stage baselines (trained once per seed, shared by every notebook)
+# ## Run: the cached DeepMT-DR runs and the baselines (trained once per seed, shared by every notebook)
 
 # %%
 runs = run_methods(["deepmt_dr", *baselines], cfg, seeds=seeds)
