@@ -223,5 +223,9 @@ def test_grid_counts_each_runs_training_flops_and_the_floor_they_set(fresh_cache
     assert "What the grid's training FLOPs allow" in block and f"**{_minutes(floor['floor_min_at_40pct'] * 60)}**" in block
     assert "| `deepmt_dr` | 2 |" in block
     assert "What the grid" not in performance_markdown([], None, load_grid(tmp_path / "none.json"))
+    warm = {"total_s": 600.0, "cache_at_start": "warm", "jobs": 2, "notebooks": []}
+    assert (f"took 10.0 min reusing the cached runs, so from an empty cache it needs at least "
+            f"{_minutes(600.0 + grid['train_wall_s_at_workers'])}") in performance_markdown([], warm, grid)
+    assert "took 10.0 min from an empty cache." in performance_markdown([], {**warm, "cache_at_start": "empty"}, grid)
     with pytest.raises(ConfigMismatchError, match="no such experiment cache"):
         grid_compute(tmp_path / "nowhere")
