@@ -48,6 +48,12 @@ def _cols(df: pd.DataFrame, cols: list[str], names: dict[str, str] | None = None
     return df[keep].rename(columns=names or {})
 
 
+def _gap_and_gain(df: pd.DataFrame, setting: str) -> str:
+    """A gap-and-gain table of notebook 01 (dial sweep, few labels) as markdown: one row per ``setting``."""
+    return to_markdown(_cols(df, [setting, "n_seeds", "gap [95% CI]", "gain [95% CI]", "share_recovered", "ma_aupr_gain [95% CI]"],
+                             {"share_recovered": "share", "ma_aupr_gain [95% CI]": "MA AUPR gain [95% CI]"}))
+
+
 def machine_line() -> str:
     from deepmt.bench import cpu_model
     from deepmt.runner import usable_cores
@@ -106,16 +112,12 @@ def results_markdown(root: str | Path | None = None, timing: dict[str, Any] | No
             "`smudge_match` sets how much the LR image still tells microaneurysms from look-alike smudges (0: easy, "
             "1: nothing left). *gap*: accuracy of the multi-task grader on HR minus on bicubic LR (what there is to "
             "recover); *gain*: DeepMT-DR minus the same network without ISR (what super-resolution recovers); "
-            "*share*: gain / gap.\n\n" + to_markdown(_cols(
-                dial, ["smudge_match", "n_seeds", "gap [95% CI]", "gain [95% CI]", "share_recovered", "ma_aupr_gain [95% CI]"],
-                {"share_recovered": "share", "ma_aupr_gain [95% CI]": "MA AUPR gain [95% CI]"})))
+            "*share*: gain / gap.\n\n" + _gap_and_gain(dial, "smudge_match"))
     few = _read(root, "01_few_labels")
     if few is not None:
         text = ("### Few labels, many unlabelled HR images (notebook 01)\n\n"
                 "Grade and masks on a share of the training images (`label_fraction`); DeepMT-DR's ISR still learns "
-                "from all of them.\n\n" + to_markdown(_cols(
-                    few, ["label_fraction", "n_seeds", "gap [95% CI]", "gain [95% CI]", "share_recovered", "ma_aupr_gain [95% CI]"],
-                    {"share_recovered": "share", "ma_aupr_gain [95% CI]": "MA AUPR gain [95% CI]"})))
+                "from all of them.\n\n" + _gap_and_gain(few, "label_fraction"))
         change = _read(root, "01_few_labels_change")
         if change is not None:
             text += "\n\nChange few − all labels (paired over the test images):\n\n" + to_markdown(
