@@ -307,11 +307,16 @@ def test_dial_sweep_gap_gain_share_and_the_negative_control(monkeypatch):
 
     monkeypatch.setattr(T, "run_methods", run_methods)
     res = T.dial_sweep(cfg, (0.0, 0.8, 1.0), seeds=(0,), default_seeds=(0, 1, 2), n_boot=200)
-    assert seen == [(0.0, (0,)), (0.8, (0, 1, 2)), (1.0, (0,))]  # the profile's own setting gets the main seeds
+    # the profile's own setting and the negative control's ("nothing left") get the main seeds, the others `seeds`
+    assert seen == [(0.0, (0,)), (0.8, (0, 1, 2)), (1.0, (0, 1, 2))]
     t = res["table"].set_index("smudge_match")
     assert t.loc[0.8, "n_seeds"] == 3 and t.loc[0.8, "regime"] == "synthetic, smudge_match=0.8, x4, all masks"
     assert t.loc[1.0, "gap"] > t.loc[0.0, "gap"]  # more information lost as the dial rises
     assert t.loc[1.0, "share_recovered"] == pytest.approx(t.loc[1.0, "gain"] / t.loc[1.0, "gap"])
     neg = res["controls"]
     assert list(neg.id) == ["negative"] and neg.iloc[0]["regime"] == "synthetic, smudge_match=1, x4, all masks"
+    assert neg.iloc[0]["n_seeds"] == 3
     T.plot_dial(res["table"])
+    seen.clear()
+    res = T.dial_sweep(cfg, (0.0, 1.0), seeds=(0,), default_seeds=(0, 1, 2), n_boot=200, control_seeds=(0, 1))
+    assert seen == [(0.0, (0,)), (1.0, (0, 1))] and res["controls"].iloc[0]["n_seeds"] == 2

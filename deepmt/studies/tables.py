@@ -105,7 +105,8 @@ def _claims(cid: str, effects: pd.DataFrame, a: str, b: str, metrics: Sequence[s
 
 # --------------------------------------------------------------------------- 01
 def finding1(cfg: Config, seeds: Sequence[int], seg_seeds: Sequence[int] = (0,), n_boot: int = 1000,
-             dial: Sequence[float] = (), dial_seeds: Sequence[int] = (0,)) -> dict[str, Any]:
+             dial: Sequence[float] = (), dial_seeds: Sequence[int] = (0,),
+             control_seeds: Sequence[int] | None = None) -> dict[str, Any]:
     """Finding 1: does super-resolving the LR input improve grading and segmentation?
 
     Grading from LR, bicubic, DeepMT-DR's SR and HR (``FINDING1_GRADING``, ``seeds``); segmentation
@@ -114,8 +115,9 @@ def finding1(cfg: Config, seeds: Sequence[int], seg_seeds: Sequence[int] = (0,),
     grading subnets and losses, only the input differs.
 
     With ``dial`` settings, on the synthetic benchmark, the LR-information dial is swept as well
-    (:func:`dial_sweep` with ``dial_seeds``; the config's own setting uses ``seeds``): ``dial`` is its table
-    (None without a sweep) and ``controls`` holds its negative control after the three of finding 1.
+    (:func:`dial_sweep` with ``dial_seeds``; the config's own setting uses ``seeds``, the negative control's
+    ``control_seeds``, by default ``seeds`` too): ``dial`` is its table (None without a sweep) and ``controls``
+    holds its negative control after the three of finding 1.
     """
     grading = run_methods(FINDING1_GRADING, cfg, seeds)
     seg_only = [m for m in FINDING1_SEG if m not in grading]
@@ -140,7 +142,7 @@ def finding1(cfg: Config, seeds: Sequence[int], seg_seeds: Sequence[int] = (0,),
         effect_control("gap", g_effects, "foo_mt_hr", "foo_mt", "accuracy", ev, regime),
         effect_control("lesion_resolution", s_effects, "unet_hr", "unet_bicubic", "aupr_MA", ev, regime),
     ])
-    sweep = (dial_sweep(cfg, dial, dial_seeds, default_seeds=seeds, n_boot=n_boot)
+    sweep = (dial_sweep(cfg, dial, dial_seeds, default_seeds=seeds, n_boot=n_boot, control_seeds=control_seeds)
              if len(dial) and cfg.data.dataset == "synthetic" else None)
     if sweep is not None:
         controls = pd.concat([controls, sweep["controls"]], ignore_index=True)
@@ -158,7 +160,8 @@ def finding1(cfg: Config, seeds: Sequence[int], seg_seeds: Sequence[int] = (0,),
 
 
 def dial_sweep(cfg: Config, settings: Sequence[float] = DIAL_SETTINGS, seeds: Sequence[int] = (0,),
-               default_seeds: Sequence[int] = (0, 1, 2), n_boot: int = 1000) -> dict[str, Any]:
+               default_seeds: Sequence[int] = (0, 1, 2), n_boot: int = 1000,
+               control_seeds: Sequence[int] | None = None) -> dict[str, Any]:
     """Where can super-resolution help? The LR-information dial (``data.synth.smudge_match``) from "easy"
     (0: no MA-like smudges) to "nothing left" (1: MA and smudges look alike at LR).
 
@@ -166,14 +169,21 @@ def dial_sweep(cfg: Config, settings: Sequence[float] = DIAL_SETTINGS, seeds: Se
     bicubic LR (``foo_mt_hr`` - ``foo_mt``), DeepMT-DR's gain over the same network without ISR
     (``deepmt_dr`` - ``deepmt_dr_noisr``), the share of the gap that gain recovers, and the MA AUPR gain.
     The setting of ``cfg`` itself uses ``default_seeds`` (it is the main claims' regime, shared with the
-    rest of notebook 01); the others ``seeds``. The negative control is read at :data:`NOTHING_LEFT`.
+    rest of notebook 01); the others ``seeds``. The negative control is read at :data:`NOTHING_LEFT`, trained
+    with ``control_seeds`` (default: ``default_seeds``): it decides whether claims C1 and C2 can be judged, so it
+    is measured with as many seeds as they are (the bootstrap interval covers the test images, not training noise).
     """
     default = float(cfg.data.synth.smudge_match)
     rows, controls = [], []
     runs_by_setting = {}
     for sm in settings:
         c = cfg.replace({"data.synth.smudge_match": float(sm)})
-        use = list(default_seeds) if float(sm) == default else list(seeds)
+        if float(sm) == default:
+            use = list(default_seeds)
+        elif float(sm) == NOTHING_LEFT:
+            use = list(default_seeds if control_seeds is None else control_seeds)
+        else:
+            use = list(seeds)
         runs = run_methods(DIAL_METHODS, c, use)
         runs_by_setting[float(sm)] = runs
         numbers, e = gap_and_gain(runs, n_boot)
