@@ -80,8 +80,14 @@ def test_readme_shows_the_dial_the_few_labels_regime_and_convergence(tmp_path):
     pd.DataFrame({"method": ["foo_mt", "foo_mt"], "label": ["Seg+grade multi-task on bicubic"] * 2, "seed": [0, 1],
                   "stage": ["single"] * 2, "metric": ["qwk"] * 2, "selects": [True, True], "epochs": [36, 36],
                   "share": [0.13, 0.02], "levelled": ["no", "yes"], "rule": ["r"] * 2}).to_csv(res / "03_convergence.csv", index=False)
+    pd.DataFrame({"smudge_match": [0.8, 0.8, 1.0, 1.0], "method": ["deepmt_dr", "foo_mt_hr"] * 2,
+                  "label": ["DeepMT-DR", "Seg+grade multi-task on HR"] * 2, "n_seeds": [3] * 4,
+                  "auc [95% CI]": ["0.635 [0.619, 0.650]", "0.997 [0.996, 0.998]", "0.533 [0.517, 0.549]", "0.995 [0.994, 0.996]"]}
+                 ).to_csv(res / "01_ma_vs_smudge.csv", index=False)
     text = S.results_markdown(res)
     dial = text[text.index("### The LR-information dial"):text.index("### Few labels")]
+    assert "| label | smudge_match 0.8 | smudge_match 1 |" in dial  # the diagnostic of the negative control, wide
+    assert "| DeepMT-DR | 0.635 [0.619, 0.650] | 0.533 [0.517, 0.549] |" in dial
     assert "| 1.000 | 1 | +0.150 [+0.1, +0.2] | +0.000 [-0.1, +0.1] | 0.000 | +0.001 [-0.01, +0.01] |" in dial
     few = text[text.index("### Few labels"):text.index("### Convergence")]
     assert "| 0.100 | 3 | y | +0.050 [+0.01, +0.09] | 0.400 | w |" in few and "+0.040 [+0.001, +0.080]" in few

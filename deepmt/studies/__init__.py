@@ -7,6 +7,9 @@ analyses need. No training code lives here, and no notebook re-implements what i
 * :mod:`deepmt.studies.common`   – the study config, seeds, running/collecting methods, effects with CIs.
 * :mod:`deepmt.studies.benchmark` – the synthetic benchmark measured and shown (notebook 00).
 * :mod:`deepmt.studies.tables`   – Finding 1 and the grading / ISR / segmentation tables (notebooks 01, 04-06).
+* :mod:`deepmt.studies.few_labels` – few labels, many unlabelled HR images (notebook 01).
+* :mod:`deepmt.studies.lesion_identity` – does an MA map tell MAs from smudges? (notebook 01, the negative
+  control's diagnostic).
 * :mod:`deepmt.studies.ablations` – task-aware loss and structure ablations (notebooks 07, 08).
 * :mod:`deepmt.studies.attention` – Finding 2: visualization maps vs lesion masks (notebook 02); its figures in
   :mod:`deepmt.studies.attention_figures`.

@@ -113,6 +113,15 @@ def results_markdown(root: str | Path | None = None, timing: dict[str, Any] | No
             "1: nothing left). *gap*: accuracy of the multi-task grader on HR minus on bicubic LR (what there is to "
             "recover); *gain*: DeepMT-DR minus the same network without ISR (what super-resolution recovers); "
             "*share*: gain / gap.\n\n" + _gap_and_gain(dial, "smudge_match"))
+    identity = _read(root, "01_ma_vs_smudge")
+    if identity is not None and len(identity):
+        wide = identity.pivot_table(index="label", columns="smudge_match", values="auc [95% CI]", aggfunc="first", sort=False)
+        wide.columns = [f"smudge_match {c:g}" for c in wide.columns]
+        parts.append(
+            "**Does the MA map tell microaneurysms from smudges?** (notebook 01's diagnostic of the negative control, "
+            "`deepmt/studies/lesion_identity.py`): AUC of MA vs smudge of each method's MA probability at the "
+            "generator's lesion centres, 95% CI over test images; 0.5 = smudges scored like MAs.\n\n"
+            + to_markdown(wide.reset_index()))
     few = _read(root, "01_few_labels")
     if few is not None:
         text = ("### Few labels, many unlabelled HR images (notebook 01)\n\n"

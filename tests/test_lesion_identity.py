@@ -1,0 +1,77 @@
+"""deepmt.studies.lesion_identity (notebook 01's diagnostic of the negative control): MA scores at the generator's
+lesion centres, the MA-vs-smudge AUC against scikit-learn with its image bootstrap, and the table per dial setting."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from deepmt import LESIONS
+from deepmt.config import get_config
+from deepmt.data import build_datasets
+from deepmt.models.base import MethodOutput
+from deepmt.studies import lesion_identity as LI
+
+CFG = get_config("smoke", {"data.synth.smudge_match": 1.0, "data.n_test": 6})
+
+
+class MapMethod(torch.nn.Module):
+    """A stand-in for a trained method: its MA map is ``fn(batch)``, every other lesion map is 0."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, batch):
+        hr = batch["hr"]
+        probs = torch.zeros(hr.shape[0], len(LESIONS), *hr.shape[-2:])
+        probs[:, LESIONS.index("MA")] = self.fn(batch)
+        return MethodOutput(lesion_probs=probs)
+
+
+@pytest.fixture(scope="module")
+def test_ds():
+    return build_datasets(CFG.data, ("test",))["test"]
+
+
+def test_the_true_ma_mask_separates_mas_from_smudges_and_a_flat_map_does_not(test_ds):
+    truth = LI.lesion_scores(MapMethod(lambda b: b["masks"][:, LESIONS.index("MA")]), test_ds, CFG.data)
+    assert set(truth["kind"]) == {"MA", "smudge"} and truth["image"].between(0, len(test_ds) - 1).all()
+    ma, sm = truth[truth.kind == "MA"]["score"], truth[truth.kind == "smudge"]["score"]
+    assert (ma == 1).mean() > 0.9 and (sm == 1).mean() < (ma == 1).mean()  # the window finds each MA's mask
+    assert LI.identity_auc(truth, n_boot=50)["auc"] > 0.9
+    flat = LI.lesion_scores(MapMethod(lambda b: torch.full(b["hr"].shape[:1] + b["hr"].shape[-2:], 0.3)), test_ds, CFG.data)
+    assert LI.identity_auc(flat, n_boot=50)["auc"] == pytest.approx(0.5)  # all ties: no separation
+    assert len(flat) == len(truth) and (flat[["image", "kind", "x", "y"]] == truth[["image", "kind", "x", "y"]]).all().all()
+
+
+def test_identity_auc_is_sklearns_auc_with_an_image_bootstrap():
+    rng = np.random.default_rng(0)
+    rows = [{"image": i, "kind": k, "score": rng.normal(1.0 if k == "MA" else 0.0)} for i in range(40) for k in ("MA", "smudge", "smudge")]
+    scores = pd.DataFrame(rows)
+    a = LI.identity_auc(scores, n_boot=300)
+    assert a["auc"] == pytest.approx(roc_auc_score(scores.kind == "MA", scores.score))
+    assert a["lo"] < a["auc"] < a["hi"] and a["n_ma"] == 40 and a["n_smudge"] == 80
+    assert LI.identity_auc(scores, n_boot=300) == a  # seeded
+    none = LI.identity_auc(scores[scores.kind == "MA"], n_boot=10)
+    assert math.isnan(none["auc"]) and none["n_smudge"] == 0
+
+
+def test_identity_table_averages_seeds_and_skips_settings_without_smudges(test_ds, monkeypatch):
+    monkeypatch.setattr(LI, "test_split", lambda c: test_ds)
+    truth, flat = (MapMethod(lambda b: b["masks"][:, LESIONS.index("MA")]),
+                   MapMethod(lambda b: torch.full(b["hr"].shape[:1] + b["hr"].shape[-2:], 0.3)))
+    runs = {0.0: {"deepmt_dr": [truth]}, 1.0: {"deepmt_dr": [truth, flat], "foo_mt_hr": [truth]}}
+    t = LI.identity_table(runs, CFG, n_boot=50)
+    assert list(zip(t.smudge_match, t.method, t.n_seeds)) == [(1.0, "deepmt_dr", 2), (1.0, "foo_mt_hr", 1)]
+    both, alone = t.set_index("method").loc["deepmt_dr"], t.set_index("method").loc["foo_mt_hr"]
+    assert 0.5 < both["auc"] <= alone["auc"]  # the mean of a separating and a flat map still separates, by rank
+    assert alone["auc [95% CI]"].startswith(f"{alone['auc']:.3f} [") and alone["label"] == "Seg+grade multi-task on HR"
+    text = LI.what_we_see(t)
+    assert f"smudge_match 1: DeepMT-DR {both['auc [95% CI]']}, Seg+grade multi-task on HR {alone['auc [95% CI]']}." in text
+    assert "nothing to tell apart" in LI.what_we_see(t.iloc[:0])
