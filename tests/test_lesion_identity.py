@@ -40,12 +40,13 @@ def test_ds():
 
 
 def test_the_true_ma_mask_separates_mas_from_smudges_and_a_flat_map_does_not(test_ds):
-    truth = LI.lesion_scores(MapMethod(lambda b: b["masks"][:, LESIONS.index("MA")]), test_ds, CFG.data)
+    centres = LI.lesion_centres(test_ds, CFG.data)
+    truth = LI.lesion_scores(MapMethod(lambda b: b["masks"][:, LESIONS.index("MA")]), test_ds, centres)
     assert set(truth["kind"]) == {"MA", "smudge"} and truth["image"].between(0, len(test_ds) - 1).all()
     ma, sm = truth[truth.kind == "MA"]["score"], truth[truth.kind == "smudge"]["score"]
     assert (ma == 1).mean() > 0.9 and (sm == 1).mean() < (ma == 1).mean()  # the window finds each MA's mask
     assert LI.identity_auc(truth, n_boot=50)["auc"] > 0.9
-    flat = LI.lesion_scores(MapMethod(lambda b: torch.full(b["hr"].shape[:1] + b["hr"].shape[-2:], 0.3)), test_ds, CFG.data)
+    flat = LI.lesion_scores(MapMethod(lambda b: torch.full(b["hr"].shape[:1] + b["hr"].shape[-2:], 0.3)), test_ds, centres)
     assert LI.identity_auc(flat, n_boot=50)["auc"] == pytest.approx(0.5)  # all ties: no separation
     assert len(flat) == len(truth) and (flat[["image", "kind", "x", "y"]] == truth[["image", "kind", "x", "y"]]).all().all()
 

@@ -2,7 +2,8 @@
 negative control, on the synthetic benchmark only.
 
     from deepmt.studies import lesion_identity as LI
-    LI.lesion_scores(method, test_split(cfg), cfg.data)        # one row per MA / smudge: its MA score
+    centres = LI.lesion_centres(test_split(cfg), cfg.data)     # one row per MA / smudge of the test split
+    LI.lesion_scores(method, test_split(cfg), centres)         # ... with the method's MA score there
     LI.identity_table(dial_runs, cfg)                          # per dial setting and method: AUC MA vs smudge [CI]
 
 **Why.** MA AUPR is a pixel metric: it rises when a map finds MA-sized dark dots *and* when it outlines them
@@ -43,17 +44,30 @@ WINDOW = 1
 METHODS = ("deepmt_dr", "deepmt_dr_noisr", "foo_mt", "foo_mt_hr")
 
 
-def lesion_scores(method, dataset, data_cfg, window: int = WINDOW, batch_size: int = 25) -> pd.DataFrame:
+def lesion_centres(dataset, data_cfg) -> pd.DataFrame:
     """One row per MA and smudge of the synthetic ``dataset``: ``image`` (index), ``kind`` ("MA"/"smudge"),
-    ``x``, ``y`` (HR px) and ``score``, the MA probability of ``method``'s lesion map there (max over the
-    window). ``method`` is a trained Method in eval mode."""
-    from torch.utils.data import default_collate
-
+    ``x``, ``y`` (HR px), from the generator (test image ``i`` is regenerated exactly). They do not depend on
+    the method: compute them once per split and pass them to :func:`lesion_scores`."""
     from deepmt.data.synthetic import generate_sample
 
+    rows = []
+    for i in range(len(dataset)):
+        les = generate_sample(i, data_cfg, dataset.split)["lesions"]
+        for kind, xy in (("MA", les["ma_xy"]), ("smudge", les["smudge_xy"])):
+            rows += [{"image": i, "kind": kind, "x": float(x), "y": float(y)}
+                     for x, y in np.asarray(xy, dtype=np.float64).reshape(-1, 2)]
+    return pd.DataFrame(rows, columns=["image", "kind", "x", "y"])
+
+
+def lesion_scores(method, dataset, centres: pd.DataFrame, window: int = WINDOW, batch_size: int = 25) -> pd.DataFrame:
+    """``centres`` (:func:`lesion_centres` of ``dataset``) with ``score``: the MA probability of ``method``'s
+    lesion map at each centre, the maximum over the window. ``method`` is a trained Method in eval mode."""
+    from torch.utils.data import default_collate
+
     ma = LESIONS.index("MA")
-    rows: list[dict[str, Any]] = []
     dev = device_of(method)
+    by_image = {i: d for i, d in centres.groupby("image")}
+    scores = pd.Series(np.nan, index=centres.index)
     for start in range(0, len(dataset), batch_size):
         idx = list(range(start, min(start + batch_size, len(dataset))))
         batch = batch_to(default_collate([dataset[i] for i in idx]), dev)
@@ -64,14 +78,14 @@ def lesion_scores(method, dataset, data_cfg, window: int = WINDOW, batch_size: i
         probs = out.lesion_probs[:, ma].float().cpu().numpy()
         h, w = probs.shape[-2:]
         for k, i in enumerate(idx):
-            les = generate_sample(i, data_cfg, dataset.split)["lesions"]
-            for kind, xy in (("MA", les["ma_xy"]), ("smudge", les["smudge_xy"])):
-                for x, y in np.asarray(xy, dtype=np.float64).reshape(-1, 2):
-                    cx, cy = int(round(x)), int(round(y))
-                    box = probs[k, max(cy - window, 0): min(cy + window + 1, h), max(cx - window, 0): min(cx + window + 1, w)]
-                    rows.append({"image": i, "kind": kind, "x": float(x), "y": float(y),
-                                 "score": float(box.max()) if box.size else np.nan})
-    return pd.DataFrame(rows, columns=["image", "kind", "x", "y", "score"])
+            d = by_image.get(i)
+            if d is None:
+                continue
+            for row, x, y in zip(d.index, d["x"], d["y"]):
+                cx, cy = int(round(x)), int(round(y))
+                box = probs[k, max(cy - window, 0): min(cy + window + 1, h), max(cx - window, 0): min(cx + window + 1, w)]
+                scores[row] = float(box.max()) if box.size else np.nan
+    return centres.assign(score=scores.to_numpy())
 
 
 def _per_image(scores: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -107,16 +121,12 @@ def identity_auc(scores: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> dic
     return {"auc": auc, "lo": lo, "hi": hi, "n_ma": n_ma, "n_smudge": n_sm}
 
 
-def seed_mean_scores(results: Sequence[ExperimentResult | Any], dataset, data_cfg) -> pd.DataFrame:
+def seed_mean_scores(results: Sequence[ExperimentResult | Any], dataset, centres: pd.DataFrame) -> pd.DataFrame:
     """:func:`lesion_scores` of each trained run (an ExperimentResult or a trained Method), each lesion's score
     averaged over them."""
-    frames = []
-    for r in results:
-        method = load_method(r, device="cpu") if isinstance(r, ExperimentResult) else r
-        frames.append(lesion_scores(method, dataset, data_cfg))
-    base = frames[0].drop(columns="score")
-    base["score"] = np.mean([f["score"].to_numpy() for f in frames], axis=0)
-    return base
+    scores = [lesion_scores(load_method(r, device="cpu") if isinstance(r, ExperimentResult) else r, dataset, centres)["score"]
+              for r in results]
+    return centres.assign(score=np.mean([sc.to_numpy() for sc in scores], axis=0))
 
 
 def identity_table(runs_by_setting: Mapping[float, Mapping[str, Sequence[Any]]], cfg: Config,
@@ -130,10 +140,11 @@ def identity_table(runs_by_setting: Mapping[float, Mapping[str, Sequence[Any]]],
             continue  # no smudges: nothing to tell apart
         c = cfg.replace({"data.synth.smudge_match": float(sm)})
         ds = test_split(c)
+        centres = lesion_centres(ds, c.data)
         for m in methods:
             if not runs.get(m):
                 continue
-            a = identity_auc(seed_mean_scores(runs[m], ds, c.data), n_boot=n_boot)
+            a = identity_auc(seed_mean_scores(runs[m], ds, centres), n_boot=n_boot)
             rows.append({"smudge_match": float(sm), "method": m, "label": label(m), "n_seeds": len(runs[m]), **a,
                          "auc [95% CI]": M.format_ci(a["auc"], a["lo"], a["hi"])})
     return pd.DataFrame(rows, columns=["smudge_match", "method", "label", "n_seeds", "auc", "lo", "hi", "auc [95% CI]",
@@ -151,4 +162,4 @@ def what_we_see(table: pd.DataFrame) -> str:
             "like MAs; mean over seeds): " + "; ".join(parts) + ".")
 
 
-__all__ = ["WINDOW", "METHODS", "lesion_scores", "identity_auc", "seed_mean_scores", "identity_table", "what_we_see"]
+__all__ = ["WINDOW", "METHODS", "lesion_centres", "lesion_scores", "identity_auc", "seed_mean_scores", "identity_table", "what_we_see"]
