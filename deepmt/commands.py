@@ -22,22 +22,12 @@ import json
 import sys
 from pathlib import Path
 
-from deepmt.config import DATASETS, PROFILES
-from deepmt.errors import ConfigMismatchError, DeepMTError, SettingError
+from deepmt.config import DATASETS, PROFILES, parse_set_items
+from deepmt.errors import ConfigMismatchError, DeepMTError
 from deepmt.utils import cache_root, check_writable_dir
 
 DEFAULT_METHOD = "deepmt_dr"
 _SHOWN = ("n_images", "accuracy", "qwk", "macro_f1", "auc_ovr", "psnr", "ssim", "psnr_lesion", "dice", "aupr", "auc")
-
-
-def _parse_sets(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise SettingError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.lr=1e-3")
-        k, v = item.split("=", 1)
-        out[k.strip()] = v.strip()
-    return out
 
 
 def _build_config(args: argparse.Namespace):
@@ -54,7 +44,7 @@ def _build_config(args: argparse.Namespace):
         overrides["train.device"] = args.device
     if getattr(args, "precision", None):
         overrides["train.precision"] = args.precision
-    overrides.update(_parse_sets(getattr(args, "set", []) or []))
+    overrides.update(parse_set_items(getattr(args, "set", []) or []))
     return get_config(args.profile, overrides)  # SettingError naming a bad key or value
 
 
@@ -197,7 +187,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         overrides["data.root"] = str(args.data_root)
     if args.device:
         overrides["train.device"] = args.device
-    sets = _parse_sets(args.set)
+    sets = parse_set_items(args.set)
     bad = [k for k in sets if not k.startswith("data.")]
     if bad:
         raise ConfigMismatchError(f"evaluate --set only changes data.* settings (the model is fixed), not {bad}")

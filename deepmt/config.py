@@ -43,7 +43,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from deepmt.errors import SettingError
 
@@ -595,6 +595,18 @@ def default_profile() -> str:
     if name not in PROFILES:
         raise SettingError(f"DEEPMT_PROFILE={name!r} is not a profile; choose one of {PROFILES}")
     return name
+
+
+def parse_set_items(items: Sequence[str]) -> dict[str, str]:
+    """``--set KEY=VALUE`` items -> ``{KEY: VALUE}`` (values still strings: :func:`get_config` parses them by the
+    field's type); a :class:`~deepmt.errors.SettingError` for an item without ``=``."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise SettingError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.lr=1e-3")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
 
 
 def get_config(profile: str | None = None, overrides: Mapping[str, Any] | None = None) -> Config:

@@ -94,8 +94,11 @@ def load_timing(path: str | Path) -> dict[str, Any] | None:
 
 # --------------------------------------------------------------------------- rendering
 def machine_name(bench: dict[str, Any]) -> str:
+    """The machine, and the settings a ``bench --set`` changed (``NVIDIA H200, train.deterministic=false``)."""
     m = bench["machine"]
-    return m.get("gpu_name") or f"{m.get('cpu_model', '?')} ({m.get('usable_cores', m.get('cores', '?'))}-core CPU)"
+    name = m.get("gpu_name") or f"{m.get('cpu_model', '?')} ({m.get('usable_cores', m.get('cores', '?'))}-core CPU)"
+    sets = bench.get("options", {}).get("overrides") or {}
+    return ", ".join([name, *(f"{k}={v}" for k, v in sorted(sets.items()))])
 
 
 def _machine_line(path: Path, bench: dict[str, Any]) -> str:
@@ -104,6 +107,8 @@ def _machine_line(path: Path, bench: dict[str, Any]) -> str:
     busy = la > 1.5 * m.get("usable_cores", 1)
     host = f" (host: {m.get('cpu_model')}, {m.get('cores')} cores)" if m.get("gpu_name") else ""
     cmd = f"python -m deepmt bench --profiles {' '.join(o.get('profiles', []))} --budget-seconds {bench.get('budget_s', 0):g}"
+    cmd += "".join(f" --batch-size {k}={v}" for k, v in sorted((o.get("batch_sizes") or {}).items()))
+    cmd += "".join(f" --set {k}={v}" for k, v in sorted((o.get("overrides") or {}).items()))
     return (f"- `{path.name}`: {machine_name(bench)}{host}, CPU capability {m.get('cpu_capability')}, torch "
             f"{m.get('torch')} with {m.get('torch_threads')} threads; `{cmd}`, {str(bench.get('created', ''))[:10]}, "
             f"load average {la:.2f} at start" + (" (**busy machine: pessimistic numbers**)" if busy else ""))

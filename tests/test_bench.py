@@ -141,6 +141,46 @@ def test_bad_arguments():
         bench.run_benchmark(("smoke",), budget_s=0, out_dir=None, progress=False)
 
 
+def test_set_changes_the_timed_config_and_names_the_bench_file(tmp_path, capsys):
+    """``bench --set train.deterministic=false``: the steps run without torch's deterministic algorithms, the
+    setting is recorded, it names the file (the default run's file is not replaced) and the README's machine."""
+    import torch
+
+    from deepmt.cli import main
+    from deepmt.performance import machine_name
+
+    seen = []
+    real = bench.suite.make_train_step
+
+    def spy(cfg, *args, **kwargs):  # builds the step as the bench does, then times a no-op (keeps the test short)
+        _, prec = real(cfg, *args, **kwargs)
+        seen.append((cfg.train.deterministic, torch.are_deterministic_algorithms_enabled()))
+        return (lambda: None), prec
+
+    before = torch.are_deterministic_algorithms_enabled()
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(bench.suite, "make_train_step", spy)
+            mp.setattr(bench.suite, "make_inference",
+                       lambda cfg, mode, dev, *a, **k: ((lambda: None), bench.precision_for(mode, cfg, dev)))
+            result = bench.run_benchmark(("smoke",), budget_s=1, out_dir=tmp_path, device="cpu", progress=False,
+                                         runner_profile=None, overrides={"train.deterministic": "false"})
+    finally:
+        torch.use_deterministic_algorithms(before, warn_only=True)
+    assert seen and all(s == (False, False) for s in seen), seen
+    assert result["options"]["overrides"] == {"train.deterministic": "false"}
+    (path,) = tmp_path.glob("bench_*.json")
+    assert path.name.endswith("_train.deterministic-false.json"), path.name
+    assert machine_name(result).endswith(", train.deterministic=false")
+
+    capsys.readouterr()
+    assert main(["bench", "--profiles", "smoke", "--budget-seconds", "1", "--out", str(tmp_path),
+                 "--set", "train.no_such_field=1"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "no_such_field" in err and "Traceback" not in err, err
+    assert len(list(tmp_path.glob("bench_*.json"))) == 1  # nothing was timed or written
+
+
 def test_readme_and_performance_doc_are_generated_from_the_bench_files(smoke_run, tmp_path, capsys):
     from deepmt.cli import main
 

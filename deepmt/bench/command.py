@@ -10,7 +10,7 @@ from deepmt.bench.report import render_markdown
 from deepmt.bench.run_all import RUN_ALL_TIMING
 from deepmt.bench.steps import profile_step
 from deepmt.bench.suite import DEFAULT_BUDGET_S, DEFAULT_PROFILES, run_benchmark
-from deepmt.config import PROFILES
+from deepmt.config import PROFILES, parse_set_items
 from deepmt.errors import ConfigMismatchError
 from deepmt.utils import repo_root
 
@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "on a small CPU it costs minutes and gains nothing)")
     parser.add_argument("--batch-size", action="append", default=[], metavar="PROFILE=N",
                         help="override the timed batch size of a profile (repeatable), e.g. --batch-size paper=2")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config setting for the timed steps (repeatable), e.g. --set train.deterministic=false; "
+                        "recorded in the bench file, whose name gains it")
     parser.add_argument("--profile-ops", metavar="PROFILE:STAGE", default=None,
                         help="instead of the benchmark, print torch.profiler's top ops of a fast-path training step, "
                         "e.g. quick:stage2")
@@ -61,22 +64,25 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.grid:
         return _grid(args)
-    if args.profile_ops:
-        profile, _, stage = args.profile_ops.partition(":")
-        print(profile_step(profile, stage or "stage2", device=args.device))
-        return 0
+    overrides = parse_set_items(args.set)
     sizes = {}
     for item in args.batch_size:
         name, _, value = item.partition("=")
         if name not in PROFILES or not value.isdigit() or int(value) < 1:
             raise ConfigMismatchError(f"--batch-size {item!r}: expected PROFILE=N with PROFILE in {PROFILES} and N >= 1")
         sizes[name] = int(value)
+    if args.profile_ops:
+        profile, _, stage = args.profile_ops.partition(":")
+        print(profile_step(profile, stage or "stage2", device=args.device, overrides=overrides,
+                           batch_size=sizes.get(profile)))
+        return 0
     if args.out is not None:
         from deepmt.utils import check_writable_dir
 
         check_writable_dir(args.out, "--out")
     result = run_benchmark(args.profiles, args.budget_seconds, args.out, device=args.device, compile=args.compile,
-                           batch_sizes=sizes, runner_profile=None if args.no_runner else args.runner_profile)
+                           batch_sizes=sizes, runner_profile=None if args.no_runner else args.runner_profile,
+                           overrides=overrides)
     print(render_markdown(result))
     print(f"wrote {result['files']['json']} and {result['files']['md']}")
     return 0

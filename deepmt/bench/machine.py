@@ -7,7 +7,7 @@ import os
 import platform
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
@@ -48,10 +48,15 @@ def machine_info(device: torch.device) -> dict[str, Any]:
     return info
 
 
-def output_tag(info: dict[str, Any]) -> str:
-    """File-name tag: the GPU's name on CUDA, else the host name."""
+def output_tag(info: dict[str, Any], overrides: Mapping[str, Any] | None = None) -> str:
+    """File-name tag: the GPU's name on CUDA, else the host name; then each ``--set`` override as
+    ``_key-value`` (``nvidia-h200_train.deterministic-false``), so a run with settings changed never
+    replaces the run with the profile's own."""
     raw = info.get("gpu_name") or info.get("hostname") or "cpu"
-    return re.sub(r"[^a-z0-9]+", "-", str(raw).lower()).strip("-") or "cpu"
+    tag = re.sub(r"[^a-z0-9]+", "-", str(raw).lower()).strip("-") or "cpu"
+    for key, value in sorted((overrides or {}).items()):
+        tag += "_" + re.sub(r"[^a-z0-9.]+", "-", f"{key}-{value}".lower()).strip("-")
+    return tag
 
 
 def fast_dtype(device: torch.device) -> torch.dtype | None:

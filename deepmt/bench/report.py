@@ -104,7 +104,7 @@ def render_markdown(result: dict[str, Any]) -> str:
 
 def write_outputs(result: dict[str, Any], out_dir: str | os.PathLike | None) -> dict[str, Path]:
     out = Path(out_dir) if out_dir is not None else repo_root() / "results" / "bench"
-    tag = output_tag(result["machine"])
+    tag = output_tag(result["machine"], result.get("options", {}).get("overrides"))
     paths = {"json": out / f"bench_{tag}.json", "md": out / f"bench_{tag}.md"}
     atomic_write_text(paths["json"], json.dumps(result, indent=1, allow_nan=False) + "\n")
     atomic_write_text(paths["md"], render_markdown(result))

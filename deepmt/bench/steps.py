@@ -5,7 +5,7 @@ device), and torch.profiler's table of a step (the tool behind docs/PERFORMANCE.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -36,9 +36,10 @@ BATCH_CUDA = {"smoke": 8, "quick": 32, "paper": 4}
 PAPER_CPU_HR = 256
 
 
-def bench_config(profile: str, device: torch.device):
-    """The profile's config (the bench times DeepMT-DR with the profile's model and loss)."""
-    return get_config(profile)
+def bench_config(profile: str, device: torch.device, overrides: Mapping[str, Any] | None = None):
+    """The profile's config with ``overrides`` (``bench --set``; the bench times DeepMT-DR with the profile's model
+    and loss)."""
+    return get_config(profile, overrides)
 
 
 def timed_hr_size(cfg, device: torch.device) -> int:
@@ -151,15 +152,16 @@ def make_inference(cfg, mode: str, device: torch.device, batch_size: int, hr_siz
     return forward, prec
 
 
-def profile_step(profile: str = "quick", stage: str = "stage2", mode: str = "fast", device: str = "auto", steps: int = 2, row_limit: int = 25, sort_by: str | None = None) -> str:
+def profile_step(profile: str = "quick", stage: str = "stage2", mode: str = "fast", device: str = "auto", steps: int = 2, row_limit: int = 25, sort_by: str | None = None, overrides: Mapping[str, Any] | None = None,
+                 batch_size: int | None = None) -> str:
     """torch.profiler table of ``steps`` training steps (after one warm-up) of ``stage``; the tool
     behind docs/PERFORMANCE.md."""
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
     dev = resolve_device(device)
     sort_by = sort_by or ("self_device_time_total" if dev.type == "cuda" else "self_cpu_time_total")
-    cfg = bench_config(profile, dev)
-    bs = (BATCH_CUDA if dev.type == "cuda" else BATCH_CPU).get(profile, 4)
+    cfg = bench_config(profile, dev, overrides)
+    bs = batch_size or (BATCH_CUDA if dev.type == "cuda" else BATCH_CPU).get(profile, 4)
     with mode_backends(mode, dev):
         step, _ = make_train_step(cfg, stage, mode, dev, bs, timed_hr_size(cfg, dev))
         step()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import sys
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -74,12 +74,15 @@ def run_benchmark(
     batch_sizes: dict[str, int] | None = None,
     progress: bool = True,
     runner_profile: str | None = "auto",
+    overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the benchmark (see the module docstring) and write ``bench_<tag>.json`` / ``.md`` to
     ``out_dir`` (default ``results/bench``); returns the JSON's content.
 
     ``runner_profile``: the profile of the runner's scaling grid (:func:`measure_runner_scaling`, timed
-    after the rest, outside ``budget_s``); ``"auto"``: ``quick`` when timed, else the first profile; None: skip."""
+    after the rest, outside ``budget_s``); ``"auto"``: ``quick`` when timed, else the first profile; None: skip.
+    ``overrides``: config settings (``bench --set``, e.g. ``{"train.deterministic": "false"}``) for the timed steps
+    (not the runner's grid); they are recorded in the JSON and name its file (:func:`output_tag`)."""
     profiles = tuple(profiles)
     bad = [p for p in profiles if p not in PROFILES]
     if bad or not profiles:
@@ -90,6 +93,8 @@ def run_benchmark(
         raise ConfigMismatchError(f"bench: --runner-profile {runner_profile!r} is not a profile; choose from {PROFILES}")
     if not budget_s or budget_s <= 0:
         raise ConfigMismatchError(f"bench: --budget-seconds must be positive, got {budget_s}")
+    for p in profiles:  # a bad --set fails here, before anything is timed
+        bench_config(p, torch.device("cpu"), overrides)
     dev = resolve_device(device)
     budget = Budget(budget_s)
     log = (lambda msg: print(f"[bench {budget.elapsed():6.1f}s] {msg}", file=sys.stderr, flush=True)) if progress else (lambda msg: None)
@@ -100,7 +105,8 @@ def run_benchmark(
         "load_avg_start": list(os.getloadavg()),
         "budget_s": float(budget_s),
         "options": {"profiles": list(profiles), "device": device, "compile": bool(compile), "method": METHOD,
-                    "runner_profile": runner_profile},
+                    "runner_profile": runner_profile, "overrides": {k: str(v) for k, v in (overrides or {}).items()},
+                    "batch_sizes": dict(batch_sizes or {})},
         "peak": {},
         "profiles": {},
         "skipped": [],
@@ -122,7 +128,7 @@ def run_benchmark(
     log("FLOPs per image (meta device)")
     cfgs, flops, batch = {}, {}, {}
     for p in profiles:
-        cfg = bench_config(p, dev)
+        cfg = bench_config(p, dev, overrides)
         cfgs[p] = cfg
         hr = timed_hr_size(cfg, dev)
         batch[p] = int((batch_sizes or {}).get(p) or (BATCH_CUDA if dev.type == "cuda" else BATCH_CPU).get(p, 4))
