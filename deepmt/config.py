@@ -226,10 +226,10 @@ class TrainConfig:
     # torch CPU threads of a run (trainer: torch.set_num_threads; the runner's workers also set OMP_NUM_THREADS).
     # Part of the run's key because CPU results depend on it; 0 = torch's default (all cores: machine-dependent).
     threads: int = 1
-    # torch.use_deterministic_algorithms for the run. On the CPU it costs little (a fill of each new buffer)
-    # and makes a run bit-reproducible. On a GPU it also makes runs repeatable, at a price: deterministic
-    # kernels (e.g. the index-put of the backward of indexing) are slower; false trades that for speed,
-    # and then two runs of one config differ in the last bits.
+    # torch.use_deterministic_algorithms for the run (and cuDNN without autotuning). On the CPU it costs little
+    # (a fill of each new buffer) and makes a run bit-reproducible. On a GPU it also makes runs repeatable (two
+    # smoke runs on an H200: bit-identical), at a price: deterministic kernels are slower (paper profile at
+    # 1024 px, stage 2: 8.8 vs 12.9 img/s); false trades that for speed, and then two runs differ in the last bits.
     deterministic: bool = True
 
 

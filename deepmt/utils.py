@@ -20,8 +20,9 @@ def seed_everything(seed: int, deterministic: bool | None = True) -> None:
     """The one seeding function: Python, NumPy and torch (CPU and CUDA).
 
     Same seed and same device -> same numbers. ``deterministic`` switches torch's deterministic algorithms
-    on (warn-only, so no op is refused) or off (``train.deterministic``); ``None`` leaves the switch as it is
-    (a DataLoader worker seeding its copy of NumPy).
+    on (warn-only, so no op is refused; cuDNN deterministic, without autotuning) or off (cuDNN autotuning on:
+    ``train.deterministic``); ``None`` leaves the switches as they are (a DataLoader worker seeding its copy of
+    NumPy).
     """
     import torch
 
@@ -32,6 +33,9 @@ def seed_everything(seed: int, deterministic: bool | None = True) -> None:
         torch.cuda.manual_seed_all(seed)
     if deterministic is not None:
         torch.use_deterministic_algorithms(bool(deterministic), warn_only=True)
+        # cuDNN autotuning picks among algorithms by timing, which differs between runs: off when deterministic
+        torch.backends.cudnn.benchmark = not deterministic
+        torch.backends.cudnn.deterministic = bool(deterministic)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 

@@ -82,6 +82,26 @@ def _vis_case(create_graph=True, selection=True):
     return g, vis, vis(score, out.features, (64, 64), lesion_union(probs), create_graph=create_graph)
 
 
+@pytest.mark.parametrize("h, w", [(8, 8), (6, 6), (3, 5), (7, 4), (1, 1)])
+def test_spp_by_slices_matches_adaptive_max_pool_forward_and_backward(h, w):
+    """The deterministic SPP used on CUDA (deepmt.models.grading.adaptive_max_pool2d_by_slices) pools the same bins
+    as F.adaptive_max_pool2d, overlapping ones included (H, W not divisible by the level), with the same gradient
+    (random input: no tied maxima)."""
+    from deepmt.models.grading import adaptive_max_pool2d_by_slices, spatial_pyramid_pool
+
+    x = torch.randn(2, 3, h, w, dtype=torch.float64, generator=torch.Generator().manual_seed(h * 10 + w))
+    for level in (1, 2, 4):
+        a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+        ref, got = F.adaptive_max_pool2d(a, level), adaptive_max_pool2d_by_slices(b, level)
+        assert got.shape == ref.shape == (2, 3, level, level) and torch.equal(got, ref)
+        g = torch.randn_like(ref)
+        ref.backward(g)
+        got.backward(g)
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-12, atol=1e-12)  # overlapping bins: summed in another order
+    flat = spatial_pyramid_pool(x, (1, 2, 4))
+    assert flat.shape == (2, 3 * 21) and torch.equal(flat[:, :3], x.amax(dim=(-2, -1)))
+
+
 def test_visualization_map_properties_and_gradient():
     g, vis, m = _vis_case()
     assert m.shape == (2, 1, 64, 64)

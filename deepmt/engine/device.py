@@ -99,9 +99,10 @@ def resolve_precision(device: torch.device, precision: str = "auto", channels_la
 
 
 def setup_backends(device: torch.device) -> None:
-    """cuDNN autotuning on CUDA (fixed input sizes) and TF32 matmuls."""
+    """cuDNN autotuning on CUDA (fixed input sizes; not while torch's deterministic algorithms are on: its
+    choice varies between runs) and TF32 matmuls."""
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.benchmark = not torch.are_deterministic_algorithms_enabled()
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 

@@ -65,9 +65,30 @@ def resnet18_trunk(in_channels: int, width: int) -> nn.Module:
     return _ResNet18Trunk(in_channels, width)
 
 
+def adaptive_max_pool2d_by_slices(x: torch.Tensor, size: int) -> torch.Tensor:
+    """``F.adaptive_max_pool2d(x, size)`` computed as the max over each bin's slice (the same bins: rows
+    ``floor(i*H/size)`` to ``ceil((i+1)*H/size)``, columns likewise), so its backward is deterministic.
+
+    Why it exists: torch has no deterministic CUDA backward for adaptive max pooling, so with
+    ``train.deterministic`` on, two CUDA runs of one config drifted apart (measured on an H200). The forward
+    values are the same; the gradient is the same except where a bin's maximum is tied (``amax`` splits it
+    among the ties, adaptive pooling gives it to one). Used on CUDA with deterministic algorithms only, so
+    CPU runs keep their numbers."""
+    h, w = x.shape[-2:]
+    rows = []
+    for i in range(size):
+        r0, r1 = (i * h) // size, -(-((i + 1) * h) // size)
+        cells = [x[..., r0:r1, (j * w) // size:-(-((j + 1) * w) // size)].amax(dim=(-2, -1)) for j in range(size)]
+        rows.append(torch.stack(cells, dim=-1))
+    return torch.stack(rows, dim=-2)
+
+
 def spatial_pyramid_pool(x: torch.Tensor, levels: tuple[int, ...]) -> torch.Tensor:
-    """Max-pool (B,C,H,W) to an l x l grid for each level l, flatten and concatenate -> (B, C*sum(l^2))."""
-    return torch.cat([F.adaptive_max_pool2d(x, l).flatten(1) for l in levels], dim=1)
+    """Max-pool (B,C,H,W) to an l x l grid for each level l, flatten and concatenate -> (B, C*sum(l^2)).
+    On CUDA with torch's deterministic algorithms on, :func:`adaptive_max_pool2d_by_slices` (same values,
+    deterministic backward)."""
+    pool = adaptive_max_pool2d_by_slices if x.is_cuda and torch.are_deterministic_algorithms_enabled() else F.adaptive_max_pool2d
+    return torch.cat([pool(x, l).flatten(1) for l in levels], dim=1)
 
 
 @dataclass
