@@ -100,8 +100,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from deepmt.engine import ddp
 
-    cfg = _build_config(args)
     _check_method(args.method)
+    from deepmt.experiments import resolve_config
+
+    cfg = resolve_config(args.method, _build_config(args))  # the method's own epochs (train.epochs_by_method)
     if args.run_dir is None:
         check_writable_dir(cache_root(), "the experiment cache (DEEPMT_CACHE)")
     else:

@@ -53,7 +53,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from deepmt.config import Config, comparable_config, config_from_dict
+from deepmt.config import Config, comparable_config, config_from_dict, method_config
 from deepmt.errors import ConfigMismatchError, DeepMTError
 from deepmt.utils import atomic_path, atomic_write_text, cache_dir
 
@@ -84,8 +84,21 @@ class ExperimentResult:
     warm_start: dict[str, Any] | None = None
 
 
+def resolve_config(method_name: str, cfg: Config, *, check_names: bool = True) -> Config:
+    """The config a run of ``method_name`` trains under, is keyed by and is stored with
+    (:func:`deepmt.config.method_config`: its entry of ``train.epochs_by_method`` becomes its
+    ``train.epochs_single``). ``check_names``: every name in that mapping must be a registered baseline
+    (a :class:`~deepmt.errors.SettingError` otherwise; off for custom builders)."""
+    if check_names and cfg.train.epochs_by_method:
+        from deepmt.models.methods import check_epochs_by_method
+
+        check_epochs_by_method(cfg.train.epochs_by_method)
+    return method_config(cfg, method_name)
+
+
 def run_dir_for(method_name: str, cfg: Config, warm_base_key: str | None = None, start_stage: str | None = None) -> Path:
     """The cache folder of ``method_name`` under ``cfg`` (of a warm-started run when ``warm_base_key`` is given)."""
+    cfg = method_config(cfg, method_name)
     if warm_base_key is None:
         return cache_dir("runs", f"{method_name}-{cfg.key()}")
     return cache_dir("runs", f"{method_name}-{cfg.key()}-warm-{warm_base_key}-{start_stage}")
@@ -204,6 +217,7 @@ def _warm_key(method_name: str, cfg: Config, warm_start: ExperimentResult | None
 def cached_result(method_name: str, cfg: Config, *, warm_start: ExperimentResult | None = None,
                   start_stage: str | None = None) -> ExperimentResult | None:
     """The complete cache entry of :func:`run_experiment` with the same arguments, or None (nothing is trained)."""
+    cfg = resolve_config(method_name, cfg)
     warm_key = _warm_key(method_name, cfg, warm_start, start_stage)
     try:
         return load_result(run_dir_for(method_name, cfg, *(warm_key or (None, None))), cfg, method_name, warm_start=warm_key)
@@ -265,7 +279,11 @@ def run_experiment(
 
     Training happens under the entry's lock (:func:`entry_lock`): when another process is training the
     same entry, this call waits for it and then loads its result.
+
+    The run's config is ``cfg`` resolved for the method (:func:`resolve_config`): a baseline named in
+    ``train.epochs_by_method`` trains for those epochs, and its entry is keyed and stored with them.
     """
+    cfg = resolve_config(method_name, cfg, check_names=builder is None)
     warm_key = _warm_key(method_name, cfg, warm_start, start_stage)
     run_dir = run_dir_for(method_name, cfg, *(warm_key or (None, None)))
     if not force:

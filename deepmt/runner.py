@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from deepmt.config import Config
+from deepmt.config import Config, method_config
 from deepmt.errors import DeepMTError, TrainingError
 from deepmt.experiments import ExperimentResult, cached_result, run_experiment
 
@@ -77,7 +77,7 @@ class Job:
     def entry(self) -> tuple[str, str, str | None, str | None]:
         """What identifies the cache entry (two jobs with the same entry train once)."""
         base = self.warm_start.key if self.warm_start is not None else None
-        return (self.method, self.cfg.key(), base, self.start_stage)
+        return (self.method, method_config(self.cfg, self.method).key(), base, self.start_stage)
 
 
 # --------------------------------------------------------------------------- workers

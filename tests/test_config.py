@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 
-from deepmt.config import PROFILE_OVERRIDES, PROFILES, STORED_DEFAULTS, Config, config_from_dict, get_config
+from deepmt.config import PROFILE_OVERRIDES, PROFILES, STORED_DEFAULTS, Config, config_from_dict, get_config, method_config
 from deepmt.errors import SettingError
 
 
@@ -14,14 +14,48 @@ def test_profiles_build_and_roundtrip(profile):
     assert cfg.data.hr_size % cfg.data.scale == 0
 
 
-#: The cache keys of the three profiles. A refactoring of the config must leave them as they are; a new
+#: The cache keys of the three profiles' runs (of a method without its own epochs in
+#: ``train.epochs_by_method``, e.g. DeepMT-DR). A refactoring of the config must leave them as they are; a new
 #: field or a changed setting changes them on purpose (every cached run is then retrained): update them here.
 GOLDEN_KEYS = {"smoke": "d4660a62b69bc2e7", "quick": "83cf4cd935874d53", "paper": "511f8ac55a98bc31"}
 
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_profile_keys_are_golden(profile):
-    assert get_config(profile).key() == GOLDEN_KEYS[profile]
+    assert method_config(get_config(profile), "deepmt_dr").key() == GOLDEN_KEYS[profile]
+
+
+def test_epochs_by_method_changes_only_the_named_methods_keys():
+    """The quick profile gives three baselines twice the epochs: their runs are those of ``epochs_single=72``,
+    every other method keeps the key it had before the mapping existed (its cache entries stay valid)."""
+    cfg = get_config("quick")
+    assert cfg.train.epochs_by_method == {"foo_mt": 72, "grader_lr": 72, "unet_bicubic": 72}
+    for name in ("deepmt_dr", "isr", "foo_mt_hr", "grader_hr", "two_stage"):
+        assert method_config(cfg, name).key() == GOLDEN_KEYS["quick"], name
+    longer = method_config(cfg, "foo_mt")
+    assert longer.train.epochs_single == 72 and longer.train.epochs_by_method == {}
+    assert longer == cfg.replace({"train.epochs_by_method": {}, "train.epochs_single": 72})
+    assert longer.key() != GOLDEN_KEYS["quick"] and method_config(longer, "foo_mt") == longer  # idempotent
+    none = cfg.replace({"train.epochs_by_method": {}})
+    assert method_config(none, "foo_mt") is none and none.key() == GOLDEN_KEYS["quick"]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("foo_mt:72,grader_lr:10", {"foo_mt": 72, "grader_lr": 10}),
+    (" foo_mt : 5 ", {"foo_mt": 5}),
+    ('{"unet_bicubic": 3}', {"unet_bicubic": 3}),
+    ({"isr": "4"}, {"isr": 4}),
+    ("", {}),
+    ("{}", {}),
+])
+def test_epochs_by_method_is_parsed_from_text_or_a_mapping(text, expected):
+    assert get_config("smoke", {"train.epochs_by_method": text}).train.epochs_by_method == expected
+
+
+@pytest.mark.parametrize("text", ["foo_mt", "foo_mt:0", "foo_mt:2.5", "foo_mt:x", "a:1,a:2", '{"a": [1]}', "[1, 2]", 3])
+def test_bad_epochs_by_method_names_what_is_allowed(text):
+    with pytest.raises(SettingError, match=r"train\.epochs_by_method=.*name:value pairs.*integer >= 1"):
+        get_config("smoke", {"train.epochs_by_method": text})
 
 
 def test_defaults_are_the_paper_profile():
@@ -75,16 +109,19 @@ def test_key_neutral_fields_leave_keys_and_stored_configs_as_they_were():
     from deepmt.config import KEY_NEUTRAL_DEFAULTS, comparable_config
     from deepmt.engine.checkpoint import config_diff
 
-    cfg = get_config("quick")
-    assert KEY_NEUTRAL_DEFAULTS == {"data.label_fraction": 1.0, "train.deterministic": True, "loss.stage1b_input": "hr"}
+    cfg = get_config("quick", {"train.epochs_by_method": {}})
+    assert KEY_NEUTRAL_DEFAULTS == {"data.label_fraction": 1.0, "train.deterministic": True, "loss.stage1b_input": "hr",
+                                    "train.epochs_by_method": {}}
     assert cfg.replace({"data.label_fraction": 1.0, "train.deterministic": True,
                         "loss.stage1b_input": "hr"}).key() == GOLDEN_KEYS["quick"]
+    assert cfg.replace({"train.epochs_by_method": "isr:3"}).key() != cfg.key()
     assert cfg.replace({"train.deterministic": False}).key() != cfg.key()
     assert cfg.replace({"loss.stage1b_input": "sr"}).key() != cfg.key()
     few = cfg.replace({"data.label_fraction": 0.1})
     assert few.key() != cfg.key() and "label_fraction" in comparable_config(few.to_dict())["data"]
     stored = cfg.to_dict()
     del stored["data"]["label_fraction"], stored["train"]["deterministic"], stored["loss"]["stage1b_input"]  # older
+    del stored["train"]["epochs_by_method"]
     assert comparable_config(cfg.to_dict()) == stored and "label_fraction" in cfg.to_dict()["data"]
     assert config_diff(stored, cfg.to_dict()) == [] and config_from_dict(stored) == cfg
     assert config_diff(stored, few.to_dict()) == ["data.label_fraction"]

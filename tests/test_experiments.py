@@ -88,3 +88,25 @@ def test_corrupt_entry_is_detected_and_retrained(cache, train_calls, damage):
     np.testing.assert_equal(res.metrics, good.metrics)  # resumed or retrained: same numbers
     assert json.loads((d / "result.json").read_text())["key"] == cfg.key()
     assert run_experiment("grader_lr", cfg).from_cache
+
+
+def test_epochs_by_method_trains_the_named_baseline_longer_and_keys_it_alone(cache, train_calls):
+    """``train.epochs_by_method`` gives one baseline its own epochs: its run is the one ``epochs_single`` at
+    that value would make (same entry), and every other method's entry is the one it had without the mapping."""
+    from deepmt.errors import SettingError
+
+    plain = get_config("smoke", CPU)
+    cfg = plain.replace({"train.epochs_by_method": {"grader_lr": 2}})
+    longer = run_experiment("grader_lr", cfg)
+    assert (longer.history["stage"] == "single").sum() == 2 and longer.config.train.epochs_single == 2
+    assert longer.config.train.epochs_by_method == {} and longer.key == plain.replace({"train.epochs_single": 2}).key()
+    assert run_experiment("grader_lr", plain.replace({"train.epochs_single": 2})).from_cache  # the same entry
+    other = run_experiment("grader_hr", cfg)
+    assert (other.history["stage"] == "single").sum() == 1 and other.key == plain.key()
+    assert run_experiment("grader_hr", plain).from_cache and len(train_calls) == 2
+    assert run_dir_for("grader_lr", cfg) == longer.run_dir
+    for bad, words in (({"grader_lrr": 3}, "unknown method 'grader_lrr'; did you mean 'grader_lr'"),
+                       ({"deepmt_dr": 3}, "'deepmt_dr' trains by stage")):
+        with pytest.raises(SettingError, match=words):
+            run_experiment("grader_hr", plain.replace({"train.epochs_by_method": bad}))
+    assert len(train_calls) == 2

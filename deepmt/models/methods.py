@@ -47,6 +47,29 @@ METHODS: dict[str, Callable[..., Method]] = {
 }
 
 
+#: methods whose stages have their own epochs (``train.epochs_stage1a/1b/2``), not ``train.epochs_single``
+STAGE_EPOCH_METHODS = frozenset({"deepmt_dr", "deepmt_dr_noisr"})
+
+
+def check_epochs_by_method(mapping) -> None:
+    """A :class:`~deepmt.errors.SettingError` unless every name in ``train.epochs_by_method`` is a registered
+    method trained for ``train.epochs_single`` epochs (a baseline)."""
+    import difflib
+
+    from deepmt.errors import SettingError
+
+    for name in mapping:
+        if name in STAGE_EPOCH_METHODS:
+            raise SettingError(
+                f"train.epochs_by_method: {name!r} trains by stage (train.epochs_stage1a / epochs_stage1b / "
+                f"epochs_stage2); the mapping is for the baselines"
+            )
+        if name not in METHODS:
+            close = difflib.get_close_matches(name, list(METHODS), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"choose among {', '.join(sorted(set(METHODS) - STAGE_EPOCH_METHODS))}"
+            raise SettingError(f"train.epochs_by_method: unknown method {name!r}; {hint}")
+
+
 def build_method(name: str, cfg, class_counts: Sequence[int] | None = None) -> Method:
     """Build the registered method ``name`` for ``cfg``; ``class_counts`` (5 training label counts)
     feed ``loss.class_weights="auto"``."""

@@ -58,7 +58,9 @@ seeds = study_seeds(cfg, seeds)
 print(describe_config(cfg), f"| seeds {seeds}")
 print(f"learning rate {cfg.train.lr:g} (stage 2 x {cfg.train.lr_stage2_factor:g}), batch {cfg.train.batch_size}, "
       f"epochs 1a/1b/2 = {cfg.train.epochs_stage1a}/{cfg.train.epochs_stage1b}/{cfg.train.epochs_stage2}, "
-      f"single-stage baselines {cfg.train.epochs_single}; task-aware feedback: {cfg.loss.feedback_scaling}")
+      f"single-stage baselines {cfg.train.epochs_single}"
+      + "".join(f", {name} {n}" for name, n in cfg.train.epochs_by_method.items())
+      + f"; task-aware feedback: {cfg.loss.feedback_scaling}")
 
 # %% [markdown]
 # ## Data
