@@ -704,19 +704,36 @@ def method_config(cfg: Config, method_name: str) -> Config:
     return out
 
 
+#: Fields that change only what a run prints, never its numbers: cache keys hash them, and stored configs are
+#: compared, at this fixed value, so ``--set train.progress=false`` loads the run trained with progress bars.
+KEY_FIXED_VALUES: dict[str, Any] = {
+    "train.progress": True,
+}
+
+
 def comparable_config(d: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of the config dict ``d`` (``Config.to_dict()``, or one stored by an older version) without the
-    fields of :data:`KEY_NEUTRAL_DEFAULTS` that hold their neutral value: what cache keys hash and what stored
-    configs are compared by."""
+    fields of :data:`KEY_NEUTRAL_DEFAULTS` that hold their neutral value, and with those of
+    :data:`KEY_FIXED_VALUES` at their fixed value: what cache keys hash and what stored configs are compared by."""
     out = copy.deepcopy(dict(d))
+    for dotted, fixed in KEY_FIXED_VALUES.items():
+        section, last = _parent_section(out, dotted)
+        if last in section:
+            section[last] = fixed
     for dotted, neutral in KEY_NEUTRAL_DEFAULTS.items():
-        *parents, last = dotted.split(".")
-        section = out
-        for part in parents:
-            section = section.get(part) if isinstance(section, dict) else None
-        if isinstance(section, dict) and last in section and section[last] == neutral:
+        section, last = _parent_section(out, dotted)
+        if last in section and section[last] == neutral:
             del section[last]
     return out
+
+
+def _parent_section(d: dict[str, Any], dotted: str) -> tuple[dict[str, Any], str]:
+    """(the dict holding ``dotted``'s last part in the nested config dict ``d``, that part); ``{}`` if absent."""
+    *parents, last = dotted.split(".")
+    section: Any = d
+    for part in parents:
+        section = section.get(part) if isinstance(section, dict) else None
+    return (section if isinstance(section, dict) else {}), last
 
 
 def config_from_dict(d: Mapping[str, Any]) -> Config:
