@@ -18,8 +18,10 @@ Ablations are config overrides of ``deepmt_dr`` (e.g. ``loss.seg_aware=0``, ``lo
 
 from __future__ import annotations
 
+import difflib
 from typing import Callable, Sequence
 
+from deepmt.errors import SettingError
 from deepmt.models import baselines as _B
 from deepmt.models import deepmt_dr as _D
 from deepmt.models.base import TASKS, Method, MethodOutput
@@ -54,10 +56,6 @@ STAGE_EPOCH_METHODS = frozenset({"deepmt_dr", "deepmt_dr_noisr"})
 def check_epochs_by_method(mapping) -> None:
     """A :class:`~deepmt.errors.SettingError` unless every name in ``train.epochs_by_method`` is a registered
     method trained for ``train.epochs_single`` epochs (a baseline)."""
-    import difflib
-
-    from deepmt.errors import SettingError
-
     for name in mapping:
         if name in STAGE_EPOCH_METHODS:
             raise SettingError(
