@@ -29,7 +29,7 @@ def test_epochs_by_method_changes_only_the_named_methods_keys():
     """The quick profile gives three baselines twice the epochs: their runs are those of ``epochs_single=72``,
     every other method keeps the key it had before the mapping existed (its cache entries stay valid)."""
     cfg = get_config("quick")
-    assert cfg.train.epochs_by_method == {"foo_mt": 72, "grader_lr": 72, "unet_bicubic": 72}
+    assert cfg.train.epochs_by_method == {"foo_mt": 72, "grader_lr": 72, "unet_bicubic": 144}
     for name in ("deepmt_dr", "isr", "foo_mt_hr", "grader_hr", "two_stage"):
         assert method_config(cfg, name).key() == GOLDEN_KEYS["quick"], name
     longer = method_config(cfg, "foo_mt")
