@@ -8,7 +8,7 @@ Every notebook that needs "DeepMT-DR under the quick profile, seed 1" calls::
     method = load_method(res)                      # the trained Method, for maps and predictions
 
 and gets the same model: runs are cached under
-``deepmt.utils.cache_dir("runs", f"{method}-{cfg.key()}")``, and the key hashes the *full* config
+``<deepmt.utils.cache_root()>/runs/<method>-<cfg.key()>``, and the key hashes the *full* config
 (profile, dataset, sizes, losses, seed, ...), so any change of config is a new entry.
 
 An entry is complete when its ``result.json`` exists (written last, atomically) and the files it
@@ -55,7 +55,7 @@ import pandas as pd
 
 from deepmt.config import Config, comparable_config, config_from_dict, method_config
 from deepmt.errors import ConfigMismatchError, DeepMTError
-from deepmt.utils import atomic_path, atomic_write_text, cache_dir
+from deepmt.utils import atomic_path, atomic_write_text, cache_root
 
 RESULT_FORMAT = 1
 RESULT_FILE = "result.json"
@@ -97,11 +97,14 @@ def resolve_config(method_name: str, cfg: Config, *, check_names: bool = True) -
 
 
 def run_dir_for(method_name: str, cfg: Config, warm_base_key: str | None = None, start_stage: str | None = None) -> Path:
-    """The cache folder of ``method_name`` under ``cfg`` (of a warm-started run when ``warm_base_key`` is given)."""
+    """The cache folder of ``method_name`` under ``cfg`` (of a warm-started run when ``warm_base_key`` is given).
+
+    Not created: looking an entry up (:func:`cached_result`) leaves the cache as it was; training creates it."""
     cfg = method_config(cfg, method_name)
-    if warm_base_key is None:
-        return cache_dir("runs", f"{method_name}-{cfg.key()}")
-    return cache_dir("runs", f"{method_name}-{cfg.key()}-warm-{warm_base_key}-{start_stage}")
+    name = f"{method_name}-{cfg.key()}"
+    if warm_base_key is not None:
+        name += f"-warm-{warm_base_key}-{start_stage}"
+    return cache_root() / "runs" / name
 
 
 #: Config keys that affect DeepMT-DR's training only from the named stage on (per the stage losses in
@@ -307,8 +310,8 @@ def _train_entry(method_name: str, cfg: Config, run_dir: Path, warm_key: tuple[s
 
     if force:
         shutil.rmtree(run_dir, ignore_errors=True)
-        run_dir.mkdir(parents=True, exist_ok=True)
-    else:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not force:
         try:
             return load_result(run_dir, cfg, method_name, warm_start=warm_key)
         except CacheEntryError as exc:

@@ -12,7 +12,7 @@ import pytest
 import deepmt.engine.trainer as trainer
 from deepmt.config import get_config
 from deepmt.engine.evaluate import evaluate
-from deepmt.experiments import load_method, run_dir_for, run_experiment, run_seeds
+from deepmt.experiments import cached_result, load_method, run_dir_for, run_experiment, run_seeds
 
 CPU = {"train.device": "cpu"}
 
@@ -61,6 +61,18 @@ def test_config_change_is_a_new_entry_and_same_seed_is_deterministic(cache, trai
     np.testing.assert_array_equal(c.predictions["grade_probs"], a.predictions["grade_probs"])
     seeds = run_seeds("grader_lr", cfg, [0, 1])
     assert len(train_calls) == 4 and seeds[0].from_cache and seeds[1].config.train.seed == 1
+
+
+def test_cached_result_looks_up_without_training_or_creating(cache, train_calls):
+    cfg = get_config("smoke", {**CPU, "train.lr": 2.5e-3})  # a config no other test trains
+    d = run_dir_for("grader_lr", cfg)
+    assert cached_result("grader_lr", cfg) is None
+    assert not d.exists() and train_calls == []  # a lookup trains nothing and leaves no empty entry behind
+    trained = run_experiment("grader_lr", cfg)
+    assert trained.run_dir == d and d.is_dir()
+    found = cached_result("grader_lr", cfg)
+    assert found is not None and found.from_cache and len(train_calls) == 1
+    np.testing.assert_equal(found.metrics, trained.metrics)
 
 
 @pytest.mark.parametrize("damage", ["truncate_predictions", "delete_result", "garble_result", "alter_checkpoint", "corrupt_last"])
