@@ -151,6 +151,37 @@ def test_convergence_summary_counts_levelled_seeds_per_part():
     assert T.convergence_summary(conv.iloc[:0]).empty
 
 
+def test_lesion_channels_flag_a_channel_the_kept_epoch_lost(tmp_path):
+    """U-Net on HR's pattern: the mean AUPR that selects the epoch rises while the SE channel dies after its peak;
+    a channel that only dips (above half its peak) is kept; a stage that kept its start reads start_val; a stage
+    without per-lesion columns gives no rows; a kept start without per-lesion values is not judged."""
+    per_lesion = {"aupr_MA": [0.2, 0.5, 0.6, 0.7], "aupr_HE": [0.6, 0.8, 0.5, 0.85], "aupr_EX": [0.7, 0.8, 0.85, 0.9],
+                  "aupr_SE": [0.3, 0.6, 0.05, 0.02]}
+    unet = _run(tmp_path, "unet_hr", _rows("single", "aupr", [0.45, 0.67, 0.5, 0.62], per_lesion),
+                {"single": {"score": 0.67, "epoch": 2, "metric": "aupr"}})
+    later = _run(tmp_path, "unet_hr", _rows("single", "aupr", [0.45, 0.5, 0.55, 0.62], per_lesion), seed=1)
+    s2 = _rows("stage2", "qwk", [0.4, 0.5], {"aupr_SE": [0.1, 0.1], "aupr_MA": [0.3, 0.3]})
+    start = {"stage2": {"score": 0.6, "epoch": 0, "metric": "qwk", "start_val": {"aupr_SE": 0.8}}}
+    mt = _run(tmp_path, "deepmt_dr", _rows("stage1b", "qwk", [0.1, 0.2]) + s2, start, seed=2)
+    ch = T.lesion_channels({"unet_hr": [unet, later], "deepmt_dr": [mt]}).set_index(["method", "seed", "stage", "lesion"])
+    assert ch.loc[("unet_hr", 0, "single", "SE"), "collapsed"] == "no"  # seed 0 kept epoch 2, the SE peak
+    se = ch.loc[("unet_hr", 1, "single", "SE")]  # seed 1 kept its last epoch (0.62 mean): SE 0.02 of its 0.6 peak
+    assert se["kept_epoch"] == 4 and se["peak_epoch"] == 2 and se["kept"] == 0.02 and se["peak"] == 0.6
+    assert se["share"] == pytest.approx(0.02 / 0.6) and se["collapsed"] == "yes"
+    assert ch.loc[("unet_hr", 1, "single", "HE"), "collapsed"] == "no"  # 0.85 is its peak; the dip to 0.5 was not kept
+    assert ch.loc[("deepmt_dr", 2, "stage2", "SE"), "kept"] == 0.8  # the start's value: no collapse
+    assert ch.loc[("deepmt_dr", 2, "stage2", "SE"), "collapsed"] == "no"
+    assert ch.loc[("deepmt_dr", 2, "stage2", "MA"), "collapsed"] == "n/a"  # the start recorded no MA value
+    assert ("deepmt_dr", 2, "stage1b") not in {k[:3] for k in ch.index}
+    summary = T.lesion_channel_summary(ch.reset_index()).set_index(["method", "stage"])
+    assert summary.loc[("unet_hr", "single"), "kept_all"] == "1 of 2"
+    assert summary.loc[("unet_hr", "single"), "collapsed"] == "seed 1 SE 0.02 / 0.60"
+    assert summary.loc[("deepmt_dr", "stage2"), "kept_all"] == "1 of 1"
+    text = T._collapse_clause(ch.reset_index())
+    assert "8 of 9 channels kept; collapsed: U-Net on HR single SE (seed 1: 0.02 of 0.60)" in text  # MA n/a
+    assert T.lesion_channels({}).empty and T._collapse_clause(T.lesion_channels({})) == ""
+
+
 def test_selected_epoch_zero_reports_the_start_weights_metrics(runs):
     sel = T.selected_epochs(runs["deepmt_dr"][0]).set_index("stage")
     assert sel.loc["stage2", "selected_epoch"] == 0

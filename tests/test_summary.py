@@ -93,3 +93,9 @@ def test_readme_shows_the_dial_the_few_labels_regime_and_convergence(tmp_path):
     assert "| 0.100 | 3 | y | +0.050 [+0.01, +0.09] | 0.400 | w |" in few and "+0.040 [+0.001, +0.080]" in few
     conv = text[text.index("### Convergence"):]
     assert "| Seg+grade multi-task on bicubic | single | qwk | 36 | 1 of 2 | seed 0 (13%) |" in conv and "10%" in conv
+    assert "### Lesion channels" not in text  # no 03_lesion_channels.csv: no section
+    pd.DataFrame({"method": ["unet_hr"] * 2, "label": ["U-Net on HR"] * 2, "seed": [0, 1], "stage": ["single"] * 2,
+                  "lesion": ["SE", "SE"], "kept": [0.60, 0.02], "peak": [0.62, 0.55], "collapsed": ["no", "yes"]}
+                 ).to_csv(res / "03_lesion_channels.csv", index=False)
+    channels = S.results_markdown(res).split("### Lesion channels")[1]
+    assert "| U-Net on HR | single | 1 of 2 | seed 1 SE 0.02 / 0.55 |" in channels and "below 50%" in channels

@@ -8,7 +8,7 @@ It writes the controls table (from every ``results/*controls*.csv``, pass/fail r
 pre-registered thresholds of :mod:`deepmt.controls`), then the claims table (from every
 ``results/*claims*.csv``, verdicts recomputed, "not testable" where a control a claim needs did not pass)
 with the regime the claims come from, the main tables (01 with its dial sweep and few-labels regime, the
-convergence of every trained part from 03, 04, 05, 06) and the provenance of the numbers:
+convergence and the lesion channels of every trained part from 03, 04, 05, 06) and the provenance of the numbers:
 command, profile, machine and wall time. Timings are read from ``results/timing/`` (``run_all.json``, written by
 :func:`deepmt.bench.write_run_all_timing`; ``04_train_seconds.csv``), where they live apart from the results.
 """
@@ -29,7 +29,7 @@ from deepmt.controls import collect_controls, controls_markdown
 from deepmt.errors import DataError
 from deepmt.reporting import results_dir
 from deepmt.results_io import to_markdown, update_readme_section
-from deepmt.studies.training import LEVEL_SHARE, convergence_summary
+from deepmt.studies.training import COLLAPSE_SHARE, LEVEL_SHARE, convergence_summary, lesion_channel_summary
 from deepmt.studies.verdicts import regime_sentence
 
 
@@ -141,6 +141,15 @@ def results_markdown(root: str | Path | None = None, timing: dict[str, Any] | No
             f"before any curve was seen); *still rising*: the seeds that had not, with that last-third share.\n\n"
             + to_markdown(_cols(convergence_summary(conv), ["label", "stage", "metric", "epochs", "levelled", "still_rising"],
                                 {"still_rising": "still rising"})))
+    channels = _read(root, "03_lesion_channels")
+    if channels is not None and len(channels):
+        parts.append(
+            f"### Lesion channels of every segmenting part (notebook 03)\n\n"
+            f"A mean AUPR that selects the kept epoch can rise while one rare lesion's channel dies. A channel has "
+            f"*collapsed* when the kept epoch's validation AUPR for that lesion is below {COLLAPSE_SHARE:.0%} of the best it "
+            f"reached in the same stage (*kept / best* below). *kept all*: the seeds whose kept epoch kept every lesion.\n\n"
+            + to_markdown(_cols(lesion_channel_summary(channels), ["label", "stage", "kept_all", "collapsed"],
+                                {"kept_all": "kept all", "collapsed": "collapsed (seed, lesion, kept / best)"})))
     t04 = _read(root, "04_grading_table")
     seconds = _read(root / "timing", "04_train_seconds")
     if t04 is not None and seconds is not None:

@@ -12,6 +12,7 @@ from cached runs.
     convergence_curves(runs)               # every run's validation curve per stage, the kept epoch marked
     convergence_table(convergence_curves(runs))   # "levelled off?" per curve (rule below)
     convergence_summary(convergence_table(...))   # per trained part: "k of n" seeds levelled off (the README's table)
+    lesion_channel_summary(lesion_channels(runs))  # per segmenting part: did the kept epoch keep every lesion?
     feedback_table(method.feedback_summary())     # stage 2's task-aware feedback: gradient norms and scales
     study = training_study(runs, [load_method(r) for r in runs["deepmt_dr"]]); what_we_see(study)  # all, and the text
 
@@ -46,6 +47,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from deepmt import LESIONS
 from deepmt.experiments import ExperimentResult
 from deepmt.losses.task_aware import FEEDBACK_TERMS
 from deepmt.studies.common import label
@@ -74,6 +76,11 @@ HISTORY_TIMING = ("seconds", "images_per_s")
 LEVEL_SHARE = 0.10
 #: fewer epochs than this: the curve is not judged
 MIN_EPOCHS = 3
+#: a lesion channel has **collapsed** when the epoch its stage kept scores below this share of the best validation
+#: AUPR the lesion reached in the same stage (:func:`lesion_channels`). Added on 2026-11-30, after U-Net on HR's SE
+#: channel was seen to fall from 0.5-0.7 to 0.01-0.02 validation AUPR at epoch 5 on three seeds while the mean AUPR
+#: that selects its epoch kept rising (the levelled-off rule reads the mean only, so it could not see this)
+COLLAPSE_SHARE = 0.5
 
 
 def stage_order(history: pd.DataFrame) -> list[str]:
@@ -347,6 +354,66 @@ def convergence_summary(conv: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
+def lesion_channels(runs: Mapping[str, Sequence[ExperimentResult]]) -> pd.DataFrame:
+    """Did the epoch a stage kept keep every lesion? One row per (method, seed, stage, lesion) of every stage
+    that recorded per-lesion validation AUPR (``val_aupr_<lesion>``): ``peak`` (its best value) and
+    ``peak_epoch``, ``kept_epoch`` (:func:`best_info`; 0 = the weights the stage started from) and ``kept``
+    (the value there; nan where the stage kept its start and recorded no per-lesion value for it), ``share``
+    (kept / peak) and ``collapsed``: "yes" when ``kept`` < :data:`COLLAPSE_SHARE` x ``peak``, "no", or "n/a"
+    (no kept value, or a peak of 0). A mean AUPR that selects the epoch can rise while one rare lesion's channel
+    dies; this table shows it."""
+    cols = ["method", "label", "seed", "stage", "lesion", "epochs", "peak", "peak_epoch", "kept_epoch", "kept", "share",
+            "collapsed"]
+    rows = []
+    for name, results in runs.items():
+        for res in results:
+            h, best = res.history, best_info(res)
+            for stage in stage_order(h):
+                hs = h[h["stage"] == stage]
+                b = best.get(stage, {})
+                kept_epoch = b.get("epoch", math.nan)
+                start_val = b.get("start_val") or {}
+                for lesion in LESIONS:
+                    col = f"val_aupr_{lesion}"
+                    if col not in hs or not hs[col].notna().any():
+                        continue
+                    values = hs[col].to_numpy(float)
+                    epochs = hs["epoch"].astype(int).to_numpy()
+                    i = int(np.nanargmax(values))
+                    peak, peak_epoch = float(values[i]), int(epochs[i])
+                    if kept_epoch == 0:
+                        kept = float(start_val.get(f"aupr_{lesion}", math.nan))
+                    else:
+                        at = values[epochs == kept_epoch]
+                        kept = float(at[0]) if len(at) else math.nan
+                    judged = math.isfinite(kept) and peak > 0
+                    rows.append({"method": name, "label": label(name), "seed": int(res.config.train.seed),
+                                 "stage": stage, "lesion": lesion, "epochs": len(hs), "peak": peak,
+                                 "peak_epoch": peak_epoch,
+                                 "kept_epoch": int(kept_epoch) if math.isfinite(kept_epoch) else math.nan,
+                                 "kept": kept, "share": kept / peak if judged else math.nan,
+                                 "collapsed": ("yes" if kept < COLLAPSE_SHARE * peak else "no") if judged else "n/a"})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def lesion_channel_summary(channels: pd.DataFrame) -> pd.DataFrame:
+    """:func:`lesion_channels` (``results/03_lesion_channels.csv``) per trained part (method and stage):
+    ``kept_all`` ("k of n" judged seeds whose kept epoch kept every lesion) and ``collapsed``: each collapsed
+    channel as "seed S LESION kept / peak". The README's lesion-channel table."""
+    cols = ["method", "label", "stage", "kept_all", "collapsed"]
+    rows = []
+    for (method, stage), d in channels.groupby(["method", "stage"], sort=False):
+        judged = d[d["collapsed"] != "n/a"]
+        seeds = sorted({int(x) for x in judged["seed"]})
+        bad = judged[judged["collapsed"] == "yes"]
+        ok = [sd for sd in seeds if sd not in set(bad["seed"].astype(int))]
+        rows.append({"method": method, "label": label(method), "stage": stage,
+                     "kept_all": f"{len(ok)} of {len(seeds)}" if seeds else "n/a",
+                     "collapsed": ", ".join(f"seed {int(r.seed)} {r.lesion} {float(r.kept):.2f} / {float(r.peak):.2f}"
+                                            for r in bad.itertuples())})
+    return pd.DataFrame(rows, columns=cols)
+
+
 def feedback_table(summary: Mapping[str, Any]) -> pd.DataFrame:
     """Stage 2's task-aware feedback from :meth:`DeepMTDR.feedback_summary`: one row per term (the ISR pixel
     term, then each feedback term) with its mean gradient norm on the ISR parameters before weighting
@@ -375,7 +442,8 @@ def feedback_table(summary: Mapping[str, Any]) -> pd.DataFrame:
 class TrainingStudy:
     """Everything notebook 03 shows, read back from cached runs: DeepMT-DR's (first seed) schedule, loss
     curves and selected epochs; its stage-2 feedback calibration per seed; every run's test metrics,
-    validation curves and convergence table; and whether the numbers are smoke-profile mechanics.
+    validation curves, convergence table and lesion channels (:func:`lesion_channels`); and whether the numbers
+    are smoke-profile mechanics.
 
     ``history`` is ``main``'s first run's per-epoch history without its timing columns. ``timing`` holds what
     differs between two runs with the same numbers (``results/timing/``): ``schedule`` (:func:`stage_timing`),
@@ -390,6 +458,7 @@ class TrainingStudy:
     curves: pd.DataFrame
     convergence: pd.DataFrame
     feedback: pd.DataFrame
+    lesion_channels: pd.DataFrame = field(default_factory=pd.DataFrame)
     timing: dict[str, pd.DataFrame] = field(default_factory=dict)
     smoke: bool = False
 
@@ -410,6 +479,7 @@ def training_study(runs: Mapping[str, Sequence[ExperimentResult]], methods: Sequ
         main=main, schedule=schedule, history=history, losses=loss_curves(res.history),
         selected=selected_epochs(res), final=final_metrics(runs), curves=curves, convergence=convergence_table(curves),
         feedback=pd.concat(feedback, ignore_index=True) if feedback else pd.DataFrame(),
+        lesion_channels=lesion_channels(runs),
         timing={"schedule": stage_timing(res, list(schedule["stage"])), "history": history_timing,
                 "runs": run_seconds(runs)},
         smoke=smoke,
@@ -436,6 +506,22 @@ def _levelled_clause(conv: pd.DataFrame) -> str:
     n_skip = int((conv["levelled"] == "n/a").sum())
     if n_skip:
         out += f"; {n_skip} curve(s) with fewer than {MIN_EPOCHS} epochs not judged"
+    return out + ". "
+
+
+def _collapse_clause(channels: pd.DataFrame) -> str:
+    """The lesion channels in words: how many kept epochs kept every lesion, and which channels collapsed."""
+    judged = channels[channels["collapsed"] != "n/a"] if len(channels) else channels
+    if not len(judged):
+        return ""
+    out = (f"Lesion channels (collapsed: the kept epoch scores below {COLLAPSE_SHARE:.0%} of the best validation AUPR the "
+           f"lesion reached in its stage): {int((judged['collapsed'] == 'no').sum())} of {len(judged)} channels kept")
+    bad = judged[judged["collapsed"] == "yes"]
+    if len(bad):
+        out += "; collapsed: " + "; ".join(
+            f"{label(m)} {st} {les} (seed{'s' * (len(d) > 1)} {', '.join(str(x) for x in d['seed'])}: "
+            + ", ".join(f"{k:.2f} of {p:.2f}" for k, p in zip(d["kept"], d["peak"])) + ")"
+            for (m, st, les), d in bad.groupby(["method", "stage", "lesion"], sort=False))
     return out + ". "
 
 
@@ -466,7 +552,8 @@ def _feedback_clause(fb: pd.DataFrame) -> str:
 def what_we_see(result: TrainingStudy) -> str:
     """Notebook 03's "what we see", written from the numbers of ``result``: the schedule stage by stage, the
     change of the total training loss, the validation QWK / PSNR / AUPR of the kept epochs (and whether stage 2
-    kept its start), the feedback calibration, the convergence verdicts and the test metrics."""
+    kept its start), the feedback calibration, the convergence verdicts, the collapsed lesion channels and the
+    test metrics."""
     sel = result.selected.set_index("stage") if len(result.selected) else result.selected
     sch = result.schedule.set_index("stage") if len(result.schedule) else result.schedule
     if len(sch):
@@ -511,6 +598,7 @@ def what_we_see(result: TrainingStudy) -> str:
         text += "No lesion masks in the validation split: stage 1a cannot select on AUPR (its last epoch is kept). "
     text += _feedback_clause(result.feedback)
     text += _levelled_clause(result.convergence)
+    text += _collapse_clause(result.lesion_channels)
     if result.main in fin.index:
         f = fin.loc[result.main]
         text += (f"On the test split {label(result.main)} reaches accuracy {f['accuracy']:.3f}, QWK {f['qwk']:.3f}, PSNR "
@@ -528,9 +616,10 @@ def what_we_see(result: TrainingStudy) -> str:
 
 
 __all__ = [
-    "STAGE_TEXT", "VAL_METRICS", "CURVE_EXTRA", "LEVEL_SHARE", "MIN_EPOCHS", "stage_order",
+    "STAGE_TEXT", "VAL_METRICS", "CURVE_EXTRA", "LEVEL_SHARE", "MIN_EPOCHS", "COLLAPSE_SHARE", "stage_order",
     "HISTORY_TIMING", "loss_terms", "best_info", "stage_schedule", "stage_timing", "split_history", "loss_curves",
     "validation_curves", "selected_epochs", "final_metrics", "run_seconds",
-    "curve_metrics", "convergence_curves", "level_check", "convergence_table", "convergence_summary", "feedback_table", "TrainingStudy",
+    "curve_metrics", "convergence_curves", "level_check", "convergence_table", "convergence_summary", "lesion_channels",
+    "lesion_channel_summary", "feedback_table", "TrainingStudy",
     "training_study", "what_we_see",
 ]

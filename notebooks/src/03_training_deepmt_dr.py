@@ -29,6 +29,10 @@
 #    table `results/03_convergence.csv` that says per curve whether it **levelled off**: the running best of the
 #    validation metric gained at most 10 % of its total gain over the last third of the epochs (rule and threshold
 #    fixed in `deepmt/studies/training.py` before the curves were looked at; curves under 3 epochs are not judged);
+#    and, for every part that segments, whether the epoch it kept **kept every lesion**: a mean AUPR that selects
+#    the epoch can rise while the channel of one rare lesion dies, so `results/03_lesion_channels.csv` gives per
+#    lesion the best validation AUPR of the stage and the value at the kept epoch, *collapsed* when the kept value
+#    is below half the best (a check added after U-Net on HR's SE channel was seen to die at epoch 5);
 # 4. the calibration of stage 2's task-aware feedback, per seed: gradient norm of each term on the ISR (before
 #    weighting, over the first stage-2 batches) and the scale used (`method.feedback_summary()` of the trained model);
 # 5. the epoch each stage kept, and the final test metrics.
@@ -92,6 +96,7 @@ save_table(study.history, "03_history")
 save_table(study.selected, "03_selected_epochs")
 save_table(study.curves, "03_curves")
 save_table(study.convergence, "03_convergence")
+save_table(study.lesion_channels, "03_lesion_channels")
 save_table(study.feedback, "03_feedback")
 save_table(study.final, "03_test_metrics")
 for name, table in study.timing.items():  # seconds differ between reruns: kept apart from the results
@@ -99,6 +104,7 @@ for name, table in study.timing.items():  # seconds differ between reruns: kept 
 display(study.schedule.drop(columns=["what"]).round(4))
 display(study.selected.round(4))
 display(study.convergence.drop(columns=["rule"]).round(4))
+display(T.lesion_channel_summary(study.lesion_channels))
 display(study.feedback)
 display(study.final.round(4))
 display(study.timing["schedule"].round(1))
