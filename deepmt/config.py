@@ -181,6 +181,10 @@ class LossConfig:
     tv: float = 1e-6
     seg_dice: float = 1.0
     seg_focal: float = 1.0
+    # which (image, lesion) pairs the per-image soft Dice is averaged over: "include" = every annotated pair, an empty
+    # mask included (the literal reading: there Dice asks for an all-zero map, and for a rare lesion those pairs
+    # dominate); "skip" = only pairs whose mask has a lesion pixel. The focal loss sees every annotated pair either way
+    seg_dice_empty: str = "include"
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     seg_aware: float = 1.0  # segmentation-aware term
@@ -448,6 +452,7 @@ ALLOWED: dict[str, Allowed] = {
     "loss.class_weights": Allowed(choices=("auto", "none"), length=5),
     "loss.feedback_scaling": Allowed(choices=("authors", "calibrated")),
     "loss.stage1b_input": Allowed(choices=("hr", "sr")),
+    "loss.seg_dice_empty": Allowed(choices=("include", "skip")),
     "loss.feedback_ratio": _POSITIVE,
     "loss.calibration_batches": _AT_LEAST_1,
     "train.device": Allowed(pattern=r"auto|cpu|cuda(:\d+)?", text="auto, cpu, cuda or cuda:N"),
@@ -688,6 +693,7 @@ KEY_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "train.deterministic": True,
     "loss.stage1b_input": "hr",
     "train.epochs_by_method": {},
+    "loss.seg_dice_empty": "include",
 }
 
 

@@ -14,6 +14,7 @@ from deepmt.losses import (
     feedback_terms,
     focal_loss,
     isr_loss,
+    lesion_pairs,
     seg_aware_loss,
     segmentation_loss,
     tv_loss,
@@ -117,6 +118,43 @@ def test_segmentation_loss_terms_and_zero_weights():
     assert t["seg_deep"].item() == pytest.approx(side_ref.item(), rel=1e-6)
     t0 = segmentation_loss(logits, masks, present, get_config("smoke", {"loss.seg_focal": 0.0, "loss.seg_deep": 0.0}).loss, sides)
     assert set(t0) == {"seg_dice"}
+
+
+def test_dice_on_empty_masks_include_or_skip():
+    """An annotated empty mask: "include" averages its Dice (near 1 for any non-zero map) with the rest, "skip" leaves
+    it to the focal loss; un-annotated pairs stay out either way; focal is the same under both."""
+    torch.manual_seed(0)
+    logits, sides = torch.randn(2, 3, 8, 8), [torch.randn(2, 3, 8, 8)]
+    masks = torch.zeros(2, 3, 8, 8)
+    masks[0, 0, 2:4, 2:4] = 1  # image 0: lesion 0 present; lesion 1 annotated and empty; lesion 2 not annotated
+    masks[1, 1, 5, 5] = 1  # image 1: lesion 1 present; lesions 0 and 2 annotated and empty
+    present = torch.tensor([[True, True, False], [True, True, True]])
+    assert lesion_pairs(masks, present).tolist() == [[True, False, False], [False, True, False]]
+    incl = segmentation_loss(logits, masks, present, get_config("smoke").loss, sides)
+    skip = segmentation_loss(logits, masks, present, get_config("smoke", {"loss.seg_dice_empty": "skip"}).loss, sides)
+    lesion = torch.tensor([[True, False, False], [False, True, False]])
+    assert skip["seg_dice"].item() == pytest.approx(dice_loss(logits, masks, lesion).item(), rel=1e-6)
+    assert incl["seg_dice"].item() == pytest.approx(dice_loss(logits, masks, present).item(), rel=1e-6)
+    assert skip["seg_focal"].item() == pytest.approx(incl["seg_focal"].item(), rel=1e-6)
+    side_ref = dice_loss(sides[0], masks, lesion) + focal_loss(sides[0], masks, present)
+    assert skip["seg_deep"].item() == pytest.approx(side_ref.item(), rel=1e-6)
+    # an all-zero map on the empty pairs costs nothing under either; a non-zero one costs only under "include"
+    quiet = logits.clone()
+    quiet[0, 1] = quiet[1, 0] = quiet[1, 2] = -30.0
+    loud = quiet.clone()
+    loud[0, 1] = loud[1, 0] = loud[1, 2] = 3.0
+    L_skip = get_config("smoke", {"loss.seg_dice_empty": "skip", "loss.seg_focal": 0.0, "loss.seg_deep": 0.0}).loss
+    L_incl = get_config("smoke", {"loss.seg_focal": 0.0, "loss.seg_deep": 0.0}).loss
+    assert segmentation_loss(loud, masks, present, L_skip)["seg_dice"].item() == pytest.approx(
+        segmentation_loss(quiet, masks, present, L_skip)["seg_dice"].item(), rel=1e-6)
+    assert (segmentation_loss(loud, masks, present, L_incl)["seg_dice"]
+            - segmentation_loss(quiet, masks, present, L_incl)["seg_dice"]).item() > 0.5
+    # no lesion pixel anywhere: Dice is 0 under "skip" (still in the graph), focal still trains
+    lg = logits.clone().requires_grad_(True)
+    t = segmentation_loss(lg, torch.zeros_like(masks), present, get_config("smoke", {"loss.seg_dice_empty": "skip"}).loss)
+    assert t["seg_dice"].item() == 0.0 and t["seg_focal"].item() > 0
+    sum(t.values()).backward()
+    assert lg.grad is not None and lg.grad.abs().sum() > 0
 
 
 def test_seg_aware_and_unsupervised():

@@ -4,7 +4,7 @@ weight is 0 are not computed."""
 
 from deepmt.losses.grading import class_weights, weighted_cross_entropy
 from deepmt.losses.isr import isr_loss, pixel_loss, tv_loss
-from deepmt.losses.segmentation import dice_loss, focal_loss, masked_mean, segmentation_loss
+from deepmt.losses.segmentation import dice_loss, focal_loss, lesion_pairs, masked_mean, segmentation_loss
 from deepmt.losses.task_aware import (
     cls_aware_loss,
     cut,
@@ -22,6 +22,7 @@ __all__ = [
     "pixel_loss",
     "tv_loss",
     "dice_loss",
+    "lesion_pairs",
     "focal_loss",
     "masked_mean",
     "segmentation_loss",

@@ -3,6 +3,13 @@
 Every term is computed per (image, lesion channel) and averaged only over the pairs whose
 ``mask_present`` flag is True: an un-annotated channel is *unknown*, not empty, so it is excluded
 (flags, not zeros). Logits are cast to fp32 first (safe under bf16 autocast).
+
+An annotated but *empty* mask (the image has none of that lesion) is where the two terms differ. With
+``loss.seg_dice_empty = "include"`` the soft Dice of such a pair, ``1 - 1 / (sum p + 1)``, is near 1 unless the
+map is all zero; a rare lesion is absent from most images, so these pairs pull its channel towards predicting
+nothing, and on the synthetic benchmark that killed the SE channel of U-Net on HR (notebook 03's lesion-channel
+check). ``"skip"`` averages Dice only over pairs with a lesion pixel (:func:`lesion_pairs`) and leaves the
+empty ones to the focal loss, which every annotated pair still enters.
 """
 
 from __future__ import annotations
@@ -33,6 +40,11 @@ def focal_per_channel(logits: torch.Tensor, target: torch.Tensor, alpha: float =
     return fl.mean(dim=(-2, -1))
 
 
+def lesion_pairs(target: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """(B,C) True where the channel is annotated (``present``) and its mask has at least one lesion pixel."""
+    return present.bool() & (target.flatten(2).amax(dim=-1) > 0)
+
+
 def dice_loss(logits, target, present, smooth: float = DICE_SMOOTH) -> torch.Tensor:
     return masked_mean(dice_per_channel(logits, target, smooth), present)
 
@@ -51,14 +63,16 @@ def segmentation_loss(
 ) -> dict[str, torch.Tensor]:
     """Weighted segmentation terms: ``{prefix}_dice``, ``{prefix}_focal`` on the final maps and
     ``{prefix}_deep`` = ``loss.seg_deep`` x mean over side outputs of (dice + focal, same weights).
-    A term whose weight is 0 is left out (not computed)."""
+    A term whose weight is 0 is left out (not computed). Dice is averaged over the pairs
+    ``loss.seg_dice_empty`` names (module docstring); focal over every annotated pair."""
     w_dice, w_focal = loss_cfg.seg_dice, loss_cfg.seg_focal
     a, g = loss_cfg.focal_alpha, loss_cfg.focal_gamma
+    dice_pairs = lesion_pairs(masks, present) if loss_cfg.seg_dice_empty == "skip" else present
 
     def both(lg):
         out = {}
         if w_dice:
-            out["dice"] = w_dice * dice_loss(lg, masks, present)
+            out["dice"] = w_dice * dice_loss(lg, masks, dice_pairs)
         if w_focal:
             out["focal"] = w_focal * focal_loss(lg, masks, present, a, g)
         return out
