@@ -152,7 +152,7 @@ def test_readme_results_section_from_results_folder(tmp_path):
 #: how well each fake method does (grading, ISR and segmentation alike)
 QUALITY = {"grader_lr": 0.3, "unet_lr": 0.3, "bicubic": 0.3, "grader_bicubic": 0.4, "unet_bicubic": 0.4, "srcnn": 0.4,
            "foo_mt": 0.45, "two_stage": 0.5, "edsr": 0.5, "deepmt_dr_noisr": 0.6, "isr": 0.6, "deepmt_dr": 0.8,
-           "grader_hr": 0.85, "unet_hr": 0.9, "foo_mt_hr": 0.9}
+           "grader_hr": 0.85, "unet_hr": 0.9, "foo_mt_hr": 0.9, "unet_hr_dice_skip": 0.95}
 
 
 @pytest.fixture
@@ -183,6 +183,7 @@ STUDIES = {
     "04": lambda cfg: T.grading_table(cfg, [0], n_boot=50),
     "05": lambda cfg: T.isr_table(cfg, [0], n_boot=50),
     "06": lambda cfg: T.segmentation_table(cfg, [0], n_boot=50),
+    "06_dice_empty": lambda cfg: T.dice_empty_check(cfg, [0], n_boot=50),
 }
 
 
@@ -321,3 +322,30 @@ def test_what_we_see_04_05_06_are_written_from_the_numbers(fake_training):
     assert text.startswith(f"Microaneurysm AUPR: U-Net on LR {a.loc['unet_lr', 'MA']:.3f}, on bicubic {a.loc['unet_bicubic', 'MA']:.3f}")
     assert f"Haemorrhage AUPR {a.loc['unet_bicubic', 'HE']:.3f} (bicubic U-Net) vs {a.loc['deepmt_dr', 'HE']:.3f} (DeepMT-DR)" in text
     assert "DeepMT-DR is better than U-Net on bicubic in aupr_MA" in text and text.endswith(C.SMOKE_NOTE)
+
+
+def test_dice_empty_check_trains_the_skip_setting_and_compares_it(fake_training, monkeypatch):
+    """Notebook 06's loss check: U-Net on HR again under its own name with ``loss.seg_dice_empty = "skip"``, beside
+    the default run; per-lesion AUPR, the lesion-channel count and the paired effects skip - include."""
+    seen = {}
+    fake = T.run_methods
+
+    def spy(methods, cfg, seeds=(0,), overrides=None, names=None):
+        seen.update(methods=list(methods), overrides=overrides, names=names)
+        return fake(methods, cfg, seeds)
+
+    monkeypatch.setattr(T, "run_methods", spy)
+    res = T.dice_empty_check(get_config("smoke"), [0, 1], n_boot=100)
+    assert seen == {"methods": ["unet_hr", "unet_hr_dice_skip"], "overrides": {"unet_hr_dice_skip": {"loss.seg_dice_empty": "skip"}},
+                    "names": {"unet_hr_dice_skip": "unet_hr"}}
+    t = res["table"].set_index("method")
+    assert t.loc["unet_hr", "seg_dice_empty"] == "include" and t.loc["unet_hr_dice_skip", "seg_dice_empty"] == "skip"
+    assert t.loc["unet_hr_dice_skip", "label"] == "U-Net on HR, Dice skips empty masks"
+    assert t.loc["unet_hr_dice_skip", "mean"] > t.loc["unet_hr", "mean"]  # the fake skip run is the better one
+    assert t.loc["unet_hr", "kept_all"] == "n/a"  # fake runs record no per-epoch history
+    e = res["effects"]
+    assert set(e.metric) == {"aupr", "aupr_MA", "aupr_HE", "aupr_EX", "aupr_SE", "dice"} and (e.a == "unet_hr_dice_skip").all()
+    text = T.what_we_see_dice_empty(res)
+    assert text.startswith(f"U-Net on HR: mean AUPR {t.loc['unet_hr', 'mean']:.3f} with Dice on every annotated mask, "
+                           f"{t.loc['unet_hr_dice_skip', 'mean']:.3f} when Dice skips empty masks")
+    assert "U-Net on HR, Dice skips empty masks is better than U-Net on HR in aupr" in text and text.endswith(C.SMOKE_NOTE)

@@ -47,6 +47,7 @@ LABELS: dict[str, str] = {
     "foo_mt_hr": "Seg+grade multi-task on HR",
     "deepmt_dr": "DeepMT-DR",
     "deepmt_dr_noisr": "DeepMT-DR without ISR",
+    "unet_hr_dice_skip": "U-Net on HR, Dice skips empty masks",
 }
 
 #: the sentence that ends a notebook's "what we see" under the smoke profile

@@ -35,6 +35,7 @@ from deepmt.studies.common import (
     sentences,
     summary_table,
 )
+from deepmt.studies.training import lesion_channel_summary, lesion_channels
 
 #: Finding 1, grading: the same task from each kind of input (LR, bicubic, SR, HR).
 FINDING1_GRADING = ("grader_lr", "grader_bicubic", "foo_mt", "deepmt_dr_noisr", "deepmt_dr", "grader_hr", "foo_mt_hr")
@@ -58,6 +59,8 @@ GRADING_BASELINES = ("grader_lr", "grader_bicubic", "two_stage", "foo_mt", "deep
 GRADING_REFERENCES = ("grader_hr", "foo_mt_hr")
 ISR_METHODS = ("bicubic", "srcnn", "edsr", "isr", "deepmt_dr")
 SEG_METHODS = ("unet_lr", "unet_bicubic", "deepmt_dr_noisr", "deepmt_dr", "unet_hr")
+#: notebook 06's loss check: each method trained again with ``loss.seg_dice_empty = "skip"``, under this name
+DICE_EMPTY_CHECK = {"unet_hr_dice_skip": "unet_hr"}
 
 
 def _ci_table(runs: Runs, metrics: Sequence[str], n_boot: int) -> pd.DataFrame:
@@ -334,6 +337,48 @@ def segmentation_table(cfg: Config, seeds: Sequence[int], methods: Sequence[str]
     effects = effects_table(runs, [("deepmt_dr", m) for m in methods if m != "deepmt_dr"],
                             ["aupr", "aupr_MA", "aupr_HE", "dice", "dice_MA"], n_boot)
     return {"runs": runs, "table": table, "effects": effects, "smoke": cfg.profile == "smoke"}
+
+
+def dice_empty_check(cfg: Config, seeds: Sequence[int], check: dict[str, str] | None = None, n_boot: int = 1000) -> dict[str, Any]:
+    """Notebook 06's loss check: the per-image soft Dice averaged over every annotated (image, lesion) pair, an empty
+    mask included (``loss.seg_dice_empty = "include"``, every other table's setting), or only over pairs with a
+    lesion pixel (``"skip"``). ``check`` maps a name to the method trained with "skip" (:data:`DICE_EMPTY_CHECK`).
+    Returns ``table`` (per method and setting: test AUPR per lesion and mean with 95% CIs, and ``kept_all``: the
+    seeds whose kept epoch kept every lesion channel, :func:`deepmt.studies.training.lesion_channels`),
+    ``channels`` (that check per seed and lesion) and ``effects`` (skip - include, paired over test images)."""
+    check = dict(DICE_EMPTY_CHECK if check is None else check)
+    base = list(dict.fromkeys(check.values()))
+    runs = run_methods([*base, *check], cfg, seeds, overrides={n: {"loss.seg_dice_empty": "skip"} for n in check},
+                       names=check)
+    channels = lesion_channels(runs)
+    kept = lesion_channel_summary(channels).set_index("method")["kept_all"]
+    rows = []
+    for name, rs in runs.items():
+        row = {"method": name, "label": label(name), "seg_dice_empty": "skip" if name in check else "include",
+               "kept_all": kept.get(name, "n/a")}
+        for lesion in (*LESIONS, None):
+            v, lo, hi = method_ci(rs, f"aupr_{lesion}" if lesion else "aupr", n_boot=n_boot)
+            row[lesion or "mean"] = v
+            row[f"{lesion or 'mean'} [95% CI]"] = M.format_ci(v, lo, hi)
+        rows.append(row)
+    effects = effects_table(runs, [(n, m) for n, m in check.items()], ["aupr", *(f"aupr_{l}" for l in LESIONS), "dice"], n_boot)
+    return {"runs": runs, "table": pd.DataFrame(rows), "channels": channels, "effects": effects,
+            "smoke": cfg.profile == "smoke"}
+
+
+def what_we_see_dice_empty(res: dict[str, Any]) -> str:
+    """The loss check in words, from :func:`dice_empty_check`'s result: per pair, the mean and SE AUPR under both
+    settings, the seeds that kept every lesion channel, and the paired effects."""
+    t = res["table"].set_index("method")
+    parts = []
+    for name in t.index[t["seg_dice_empty"] == "skip"]:
+        base = res["effects"].loc[res["effects"].a == name, "b"].iloc[0]
+        parts.append(
+            f"{label(base)}: mean AUPR {t.loc[base, 'mean']:.3f} with Dice on every annotated mask, {t.loc[name, 'mean']:.3f} "
+            f"when Dice skips empty masks (SE {t.loc[base, 'SE']:.3f} vs {t.loc[name, 'SE']:.3f}); every lesion channel kept "
+            f"on {t.loc[base, 'kept_all']} vs {t.loc[name, 'kept_all']} seeds; "
+            + sentences(res["effects"], (name, base, "aupr"), (name, base, "aupr_SE"), (name, base, "aupr_MA")))
+    return ". ".join(parts) + "." + (SMOKE_NOTE if res["smoke"] else "")
 
 
 # --------------------------------------------------------------------------- figures
