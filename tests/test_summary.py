@@ -99,3 +99,9 @@ def test_readme_shows_the_dial_the_few_labels_regime_and_convergence(tmp_path):
                  ).to_csv(res / "03_lesion_channels.csv", index=False)
     channels = S.results_markdown(res).split("### Lesion channels")[1]
     assert "| U-Net on HR | single | 1 of 2 | seed 1 SE 0.02 / 0.55 |" in channels and "below 50%" in channels
+    assert "### Loss check" not in channels
+    ci = {f"{l} [95% CI]": ["0.1 [0.0, 0.2]", "0.9 [0.8, 1.0]"] for l in ("MA", "HE", "EX", "SE", "mean")}
+    pd.DataFrame({"label": ["U-Net on HR", "U-Net on HR, Dice skips empty masks"], "seg_dice_empty": ["include", "skip"],
+                  "kept_all": ["0 of 3", "3 of 3"], **ci}).to_csv(res / "06_dice_empty.csv", index=False)
+    check = S.results_markdown(res).split("### Loss check: Dice on empty masks (notebook 06)")[1]
+    assert "| U-Net on HR, Dice skips empty masks | skip | 3 of 3 | 0.9 [0.8, 1.0] |" in check

@@ -8,7 +8,7 @@ It writes the controls table (from every ``results/*controls*.csv``, pass/fail r
 pre-registered thresholds of :mod:`deepmt.controls`), then the claims table (from every
 ``results/*claims*.csv``, verdicts recomputed, "not testable" where a control a claim needs did not pass)
 with the regime the claims come from, the main tables (01 with its dial sweep and few-labels regime, the
-convergence and the lesion channels of every trained part from 03, 04, 05, 06) and the provenance of the numbers:
+convergence and the lesion channels of every trained part from 03, 04, 05, 06, the Dice loss check of 06) and the provenance of the numbers:
 command, profile, machine and wall time. Timings are read from ``results/timing/`` (``run_all.json``, written by
 :func:`deepmt.bench.write_run_all_timing`; ``04_train_seconds.csv``), where they live apart from the results.
 """
@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from deepmt import LESIONS
 from deepmt.claims import claims_markdown, collect_claims
 from deepmt.config import get_config
 from deepmt.controls import collect_controls, controls_markdown
@@ -167,6 +168,15 @@ def results_markdown(root: str | Path | None = None, timing: dict[str, Any] | No
         a = t06[t06.metric == "aupr"]
         parts.append("### Lesion segmentation AUPR (notebook 06)\n\n" + to_markdown(
             _cols(a, ["label", "input", "MA", "HE", "EX", "SE", "mean"])))
+    dice = _read(root, "06_dice_empty")
+    if dice is not None:
+        parts.append(
+            "### Loss check: Dice on empty masks (notebook 06)\n\n"
+            "Test AUPR with the per-image Dice averaged over every annotated mask, an empty one included "
+            "(`loss.seg_dice_empty = include`, every other table's setting), or only over masks with a lesion pixel "
+            "(`skip`); *kept all*: the seeds whose kept epoch kept every lesion channel (notebook 03's check).\n\n"
+            + to_markdown(_cols(dice, ["label", "seg_dice_empty", "kept_all", *(f"{l} [95% CI]" for l in LESIONS), "mean [95% CI]"],
+                                {"kept_all": "kept all"})))
     figs = [f for f in ("01_grading_by_input", "01_dial_sweep", "04_grading_table", "11_claims") if (root.parent / "figures" / f"{f}.png").is_file()]
     if figs:
         parts.append("\n".join(f"![{f}](figures/{f}.png)" for f in figs))
