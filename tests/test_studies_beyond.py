@@ -23,6 +23,7 @@ import torch  # noqa: E402
 from deepmt.config import get_config  # noqa: E402
 from deepmt.experiments import ExperimentResult  # noqa: E402
 from deepmt.studies import beyond as B  # noqa: E402
+from deepmt.studies import convergence as CV  # noqa: E402
 from deepmt.studies import training as T  # noqa: E402
 from deepmt.studies.training_figures import figure_loss_curves, figure_schedule, figure_validation_curves  # noqa: E402
 
@@ -75,12 +76,12 @@ def _result(tmp_path: Path, method: str = "deepmt_dr", history: pd.DataFrame | N
 # ----------------------------------------------------------------------------- training (notebook 03)
 def test_best_info_from_result_json_or_history(tmp_path):
     res = _result(tmp_path)
-    best = T.best_info(res)  # no result.json: derived from the history's best flags
+    best = CV.best_info(res)  # no result.json: derived from the history's best flags
     assert best["stage1a"] == {"score": 0.3, "epoch": 2, "metric": "dice"}
     assert best["stage1b"]["epoch"] == 2 and best["stage2"]["epoch"] == 2
     res2 = _result(tmp_path / "b", best={"stage1a": {"score": 0.9, "epoch": 3, "metric": "dice"}})
-    assert T.best_info(res2)["stage1a"]["epoch"] == 3  # result.json wins
-    assert T.best_info(res2)["stage2"]["epoch"] == 2  # stages it lacks come from the history
+    assert CV.best_info(res2)["stage1a"]["epoch"] == 3  # result.json wins
+    assert CV.best_info(res2)["stage2"]["epoch"] == 2  # stages it lacks come from the history
 
 
 def test_stage_schedule_counts_parameters_and_throughput(tmp_path):

@@ -1,4 +1,4 @@
-"""deepmt.studies.training, convergence part (notebook 03): the "levelled off" rule on fixed curves, the curves
+"""deepmt.studies.convergence and deepmt.studies.training (notebook 03): the "levelled off" rule on fixed curves, the curves
 and convergence table of hand-made runs (DeepMT-DR's three stages with a stage-2 start candidate, a single-stage
 baseline), the feedback calibration table, and the notebook's "what we see" on a fixed input."""
 
@@ -20,6 +20,7 @@ import pytest  # noqa: E402
 
 from deepmt.config import get_config  # noqa: E402
 from deepmt.experiments import ExperimentResult  # noqa: E402
+from deepmt.studies import convergence as CV  # noqa: E402
 from deepmt.studies import training as T  # noqa: E402
 from deepmt.studies.training_figures import figure_convergence  # noqa: E402
 
@@ -39,13 +40,13 @@ CFG = get_config("smoke", {"train.device": "cpu"})
     ([np.nan, 0.2, np.nan, 0.5, 0.5], 5, "no", 1.0),  # nan points never count
 ])
 def test_level_check(values, n, levelled, share):
-    r = T.level_check(values, n)
+    r = CV.level_check(values, n)
     assert r["levelled"] == levelled
     assert r["share"] == pytest.approx(share)
     finite = [v for v in values if np.isfinite(v)]
     assert r["first"] == finite[0] and r["best"] == max(finite)
     assert r["total_gain"] == pytest.approx(max(finite) - finite[0])
-    assert T.level_check([np.nan, np.nan, np.nan], 3)["levelled"] == "n/a"
+    assert CV.level_check([np.nan, np.nan, np.nan], 3)["levelled"] == "n/a"
 
 
 # ----------------------------------------------------------------------------- hand-made runs
@@ -93,7 +94,7 @@ def runs(tmp_path):
 
 
 def test_convergence_curves_mark_the_kept_epoch_and_the_stage2_start(runs):
-    c = T.convergence_curves(runs)
+    c = CV.convergence_curves(runs)
     mt = c[c.method == "deepmt_dr"]
     assert {st: sorted(set(d.metric)) for st, d in mt.groupby("stage")} == {
         "stage1a": ["aupr", "psnr"], "stage1b": ["qwk"], "stage2": ["psnr", "qwk"]}  # aupr of stage 2 is not drawn
@@ -108,7 +109,7 @@ def test_convergence_curves_mark_the_kept_epoch_and_the_stage2_start(runs):
 
 
 def test_convergence_table_applies_the_rule_per_curve(runs):
-    t = T.convergence_table(T.convergence_curves(runs)).set_index(["method", "seed", "stage", "metric"])
+    t = CV.convergence_table(CV.convergence_curves(runs)).set_index(["method", "seed", "stage", "metric"])
     s1a = t.loc[("deepmt_dr", 0, "stage1a", "aupr")]
     assert s1a["epochs"] == 3 and s1a["best_epoch"] == 3 and s1a["selects"]
     assert s1a["last_third_gain"] == pytest.approx(0.05) and s1a["total_gain"] == pytest.approx(0.3)
@@ -122,10 +123,10 @@ def test_convergence_table_applies_the_rule_per_curve(runs):
     assert t.loc[("isr", 1, "single", "psnr"), "share"] == pytest.approx(0.4)
     assert t.loc[("grader_hr", 0, "single", "qwk"), "levelled"] == "yes"
     assert t["rule"].str.contains("0.1 x total gain").all()
-    fig = figure_convergence(T.convergence_curves(runs), t.reset_index())
+    fig = figure_convergence(CV.convergence_curves(runs), t.reset_index())
     assert sum(ax.get_visible() and ax.has_data() for ax in fig.axes) >= 7  # 5 DeepMT-DR curves + isr + grader
     plt.close(fig)
-    plt.close(figure_convergence(T.convergence_curves({})))
+    plt.close(figure_convergence(CV.convergence_curves({})))
 
 
 def test_convergence_summary_counts_levelled_seeds_per_part():
@@ -142,13 +143,13 @@ def test_convergence_summary_counts_levelled_seeds_per_part():
         {"method": "isr", "label": "Single-task ISR", "seed": 0, "stage": "single", "metric": "psnr", "selects": True,
          "epochs": 2, "share": 1.0, "levelled": "n/a", **rule},
     ])
-    s = T.convergence_summary(conv).set_index(["method", "stage"])
+    s = CV.convergence_summary(conv).set_index(["method", "stage"])
     assert list(s.index) == [("deepmt_dr", "stage1b"), ("isr", "single")]  # stage 1a's PSNR does not select
     assert s.loc[("deepmt_dr", "stage1b"), "levelled"] == "1 of 2"
     assert s.loc[("deepmt_dr", "stage1b"), "still_rising"] == "seed 0 (23%)"
     assert s.loc[("deepmt_dr", "stage1b"), "epochs"] == "36" and s.loc[("deepmt_dr", "stage1b"), "label"] == "DeepMT-DR"
     assert s.loc[("isr", "single"), "levelled"] == "n/a" and s.loc[("isr", "single"), "still_rising"] == ""
-    assert T.convergence_summary(conv.iloc[:0]).empty
+    assert CV.convergence_summary(conv.iloc[:0]).empty
 
 
 def test_lesion_channels_flag_a_channel_the_kept_epoch_lost(tmp_path):
@@ -163,7 +164,7 @@ def test_lesion_channels_flag_a_channel_the_kept_epoch_lost(tmp_path):
     s2 = _rows("stage2", "qwk", [0.4, 0.5], {"aupr_SE": [0.1, 0.1], "aupr_MA": [0.3, 0.3]})
     start = {"stage2": {"score": 0.6, "epoch": 0, "metric": "qwk", "start_val": {"aupr_SE": 0.8}}}
     mt = _run(tmp_path, "deepmt_dr", _rows("stage1b", "qwk", [0.1, 0.2]) + s2, start, seed=2)
-    ch = T.lesion_channels({"unet_hr": [unet, later], "deepmt_dr": [mt]}).set_index(["method", "seed", "stage", "lesion"])
+    ch = CV.lesion_channels({"unet_hr": [unet, later], "deepmt_dr": [mt]}).set_index(["method", "seed", "stage", "lesion"])
     assert ch.loc[("unet_hr", 0, "single", "SE"), "collapsed"] == "no"  # seed 0 kept epoch 2, the SE peak
     se = ch.loc[("unet_hr", 1, "single", "SE")]  # seed 1 kept its last epoch (0.62 mean): SE 0.02 of its 0.6 peak
     assert se["kept_epoch"] == 4 and se["peak_epoch"] == 2 and se["kept"] == 0.02 and se["peak"] == 0.6
@@ -173,13 +174,13 @@ def test_lesion_channels_flag_a_channel_the_kept_epoch_lost(tmp_path):
     assert ch.loc[("deepmt_dr", 2, "stage2", "SE"), "collapsed"] == "no"
     assert ch.loc[("deepmt_dr", 2, "stage2", "MA"), "collapsed"] == "n/a"  # the start recorded no MA value
     assert ("deepmt_dr", 2, "stage1b") not in {k[:3] for k in ch.index}
-    summary = T.lesion_channel_summary(ch.reset_index()).set_index(["method", "stage"])
+    summary = CV.lesion_channel_summary(ch.reset_index()).set_index(["method", "stage"])
     assert summary.loc[("unet_hr", "single"), "kept_all"] == "1 of 2"
     assert summary.loc[("unet_hr", "single"), "collapsed"] == "seed 1 SE 0.02 / 0.60"
     assert summary.loc[("deepmt_dr", "stage2"), "kept_all"] == "1 of 1"
-    text = T._collapse_clause(ch.reset_index())
+    text = CV.collapse_sentence(ch.reset_index())
     assert "8 of 9 channels kept; collapsed: U-Net on HR single SE (seed 1: 0.02 of 0.60)" in text  # MA n/a
-    assert T.lesion_channels({}).empty and T._collapse_clause(T.lesion_channels({})) == ""
+    assert CV.lesion_channels({}).empty and CV.collapse_sentence(CV.lesion_channels({})) == ""
 
 
 def test_selected_epoch_zero_reports_the_start_weights_metrics(runs):

@@ -30,7 +30,7 @@ from deepmt.controls import collect_controls, controls_markdown
 from deepmt.errors import DataError
 from deepmt.reporting import results_dir
 from deepmt.results_io import to_markdown, update_readme_section
-from deepmt.studies.training import COLLAPSE_SHARE, LEVEL_SHARE, convergence_summary, lesion_channel_summary
+from deepmt.studies.convergence import COLLAPSE_SHARE, LEVEL_SHARE, convergence_summary, lesion_channel_summary
 from deepmt.studies.verdicts import regime_sentence
 
 
@@ -138,7 +138,7 @@ def results_markdown(root: str | Path | None = None, timing: dict[str, Any] | No
         parts.append(
             f"### Convergence of every trained part (notebook 03)\n\n"
             f"A curve has levelled off when the running best of the metric that selects the kept epoch gained at most "
-            f"{LEVEL_SHARE:.0%} of its total gain over the last third of the epochs (`deepmt/studies/training.py`, fixed "
+            f"{LEVEL_SHARE:.0%} of its total gain over the last third of the epochs (`deepmt/studies/convergence.py`, fixed "
             f"before any curve was seen); *still rising*: the seeds that had not, with that last-third share.\n\n"
             + to_markdown(_cols(convergence_summary(conv), ["label", "stage", "metric", "epochs", "levelled", "still_rising"],
                                 {"still_rising": "still rising"})))

@@ -35,7 +35,7 @@ from deepmt.studies.common import (
     sentences,
     summary_table,
 )
-from deepmt.studies.training import lesion_channel_summary, lesion_channels
+from deepmt.studies.convergence import lesion_channel_summary, lesion_channels
 
 #: Finding 1, grading: the same task from each kind of input (LR, bicubic, SR, HR).
 FINDING1_GRADING = ("grader_lr", "grader_bicubic", "foo_mt", "deepmt_dr_noisr", "deepmt_dr", "grader_hr", "foo_mt_hr")

@@ -19,7 +19,8 @@ import pandas as pd
 
 from deepmt.experiments import ExperimentResult
 from deepmt.studies.common import label
-from deepmt.studies.training import STAGE_TEXT, loss_curves, stage_order, validation_curves
+from deepmt.studies.convergence import stage_order
+from deepmt.studies.training import STAGE_TEXT, loss_curves, validation_curves
 
 
 def _stage_spans(history: pd.DataFrame, x: str) -> list[tuple[str, float, float]]:

@@ -28,7 +28,7 @@
 #    U-Net on LR, bicubic and HR; single-task ISR, SRCNN, EDSR-style) -- each with the epoch it kept, and a
 #    table `results/03_convergence.csv` that says per curve whether it **levelled off**: the running best of the
 #    validation metric gained at most 10 % of its total gain over the last third of the epochs (rule and threshold
-#    fixed in `deepmt/studies/training.py` before the curves were looked at; curves under 3 epochs are not judged);
+#    fixed in `deepmt/studies/convergence.py` before the curves were looked at; curves under 3 epochs are not judged);
 #    and, for every part that segments, whether the epoch it kept **kept every lesion**: a mean AUPR that selects
 #    the epoch can rise while the channel of one rare lesion dies, so `results/03_lesion_channels.csv` gives per
 #    lesion the best validation AUPR of the stage and the value at the kept epoch, *collapsed* when the kept value
@@ -53,6 +53,7 @@ from deepmt.data import build_datasets
 from deepmt.experiments import load_method
 from deepmt.reporting import save_figure, save_table
 from deepmt.studies import training as T
+from deepmt.studies.convergence import lesion_channel_summary
 from deepmt.studies.common import describe_config, run_methods, study_config, study_seeds
 from deepmt.studies.training_figures import figure_convergence, figure_loss_curves, figure_schedule
 
@@ -104,7 +105,7 @@ for name, table in study.timing.items():  # seconds differ between reruns: kept 
 display(study.schedule.drop(columns=["what"]).round(4))
 display(study.selected.round(4))
 display(study.convergence.drop(columns=["rule"]).round(4))
-display(T.lesion_channel_summary(study.lesion_channels))
+display(lesion_channel_summary(study.lesion_channels))
 display(study.feedback)
 display(study.final.round(4))
 display(study.timing["schedule"].round(1))
