@@ -152,7 +152,8 @@ def test_readme_results_section_from_results_folder(tmp_path):
 #: how well each fake method does (grading, ISR and segmentation alike)
 QUALITY = {"grader_lr": 0.3, "unet_lr": 0.3, "bicubic": 0.3, "grader_bicubic": 0.4, "unet_bicubic": 0.4, "srcnn": 0.4,
            "foo_mt": 0.45, "two_stage": 0.5, "edsr": 0.5, "deepmt_dr_noisr": 0.6, "isr": 0.6, "deepmt_dr": 0.8,
-           "grader_hr": 0.85, "unet_hr": 0.9, "foo_mt_hr": 0.9, "unet_hr_dice_skip": 0.95}
+           "grader_hr": 0.85, "unet_hr": 0.9, "foo_mt_hr": 0.9, "unet_hr_dice_skip": 0.95, "unet_lr_dice_skip": 0.35,
+           "foo_mt_hr_dice_skip": 0.95}
 
 
 @pytest.fixture
@@ -325,27 +326,39 @@ def test_what_we_see_04_05_06_are_written_from_the_numbers(fake_training):
 
 
 def test_dice_empty_check_trains_the_skip_setting_and_compares_it(fake_training, monkeypatch):
-    """Notebook 06's loss check: U-Net on HR again under its own name with ``loss.seg_dice_empty = "skip"``, beside
-    the default run; per-lesion AUPR, the lesion-channel count and the paired effects skip - include."""
+    """Notebook 06's loss check: each checked method again under its own name with ``loss.seg_dice_empty = "skip"``,
+    beside its default run; per-lesion AUPR, the lesion-channel count and the paired effects skip - include, with
+    accuracy and QWK only where both runs grade."""
     seen = {}
     fake = T.run_methods
 
     def spy(methods, cfg, seeds=(0,), overrides=None, names=None):
         seen.update(methods=list(methods), overrides=overrides, names=names)
-        return fake(methods, cfg, seeds)
+        runs = fake(methods, cfg, seeds)
+        for r in runs["unet_hr"] + runs["unet_hr_dice_skip"]:  # a U-Net does not grade
+            r.metrics.pop("accuracy")
+        return runs
 
     monkeypatch.setattr(T, "run_methods", spy)
-    res = T.dice_empty_check(get_config("smoke"), [0, 1], n_boot=100)
-    assert seen == {"methods": ["unet_hr", "unet_hr_dice_skip"], "overrides": {"unet_hr_dice_skip": {"loss.seg_dice_empty": "skip"}},
-                    "names": {"unet_hr_dice_skip": "unet_hr"}}
+    check = {"unet_hr_dice_skip": "unet_hr", "foo_mt_hr_dice_skip": "foo_mt_hr"}
+    res = T.dice_empty_check(get_config("smoke"), [0, 1], check=check, n_boot=100)
+    assert seen == {"methods": ["unet_hr", "foo_mt_hr", "unet_hr_dice_skip", "foo_mt_hr_dice_skip"],
+                    "overrides": {n: {"loss.seg_dice_empty": "skip"} for n in check}, "names": check}
+    assert set(T.DICE_EMPTY_CHECK.values()) == {"unet_hr", "unet_lr", "foo_mt_hr"}
     t = res["table"].set_index("method")
     assert t.loc["unet_hr", "seg_dice_empty"] == "include" and t.loc["unet_hr_dice_skip", "seg_dice_empty"] == "skip"
     assert t.loc["unet_hr_dice_skip", "label"] == "U-Net on HR, Dice skips empty masks"
     assert t.loc["unet_hr_dice_skip", "mean"] > t.loc["unet_hr", "mean"]  # the fake skip run is the better one
     assert t.loc["unet_hr", "kept_all"] == "n/a"  # fake runs record no per-epoch history
+    assert np.isnan(t.loc["unet_hr", "accuracy"]) and t.loc["unet_hr", "accuracy [95% CI]"] == ""
+    assert t.loc["foo_mt_hr_dice_skip", "accuracy"] > t.loc["foo_mt_hr", "accuracy"]
     e = res["effects"]
-    assert set(e.metric) == {"aupr", "aupr_MA", "aupr_HE", "aupr_EX", "aupr_SE", "dice"} and (e.a == "unet_hr_dice_skip").all()
+    seg = {"aupr", "aupr_MA", "aupr_HE", "aupr_EX", "aupr_SE", "dice"}
+    assert set(e.loc[e.a == "unet_hr_dice_skip", "metric"]) == seg
+    assert set(e.loc[e.a == "foo_mt_hr_dice_skip", "metric"]) == seg | {"accuracy", "qwk"}
     text = T.what_we_see_dice_empty(res)
     assert text.startswith(f"U-Net on HR: mean AUPR {t.loc['unet_hr', 'mean']:.3f} with Dice on every annotated mask, "
                            f"{t.loc['unet_hr_dice_skip', 'mean']:.3f} when Dice skips empty masks")
     assert "U-Net on HR, Dice skips empty masks is better than U-Net on HR in aupr" in text and text.endswith(C.SMOKE_NOTE)
+    assert "is better than Seg+grade multi-task on HR in accuracy" in text
+    assert "U-Net on HR in accuracy" not in text

@@ -48,6 +48,8 @@ LABELS: dict[str, str] = {
     "deepmt_dr": "DeepMT-DR",
     "deepmt_dr_noisr": "DeepMT-DR without ISR",
     "unet_hr_dice_skip": "U-Net on HR, Dice skips empty masks",
+    "unet_lr_dice_skip": "U-Net on LR, Dice skips empty masks",
+    "foo_mt_hr_dice_skip": "Seg+grade multi-task on HR, Dice skips empty masks",
 }
 
 #: the sentence that ends a notebook's "what we see" under the smoke profile

@@ -174,9 +174,10 @@ def results_markdown(root: str | Path | None = None, timing: dict[str, Any] | No
             "### Loss check: Dice on empty masks (notebook 06)\n\n"
             "Test AUPR with the per-image Dice averaged over every annotated mask, an empty one included "
             "(`loss.seg_dice_empty = include`, every other table's setting), or only over masks with a lesion pixel "
-            "(`skip`); *kept all*: the seeds whose kept epoch kept every lesion channel (notebook 03's check).\n\n"
-            + to_markdown(_cols(dice, ["label", "seg_dice_empty", "kept_all", *(f"{l} [95% CI]" for l in LESIONS), "mean [95% CI]"],
-                                {"kept_all": "kept all"})))
+            "(`skip`); *kept all*: the seeds whose kept epoch kept every lesion channel (notebook 03's check); test "
+            "accuracy for a network that also grades.\n\n"
+            + to_markdown(_cols(dice, ["label", "seg_dice_empty", "kept_all", *(f"{l} [95% CI]" for l in LESIONS), "mean [95% CI]",
+                                       "accuracy [95% CI]"], {"kept_all": "kept all"})))
     figs = [f for f in ("01_grading_by_input", "01_dial_sweep", "04_grading_table", "11_claims") if (root.parent / "figures" / f"{f}.png").is_file()]
     if figs:
         parts.append("\n".join(f"![{f}](figures/{f}.png)" for f in figs))
