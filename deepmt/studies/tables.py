@@ -319,6 +319,17 @@ def isr_table(cfg: Config, seeds: Sequence[int], methods: Sequence[str] = ISR_ME
 
 
 # --------------------------------------------------------------------------- 06
+def lesion_cis(results: Sequence[Any], metric: str, n_boot: int = 1000) -> dict[str, Any]:
+    """A segmentation ``metric`` (``aupr``, ``auc``, ``dice``) of ``results`` per lesion and its mean over the lesions:
+    ``{"MA": value, "MA [95% CI]": text, ..., "mean": value, "mean [95% CI]": text}`` (:func:`method_ci`)."""
+    row: dict[str, Any] = {}
+    for lesion in (*LESIONS, None):
+        v, lo, hi = method_ci(results, f"{metric}_{lesion}" if lesion else metric, n_boot=n_boot)
+        row[lesion or "mean"] = v
+        row[f"{lesion or 'mean'} [95% CI]"] = M.format_ci(v, lo, hi)
+    return row
+
+
 def segmentation_table(cfg: Config, seeds: Sequence[int], methods: Sequence[str] = SEG_METHODS, n_boot: int = 1000) -> dict[str, Any]:
     """Table 06: per-lesion AUPR / ROC-AUC / Dice (averaged over the test images containing the lesion,
     the paper's protocol) for U-Nets on LR / bicubic / HR, DeepMT-DR without and with ISR."""
@@ -326,13 +337,8 @@ def segmentation_table(cfg: Config, seeds: Sequence[int], methods: Sequence[str]
     rows = []
     for m, rs in runs.items():
         for metric in ("aupr", "auc", "dice"):
-            row = {"method": m, "label": label(m), "input": INPUTS.get(m, ""), "metric": metric}
-            for lesion in (*LESIONS, None):
-                key = f"{metric}_{lesion}" if lesion else metric
-                v, lo, hi = method_ci(rs, key, n_boot=n_boot)
-                row[lesion or "mean"] = v
-                row[f"{lesion or 'mean'} [95% CI]"] = M.format_ci(v, lo, hi)
-            rows.append(row)
+            rows.append({"method": m, "label": label(m), "input": INPUTS.get(m, ""), "metric": metric,
+                         **lesion_cis(rs, metric, n_boot)})
     table = pd.DataFrame(rows)
     effects = effects_table(runs, [("deepmt_dr", m) for m in methods if m != "deepmt_dr"],
                             ["aupr", "aupr_MA", "aupr_HE", "dice", "dice_MA"], n_boot)
@@ -357,11 +363,7 @@ def dice_empty_check(cfg: Config, seeds: Sequence[int], check: dict[str, str] | 
     rows = []
     for name, rs in runs.items():
         row = {"method": name, "label": label(name), "seg_dice_empty": "skip" if name in check else "include",
-               "kept_all": kept.get(name, "n/a")}
-        for lesion in (*LESIONS, None):
-            v, lo, hi = method_ci(rs, f"aupr_{lesion}" if lesion else "aupr", n_boot=n_boot)
-            row[lesion or "mean"] = v
-            row[f"{lesion or 'mean'} [95% CI]"] = M.format_ci(v, lo, hi)
+               "kept_all": kept.get(name, "n/a"), **lesion_cis(rs, "aupr", n_boot)}
         v, lo, hi = method_ci(rs, "accuracy", n_boot=n_boot) if grades[name] else (np.nan, np.nan, np.nan)
         row["accuracy"], row["accuracy [95% CI]"] = v, (M.format_ci(v, lo, hi) if grades[name] else "")
         rows.append(row)
