@@ -221,9 +221,10 @@ class TrainConfig:
     epochs_stage1b: int = 100  # grading + fusion on HR images, segmentation frozen
     epochs_stage2: int = 50  # joint fine-tuning with the task-aware loss
     epochs_single: int = 100  # single-task and two-stage baselines (per trained part)
-    # epochs of named baselines instead of epochs_single, e.g. {"foo_mt": 72}: for a baseline whose validation
-    # curve is still rising when the others have levelled off (notebook 03). Resolved per method by
-    # method_config before a run's cache key is made, so an entry for one method changes no other method's key.
+    # epochs of named methods: {"foo_mt": 72} replaces a baseline's epochs_single, {"deepmt_dr.stage1b": 72} one
+    # stage's epochs of a method trained by stage. For a method whose validation curve is still rising when the
+    # others have levelled off (notebook 03). Resolved per method by method_config before a run's cache key is
+    # made, so an entry for one method changes no other method's key.
     epochs_by_method: dict[str, int] = field(default_factory=dict)
     lr_stage2_factor: float = 0.1  # stage 2 learning rate = lr * this (paper fine-tunes with a small lr)
     grad_clip: float | None = 5.0
@@ -698,17 +699,21 @@ KEY_NEUTRAL_DEFAULTS: dict[str, Any] = {
 
 
 def method_config(cfg: Config, method_name: str) -> Config:
-    """The config ``method_name`` trains under and is cached by: ``train.epochs_by_method[method_name]``, where
-    given, replaces ``train.epochs_single``, and the mapping itself is dropped (it is then at its key-neutral
-    empty value). So a method's cache key depends on its own epochs only: giving one baseline more epochs
-    retrains that baseline and no other, and a resolved config is the one ``--set train.epochs_single=N``
-    would give. Returns ``cfg`` itself when the mapping is empty."""
+    """The config ``method_name`` trains under and is cached by. In ``train.epochs_by_method``, an entry
+    ``method_name`` replaces ``train.epochs_single`` (a baseline) and an entry ``method_name.STAGE`` replaces
+    ``train.epochs_STAGE`` (a method trained by stage, e.g. ``deepmt_dr.stage1b``); the mapping itself is
+    dropped (it is then at its key-neutral empty value). So a method's cache key depends on its own epochs
+    only: giving one method more epochs retrains that method and no other, and a resolved config is the one
+    ``--set train.epochs_single=N`` (or ``train.epochs_stage1b=N``) would give. Returns ``cfg`` itself when
+    the mapping is empty."""
     mapping = cfg.train.epochs_by_method
     if not mapping:
         return cfg
     out = cfg.replace({"train.epochs_by_method": {}})
-    if method_name in mapping:
-        out.train.epochs_single = int(mapping[method_name])
+    for name, epochs in mapping.items():
+        method, _, stage = name.partition(".")
+        if method == method_name:
+            setattr(out.train, f"epochs_{stage}" if stage else "epochs_single", int(epochs))
     return out
 
 

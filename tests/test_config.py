@@ -40,6 +40,35 @@ def test_epochs_by_method_changes_only_the_named_methods_keys():
     assert method_config(none, "foo_mt") is none and none.key() == GOLDEN_KEYS["quick"]
 
 
+def test_epochs_by_method_with_a_stage_changes_that_stage_of_that_method_only():
+    """``METHOD.STAGE`` gives one stage of a method trained by stage its own epochs: its run is the one
+    ``train.epochs_STAGE`` at that value would make; every other method (the other DeepMT-DR variant included)
+    keeps its key."""
+    cfg = get_config("quick").replace({"train.epochs_by_method": {"deepmt_dr.stage1b": 72, "isr": 5}})
+    longer = method_config(cfg, "deepmt_dr")
+    assert longer.train.epochs_stage1b == 72 and longer.train.epochs_by_method == {}
+    assert longer.train.epochs_stage1a == cfg.train.epochs_stage1a and longer.train.epochs_single == cfg.train.epochs_single
+    assert longer == cfg.replace({"train.epochs_by_method": {}, "train.epochs_stage1b": 72})
+    plain = cfg.replace({"train.epochs_by_method": {}})
+    assert method_config(cfg, "deepmt_dr_noisr").key() == plain.key()
+    assert method_config(cfg, "unet_hr").key() == plain.key()
+    assert method_config(cfg, "isr") == plain.replace({"train.epochs_single": 5})
+
+
+@pytest.mark.parametrize("mapping, words", [
+    ({"deepmt_dr.stage3": 2}, r"'deepmt_dr\.stage3' names stage 'stage3'; 'deepmt_dr' trains by stage, so name one of "
+                              r"deepmt_dr\.stage1a, deepmt_dr\.stage1b, deepmt_dr\.stage2"),
+    ({"deepmt_dr": 2}, r"'deepmt_dr' names no stage; 'deepmt_dr' trains by stage"),
+    ({"unet_hr.stage1b": 2}, r"'unet_hr\.stage1b': 'unet_hr' trains in one stage \(train\.epochs_single\)"),
+    ({"deepmt_drr.stage1b": 2}, r"unknown method 'deepmt_drr'; did you mean 'deepmt_dr'\?"),
+])
+def test_bad_stage_entries_of_epochs_by_method_say_what_to_write(mapping, words):
+    from deepmt.models.methods import check_epochs_by_method
+
+    with pytest.raises(SettingError, match=words):
+        check_epochs_by_method(mapping)
+
+
 @pytest.mark.parametrize("text, expected", [
     ("foo_mt:72,grader_lr:10", {"foo_mt": 72, "grader_lr": 10}),
     (" foo_mt : 5 ", {"foo_mt": 5}),

@@ -51,21 +51,33 @@ METHODS: dict[str, Callable[..., Method]] = {
 
 #: methods whose stages have their own epochs (``train.epochs_stage1a/1b/2``), not ``train.epochs_single``
 STAGE_EPOCH_METHODS = frozenset({"deepmt_dr", "deepmt_dr_noisr"})
+#: their stages, each with its own epochs (``train.epochs_STAGE``)
+STAGE_EPOCH_STAGES = ("stage1a", "stage1b", "stage2")
 
 
 def check_epochs_by_method(mapping) -> None:
     """A :class:`~deepmt.errors.SettingError` unless every name in ``train.epochs_by_method`` is a registered
-    method trained for ``train.epochs_single`` epochs (a baseline)."""
+    baseline (trained for ``train.epochs_single`` epochs) or ``METHOD.STAGE`` for a method trained by stage
+    and one of its stages (``deepmt_dr.stage1b``)."""
     for name in mapping:
-        if name in STAGE_EPOCH_METHODS:
+        method, dot, stage = name.partition(".")
+        if method not in METHODS:
+            close = difflib.get_close_matches(method, list(METHODS), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"choose among {', '.join(sorted(METHODS))}"
+            raise SettingError(f"train.epochs_by_method: unknown method {method!r}; {hint}")
+        if method in STAGE_EPOCH_METHODS:
+            stages = STAGE_EPOCH_STAGES
+            if stage not in stages:
+                given = f"stage {stage!r}" if dot else "no stage"
+                raise SettingError(
+                    f"train.epochs_by_method: {name!r} names {given}; {method!r} trains by stage, so name one of "
+                    f"{', '.join(f'{method}.{s}' for s in stages)}"
+                )
+        elif dot:
             raise SettingError(
-                f"train.epochs_by_method: {name!r} trains by stage (train.epochs_stage1a / epochs_stage1b / "
-                f"epochs_stage2); the mapping is for the baselines"
+                f"train.epochs_by_method: {name!r}: {method!r} trains in one stage (train.epochs_single); "
+                f"write {method!r} without a stage"
             )
-        if name not in METHODS:
-            close = difflib.get_close_matches(name, list(METHODS), n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"choose among {', '.join(sorted(set(METHODS) - STAGE_EPOCH_METHODS))}"
-            raise SettingError(f"train.epochs_by_method: unknown method {name!r}; {hint}")
 
 
 def build_method(name: str, cfg, class_counts: Sequence[int] | None = None) -> Method:
