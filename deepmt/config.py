@@ -713,7 +713,10 @@ def method_config(cfg: Config, method_name: str) -> Config:
     for name, epochs in mapping.items():
         method, _, stage = name.partition(".")
         if method == method_name:
-            setattr(out.train, f"epochs_{stage}" if stage else "epochs_single", int(epochs))
+            field_name = f"epochs_{stage}" if stage else "epochs_single"
+            if field_name not in _field_types(out.train):
+                raise SettingError(f"train.epochs_by_method: {name!r}: no stage {stage!r} (a stage has train.epochs_STAGE)")
+            setattr(out.train, field_name, int(epochs))
     return out
 
 

@@ -53,6 +53,8 @@ def test_epochs_by_method_with_a_stage_changes_that_stage_of_that_method_only():
     assert method_config(cfg, "deepmt_dr_noisr").key() == plain.key()
     assert method_config(cfg, "unet_hr").key() == plain.key()
     assert method_config(cfg, "isr") == plain.replace({"train.epochs_single": 5})
+    with pytest.raises(SettingError, match=r"'deepmt_dr\.stage9': no stage 'stage9'"):  # not a field to set
+        method_config(cfg.replace({"train.epochs_by_method": {"deepmt_dr.stage9": 3}}), "deepmt_dr")
 
 
 @pytest.mark.parametrize("mapping, words", [
