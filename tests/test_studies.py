@@ -153,7 +153,7 @@ def test_readme_results_section_from_results_folder(tmp_path):
 QUALITY = {"grader_lr": 0.3, "unet_lr": 0.3, "bicubic": 0.3, "grader_bicubic": 0.4, "unet_bicubic": 0.4, "srcnn": 0.4,
            "foo_mt": 0.45, "two_stage": 0.5, "edsr": 0.5, "deepmt_dr_noisr": 0.6, "isr": 0.6, "deepmt_dr": 0.8,
            "grader_hr": 0.85, "unet_hr": 0.9, "foo_mt_hr": 0.9, "unet_hr_dice_skip": 0.95, "unet_lr_dice_skip": 0.35,
-           "foo_mt_hr_dice_skip": 0.95}
+           "foo_mt_hr_dice_skip": 0.95, "unet_hr_dice_include": 0.85, "foo_mt_hr_dice_include": 0.85}
 
 
 @pytest.fixture
@@ -164,11 +164,15 @@ def fake_training(monkeypatch):
 
     clock = itertools.count(1)
 
-    def run_methods(methods, cfg, seeds=(0,), **kw):
+    def run_methods(methods, cfg, seeds=(0,), overrides=None, **kw):
         few = cfg.data.label_fraction < 1
-        return {m: [fake_run(m, s, QUALITY[m] - (FEW_LABELS_LOSS[m] if few else 0), rng_seed=sum(map(ord, m)),
+        runs = {m: [fake_run(m, s, QUALITY[m] - (FEW_LABELS_LOSS[m] if few else 0), rng_seed=sum(map(ord, m)),
                              train_seconds=float(next(clock))) for s in seeds]
                 for m in methods}
+        for m, rs in runs.items():  # each run's config holds the settings it was trained with
+            for r in rs:
+                r.config = cfg.replace({**(overrides or {}).get(m, {}), "train.seed": r.config.train.seed})
+        return runs
 
     monkeypatch.setattr(T, "run_methods", run_methods)
     monkeypatch.setattr(FL, "run_methods", run_methods)
@@ -325,40 +329,44 @@ def test_what_we_see_04_05_06_are_written_from_the_numbers(fake_training):
     assert "DeepMT-DR is better than U-Net on bicubic in aupr_MA" in text and text.endswith(C.SMOKE_NOTE)
 
 
-def test_dice_empty_check_trains_the_skip_setting_and_compares_it(fake_training, monkeypatch):
-    """Notebook 06's loss check: each checked method again under its own name with ``loss.seg_dice_empty = "skip"``,
-    beside its default run; per-lesion AUPR, the lesion-channel count and the paired effects skip - include, with
-    accuracy and QWK only where both runs grade."""
+def test_dice_empty_check_trains_the_other_setting_and_compares_it(fake_training, monkeypatch):
+    """Notebook 06's loss check: each checked method again under its own name with the other ``loss.seg_dice_empty``
+    setting than the profile's, beside its run under the profile's; per-lesion AUPR, the lesion-channel count and the
+    paired effects skip - include whichever is the default, with accuracy and QWK only where both runs grade."""
     seen = {}
     fake = T.run_methods
 
     def spy(methods, cfg, seeds=(0,), overrides=None, names=None):
         seen.update(methods=list(methods), overrides=overrides, names=names)
-        runs = fake(methods, cfg, seeds)
-        for r in runs["unet_hr"] + runs["unet_hr_dice_skip"]:  # a U-Net does not grade
+        runs = fake(methods, cfg, seeds, overrides=overrides)
+        for r in (r for m, rs in runs.items() if m.startswith("unet_hr") for r in rs):  # a U-Net does not grade
             r.metrics.pop("accuracy")
         return runs
 
     monkeypatch.setattr(T, "run_methods", spy)
-    check = {"unet_hr_dice_skip": "unet_hr", "foo_mt_hr_dice_skip": "foo_mt_hr"}
-    res = T.dice_empty_check(get_config("smoke"), [0, 1], check=check, n_boot=100)
-    assert seen == {"methods": ["unet_hr", "foo_mt_hr", "unet_hr_dice_skip", "foo_mt_hr_dice_skip"],
-                    "overrides": {n: {"loss.seg_dice_empty": "skip"} for n in check}, "names": check}
-    assert set(T.DICE_EMPTY_CHECK.values()) == {"unet_hr", "unet_lr", "foo_mt_hr"}
-    t = res["table"].set_index("method")
-    assert t.loc["unet_hr", "seg_dice_empty"] == "include" and t.loc["unet_hr_dice_skip", "seg_dice_empty"] == "skip"
-    assert t.loc["unet_hr_dice_skip", "label"] == "U-Net on HR, Dice skips empty masks"
-    assert t.loc["unet_hr_dice_skip", "mean"] > t.loc["unet_hr", "mean"]  # the fake skip run is the better one
-    assert t.loc["unet_hr", "kept_all"] == "n/a"  # fake runs record no per-epoch history
-    assert np.isnan(t.loc["unet_hr", "accuracy"]) and t.loc["unet_hr", "accuracy [95% CI]"] == ""
-    assert t.loc["foo_mt_hr_dice_skip", "accuracy"] > t.loc["foo_mt_hr", "accuracy"]
-    e = res["effects"]
-    seg = {"aupr", "aupr_MA", "aupr_HE", "aupr_EX", "aupr_SE", "dice"}
-    assert set(e.loc[e.a == "unet_hr_dice_skip", "metric"]) == seg
-    assert set(e.loc[e.a == "foo_mt_hr_dice_skip", "metric"]) == seg | {"accuracy", "qwk"}
-    text = T.what_we_see_dice_empty(res)
-    assert text.startswith(f"U-Net on HR: mean AUPR {t.loc['unet_hr', 'mean']:.3f} with Dice on every annotated mask, "
-                           f"{t.loc['unet_hr_dice_skip', 'mean']:.3f} when Dice skips empty masks")
-    assert "U-Net on HR, Dice skips empty masks is better than U-Net on HR in aupr" in text and text.endswith(C.SMOKE_NOTE)
-    assert "is better than Seg+grade multi-task on HR in accuracy" in text
-    assert "U-Net on HR in accuracy" not in text
+    assert T.DICE_EMPTY_METHODS == ("unet_hr", "unet_lr", "foo_mt_hr")
+    for default, other in (("include", "skip"), ("skip", "include")):
+        cfg = get_config("smoke", {"loss.seg_dice_empty": default})
+        res = T.dice_empty_check(cfg, [0, 1], methods=["unet_hr", "foo_mt_hr"], n_boot=100)
+        check = {f"unet_hr_dice_{other}": "unet_hr", f"foo_mt_hr_dice_{other}": "foo_mt_hr"}
+        assert seen == {"methods": ["unet_hr", "foo_mt_hr", *check],
+                        "overrides": {n: {"loss.seg_dice_empty": other} for n in check}, "names": check}
+        skip, include = ("unet_hr_dice_skip", "unet_hr") if other == "skip" else ("unet_hr", "unet_hr_dice_include")
+        assert res["pairs"][0] == ("unet_hr", skip, include)
+        t = res["table"].set_index("method")
+        assert t.loc["unet_hr", "seg_dice_empty"] == default and t.loc[f"unet_hr_dice_{other}", "seg_dice_empty"] == other
+        assert t.loc[f"unet_hr_dice_{other}", "label"] == "U-Net on HR, " + C.DICE_EMPTY_WORDS[other]
+        assert t.loc["unet_hr", "kept_all"] == "n/a"  # fake runs record no per-epoch history
+        assert np.isnan(t.loc["unet_hr", "accuracy"]) and t.loc["unet_hr", "accuracy [95% CI]"] == ""
+        e = res["effects"]
+        seg = {"aupr", "aupr_MA", "aupr_HE", "aupr_EX", "aupr_SE", "dice"}
+        assert set(e.loc[e.a == skip, "metric"]) == seg and set(e.loc[e.a == skip, "b"]) == {include}
+        assert set(e.loc[e.a.str.startswith("foo_mt_hr"), "metric"]) == seg | {"accuracy", "qwk"}
+        text = T.what_we_see_dice_empty(res)
+        assert text.startswith(f"U-Net on HR: mean AUPR {t.loc[include, 'mean']:.3f} with Dice on every annotated mask, "
+                               f"{t.loc[skip, 'mean']:.3f} when Dice skips empty masks")
+        assert text.endswith(C.SMOKE_NOTE) and "U-Net on HR in accuracy" not in text
+    # fake quality: the skip run is the better one under either default
+    assert "U-Net on HR is better than U-Net on HR, Dice on every mask in aupr" in text
+    assert "Seg+grade multi-task on HR is better than Seg+grade multi-task on HR, Dice on every mask in accuracy" in text
+    assert C.label("unet_lr_dice_include") == "U-Net on LR, Dice on every mask" and C.label("x_dice_skip") == "x_dice_skip"

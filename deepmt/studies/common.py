@@ -47,10 +47,10 @@ LABELS: dict[str, str] = {
     "foo_mt_hr": "Seg+grade multi-task on HR",
     "deepmt_dr": "DeepMT-DR",
     "deepmt_dr_noisr": "DeepMT-DR without ISR",
-    "unet_hr_dice_skip": "U-Net on HR, Dice skips empty masks",
-    "unet_lr_dice_skip": "U-Net on LR, Dice skips empty masks",
-    "foo_mt_hr_dice_skip": "Seg+grade multi-task on HR, Dice skips empty masks",
 }
+#: notebook 06's loss check trains a method again with the other ``loss.seg_dice_empty`` setting under the name
+#: ``METHOD_dice_SETTING``; its label is the method's followed by these words
+DICE_EMPTY_WORDS: dict[str, str] = {"include": "Dice on every mask", "skip": "Dice skips empty masks"}
 
 #: the sentence that ends a notebook's "what we see" under the smoke profile
 SMOKE_NOTE = " (smoke profile: mechanics only, these numbers are not results.)"
@@ -61,7 +61,14 @@ SEG_METRICS = ("aupr", "auc", "dice")
 
 
 def label(name: str) -> str:
-    return LABELS.get(name, name)
+    """The readable name of a method (:data:`LABELS`), of a loss-check run (``unet_hr_dice_skip``: "U-Net on HR,
+    Dice skips empty masks"), or the name itself."""
+    if name in LABELS:
+        return LABELS[name]
+    method, sep, setting = name.rpartition("_dice_")
+    if sep and method in LABELS and setting in DICE_EMPTY_WORDS:
+        return f"{LABELS[method]}, {DICE_EMPTY_WORDS[setting]}"
+    return name
 
 
 # --------------------------------------------------------------------------- config and seeds

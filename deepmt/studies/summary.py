@@ -25,13 +25,18 @@ import pandas as pd
 
 from deepmt import LESIONS
 from deepmt.claims import claims_markdown, collect_claims
-from deepmt.config import get_config
+from deepmt.config import LossConfig, get_config
 from deepmt.controls import collect_controls, controls_markdown
 from deepmt.errors import DataError
 from deepmt.reporting import results_dir
 from deepmt.results_io import to_markdown, update_readme_section
 from deepmt.studies.convergence import COLLAPSE_SHARE, LEVEL_SHARE, convergence_summary, lesion_channel_summary
 from deepmt.studies.verdicts import regime_sentence
+
+
+def _default_note(dice_empty: str) -> str:
+    """What the Dice-on-empty-masks table says after the ``loss.seg_dice_empty`` setting every profile trains with."""
+    return ", every other table's setting" if LossConfig().seg_dice_empty == dice_empty else ""
 
 
 def _read(root: Path, name: str) -> pd.DataFrame | None:
@@ -173,9 +178,9 @@ def results_markdown(root: str | Path | None = None, timing: dict[str, Any] | No
         parts.append(
             "### Loss check: Dice on empty masks (notebook 06)\n\n"
             "Test AUPR with the per-image Dice averaged over every annotated mask, an empty one included "
-            "(`loss.seg_dice_empty = include`, every other table's setting), or only over masks with a lesion pixel "
-            "(`skip`); *kept all*: the seeds whose kept epoch kept every lesion channel (notebook 03's check); test "
-            "accuracy for a network that also grades.\n\n"
+            f"(`loss.seg_dice_empty = include`{_default_note('include')}), or only over masks with a lesion pixel "
+            f"(`skip`{_default_note('skip')}); *kept all*: the seeds whose kept epoch kept every lesion channel (notebook "
+            "03's check); test accuracy for a network that also grades.\n\n"
             + to_markdown(_cols(dice, ["label", "seg_dice_empty", "kept_all", *(f"{l} [95% CI]" for l in LESIONS), "mean [95% CI]",
                                        "accuracy [95% CI]"], {"kept_all": "kept all"})))
     figs = [f for f in ("01_grading_by_input", "01_dial_sweep", "04_grading_table", "11_claims") if (root.parent / "figures" / f"{f}.png").is_file()]

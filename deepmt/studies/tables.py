@@ -59,8 +59,9 @@ GRADING_BASELINES = ("grader_lr", "grader_bicubic", "two_stage", "foo_mt", "deep
 GRADING_REFERENCES = ("grader_hr", "foo_mt_hr")
 ISR_METHODS = ("bicubic", "srcnn", "edsr", "isr", "deepmt_dr")
 SEG_METHODS = ("unet_lr", "unet_bicubic", "deepmt_dr_noisr", "deepmt_dr", "unet_hr")
-#: notebook 06's loss check: each method trained again with ``loss.seg_dice_empty = "skip"``, under this name
-DICE_EMPTY_CHECK = {"unet_hr_dice_skip": "unet_hr", "unet_lr_dice_skip": "unet_lr", "foo_mt_hr_dice_skip": "foo_mt_hr"}
+#: notebook 06's loss check: the parts whose lesion channel the literal Dice killed (notebook 03), each trained again
+#: with the other ``loss.seg_dice_empty`` setting (:func:`dice_empty_check`)
+DICE_EMPTY_METHODS = ("unet_hr", "unet_lr", "foo_mt_hr")
 
 
 def _ci_table(runs: Runs, metrics: Sequence[str], n_boot: int) -> pd.DataFrame:
@@ -345,48 +346,49 @@ def segmentation_table(cfg: Config, seeds: Sequence[int], methods: Sequence[str]
     return {"runs": runs, "table": table, "effects": effects, "smoke": cfg.profile == "smoke"}
 
 
-def dice_empty_check(cfg: Config, seeds: Sequence[int], check: dict[str, str] | None = None, n_boot: int = 1000) -> dict[str, Any]:
+def dice_empty_check(cfg: Config, seeds: Sequence[int], methods: Sequence[str] = DICE_EMPTY_METHODS,
+                     n_boot: int = 1000) -> dict[str, Any]:
     """Notebook 06's loss check: the per-image soft Dice averaged over every annotated (image, lesion) pair, an empty
-    mask included (``loss.seg_dice_empty = "include"``, every other table's setting), or only over pairs with a
-    lesion pixel (``"skip"``). ``check`` maps a name to the method trained with "skip" (:data:`DICE_EMPTY_CHECK`).
-    Returns ``table`` (per method and setting: test AUPR per lesion and mean with 95% CIs, test accuracy for a
-    method that grades, and ``kept_all``: the seeds whose kept epoch kept every lesion channel,
-    :func:`deepmt.studies.convergence.lesion_channels`), ``channels`` (that check per seed and lesion) and ``effects``
-    (skip - include, paired over test images: AUPR, Dice, and accuracy / QWK where the method grades)."""
-    check = dict(DICE_EMPTY_CHECK if check is None else check)
-    base = list(dict.fromkeys(check.values()))
-    runs = run_methods([*base, *check], cfg, seeds, overrides={n: {"loss.seg_dice_empty": "skip"} for n in check},
+    mask included (``loss.seg_dice_empty = "include"``), or only over pairs with a lesion pixel (``"skip"``). Each of
+    ``methods`` is trained under ``cfg``'s setting and again, as ``METHOD_dice_SETTING``, under the other one.
+    Returns ``table`` (per run: its setting, read from the run's config; test AUPR per lesion and mean with 95% CIs;
+    test accuracy for a method that grades; ``kept_all``: the seeds whose kept epoch kept every lesion channel,
+    :func:`deepmt.studies.convergence.lesion_channels`), ``channels`` (that check per seed and lesion), ``effects``
+    (skip - include, paired over test images: AUPR, Dice, and accuracy / QWK where the method grades) and ``pairs``
+    (method, its skip run, its include run)."""
+    other = "include" if cfg.loss.seg_dice_empty == "skip" else "skip"
+    check = {f"{m}_dice_{other}": m for m in dict.fromkeys(methods)}
+    runs = run_methods([*check.values(), *check], cfg, seeds, overrides={n: {"loss.seg_dice_empty": other} for n in check},
                        names=check)
+    pairs = [(m, n, m) if other == "skip" else (m, m, n) for n, m in check.items()]
     channels = lesion_channels(runs)
     kept = lesion_channel_summary(channels).set_index("method")["kept_all"]
     grades = {name: all("accuracy" in r.metrics for r in rs) for name, rs in runs.items()}
     rows = []
     for name, rs in runs.items():
-        row = {"method": name, "label": label(name), "seg_dice_empty": "skip" if name in check else "include",
+        row = {"method": name, "label": label(name), "seg_dice_empty": rs[0].config.loss.seg_dice_empty,
                "kept_all": kept.get(name, "n/a"), **lesion_cis(rs, "aupr", n_boot)}
         v, lo, hi = method_ci(rs, "accuracy", n_boot=n_boot) if grades[name] else (np.nan, np.nan, np.nan)
         row["accuracy"], row["accuracy [95% CI]"] = v, (M.format_ci(v, lo, hi) if grades[name] else "")
         rows.append(row)
     seg = ["aupr", *(f"aupr_{l}" for l in LESIONS), "dice"]
-    effects = pd.concat([effects_table(runs, [(n, m)], seg + (["accuracy", "qwk"] if grades[n] and grades[m] else []), n_boot)
-                         for n, m in check.items()], ignore_index=True)
-    return {"runs": runs, "table": pd.DataFrame(rows), "channels": channels, "effects": effects,
+    effects = pd.concat([effects_table(runs, [(s, i)], seg + (["accuracy", "qwk"] if grades[s] and grades[i] else []), n_boot)
+                         for _, s, i in pairs], ignore_index=True)
+    return {"runs": runs, "table": pd.DataFrame(rows), "channels": channels, "effects": effects, "pairs": pairs,
             "smoke": cfg.profile == "smoke"}
 
 
 def what_we_see_dice_empty(res: dict[str, Any]) -> str:
-    """The loss check in words, from :func:`dice_empty_check`'s result: per pair, the mean and SE AUPR under both
+    """The loss check in words, from :func:`dice_empty_check`'s result: per method, the mean and SE AUPR under both
     settings, the seeds that kept every lesion channel, and the paired effects (accuracy too where measured)."""
     t, e = res["table"].set_index("method"), res["effects"]
     parts = []
-    for name in t.index[t["seg_dice_empty"] == "skip"]:
-        base = e.loc[e.a == name, "b"].iloc[0]
-        comparisons = [(name, base, m) for m in ("aupr", "aupr_SE", "aupr_MA", "accuracy")
-                       if ((e.a == name) & (e.metric == m)).any()]
+    for method, s, i in res["pairs"]:
+        comparisons = [(s, i, m) for m in ("aupr", "aupr_SE", "aupr_MA", "accuracy") if ((e.a == s) & (e.metric == m)).any()]
         parts.append(
-            f"{label(base)}: mean AUPR {t.loc[base, 'mean']:.3f} with Dice on every annotated mask, {t.loc[name, 'mean']:.3f} "
-            f"when Dice skips empty masks (SE {t.loc[base, 'SE']:.3f} vs {t.loc[name, 'SE']:.3f}); every lesion channel kept "
-            f"on {t.loc[base, 'kept_all']} vs {t.loc[name, 'kept_all']} seeds; " + sentences(e, *comparisons))
+            f"{label(method)}: mean AUPR {t.loc[i, 'mean']:.3f} with Dice on every annotated mask, {t.loc[s, 'mean']:.3f} "
+            f"when Dice skips empty masks (SE {t.loc[i, 'SE']:.3f} vs {t.loc[s, 'SE']:.3f}); every lesion channel kept "
+            f"on {t.loc[i, 'kept_all']} vs {t.loc[s, 'kept_all']} seeds; " + sentences(e, *comparisons))
     return ". ".join(parts) + "." + (SMOKE_NOTE if res["smoke"] else "")
 
 

@@ -54,7 +54,7 @@ print(describe_config(cfg), f"| seeds {seeds}")
 
 # %%
 res = T.segmentation_table(cfg, seeds, n_boot=n_boot)
-dice = T.dice_empty_check(cfg, seeds, n_boot=n_boot)  # T.DICE_EMPTY_CHECK trained again with Dice skipping empty masks
+dice = T.dice_empty_check(cfg, seeds, n_boot=n_boot)  # T.DICE_EMPTY_METHODS again, with the other loss.seg_dice_empty
 
 # %% [markdown]
 # ## Results
