@@ -52,7 +52,7 @@ METHODS: dict[str, Callable[..., Method]] = {
 #: methods whose stages have their own epochs (``train.epochs_stage1a/1b/2``), not ``train.epochs_single``
 STAGE_EPOCH_METHODS = frozenset({"deepmt_dr", "deepmt_dr_noisr"})
 #: their stages, each with its own epochs (``train.epochs_STAGE``)
-STAGE_EPOCH_STAGES = ("stage1a", "stage1b", "stage2")
+STAGE_EPOCH_STAGES = _D.DeepMTDR.stages
 
 
 def check_epochs_by_method(mapping) -> None:
