@@ -305,6 +305,7 @@ def _train_entry(method_name: str, cfg: Config, run_dir: Path, warm_key: tuple[s
     """:func:`run_experiment`'s work while holding the entry's lock: load it if complete, else train it."""
     from deepmt.engine import ddp
     from deepmt.engine.checkpoint import load_checkpoint
+    from deepmt.engine.device import numerics_machine, resolve_device
     from deepmt.engine.trainer import grade_counts, train
     from deepmt.utils import seed_everything
 
@@ -360,6 +361,7 @@ def _train_entry(method_name: str, cfg: Config, run_dir: Path, warm_key: tuple[s
         "wall_seconds": wall,
         "resumed": result.resumed,
         "sha256": {name: _sha256(run_dir / name) for name in CHECKED_FILES},
+        "machine": numerics_machine(resolve_device(cfg.train.device)),
     }
     if warm_info is not None:
         record["warm_start"] = warm_info

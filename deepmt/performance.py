@@ -210,6 +210,18 @@ def _whole_run_clause(grid: dict[str, Any], timing: dict[str, Any] | None) -> st
             f"on {grid['workers']} workers).")
 
 
+def _trained_on_clause(grid: dict[str, Any]) -> str:
+    """Where the grid's runs trained (``bench --grid`` reads it from each run's ``result.json``): CPU numbers are
+    bit-identical only on the same CPU kind, so a grid trained on several is named as such."""
+    machines = grid.get("trained_on") or {}
+    if not machines:
+        return ""
+    if len(machines) == 1:
+        return f" Every run trained on {next(iter(machines))}."
+    return (" The runs trained on more than one machine, so a rerun on one of them reproduces only its own runs exactly: "
+            + "; ".join(f"{m} ({n} run{'' if n == 1 else 's'})" for m, n in machines.items()) + ".")
+
+
 def _grid_lines(grid: dict[str, Any], timing: dict[str, Any] | None) -> list[str]:
     """What the grid's training FLOPs allow: totals, the achieved rate, the floors at the peak, per method."""
     lines = [
@@ -220,7 +232,7 @@ def _grid_lines(grid: dict[str, Any], timing: dict[str, Any] | None) -> list[str
         f"{_minutes(grid['train_wall_s_at_workers'])} of training wall time). At the machine's bf16 matmul peak "
         f"({fmt_number(grid['peak_gflops'])} GFLOP/s, every core) the same FLOPs need "
         f"**{_minutes(grid['floor_min_at_100pct'] * 60)}** at 100% and **{_minutes(grid['floor_min_at_40pct'] * 60)}** "
-        "at 40% of it" + _whole_run_clause(grid, timing),
+        "at 40% of it" + _whole_run_clause(grid, timing) + _trained_on_clause(grid),
         "",
         "| method | runs | training TFLOP | share | worker time |",
         "|---|---:|---:|---:|---:|",

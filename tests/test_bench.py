@@ -245,8 +245,18 @@ def test_grid_counts_each_runs_training_flops_and_the_floor_they_set(fresh_cache
         assert row["gflops_per_image"] == pytest.approx(expected)
         assert row["tflop"] == pytest.approx(row["images"] * expected / 1e3)
     assert list(df[df["entry"] == warm.run_dir.name]["stage"]) == ["stage2"]  # the base's stages are the base's
+    from deepmt.engine.device import machine_label, numerics_machine
+
+    here = machine_label(numerics_machine(torch.device("cpu")))  # each run records where it trained
+    assert set(df["machine"]) == {here} and here.endswith(f"torch {torch.__version__}")
+    assert machine_label(None) == "not recorded"
+    assert machine_label({"gpu_name": "NVIDIA H200", "torch": "2.14.1"}) == "NVIDIA H200, torch 2.14.1"
     floor = grid_floor(df, peak_gflops=100.0, workers=2)
     assert floor["runs"] == 2 and floor["tflop"] == pytest.approx(df["tflop"].sum())
+    assert floor["trained_on"] == {here: 2}
+    amd = "AMD EPYC (AVX2, bf16), torch 2.14.1"
+    mixed = grid_floor(df.assign(machine=df["machine"].where(df["entry"] == base.run_dir.name, amd)), 100.0)
+    assert mixed["trained_on"] == {here: 1, amd: 1}
     assert floor["floor_min_at_40pct"] == pytest.approx(2.5 * floor["floor_min_at_100pct"])
     assert floor["floor_min_at_100pct"] == pytest.approx(df["tflop"].sum() * 1e3 / 100.0 / 60)
     with pytest.raises(ConfigMismatchError, match="must be > 0"):
@@ -262,6 +272,9 @@ def test_grid_counts_each_runs_training_flops_and_the_floor_they_set(fresh_cache
     block = performance_markdown([], None, grid)
     assert "What the grid's training FLOPs allow" in block and f"**{_minutes(floor['floor_min_at_40pct'] * 60)}**" in block
     assert "| `deepmt_dr` | 2 |" in block
+    assert f"Every run trained on {here}." in block
+    two = performance_markdown([], None, {**grid, "trained_on": mixed["trained_on"]})
+    assert f"reproduces only its own runs exactly: {amd} (1 run); {here} (1 run)." in two
     assert "What the grid" not in performance_markdown([], None, load_grid(tmp_path / "none.json"))
     warm = {"total_s": 600.0, "cache_at_start": "warm", "jobs": 2, "notebooks": []}
     assert (f"took 10.0 min reusing the cached runs, so from an empty cache it needs at least "

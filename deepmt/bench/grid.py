@@ -47,8 +47,10 @@ def _stage_gflops(method_name: str, cfg, stage: str, memo: dict) -> float:
 
 def grid_compute(runs_dir: str | Path) -> pd.DataFrame:
     """One row per (finished run, stage trained in it): method, entry, stage, epochs, images, train_s,
-    gflops_per_image, tflop (= images x GFLOPs / 1000) and achieved_gflops (tflop / train_s)."""
+    gflops_per_image, tflop (= images x GFLOPs / 1000), achieved_gflops (tflop / train_s) and machine (where the run
+    trained, :func:`deepmt.engine.device.machine_label`: CPU numbers are bit-identical only on the same CPU kind)."""
     from deepmt.config import config_from_dict
+    from deepmt.engine.device import machine_label
     from deepmt.models.methods import METHODS
 
     runs = Path(runs_dir)
@@ -60,6 +62,7 @@ def grid_compute(runs_dir: str | Path) -> pd.DataFrame:
         stored = json.loads((entry / "config.json").read_text())
         method_name = stored.pop("method", entry.name.rsplit("-", 1)[0])
         cfg = config_from_dict(stored)
+        machine = machine_label(json.loads((entry / "result.json").read_text()).get("machine"))
         hist = pd.read_csv(entry / "metrics.csv")
         if "warm_start_from" in hist.columns:
             hist = hist[hist["warm_start_from"].isna()]
@@ -71,10 +74,10 @@ def grid_compute(runs_dir: str | Path) -> pd.DataFrame:
             rows.append({
                 "method": method_name, "entry": entry.name, "stage": stage, "epochs": len(h), "images": round(images),
                 "train_s": train_s, "gflops_per_image": gflops, "tflop": tflop,
-                "achieved_gflops": tflop * 1e3 / train_s if train_s > 0 else math.nan,
+                "achieved_gflops": tflop * 1e3 / train_s if train_s > 0 else math.nan, "machine": machine,
             })
     return pd.DataFrame(rows, columns=["method", "entry", "stage", "epochs", "images", "train_s", "gflops_per_image",
-                                       "tflop", "achieved_gflops"])
+                                       "tflop", "achieved_gflops", "machine"])
 
 
 def grid_floor(compute: pd.DataFrame, peak_gflops: float, workers: int = 1) -> dict[str, float]:
@@ -91,6 +94,8 @@ def grid_floor(compute: pd.DataFrame, peak_gflops: float, workers: int = 1) -> d
         "achieved_gflops_per_worker": tflop * 1e3 / train_s if train_s > 0 else math.nan,
         "peak_gflops": float(peak_gflops),
         "floor_min_at_100pct": tflop * 1e3 / peak_gflops / 60, "floor_min_at_40pct": tflop * 1e3 / (0.4 * peak_gflops) / 60,
+        "trained_on": dict(sorted(((str(m), int(n)) for m, n in compute.groupby("machine")["entry"].nunique().items()),
+                                  key=lambda mn: (-mn[1], mn[0]))),  # most runs first
     }
 
 

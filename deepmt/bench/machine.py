@@ -6,25 +6,13 @@ from __future__ import annotations
 import os
 import platform
 import re
-from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
 from deepmt.bench.measure import cuda_tf32, scaled, summarize, time_repeated
-from deepmt.engine.device import cpu_supports_bf16, resolve_precision
+from deepmt.engine.device import cpu_model, cpu_supports_bf16, resolve_precision
 from deepmt.runner import usable_cores
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (Linux), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:
