@@ -94,6 +94,10 @@ class DataConfig:
     hr_size: int = 1024  # HR side in px (paper: 1024)
     scale: int = 4  # HR/LR ratio: 2, 4 or 8 (paper: 4)
     crop_size: int | None = 256  # HR random-crop size for training (paper: 256); None = whole image
+    # HR random-crop size for the training stages that do not grade (super-resolution, segmentation; taken after
+    # crop_size): they learn from local patches, so a crop costs a fraction of an image for the same kind of step.
+    # Stages that grade always see whole images (the grade rules count lesions per quadrant). None = no extra crop
+    nongrading_crop_size: int | None = None
     n_train: int = 2000  # synthetic only
     n_val: int = 300
     n_test: int = 500
@@ -231,6 +235,8 @@ class TrainConfig:
     stage2_max_psnr_drop: float = 0.5  # stage 2 keeps no epoch whose val PSNR is this many dB below stage 1's
     selection_metric: str = "qwk"  # validation metric for model selection (grading); psnr / dice for other tasks
     log_every: int = 10
+    # validate (and so select) after every val_every-th epoch of a stage and after its last; 1 = every epoch
+    val_every: int = 1
     progress: bool = True
     # torch CPU threads of a run (trainer: torch.set_num_threads; the runner's workers also set OMP_NUM_THREADS).
     # Part of the run's key because CPU results depend on it; 0 = torch's default (all cores: machine-dependent).
@@ -429,6 +435,7 @@ ALLOWED: dict[str, Allowed] = {
     "data.hr_size": Allowed(lo=8),
     "data.scale": Allowed(choices=(2, 4, 8)),
     "data.crop_size": _AT_LEAST_1,
+    "data.nongrading_crop_size": _AT_LEAST_1,
     "data.n_train": _AT_LEAST_1,
     "data.n_val": _AT_LEAST_1,
     "data.n_test": _AT_LEAST_1,
@@ -463,6 +470,7 @@ ALLOWED: dict[str, Allowed] = {
     "train.lr": _POSITIVE,
     "train.lr_stage2_factor": _POSITIVE,
     "train.log_every": _AT_LEAST_1,
+    "train.val_every": _AT_LEAST_1,
     "train.epochs_by_method": _AT_LEAST_1,  # each method's epochs (the names are checked by deepmt.models.methods)
     "train.stage2_max_psnr_drop": Allowed(lo=None),  # negative: stage 2 must gain PSNR
 }
@@ -695,6 +703,8 @@ KEY_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "loss.stage1b_input": "hr",
     "train.epochs_by_method": {},
     "loss.seg_dice_empty": "include",
+    "data.nongrading_crop_size": None,
+    "train.val_every": 1,
 }
 
 

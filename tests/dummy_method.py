@@ -55,6 +55,9 @@ class DummyMethod(nn.Module):
     def stage_uses_unlabelled(self, stage):
         return stage == "isr_seg"
 
+    def stage_grades(self, stage):
+        return stage == "grade"
+
     def keeps_start_candidate(self, stage):
         return self.keep_start and stage == "grade"
 

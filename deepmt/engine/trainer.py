@@ -10,7 +10,7 @@ loss; baselines: e.g. ``("single",)``):
    (cosine annealing after a short warm-up) over ``method.stage_epochs(stage)`` epochs;
 3. every step: ``total, terms = method.training_loss(batch, stage)`` under autocast, backward
    (with a GradScaler for fp16), gradient clipping at ``cfg.train.grad_clip``;
-4. after every epoch: validation on the ``val`` split, model selection on
+4. after every epoch (every ``cfg.train.val_every``-th and the stage's last): validation on the ``val`` split, model selection on
    ``method.selection_metric(stage)`` (higher is better; validation only), ``last.pt``, and
    ``best-<stage>.pt`` when the score improved; at the end of the stage the best epoch's
    weights are restored. The score is ``method.selection_score(stage, val, start_val)`` (by default
@@ -68,6 +68,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from deepmt.data.partial_masks import labelled_subset
+from deepmt.data.transforms import AugmentedDataset, TrainAugment
 from deepmt.engine import ddp
 from deepmt.engine.checkpoint import (
     check_config,
@@ -123,10 +124,14 @@ def stage_train_set(method, stage: str, train_set, cfg):
     """The training images ``stage`` learns from: the whole split where ``method.stage_uses_unlabelled(stage)``
     (super-resolution needs only HR images), else its labelled images (:func:`labelled_subset`; the split itself
     unless ``data.label_fraction`` < 1). Labelled images fewer than a batch are padded to one batch per epoch,
-    like any small split (:func:`deepmt.engine.device.make_loader`)."""
-    if method.stage_uses_unlabelled(stage):
-        return train_set
-    return labelled_subset(train_set)
+    like any small split (:func:`deepmt.engine.device.make_loader`). A stage that does not grade
+    (``method.stage_grades``) trains on random HR crops of ``data.nongrading_crop_size`` px (and the aligned LR
+    crops) when that is set; a stage that grades always sees whole images."""
+    stage_set = train_set if method.stage_uses_unlabelled(stage) else labelled_subset(train_set)
+    crop = getattr(cfg.data, "nongrading_crop_size", None)
+    if crop is not None and not method.stage_grades(stage):
+        stage_set = AugmentedDataset(stage_set, TrainAugment(cfg.data, flips=False, crop_size=int(crop)))
+    return stage_set
 
 
 def _state_copy(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -285,6 +290,7 @@ def _train(method, cfg, datasets, run_dir, resume, *, class_counts, evaluate_tes
     for si in range(start_stage, len(stages)):
         stage = stages[si]
         n_epochs = int(method.stage_epochs(stage, cfg.train))
+        val_every = max(1, int(getattr(cfg.train, "val_every", 1)))
         params = [p for p in method.stage_parameters(stage)]
         if n_epochs <= 0 or not params:
             continue
@@ -347,7 +353,8 @@ def _train(method, cfg, datasets, run_dir, resume, *, class_counts, evaluate_tes
             seconds = time.perf_counter() - t0
             elapsed += seconds
             val = {}
-            if val_set is not None:
+            validated = val_set is not None and ((epoch + 1) % val_every == 0 or epoch + 1 == n_epochs)
+            if validated:
                 if ctx.is_main:
                     val, _ = evaluate(method, val_set, cfg, progress=False, desc=f"val {stage}")
                 val = ddp.broadcast_object(val, ctx)
@@ -356,9 +363,14 @@ def _train(method, cfg, datasets, run_dir, resume, *, class_counts, evaluate_tes
                         f"stage {stage!r}: selection metric {metric_name!r} is not among the validation metrics "
                         f"{sorted(val)}"
                     )
-            # no val split: the last epoch wins
-            score = _finite_or_neg_inf(method.selection_score(stage, val, start_val) if val else epoch)
-            improved = best["model"] is None or score > best["score"]
+            if val_set is None:  # no val split: the last epoch wins
+                score = float(epoch)
+                improved = best["model"] is None or score > best["score"]
+            elif validated:
+                score = _finite_or_neg_inf(method.selection_score(stage, val, start_val))
+                improved = best["model"] is None or score > best["score"]
+            else:  # not validated after this epoch (train.val_every): it cannot be selected
+                score, improved = math.nan, False
             if improved:
                 best = {"score": score, "epoch": epoch + 1, "model": _state_copy(method)}
             row = {

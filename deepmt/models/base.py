@@ -128,6 +128,13 @@ class Method(nn.Module):
         (``data.label_fraction``, :func:`deepmt.data.partial_masks.labelled_subset`). Default: no."""
         return False
 
+    def stage_grades(self, stage: str) -> bool:
+        """Whether ``stage`` learns to grade. A grade is read off the whole image (the grade rules count lesions
+        per quadrant), so such a stage always trains on whole images; a stage that does not grade (super-resolution,
+        segmentation) may train on random crops (``data.nongrading_crop_size``). Default: the method grades."""
+        self.check_stage(stage)
+        return "grade" in self.tasks
+
     def keeps_start_candidate(self, stage: str) -> bool:
         """Whether the weights ``stage`` starts from compete with its epochs for selection (evaluated on
         validation before the first epoch; kept when no epoch beats them). Default: no."""

@@ -280,6 +280,11 @@ class TwoStage(Method):
         self.check_stage(stage)
         return stage == "isr"
 
+    def stage_grades(self, stage):
+        """The ISR stage does not grade (it may train on crops); the grading stage does."""
+        self.check_stage(stage)
+        return stage == "grade"
+
     def selection_metric(self, stage):
         self.check_stage(stage)
         return "psnr" if stage == "isr" else self.cfg.train.selection_metric

@@ -100,6 +100,11 @@ class DeepMTDR(Method):
         self.check_stage(stage)
         return stage == "stage1a" and self.isr is not None
 
+    def stage_grades(self, stage):
+        """Stage 1a (ISR + segmentation) does not grade; stages 1b and 2 do."""
+        self.check_stage(stage)
+        return stage != "stage1a"
+
     def keeps_start_candidate(self, stage):
         """Stage 2 competes with the stage-1 weights it starts from: it never keeps a worse model."""
         return stage == "stage2"

@@ -1,0 +1,114 @@
+"""The quick profile's speed levers in the trainer: random crops for the stages that do not grade
+(``data.nongrading_crop_size``: a stage that grades always sees whole images) and validation every k-th epoch
+(``train.val_every``: the last epoch always validated, only validated epochs can be selected)."""
+
+import math
+
+import pytest
+import torch
+
+from dummy_method import DummyMethod, dummy_datasets, tiny_cfg
+
+from deepmt.config import get_config
+from deepmt.engine import trainer as T
+from deepmt.engine.trainer import stage_train_set, train
+from deepmt.models.methods import build_method
+from deepmt.utils import seed_everything
+
+
+class ShapeSpy(DummyMethod):
+    """Records the HR / LR sizes of every training batch, per stage."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.seen = {}
+
+    def training_loss(self, batch, stage):
+        self.seen.setdefault(stage, set()).add((tuple(batch["hr"].shape[-2:]), tuple(batch["lr"].shape[-2:])))
+        return super().training_loss(batch, stage)
+
+
+def test_stages_that_do_not_grade_train_on_aligned_crops_and_grading_stages_on_whole_images(tmp_path):
+    seed_everything(0)
+    m = ShapeSpy()
+    train(m, tiny_cfg(**{"data.nongrading_crop_size": 8}), dummy_datasets(), tmp_path)
+    assert m.seen["isr_seg"] == {((8, 8), (2, 2))}  # crops of 8 HR px, the aligned 2 LR px
+    assert m.seen["grade"] == {((16, 16), (4, 4))}  # the grading stage: whole 16-px images
+
+
+def test_without_the_setting_every_stage_sees_whole_images(tmp_path):
+    seed_everything(0)
+    m = ShapeSpy()
+    train(m, tiny_cfg(), dummy_datasets(), tmp_path)
+    assert m.seen["isr_seg"] == m.seen["grade"] == {((16, 16), (4, 4))}
+
+
+def test_crop_keeps_masks_on_their_lesions():
+    """A cropped sample is the same region of HR, LR, masks and FOV (the crop is aligned to the LR grid)."""
+    data = dummy_datasets()["val"]  # not augmented: the same sample on every read
+    cfg = tiny_cfg(**{"data.nongrading_crop_size": 8})
+    seed_everything(3)
+    cropped = stage_train_set(DummyMethod(), "isr_seg", data, cfg)
+    s = cropped[0]
+    full = data[0]
+    hr = full["hr"]
+    # find the crop inside the full image: exactly one aligned position matches HR, and masks match there
+    hits = [(t, l) for t in range(0, 9, 4) for l in range(0, 9, 4) if torch.equal(hr[:, t:t + 8, l:l + 8], s["hr"])]
+    assert len(hits) == 1
+    t, l = hits[0]
+    assert torch.equal(full["masks"][:, t:t + 8, l:l + 8], s["masks"])
+    assert torch.equal(full["lr"][:, t // 4:t // 4 + 2, l // 4:l // 4 + 2], s["lr"])
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("deepmt_dr", {"stage1a": False, "stage1b": True, "stage2": True}),
+    ("two_stage", {"isr": False, "grade": True}),
+    ("unet_hr", {"single": False}),
+    ("isr", {"single": False}),
+    ("foo_mt", {"single": True}),
+    ("grader_bicubic", {"single": True}),
+])
+def test_which_stages_grade(name, expected):
+    m = build_method(name, get_config("smoke"))
+    assert {s: m.stage_grades(s) for s in m.stages} == expected
+
+
+def test_deepmt_dr_stage1a_crops_and_stage1b_does_not(tmp_path):
+    cfg = get_config("smoke", {"data.nongrading_crop_size": 32})
+    m = build_method("deepmt_dr", cfg)
+    data = dummy_datasets(hr=64)["train"]
+    a = stage_train_set(m, "stage1a", data, cfg)[0]
+    b = stage_train_set(m, "stage1b", data, cfg)[0]
+    assert a["hr"].shape[-1] == 32 and a["lr"].shape[-1] == 8
+    assert b["hr"].shape[-1] == 64
+
+
+def test_val_every_validates_every_kth_and_the_last_epoch_and_selects_only_validated_epochs(tmp_path, monkeypatch):
+    calls = []
+    real = T.evaluate
+
+    def counting(method, dataset, cfg, **kw):
+        calls.append(kw.get("desc"))
+        return real(method, dataset, cfg, **kw)
+
+    monkeypatch.setattr(T, "evaluate", counting)
+    seed_everything(0)
+    res = train(DummyMethod(), tiny_cfg(**{"train.epochs_stage1a": 5, "train.epochs_stage1b": 3, "train.val_every": 2}),
+                dummy_datasets(), tmp_path)
+    h = res.history
+    validated = h["val_psnr"].notna().tolist()
+    # stage isr_seg: epochs 2, 4 and the last (5); stage grade: epoch 2 and the last (3)
+    assert validated == [False, True, False, True, True, False, True, True]
+    assert sum(c.startswith("val isr_seg") or c.startswith("val grade") for c in calls) == 5
+    for stage in ("isr_seg", "grade"):
+        kept = res.best[stage]["epoch"]
+        row = h[(h["stage"] == stage) & (h["epoch"] == kept)].iloc[0]
+        assert not math.isnan(row["selection_score"])
+    assert not h.loc[~h["val_psnr"].notna(), "best"].any()
+
+
+def test_val_every_1_and_no_crop_leave_keys_unchanged():
+    base = get_config("quick")
+    assert base.replace({"train.val_every": 1, "data.nongrading_crop_size": None}).key() == base.key()
+    assert base.replace({"train.val_every": 2}).key() != base.key()
+    assert base.replace({"data.nongrading_crop_size": 48}).key() != base.key()
