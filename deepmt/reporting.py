@@ -51,13 +51,47 @@ def save_table(df: "pd.DataFrame", name: str, index: bool = False) -> Path:
     return path
 
 
-def render_report(notebooks: list[str | os.PathLike], out_html: str | os.PathLike) -> Path:
-    """Concatenate executed notebooks (in order) into one browsable HTML report, written atomically."""
+#: A line a notebook prints starting with this marker is shown live in the terminal by ``./run_all.sh`` (as are the
+#: experiment runner's ``[k/n] ...`` lines); everything else goes only to the notebook's log. See :func:`progress`.
+PROGRESS_MARKER = ">> "
+
+
+def progress(message: str) -> None:
+    """Print ``message`` as a progress line: ``./run_all.sh`` shows it in the terminal while the notebook runs."""
+    print(f"{PROGRESS_MARKER}{message}", flush=True)
+
+
+def report_banner(profile: str | None, complete: bool | None, note: str = "", when: str | None = None) -> str:
+    """The banner at the top of the HTML report: which profile made it, when, and whether the run was complete
+    (every notebook, none failed) or partial (``--only``, a failure; ``note`` says which). HTML inside markdown."""
+    import html
+    from datetime import datetime
+
+    when = when or datetime.now().strftime("%Y-%m-%d %H:%M")
+    if complete is None:
+        state, colour = "run of unknown extent", "#888"
+    elif complete:
+        state, colour = "complete run", "#2a7d2a"
+    else:
+        state, colour = "partial run", "#c06000"
+    text = f"<b>Profile: {html.escape(profile or '?')}</b> &middot; {html.escape(when)} &middot; <b>{state}</b>"
+    if note:
+        text += f" ({html.escape(note)})"
+    if profile == "smoke":
+        text += "<br>smoke checks the mechanics only: its numbers are not results"
+    return (f'<div class="deepmt-report-banner" style="border: 2px solid {colour}; border-left: 10px solid {colour}; '
+            f'padding: 0.6em 1em; margin: 0.5em 0; font-size: 1.15em;">{text}</div>')
+
+
+def render_report(notebooks: list[str | os.PathLike], out_html: str | os.PathLike, *, profile: str | None = None,
+                  complete: bool | None = None, note: str = "", when: str | None = None) -> Path:
+    """Concatenate executed notebooks (in order) into one browsable HTML report, written atomically, under a banner
+    naming the profile, the date and whether the run was complete (see :func:`report_banner`)."""
     import nbformat
     from nbconvert import HTMLExporter
 
     merged = nbformat.v4.new_notebook()
-    toc = ["# deepmt replication report", "", "Notebooks in this report:", ""]
+    toc = ["# deepmt replication report", "", report_banner(profile, complete, note, when), "", "Notebooks in this report:", ""]
     for path in notebooks:
         path = Path(path)
         if not path.exists():

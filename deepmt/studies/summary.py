@@ -88,8 +88,8 @@ def results_markdown(root: str | Path | None = None, timing: dict[str, Any] | No
             f"wall time for all notebooks, "
             + ("from an empty cache" if timing.get("cache_at_start") == "empty" else "reusing runs already in the cache")
             + ". Synthetic benchmark: "
-            f"{timing.get('data', '')}. The executed notebooks are rendered into `results/report.html` by "
-            "`./run_all.sh` (not committed)."
+            f"{timing.get('data', '')}. The executed notebooks are rendered into "
+            f"`results/report-{timing.get('profile', 'quick')}.html` by `./run_all.sh` (not committed)."
         )
     controls = collect_controls(root)
     claims = collect_claims(root, controls=controls)
