@@ -1,6 +1,6 @@
 """The claims table: each claim of the paper, our effect size with its confidence interval, and a verdict.
 
-The last notebook and the README show this table. It is generated from ``results/*claims*.csv`` (written by
+The last notebook and docs/RESULTS.md show this table (the README one row per claim). It is generated from ``results/*claims*.csv`` (written by
 the notebooks through :func:`deepmt.reporting.save_table`), never edited by hand::
 
     from deepmt.claims import Claim, claims_table, collect_claims, claims_markdown
@@ -308,7 +308,7 @@ def _natural_key(s: str) -> list[Any]:
 
 # --------------------------------------------------------------------------- markdown
 def claims_markdown(claims: pd.DataFrame | Sequence[Claim], digits: int = 3) -> str:
-    """The claims table as the README shows it: claim, comparison, regime, metric, effect [95 % CI], seeds, verdict."""
+    """The claims table as docs/RESULTS.md shows it: claim, comparison, regime, metric, effect [95 % CI], seeds, verdict."""
     df = claims if isinstance(claims, pd.DataFrame) else claims_table(claims)
     from deepmt.metrics import format_ci
 

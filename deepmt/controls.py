@@ -7,7 +7,7 @@ the measurements** (issue 11). They are minimums: a threshold may be made strict
 never looser after seeing results. :func:`collect_controls` ignores whatever threshold or pass/fail a CSV
 carries and applies the registry's, as :func:`deepmt.claims.collect_claims` recomputes verdicts.
 
-The notebooks measure the controls; the last notebook and the README show them above the claims::
+The notebooks measure the controls; the last notebook and docs/RESULTS.md show them above the claims::
 
     from deepmt.controls import control_row, controls_table, collect_controls, controls_markdown
 
@@ -235,7 +235,7 @@ def collect_controls(results_dir: str | Path | None = None, pattern: str = "*con
 
 
 def controls_markdown(controls: pd.DataFrame | Sequence[ControlResult], digits: int = 3) -> str:
-    """The controls table as the README shows it: control, requirement, measured [95 % CI], seeds, regime, result."""
+    """The controls table as docs/RESULTS.md shows it: control, requirement, measured [95 % CI], seeds, regime, result."""
     from deepmt.metrics import format_ci
 
     df = controls if isinstance(controls, pd.DataFrame) else controls_table(controls)

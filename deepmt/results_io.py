@@ -1,4 +1,4 @@
-"""Reading the results tables back, and showing them as markdown (the README and the last notebook).
+"""Reading the results tables back, and showing them as markdown (the docs and the last notebook).
 
 The notebooks write ``results/NN_name.csv`` through :func:`deepmt.reporting.save_table`; the claims and
 controls tables are then gathered from every file that matches a pattern, and shown as markdown::
@@ -8,6 +8,7 @@ controls tables are then gathered from every file that matches a pattern, and sh
     frames = read_result_tables("results", "*claims*.csv", required=("id", "effect"), what="claims table")
     md = to_markdown(pd.concat(frames))                      # GitHub-flavoured table, nan as empty cells
     update_readme_section("README.md", "results", md)       # between <!-- BEGIN results --> and <!-- END results -->
+    update_sections(["README.md", "docs/RESULTS.md"], {"results": md})   # into whichever of the files holds the block
 
 Files that cannot be read, or lack a required column, raise :class:`deepmt.errors.DataError` naming the file.
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 
@@ -78,17 +79,9 @@ def to_markdown(df: pd.DataFrame, floatfmt: str = ".3f", index: bool = False) ->
     return "\n".join([header, align, *body]) + "\n"
 
 
-def update_readme_section(readme_path: str | Path, marker: str, markdown: str) -> bool:
-    """Replace the text between ``<!-- BEGIN marker -->`` and ``<!-- END marker -->`` with ``markdown``.
-
-    The file is rewritten atomically (:func:`deepmt.utils.atomic_path`) and only when the text changes;
-    returns whether it changed. Raises ``DataError`` naming the file when a marker is missing, repeated or
-    out of order.
-    """
-    path = Path(readme_path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file (cannot update section {marker!r})")
-    text = path.read_text(encoding="utf-8")
+def _section_span(text: str, marker: str, path: Path) -> tuple[int, int]:
+    """Where the ``marker`` block's BEGIN and END comments start in ``text``; ``DataError`` naming ``path`` when a
+    marker is missing, repeated or out of order."""
     begin, end = f"<!-- BEGIN {marker} -->", f"<!-- END {marker} -->"
     nb, ne = text.count(begin), text.count(end)
     if nb != 1 or ne != 1:
@@ -101,8 +94,56 @@ def update_readme_section(readme_path: str | Path, marker: str, markdown: str) -
     i, j = text.index(begin), text.index(end)
     if j < i:
         raise DataError(f"{path}: {end!r} comes before {begin!r}")
-    new = text[: i + len(begin)] + "\n" + markdown.strip("\n") + "\n" + text[j:]
+    return i, j
+
+
+def update_readme_section(readme_path: str | Path, marker: str, markdown: str) -> bool:
+    """Replace the text between ``<!-- BEGIN marker -->`` and ``<!-- END marker -->`` with ``markdown``.
+
+    The file is rewritten atomically (:func:`deepmt.utils.atomic_path`) and only when the text changes;
+    returns whether it changed. Raises ``DataError`` naming the file when a marker is missing, repeated or
+    out of order.
+    """
+    path = Path(readme_path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file (cannot update section {marker!r})")
+    text = path.read_text(encoding="utf-8")
+    i, j = _section_span(text, marker, path)
+    new = text[: i + len(f"<!-- BEGIN {marker} -->")] + "\n" + markdown.strip("\n") + "\n" + text[j:]
     if new == text:
         return False
     atomic_write_text(path, new)
     return True
+
+
+def holds_section(text: str, marker: str) -> bool:
+    """Whether ``text`` holds the ``marker`` block, or a part of it (a lone BEGIN or END counts: it is malformed)."""
+    return f"<!-- BEGIN {marker} -->" in text or f"<!-- END {marker} -->" in text
+
+
+def update_sections(files: Sequence[str | Path], sections: dict[str, str | Callable[[Path], str]]) -> dict[str, dict[str, bool]]:
+    """Write each generated block of ``sections`` (marker -> markdown, or a function of the file's path giving it,
+    e.g. for links relative to the file) into every file of ``files`` that holds its markers
+    (:func:`update_readme_section`); a file that holds none of them is left alone.
+
+    Returns ``{file: {marker: changed}}``, with an empty dict for a file left alone. Raises ``DataError`` naming
+    the files when a block is held by none of them (it would silently go stale), for a missing file, and for a
+    malformed block (a marker missing, repeated or out of order); each is checked before any file is written.
+    """
+    texts = {}
+    for f in files:
+        path = Path(f)
+        if not path.is_file():
+            raise DataError(f"{path}: no such file (cannot update the generated blocks {', '.join(sections)})")
+        texts[str(f)] = path.read_text(encoding="utf-8")
+    for f, text in texts.items():  # every block well-formed before any file is written
+        for marker in sections:
+            if holds_section(text, marker):
+                _section_span(text, marker, Path(f))
+    for marker in sections:
+        if not any(holds_section(t, marker) for t in texts.values()):
+            raise DataError(f"{', '.join(texts)}: none holds the {marker!r} block (<!-- BEGIN {marker} --> ... "
+                            f"<!-- END {marker} -->), so it cannot be written")
+    return {f: {m: update_readme_section(f, m, md(Path(f)) if callable(md) else md)
+                for m, md in sections.items() if holds_section(t, m)}
+            for f, t in texts.items()}

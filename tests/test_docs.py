@@ -52,14 +52,14 @@ def _section(doc: Path, heading: str) -> str:
     return text[start:end if end > 0 else None]
 
 
-def test_readme_layout_lists_every_module_once():
-    """README "Layout": one table row per module of the package (paper section | module | notebooks), no module
+def test_layout_lists_every_module_once():
+    """docs/LAYOUT.md: one table row per module of the package (paper section | module | notebooks), no module
     missing, none that no longer exists, and every notebook it names exists."""
-    rows = [r for r in _section(ROOT / "README.md", "Layout").splitlines() if r.startswith("| ") and "`deepmt/" in r]
+    rows = [r for r in (ROOT / "docs" / "LAYOUT.md").read_text().splitlines() if r.startswith("| ") and "`deepmt/" in r]
     listed = [m for r in rows for m in re.findall(r"`(deepmt/[\w/]+\.py)`", r)]
     modules = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "deepmt").rglob("*.py"))
-    assert sorted(set(modules) - set(listed)) == [], "modules missing from README's Layout"
-    assert sorted(set(listed) - set(modules)) == [], "README's Layout lists modules that do not exist"
+    assert sorted(set(modules) - set(listed)) == [], "modules missing from docs/LAYOUT.md"
+    assert sorted(set(listed) - set(modules)) == [], "docs/LAYOUT.md lists modules that do not exist"
     assert len(listed) == len(set(listed)), "a module is listed twice"
     notebooks = {p.name[:2] for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")}
     for row in rows:
@@ -71,6 +71,61 @@ def test_readme_layout_lists_every_module_once():
         assert named <= notebooks, f"{cells[1]}: no notebook {sorted(named - notebooks)}"
 
 
+#: the README's sections, in order: what this is (before the first), the commands and their times, the claims, the
+#: notebook map, real data, links to the rest
+README_SECTIONS = ["The two commands", "What was tested, and what was found", "The notebooks", "Real data", "More"]
+#: each generated block: the one file that holds it, and the command (in run_all.sh) that writes it there
+GENERATED = {"claims-summary": ("README.md", "python -m deepmt.studies.summary --readme"),
+             "results": ("docs/RESULTS.md", "python -m deepmt.studies.summary --readme"),
+             "performance": ("docs/PERFORMANCE.md", "python -m deepmt bench --readme")}
+
+
+def test_readme_is_a_front_page():
+    """The README fits about 200 lines, has its sections in the front page's order, and links every page of docs/
+    (the rest of what it used to hold lives there)."""
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 220, f"README.md has {len(text.splitlines())} lines; move detail to docs/"
+    headings = re.findall(r"^## (.+)$", text, flags=re.M)
+    assert headings == README_SECTIONS, headings
+    pages = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md"))
+    linked = set(re.findall(r"\]\((docs/[\w.]+\.md)(?:#[\w-]+)?\)", _section(ROOT / "README.md", "More")))
+    assert sorted(set(pages) - linked) == [], "docs pages the README's \"More\" does not link"
+    first = _section(ROOT / "README.md", "The two commands")
+    assert "./run_all.sh" in first and "./run_tests.sh" in first and "| command | time | measured |" in first
+
+
+def test_generated_blocks_live_in_one_file_each_and_run_all_writes_them_there():
+    """Each generated block is held by exactly one doc (README.md or docs/*.md), the one listed in GENERATED, and
+    run_all.sh's command for it names that file."""
+    run_all = (ROOT / "run_all.sh").read_text()
+    for marker, (home, command) in GENERATED.items():
+        holders = [d.relative_to(ROOT).as_posix() for d in DOCS if f"<!-- BEGIN {marker} -->" in d.read_text()
+                   or f"<!-- END {marker} -->" in d.read_text()]
+        assert holders == [home], f"{marker}: held by {holders}, expected only {home}"
+        call = next((line for line in run_all.splitlines() if command in line), "")
+        assert re.search(rf"{re.escape(command)} [^|&;]*\b{re.escape(home)}\b", call), f"run_all.sh does not write {home}: {call!r}"
+
+
+def test_readme_notebook_map_matches_the_notebooks():
+    """README "The notebooks": one row per notebook (paper section | notebook | what | claims | study modules),
+    and the study modules a row names are those its notebook imports from deepmt.studies (common.py aside)."""
+    rows = [r for r in _section(ROOT / "README.md", "The notebooks").splitlines() if r.startswith("| ") and "| `" in r]
+    names = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    listed = []
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert len(cells) == 5 and cells[0] and cells[2], f"expected 'section | notebook | what | claims | modules': {row}"
+        (name,) = re.findall(r"`(\d\d_\w+)`", cells[1])
+        listed.append(name)
+        source = (ROOT / "notebooks" / "src" / f"{name}.py").read_text()
+        imported = set(re.findall(r"from deepmt\.studies import (\w+)", source))
+        imported |= set(re.findall(r"from deepmt\.studies\.(\w+) import", source))
+        modules = set(re.findall(r"`(\w+)\.py`", cells[4]))
+        assert modules == imported - {"common"}, f"{name}: the map names {sorted(modules)}, the notebook imports {sorted(imported)}"
+        assert all((ROOT / "deepmt" / "studies" / f"{m}.py").is_file() for m in modules)
+    assert listed == names, "the README's notebook map must list every notebook once, in order"
+
+
 def test_contracts_list_every_environment_variable():
     """docs/CONTRACTS.md names every DEEPMT_* variable the package and its scripts read, and no other."""
     sources = [*(ROOT / "deepmt").rglob("*.py"), *(ROOT / "scripts").glob("*"), *ROOT.glob("*.sh")]
@@ -79,25 +134,26 @@ def test_contracts_list_every_environment_variable():
     assert used == documented, f"read but not documented: {sorted(used - documented)}; documented, never read: {sorted(documented - used)}"
 
 
-def test_readme_usage_commands_run(tmp_path, monkeypatch, capsys):
-    """README "Using the package", run as written (smoke sizes, no epochs, no bench): every command exists, and
-    the files one command writes are the ones the next command is told to read."""
+def test_usage_commands_run(tmp_path, monkeypatch, capsys):
+    """docs/USAGE.md "Using the package", run as written (smoke sizes, one epoch, no bench): every command exists,
+    and the files one command writes are the ones the next command is told to read."""
     import glob
     import shlex
 
     from deepmt.cli import main
 
-    block = _section(ROOT / "README.md", "Using the package").split("```bash\n", 1)[1].split("```", 1)[0]
+    block = _section(ROOT / "docs" / "USAGE.md", "Using the package").split("```bash\n", 1)[1].split("```", 1)[0]
     commands = [shlex.split(line.split("#", 1)[0]) for line in block.splitlines() if line.startswith("python -m deepmt ")]
     assert [c[3] for c in commands] == ["data", "train", "evaluate", "predict", "bench"]
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DEEPMT_CACHE", str(tmp_path / "cache"))
     fast = {"data": ["--n", "2", "--splits", "test"],
-            "train": [f"--set=train.epochs_{s}=0" for s in ("stage1a", "stage1b", "stage2")]}
+            # one epoch of one stage: a run that trains no epoch at all is refused (it would be an untrained final.pt)
+            "train": ["--set=train.epochs_stage1a=1"] + [f"--set=train.epochs_{s}=0" for s in ("stage1b", "stage2")]}
     for argv in commands[:-1]:
         argv = ["smoke" if a == "quick" else a for a in argv[3:]]
         argv = [f for a in argv for f in (sorted(glob.glob(a)) if "*" in a else [a])]
-        assert main(argv + fast.get(argv[0], [])) == 0, f"README command failed: {' '.join(argv)}\n{capsys.readouterr().err}"
+        assert main(argv + fast.get(argv[0], [])) == 0, f"docs/USAGE.md command failed: {' '.join(argv)}\n{capsys.readouterr().err}"
     assert (tmp_path / "predictions").is_dir() and any((tmp_path / "predictions").glob("*.json"))
 
 

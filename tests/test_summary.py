@@ -1,12 +1,21 @@
-"""deepmt.studies.summary: the README results section puts the controls above the claims, with regime and verdict rule."""
+"""deepmt.studies.summary: docs/RESULTS.md's results block puts the controls above the claims, with regime and verdict
+rule; the README's claim summary has one row per claim and equals what the committed results/ give."""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pandas as pd
+import pytest
 
 from deepmt import controls as K
-from deepmt.claims import Claim, claims_table
+from deepmt.claims import Claim, claims_table, collect_claims, not_testable_reason
+from deepmt.errors import DataError
+from deepmt.results_io import update_sections
 from deepmt.studies import summary as S
+
+ROOT = Path(__file__).resolve().parent.parent
 
 MAIN = "smudge_match=0.7, x4, all masks"
 
@@ -54,13 +63,23 @@ def test_readme_reads_the_timings_from_results_timing(tmp_path):
     run_all = {"command": "./run_all.sh -j 2", "profile": "smoke", "jobs": 2, "total_s": 90.0, "cache_at_start": "empty",
                "date": "2026-11-30", "machine": "Test CPU (2 usable cores), torch 2", "notebooks": []}
     (res / "timing" / "run_all.json").write_text(json.dumps(run_all))
-    readme = tmp_path / "README.md"
-    readme.write_text("# x\n<!-- BEGIN results -->\nold\n<!-- END results -->\n")
-    assert S.main(["--readme", str(readme), "--results", str(res), "--timing", str(res / "timing" / "run_all.json")]) == 0
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "04_grading_table.png").write_bytes(b"")
+    readme, doc = tmp_path / "README.md", tmp_path / "docs" / "RESULTS.md"
+    readme.write_text("# x\n<!-- BEGIN claims-summary -->\nold\n<!-- END claims-summary -->\n")
+    doc.parent.mkdir()
+    doc.write_text("# y\n<!-- BEGIN results -->\nold\n<!-- END results -->\n")
+    assert S.main(["--readme", str(readme), str(doc), "--results", str(res), "--timing", str(res / "timing" / "run_all.json")]) == 0
     d = get_config("smoke").data
     assert (f"Made by `./run_all.sh -j 2` (profile `smoke`) on Test CPU (2 usable cores), torch 2, 2026-11-30: 1.5 min wall time "
             f"for all notebooks, from an empty cache. Synthetic benchmark: HR {d.hr_size} px, LR {d.lr_size} px (x{d.scale}), "
-            f"{d.n_train}/{d.n_val}/{d.n_test} train/val/test images.") in readme.read_text()
+            f"{d.n_train}/{d.n_val}/{d.n_test} train/val/test images.") in doc.read_text()
+    assert "![04_grading_table](../figures/04_grading_table.png)" in doc.read_text()  # linked from docs/
+    assert "Made by" not in readme.read_text() and "| **C1** " in readme.read_text()  # the README gets the claim summary
+    readme.write_text("# x\n")  # a block that no named file holds is an error, and nothing is written
+    with pytest.raises(DataError, match="none holds the 'claims-summary' block"):
+        S.main(["--readme", str(readme), str(doc), "--results", str(res)])
+    assert "Made by" in doc.read_text()
 
 
 def test_readme_shows_the_dial_the_few_labels_regime_and_convergence(tmp_path):
@@ -105,3 +124,87 @@ def test_readme_shows_the_dial_the_few_labels_regime_and_convergence(tmp_path):
                   "kept_all": ["0 of 3", "3 of 3"], **ci}).to_csv(res / "06_dice_empty.csv", index=False)
     check = S.results_markdown(res).split("### Loss check: Dice on empty masks (notebook 06)")[1]
     assert "| U-Net on HR, Dice skips empty masks | skip | 3 of 3 | 0.9 [0.8, 1.0] |" in check
+
+
+def _block(path: Path, marker: str) -> str:
+    text = path.read_text()
+    return text.split(f"<!-- BEGIN {marker} -->\n", 1)[1].split(f"<!-- END {marker} -->", 1)[0]
+
+
+def test_readme_claim_summary_is_what_the_committed_results_give(tmp_path):
+    """README.md's claim summary is exactly what claims_summary_markdown makes of the committed results/ (rerun
+    `python -m deepmt.studies.summary --readme README.md docs/RESULTS.md` after a results change); and it does
+    depend on them: a changed effect changes it."""
+    expected = S.claims_summary_markdown(ROOT / "results")
+    assert _block(ROOT / "README.md", S.CLAIMS_SUMMARY) == expected.strip("\n") + "\n"
+    rows = [r for r in expected.splitlines() if r.startswith("| **C")]
+    assert [r.split("**")[1] for r in rows] == [f"C{i}" for i in range(1, 8)]  # one row per claim, C1..C7
+    res = tmp_path / "results"
+    shutil.copytree(ROOT / "results", res, ignore=shutil.ignore_patterns("bench", "timing", "executed", "*.html"))
+    c4 = pd.read_csv(res / "04_claims.csv")
+    c4.loc[c4.metric == "accuracy", ["effect", "lo", "hi"]] = [0.2, 0.1, 0.3]
+    c4.to_csv(res / "04_claims.csv", index=False)
+    changed = S.claims_summary_markdown(res)
+    assert changed != expected and "accuracy +0.200 [+0.100, +0.300], 3 seeds | reproduced |" in changed
+
+
+def test_claim_summary_picks_the_headline_row_and_shows_each_controls_status(tmp_path):
+    """Primary row: the claim's headline metric (PaperClaim.metrics[0]) even when another row comes first; the
+    other rows' verdicts beside it; the controls each claim needs with their status in its regime, agreeing with
+    the verdict's reason (not testable exactly when one did not pass)."""
+    res = tmp_path / "results"
+    res.mkdir()
+    claims_table([
+        Claim.from_paper("C1", metric="qwk", effect=-0.1, lo=-0.15, hi=-0.05, n_seeds=3, evidence="01", regime=MAIN),
+        Claim.from_paper("C1", metric="accuracy", effect=0.1, lo=0.05, hi=0.15, n_seeds=3, evidence="01", regime=MAIN),
+        Claim.from_paper("C3", metric="energy_in_lesions", effect=0.01, lo=0.005, hi=0.015, n_seeds=1, evidence="02", regime=MAIN),
+        Claim.from_paper("C6", metric="psnr_lesion", effect=-0.5, lo=-0.6, hi=-0.4, n_seeds=3, evidence="05", regime=MAIN),
+    ]).to_csv(res / "01_claims.csv", index=False)
+    K.controls_table([K.control_row("learnable", 0.93, 0.91, 0.95, n_seeds=3, evidence="01", regime=MAIN),
+                      K.control_row("gap", 0.05, 0.01, 0.09, n_seeds=3, evidence="01", regime=MAIN),
+                      K.control_row("sr_works:srcnn", 1.0, 0.5, 1.5, n_seeds=3, evidence="05", regime=MAIN),
+                      K.control_row("sr_works:edsr", -0.2, -0.4, 0.1, n_seeds=3, evidence="05", regime=MAIN),
+                      K.control_row("sr_works:isr", 3.0, 2.5, 3.5, n_seeds=3, evidence="05", regime="elsewhere"),
+                      K.control_row("negative", 0.0, -0.01, 0.01, n_seeds=3, evidence="01", regime="smudge_match=1"),
+                      ]).to_csv(res / "01_controls.csv", index=False)
+    rows = {r.split("**")[1]: [c.strip() for c in r.strip("|").split("|")]
+            for r in S.claims_summary_markdown(res).splitlines() if r.startswith("| **C")}
+    assert list(rows) == [f"C{i}" for i in range(1, 8)]
+    c1 = rows["C1"]
+    assert c1[2] == "accuracy +0.100 [+0.050, +0.150], 3 seeds" and c1[4] == "qwk: not testable"
+    assert c1[5] == "learnable pass, gap **fail**, sr_works **fail** (edsr), negative pass"  # negative: any regime
+    assert c1[3].startswith("not testable (controls gap, sr_works:edsr failed")
+    assert rows["C3"][2:6] == ["energy_in_lesions +0.010 [+0.005, +0.015], 1 seed", "reproduced", "", "learnable pass"]
+    assert rows["C2"][2:4] == ["not measured", "not measured"]
+    assert rows["C2"][5] == "lesion_resolution, sr_works, negative"  # not measured: no regime to judge them in
+    assert rows["C6"][5] == "sr_works **fail** (edsr)"  # the worst status, naming its members
+    assert rows["C6"][3] == "not testable (control sr_works:edsr failed; control sr_works:isr measured only in another regime)"
+    controls = K.collect_controls(res)
+    for r in collect_claims(res, controls=controls).itertuples():
+        statuses = S.control_statuses(r.id, r.regime, controls)
+        assert (not_testable_reason(r.id, r.regime, controls) != "") == any(s != K.PASS for s in statuses.values()), r.id
+
+
+def test_each_block_goes_to_the_files_that_hold_it(tmp_path):
+    """update_sections writes a block into every named file that holds it and leaves the others alone; a block
+    no file holds, or a malformed one anywhere, is an error before anything is written. The performance block
+    (bench --readme) follows the same rule: README.md without it is left alone."""
+    from deepmt.performance import update_docs
+
+    readme, perf = tmp_path / "README.md", tmp_path / "PERFORMANCE.md"
+    readme.write_text("# front page\n")
+    perf.write_text("# p\n<!-- BEGIN performance -->\ntyped\n<!-- END performance -->\n")
+    assert update_sections([readme, perf], {"performance": "new"}) == {str(readme): {}, str(perf): {"performance": True}}
+    assert readme.read_text() == "# front page\n" and "new" in perf.read_text()
+    with pytest.raises(DataError, match="none holds the 'performance' block"):
+        update_sections([readme], {"performance": "x"})
+    perf.write_text("# p\n<!-- BEGIN performance -->\ntyped\n<!-- END performance -->\n")
+    readme.write_text("<!-- BEGIN performance -->\n")  # malformed: checked before PERFORMANCE.md is written
+    with pytest.raises(DataError, match="END performance"):
+        update_sections([perf, readme], {"performance": "new"})
+    assert "typed" in perf.read_text()
+    readme.write_text("# front page\n")
+    assert update_docs([readme, perf], tmp_path / "no-bench", tmp_path / "no-timing.json") == {str(readme): None, str(perf): True}
+    assert "bench --readme docs/PERFORMANCE.md" in perf.read_text() and readme.read_text() == "# front page\n"
+    with pytest.raises(DataError, match="README.md: none holds"):
+        update_docs([readme], tmp_path / "no-bench", tmp_path / "no-timing.json")

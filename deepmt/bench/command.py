@@ -38,8 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "budget (default: quick when timed, else the first profile)")
     parser.add_argument("--no-runner", action="store_true", help="skip the runner's scaling grid")
     parser.add_argument("--readme", nargs="+", metavar="FILE", default=None,
-                        help="instead of the benchmark, rewrite the performance block of these files (e.g. README.md "
-                        "docs/PERFORMANCE.md) from the bench files in --out and results/timing/run_all.json")
+                        help="instead of the benchmark, rewrite the performance block of these files (e.g. "
+                        "docs/PERFORMANCE.md) from the bench files in --out and results/timing/run_all.json; a file "
+                        "without the block is left alone, but one of them must hold it")
     parser.add_argument("--grid", metavar="CACHE", default=None,
                         help="instead of the benchmark, count the training FLOPs of every finished run in this "
                         "experiment cache (e.g. .cache/quick) and compare them with the bf16 peak of this machine's "
@@ -60,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
         bench_dir = Path(args.out) if args.out else repo_root() / "results" / "bench"
         timing = Path(args.timing) if args.timing else repo_root() / RUN_ALL_TIMING
         for name, changed in update_docs(args.readme, bench_dir, timing, timing.parent / GRID_SUMMARY).items():
-            print(f"{name}: performance section {'updated' if changed else 'unchanged'}")
+            print(f"{name}: " + ("no performance section, left alone" if changed is None
+                                 else f"performance section {'updated' if changed else 'unchanged'}"))
         return 0
     if args.grid:
         return _grid(args)
@@ -108,7 +110,7 @@ def _grid(args: argparse.Namespace) -> int:
             raise ConfigMismatchError(f"{path}: no bench file for this machine; run `python -m deepmt bench` or pass --peak-gflops")
         peak = float(json.loads(path.read_text())["peak"]["bfloat16"]["gflops_per_s"]["median"])
     runs = Path(args.grid) / "runs" if (Path(args.grid) / "runs").is_dir() else Path(args.grid)
-    try:  # the cache as the README should name it: relative to the checkout when inside it
+    try:  # the cache as docs/PERFORMANCE.md should name it: relative to the checkout when inside it
         cache_name = str(Path(args.grid).resolve().relative_to(repo_root().resolve()))
     except ValueError:
         cache_name = str(Path(args.grid))

@@ -23,7 +23,7 @@ import pandas as pd
 
 from deepmt.errors import ConfigMismatchError
 
-#: the grid's summary beside run_all.sh's timing file (``results/timing/``), read by the README's performance block
+#: the grid's summary beside run_all.sh's timing file (``results/timing/``), read by docs/PERFORMANCE.md's performance block
 GRID_SUMMARY = "grid.json"
 
 

@@ -1,6 +1,6 @@
 """The bench's output files: ``bench_<tag>.json`` (every measurement) and its markdown rendering
-``bench_<tag>.md``, both written atomically. (The README's and docs/PERFORMANCE.md's performance block is
-generated from these files by :mod:`deepmt.performance`.)"""
+``bench_<tag>.md``, both written atomically. (docs/PERFORMANCE.md's performance block is generated from these
+files by :mod:`deepmt.performance`.)"""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ level off, and did the epoch each stage kept keep every lesion channel?
     from deepmt.studies.convergence import convergence_curves, convergence_table, convergence_summary
     curves = convergence_curves(runs)        # every run's validation curve per stage, the kept epoch marked
     conv = convergence_table(curves)         # "levelled off?" per curve (rule below)
-    convergence_summary(conv)                # per trained part: "k of n" seeds levelled off (the README's table)
+    convergence_summary(conv)                # per trained part: "k of n" seeds levelled off (docs/RESULTS.md's table)
     lesion_channel_summary(lesion_channels(runs))  # per segmenting part: did the kept epoch keep every lesion?
     levelled_sentence(conv), collapse_sentence(lesion_channels(runs))  # both in words (notebook 03's text)
 
@@ -169,7 +169,7 @@ def convergence_summary(conv: pd.DataFrame) -> pd.DataFrame:
     """:func:`convergence_table` (``results/03_convergence.csv``) per trained part: one row per method, stage and
     selection metric (the curve that chose the kept epoch), with ``epochs``, ``levelled`` ("k of n" judged seeds)
     and ``still_rising``: the seeds whose curve had not levelled off, each with the share of its total gain made
-    in the last third (the rule's number; the threshold is :data:`LEVEL_SHARE`). The README's convergence table."""
+    in the last third (the rule's number; the threshold is :data:`LEVEL_SHARE`). docs/RESULTS.md's convergence table."""
     cols = ["method", "label", "stage", "metric", "epochs", "levelled", "still_rising"]
     sel = conv[conv["selects"].astype(bool)] if len(conv) else conv
     rows = []
@@ -229,7 +229,7 @@ def lesion_channels(runs: Mapping[str, Sequence[ExperimentResult]]) -> pd.DataFr
 def lesion_channel_summary(channels: pd.DataFrame) -> pd.DataFrame:
     """:func:`lesion_channels` (``results/03_lesion_channels.csv``) per trained part (method and stage):
     ``kept_all`` ("k of n" judged seeds whose kept epoch kept every lesion) and ``collapsed``: each collapsed
-    channel as "seed S LESION kept / peak". The README's lesion-channel table."""
+    channel as "seed S LESION kept / peak". docs/RESULTS.md's lesion-channel table."""
     cols = ["method", "label", "stage", "kept_all", "collapsed"]
     rows = []
     for (method, stage), d in channels.groupby(["method", "stage"], sort=False):

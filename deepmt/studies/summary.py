@@ -1,22 +1,31 @@
-"""The README's results section, generated from ``results/*.csv`` (never edited by hand).
+"""The README's claim summary and docs/RESULTS.md's results, generated from ``results/*.csv`` (never edited by hand).
 
 ``./run_all.sh`` calls this after a complete run of every notebook under a non-smoke profile::
 
-    python -m deepmt.studies.summary --readme README.md --timing results/timing/run_all.json
+    python -m deepmt.studies.summary --readme README.md docs/RESULTS.md --timing results/timing/run_all.json
 
-It writes the controls table (from every ``results/*controls*.csv``, pass/fail recomputed against the
-pre-registered thresholds of :mod:`deepmt.controls`), then the claims table (from every
-``results/*claims*.csv``, verdicts recomputed, "not testable" where a control a claim needs did not pass)
-with the regime the claims come from, the main tables (01 with its dial sweep and few-labels regime, the
-convergence and the lesion channels of every trained part from 03, 04, 05, 06, the Dice loss check of 06) and the provenance of the numbers:
-command, profile, machine and wall time. Timings are read from ``results/timing/`` (``run_all.json``, written by
-:func:`deepmt.bench.write_run_all_timing`; ``04_train_seconds.csv``), where they live apart from the results.
+Each named file gets the generated blocks it holds (:func:`deepmt.results_io.update_sections`; a block that none of
+them holds is an error):
+
+* ``<!-- BEGIN claims-summary -->`` (the README): one row per claim, its primary effect, verdict and the controls it
+  needs with their status (:func:`claims_summary_markdown`);
+* ``<!-- BEGIN results -->`` (docs/RESULTS.md): the controls table (from every ``results/*controls*.csv``,
+  pass/fail recomputed against the pre-registered thresholds of :mod:`deepmt.controls`), then the claims table
+  (from every ``results/*claims*.csv``, verdicts recomputed, "not testable" where a control a claim needs did not
+  pass) with the regime the claims come from, the main tables (01 with its dial sweep and few-labels regime, the
+  convergence and the lesion channels of every trained part from 03, 04, 05, 06, the Dice loss check of 06) and the
+  provenance of the numbers: command, profile, machine and wall time (:func:`results_markdown`; its figure links are
+  written relative to the file).
+
+Timings are read from ``results/timing/`` (``run_all.json``, written by :func:`deepmt.bench.write_run_all_timing`;
+``04_train_seconds.csv``), where they live apart from the results.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 from pathlib import Path
 from typing import Any
@@ -24,12 +33,12 @@ from typing import Any
 import pandas as pd
 
 from deepmt import LESIONS
-from deepmt.claims import claims_markdown, collect_claims
+from deepmt.claims import NOT_MEASURED, NOT_TESTABLE, PAPER_CLAIMS, claims_markdown, collect_claims
 from deepmt.config import LossConfig, get_config
-from deepmt.controls import collect_controls, controls_markdown
+from deepmt.controls import CONTROLS, FAIL, PASS, collect_controls, controls_markdown, members
 from deepmt.errors import DataError
 from deepmt.reporting import results_dir
-from deepmt.results_io import to_markdown, update_readme_section
+from deepmt.results_io import to_markdown, update_readme_section, update_sections
 from deepmt.studies.convergence import COLLAPSE_SHARE, LEVEL_SHARE, convergence_summary, lesion_channel_summary
 from deepmt.studies.verdicts import regime_sentence
 
@@ -76,9 +85,123 @@ def data_line(profile: str) -> str:
     return f"HR {d.hr_size} px, LR {d.lr_size} px (x{d.scale}), {d.n_train}/{d.n_val}/{d.n_test} train/val/test images"
 
 
-def results_markdown(root: str | Path | None = None, timing: dict[str, Any] | None = None) -> str:
-    """The README results section from ``root`` (``results/``): provenance, the controls table, then the claims
-    table with the regime the claims come from and the verdict rule, then the main tables."""
+#: the marker of the README's claim summary (:func:`claims_summary_markdown`)
+CLAIMS_SUMMARY = "claims-summary"
+#: the marker of docs/RESULTS.md's results block (:func:`results_markdown`)
+RESULTS = "results"
+#: a control measured, but only in regimes other than the claim's (:func:`control_statuses`)
+OTHER_REGIME = "measured only in another regime"
+
+
+def control_statuses(claim_id: str, regime: str, controls: pd.DataFrame) -> dict[str, str]:
+    """The status of every control the claim needs, member by member (``{"sr_works:srcnn": "pass", ...}``):
+    *fail* when a measurement that applies to the claim failed, *pass* when at least one applies and all passed,
+    *not measured* when none was made, :data:`OTHER_REGIME` when the only ones are in other regimes. A
+    measurement applies when it was made in the claim's regime, or in any regime for a control that is not bound
+    to one (``same_regime=False``, e.g. the negative control). The same rule as
+    :func:`deepmt.claims.not_testable_reason`, which turns the statuses into the verdict's reason."""
+    pc = PAPER_CLAIMS.get(claim_id)
+    out: dict[str, str] = {}
+    for family in pc.controls if pc else ():
+        for cid in members(family):
+            rows = controls[(controls["id"] == cid) & (controls["status"] != NOT_MEASURED)]
+            here = rows[rows["regime"].fillna("") == regime] if CONTROLS[cid].same_regime else rows
+            if (here["status"] == FAIL).any():
+                out[cid] = FAIL
+            elif len(here):
+                out[cid] = PASS
+            else:
+                out[cid] = OTHER_REGIME if len(rows) else NOT_MEASURED
+    return out
+
+
+def _controls_cell(statuses: dict[str, str]) -> str:
+    """The controls a claim needs, one per family: ``learnable pass, sr_works fail (edsr), negative **fail**``;
+    a family passes when every member passed, else the members that did not are named with their status."""
+    families: dict[str, list[tuple[str, str]]] = {}
+    for cid, status in statuses.items():
+        family, _, member = cid.partition(":")
+        families.setdefault(family, []).append((member, status))
+    cells = []
+    for family, rows in families.items():
+        bad = [(m, s) for m, s in rows if s != PASS]
+        if not bad:
+            cells.append(f"{family} {PASS}")
+            continue
+        worst = FAIL if any(s == FAIL for _, s in bad) else bad[0][1]
+        named = [m for m, s in bad if m and s == worst]
+        cells.append(f"{family} **{worst}**" + (f" ({', '.join(named)})" if named and len(named) < len(rows) else ""))
+    return ", ".join(cells) if cells else "none"
+
+
+def _verdict_class(v: str) -> str:
+    """``"not testable (control gap failed)"`` -> ``"not testable"``; other verdicts unchanged."""
+    return NOT_TESTABLE if v.startswith(NOT_TESTABLE) else v
+
+
+def primary_rows(claims: pd.DataFrame) -> pd.DataFrame:
+    """One row per claim, in the claims table's order: the claim's **primary** row. Rule: the first row (in the
+    order :func:`deepmt.claims.collect_claims` gives, i.e. the claims files by name and their rows in file order)
+    whose metric is the claim's headline metric, the first of :attr:`deepmt.claims.PaperClaim.metrics`
+    (accuracy for C1, C4, C5, C7; AUPR for C2; the map energy inside lesions for C3; lesion PSNR for C6); the
+    claim's first row when none has it (a claim outside :data:`~deepmt.claims.PAPER_CLAIMS`, or one not measured)."""
+    keep = []
+    for cid, rows in claims.groupby("id", sort=False):
+        pc = PAPER_CLAIMS.get(str(cid))
+        headline = rows[rows["metric"] == pc.metrics[0]] if pc else rows.iloc[:0]
+        keep.append((headline if len(headline) else rows).index[0])
+    return claims.loc[keep]
+
+
+def claims_summary_markdown(root: str | Path | None = None) -> str:
+    """The README's claim summary from ``root`` (``results/``): one row per claim (C1..C7) with its regime, its
+    primary effect A−B with the 95% interval and seeds, the verdict, the verdicts of its other rows, and the
+    controls it needs with their status in the claim's regime (:func:`control_statuses`; for a claim not
+    measured, which has no regime, only their names).
+
+    The rows and controls are those of the full tables in docs/RESULTS.md (:func:`results_markdown`): the claims
+    from every ``results/*claims*.csv`` and the controls from every ``results/*controls*.csv`` (the collected
+    ``11_controls.csv`` / ``11_verdicts.csv`` are not read back), verdicts recomputed. Which row is a claim's
+    primary: :func:`primary_rows` (its headline metric, the first in the claims table's order)."""
+    from deepmt.metrics import format_ci
+
+    root = Path(root) if root is not None else results_dir()
+    controls = collect_controls(root)
+    claims = collect_claims(root, controls=controls)
+    rows = []
+    for i, r in primary_rows(claims).iterrows():
+        others = claims[(claims["id"] == r["id"]) & (claims.index != i)]
+        by_verdict: dict[str, list[str]] = {}
+        for o in others.itertuples(index=False):
+            by_verdict.setdefault(_verdict_class(o.verdict), []).append(o.metric)
+        measured = not pd.isna(r["effect"])
+        seeds = f", {int(r['n_seeds'])} seed{'s' * (int(r['n_seeds']) != 1)}" if measured and r["n_seeds"] else ""
+        rows.append({
+            "claim": f"**{r['id']}** {r['text']}",
+            "regime": r["regime"],
+            "primary effect A−B [95% CI]": (f"{r['metric']} {format_ci(r['effect'], r['lo'], r['hi'], digits=3, signed=True)}{seeds}"
+                                            if measured else NOT_MEASURED),
+            "verdict": r["verdict"],
+            "other rows": "; ".join(f"{', '.join(ms)}: {v}" for v, ms in by_verdict.items()),
+            "controls needed": (_controls_cell(control_statuses(str(r["id"]), str(r["regime"] or ""), controls)) if measured
+                                else ", ".join(PAPER_CLAIMS[r["id"]].controls) if r["id"] in PAPER_CLAIMS else "none"),
+            "evidence": r["evidence"],
+        })
+    table = to_markdown(pd.DataFrame(rows, columns=["claim", "regime", "primary effect A−B [95% CI]", "verdict",
+                                                    "other rows", "controls needed", "evidence"]))
+    return (
+        "*Generated by `python -m deepmt.studies.summary` from `results/*claims*.csv` and `results/*controls*.csv`; "
+        "never edit by hand. Primary row per claim: its headline metric (the first the paper's claim lists), the "
+        "first such row in the claims table; every row, and each control's measurement, is in "
+        "[docs/RESULTS.md](docs/RESULTS.md).*\n\n" + table
+    )
+
+
+def results_markdown(root: str | Path | None = None, timing: dict[str, Any] | None = None,
+                     figures: str = "figures") -> str:
+    """The results block from ``root`` (``results/``): provenance, the controls table, then the claims
+    table with the regime the claims come from and the verdict rule, then the main tables. ``figures`` is the
+    figures folder as the file that shows the block links it (``../figures`` from docs/)."""
     root = Path(root) if root is not None else results_dir()
     parts: list[str] = []
     if timing:
@@ -185,18 +308,35 @@ def results_markdown(root: str | Path | None = None, timing: dict[str, Any] | No
                                        "accuracy [95% CI]"], {"kept_all": "kept all"})))
     figs = [f for f in ("01_grading_by_input", "01_dial_sweep", "04_grading_table", "11_claims") if (root.parent / "figures" / f"{f}.png").is_file()]
     if figs:
-        parts.append("\n".join(f"![{f}](figures/{f}.png)" for f in figs))
+        parts.append("\n".join(f"![{f}]({figures}/{f}.png)" for f in figs))
     return "\n\n".join(parts) + "\n"
 
 
+def _figures_link(doc: str | Path, root: Path) -> str:
+    """The figures folder beside ``root`` (``results/`` -> ``figures/``) as a link from ``doc``'s folder."""
+    return Path(os.path.relpath(root.resolve().parent / "figures", Path(doc).resolve().parent)).as_posix()
+
+
 def update_readme(readme: str | Path, root: str | Path | None = None, timing: dict[str, Any] | None = None) -> bool:
-    """Rewrite the README's ``results`` section; returns whether it changed."""
-    return update_readme_section(readme, "results", results_markdown(root, timing))
+    """Rewrite the ``results`` block of one file (figure links relative to it); returns whether it changed."""
+    root = Path(root) if root is not None else results_dir()
+    return update_readme_section(readme, RESULTS, results_markdown(root, timing, _figures_link(readme, root)))
+
+
+def update_docs(files: list[str | Path], root: str | Path | None = None,
+                timing: dict[str, Any] | None = None) -> dict[str, dict[str, bool]]:
+    """Write the claim summary and the results block into whichever of ``files`` holds each
+    (:func:`deepmt.results_io.update_sections`); returns ``{file: {marker: changed}}``."""
+    root = Path(root) if root is not None else results_dir()
+    return update_sections(files, {CLAIMS_SUMMARY: claims_summary_markdown(root),
+                                   RESULTS: lambda doc: results_markdown(root, timing, _figures_link(doc, root))})
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m deepmt.studies.summary", description=__doc__.split("\n\n")[0])
-    p.add_argument("--readme", default="README.md")
+    p.add_argument("--readme", nargs="+", default=["README.md", "docs/RESULTS.md"], metavar="FILE",
+                   help="files to write the generated blocks into, each the blocks it holds: the claim summary "
+                   "(README.md) and the results (docs/RESULTS.md); default: both")
     p.add_argument("--results", default=None, help="results folder (default: $DEEPMT_RESULTS or results/)")
     p.add_argument("--timing", default=None,
                    help="JSON written by run_all.sh (results/timing/run_all.json): command, profile, total_s, date")
@@ -206,8 +346,9 @@ def main(argv: list[str] | None = None) -> int:
         timing = json.loads(Path(args.timing).read_text())
         timing.setdefault("machine", machine_line())
         timing.setdefault("data", data_line(timing["profile"]))
-    changed = update_readme(args.readme, args.results, timing)
-    print(f"{args.readme}: results section {'updated' if changed else 'unchanged'}")
+    for name, done in update_docs(args.readme, args.results, timing).items():
+        print(f"{name}: " + (", ".join(f"{m} section {'updated' if c else 'unchanged'}" for m, c in done.items())
+                             or "no generated section, left alone"))
     return 0
 
 

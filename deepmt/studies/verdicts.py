@@ -1,4 +1,4 @@
-"""Notebook 11 and the README: the claims figure with the controls beside it, and what the numbers say.
+"""Notebook 11 and docs/RESULTS.md: the claims figure with the controls beside it, and what the numbers say.
 
 Both read the tables :func:`deepmt.claims.collect_claims` and :func:`deepmt.controls.collect_controls`
 return; nothing here computes an effect or a verdict::
