@@ -4,7 +4,7 @@
 # under a banner naming the profile, the date and whether the run was complete or partial (--only, a failure).
 # Creates/updates the local virtual environment (.venv) first if needed.
 #
-#   ./run_all.sh                      # quick profile (times of the last complete run: README, Performance)
+#   ./run_all.sh                      # quick profile (times: README, docs/PERFORMANCE.md)
 #   ./run_all.sh --profile smoke      # mechanics only, seconds per notebook; the profiles: deepmt.config.PROFILES
 #                                     # (smoke, quick, paper); default: $DEEPMT_PROFILE, else quick
 #   ./run_all.sh --only 01,04         # a subset (by number prefix); its report says "partial run"
@@ -16,7 +16,9 @@
 # Progress: one "=== NN_name.ipynb" line per notebook and, as they happen, the experiment runner's line per
 # training ("[3/8] deepmt_dr seed 1: trained in 95 s (worker 2)" or "... from cache") and every line a notebook
 # prints starting with ">> " (deepmt.reporting.progress); a notebook's whole output goes to its log,
-# results/executed/<profile>/NN_name.log. Each notebook runs with DEEPMT_NOTEBOOK=NN_name (no .ipynb).
+# results/executed/<profile>/NN_name.log. Each notebook runs with DEEPMT_NOTEBOOK=NN_name (no .ipynb), and every
+# cache entry it asks for is recorded in results/executed/<profile>/grid_inventory.jsonl (DEEPMT_GRID_LOG).
+# Before the notebooks, a real profile prints its time estimate (python -m deepmt plan --estimate CACHE).
 # Per-notebook wall times: results/timing/run_all.json (a complete run of a real profile; else
 # results/executed/<profile>/timing.json), kept out of the result tables.
 set -uo pipefail
@@ -116,6 +118,13 @@ run_notebook() {  # NOTEBOOK LOG
 
 cache_state=empty
 if [ -n "$(ls -A "$DEEPMT_CACHE/runs" 2>/dev/null)" ]; then cache_state=warm; fi
+# the grid inventory of this run: every cache entry each notebook asks for (deepmt.grid_log; python -m deepmt plan)
+export DEEPMT_GRID_LOG="$PWD/$executed/grid_inventory.jsonl"
+rm -f "$DEEPMT_GRID_LOG"
+if [ "$profile" != smoke ]; then  # how long this will take, from the committed plan and what the cache holds
+  python -m deepmt plan --estimate "$DEEPMT_CACHE" --profile "$profile" --workers "${DEEPMT_JOBS:-$(nproc)}" 2>/dev/null \
+    || echo "time estimate: none (python -m deepmt plan --estimate failed)"
+fi
 start=$(date +%s)
 failed=()
 ran=()
@@ -191,10 +200,11 @@ if [ ${#failed[@]} -gt 0 ]; then
   echo "run_all.sh: failed notebook(s): ${failed[*]}" >&2
   exit 1
 fi
-# a complete run of a real profile: refresh the README's results, with how the numbers were made (results/timing/run_all.json)
+# a complete run of a real profile: refresh the README's claim summary and docs/RESULTS.md's results, with how the
+# numbers were made (results/timing/run_all.json)
 if [ "$complete" = 1 ] && [ "$profile" != smoke ]; then
-  python -m deepmt.studies.summary --readme README.md --timing results/timing/run_all.json
-  # the grid's training FLOPs against this machine's peak, beside the measured time (README, Performance)
-  python -m deepmt bench --grid "$DEEPMT_CACHE" >/dev/null && python -m deepmt bench --readme README.md docs/PERFORMANCE.md \
+  python -m deepmt.studies.summary --readme README.md docs/RESULTS.md --timing results/timing/run_all.json
+  # the grid's training FLOPs against this machine's peak, beside the measured time (docs/PERFORMANCE.md)
+  python -m deepmt bench --grid "$DEEPMT_CACHE" >/dev/null && python -m deepmt bench --readme docs/PERFORMANCE.md \
     || echo "run_all.sh: could not count the grid's training FLOPs (python -m deepmt bench --grid $DEEPMT_CACHE)" >&2
 fi

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from deepmt.errors import DeepMTError, describe_os_error
 
@@ -24,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("deepmt.commands", "evaluate a checkpoint on a dataset split"),
     "predict": ("deepmt.commands", "super-resolve, segment and grade fundus photos with a checkpoint"),
     "bench": ("deepmt.bench", "measure training/inference speed against this machine's peak"),
+    "plan": ("deepmt.bench.plan_command", "predict how long the notebooks' grid of trainings takes here, before training"),
 }
 
 
@@ -50,6 +52,11 @@ def _one_line(message: str) -> str:
     return " ".join(part.strip() for part in message.splitlines() if part.strip())
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line ``warning: ...`` on stderr, without Python's source line and location."""
+    print(f"warning: {_one_line(str(message))}", file=sys.stderr if file is None else file)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -62,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     mod = importlib.import_module(args._module)
     runner = getattr(mod, f"run_{args._command}", None) or getattr(mod, "run")
     try:
-        return int(runner(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning  # restored on leaving
+            return int(runner(args) or 0)
     except DeepMTError as exc:
         print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return 1

@@ -44,6 +44,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ import pandas as pd
 
 from deepmt.config import Config, comparable_config, config_from_dict, method_config
 from deepmt.errors import ConfigMismatchError, DeepMTError
+from deepmt.grid_log import record_entry
 from deepmt.utils import atomic_path, atomic_write_text, cache_root
 
 RESULT_FORMAT = 1
@@ -285,7 +287,10 @@ def run_experiment(
 
     The run's config is ``cfg`` resolved for the method (:func:`resolve_config`): a baseline named in
     ``train.epochs_by_method`` trains for those epochs, and its entry is keyed and stored with them.
+
+    With ``$DEEPMT_GRID_LOG`` set, the entry is recorded in the grid inventory (:mod:`deepmt.grid_log`).
     """
+    record_entry(method_name, cfg, warm_start=warm_start, start_stage=start_stage)
     cfg = resolve_config(method_name, cfg, check_names=builder is None)
     warm_key = _warm_key(method_name, cfg, warm_start, start_stage)
     run_dir = run_dir_for(method_name, cfg, *(warm_key or (None, None)))
@@ -316,7 +321,9 @@ def _train_entry(method_name: str, cfg: Config, run_dir: Path, warm_key: tuple[s
         try:
             return load_result(run_dir, cfg, method_name, warm_start=warm_key)
         except CacheEntryError as exc:
-            if (run_dir / RESULT_FILE).exists() or any(run_dir.iterdir()):
+            if not (run_dir / RESULT_FILE).exists() and (run_dir / "last.pt").exists():
+                print(f"resuming the interrupted run in {run_dir} from its last.pt", file=sys.stderr, flush=True)
+            elif (run_dir / RESULT_FILE).exists() or any(run_dir.iterdir()):
                 warnings.warn(f"cache entry not usable, training again: {exc}", stacklevel=3)
             (run_dir / RESULT_FILE).unlink(missing_ok=True)
             for name in CHECKED_FILES:

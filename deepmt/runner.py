@@ -25,6 +25,8 @@ would have returned for each, in order::
 * **One trainer per entry**: :func:`run_experiment` trains under the entry's lock
   (:func:`deepmt.experiments.entry_lock`), so a worker, a second notebook or a second ``run_all.sh`` that
   needs an entry another process is training waits for it and loads it.
+* **Grid inventory**: with ``$DEEPMT_GRID_LOG`` set, every job's entry (trained or cached) is recorded there,
+  with this call as its batch (:mod:`deepmt.grid_log`; ``python -m deepmt plan`` reads it).
 * **Progress**: one line per run, in the order they finish: ``[3/8] deepmt_dr seed 1: trained in 95 s
   (worker 2)`` or ``... from cache``; progress bars are off in the workers.
 * **Errors**: a :class:`deepmt.errors.DeepMTError` raised in a worker is raised here unchanged (the CLI
@@ -51,6 +53,7 @@ from typing import Any, Callable, Sequence
 from deepmt.config import Config, method_config
 from deepmt.errors import DeepMTError, TrainingError
 from deepmt.experiments import ExperimentResult, cached_result, run_experiment
+from deepmt.grid_log import new_batch, record_entry
 
 #: environment variable with the number of worker processes
 JOBS_ENV = "DEEPMT_JOBS"
@@ -155,6 +158,9 @@ def run_jobs(jobs: Sequence[Job], workers: int | None = None, *, progress: bool 
 
     ``workers`` overrides ``$DEEPMT_JOBS``. ``progress=False`` silences the per-run lines."""
     jobs = list(jobs)
+    batch = new_batch()  # $DEEPMT_GRID_LOG: every entry the jobs need, trained or cached (deepmt.grid_log)
+    for job in jobs:
+        record_entry(job.method, job.cfg, warm_start=job.warm_start, start_stage=job.start_stage, batch=batch)
     results: list[ExperimentResult | None] = [None] * len(jobs)
     finished = 0
 

@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "deepmt"
 #: the top: what only the notebooks (studies) or the user (command line) import
 TOP = ("deepmt.studies", "deepmt.cli", "deepmt.commands", "deepmt.bench", "deepmt.__main__")
 #: the experiment runner: trained methods per config and seed, above the engine
-RUNNER = ("deepmt.experiments", "deepmt.runner")
+RUNNER = ("deepmt.experiments", "deepmt.runner", "deepmt.grid_log")
 ENGINE = ("deepmt.engine",)
 #: the building blocks the engine trains and measures
 CORE = ("deepmt.models", "deepmt.losses", "deepmt.data", "deepmt.metrics")

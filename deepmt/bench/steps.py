@@ -49,12 +49,13 @@ def timed_hr_size(cfg, device: torch.device) -> int:
     return int(cfg.data.hr_size)
 
 
-def build_bench_method(cfg, device: torch.device | str):
+def build_bench_method(cfg, device: torch.device | str, method_name: str = METHOD):
+    """``method_name`` (default DeepMT-DR) built for ``cfg`` on ``device`` (``meta`` for FLOP counting)."""
     from deepmt.models.methods import build_method
 
     counts = None if torch.device(device).type == "meta" else [1, 1, 1, 1, 1]  # class weights need real counts
     with torch.device(device):
-        return build_method(METHOD, cfg, class_counts=counts)
+        return build_method(method_name, cfg, class_counts=counts)
 
 
 def count_gflops(cfg, hr_size: int, stages: Sequence[str] = STAGES, batch_size: int = 2) -> dict[str, float]:
@@ -103,13 +104,15 @@ def _maybe_compile(method, enabled: bool) -> list[str]:
     return done
 
 
-def make_train_step(cfg, stage: str, mode: str, device: torch.device, batch_size: int, hr_size: int, compile: bool = False):
-    """(step function, Precision): one optimisation step of ``stage`` exactly as the engine runs it
-    (freeze for the stage, autocast, backward, GradScaler, clipping, AdamW, zero_grad)."""
+def make_train_step(cfg, stage: str, mode: str, device: torch.device, batch_size: int, hr_size: int, compile: bool = False,
+                    method_name: str = METHOD, batch: dict | None = None):
+    """(step function, Precision): one optimisation step of ``stage`` of ``method_name`` (default DeepMT-DR) exactly as
+    the engine runs it (freeze for the stage, autocast, backward, GradScaler, clipping, AdamW, zero_grad), on
+    ``batch`` (a CPU batch; default :func:`~deepmt.data.sample.random_batch` of ``batch_size`` at ``hr_size``)."""
     prec = precision_for(mode, cfg, device)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
-    method = place_model(build_bench_method(cfg, "cpu"), prec)
-    if method.feedback_calibration is not None:  # time the steady-state step: a run measures only its first batches
+    method = place_model(build_bench_method(cfg, "cpu", method_name), prec)
+    if getattr(method, "feedback_calibration", None) is not None:  # the steady-state step: a run calibrates on its first batches
         method.feedback_calibration.finish_with_equal_norms()
     _maybe_compile(method, compile)
     params = method.stage_parameters(stage)
@@ -117,7 +120,9 @@ def make_train_step(cfg, stage: str, mode: str, device: torch.device, batch_size
     set_train_mode(method)
     opt = torch.optim.AdamW(params, lr=method.stage_lr(stage, cfg.train), weight_decay=cfg.train.weight_decay)
     scaler = prec.grad_scaler()
-    batch = to_device(random_batch(hr_size, cfg.data.scale, batch_size, "cpu", seed=cfg.train.seed), prec)
+    if batch is None:
+        batch = random_batch(hr_size, cfg.data.scale, batch_size, "cpu", seed=cfg.train.seed)
+    batch = to_device(batch, prec)
     clip = cfg.train.grad_clip
 
     def step() -> None:

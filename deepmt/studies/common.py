@@ -19,6 +19,7 @@ the across-seed standard deviation beside it (:func:`summary_table`).
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -84,12 +85,21 @@ def study_config(profile: str = "", dataset: str = "synthetic", data_root: str =
     return cfg
 
 
+#: environment variable: ``all`` keeps every seed under ``smoke`` too (:func:`study_seeds`)
+STUDY_SEEDS_ENV = "DEEPMT_STUDY_SEEDS"
+
+
 def study_seeds(cfg: Config, seeds: Sequence[int]) -> list[int]:
-    """The training seeds a study uses: all of ``seeds``, except under ``smoke`` (mechanics only: one)."""
+    """The training seeds a study uses: all of ``seeds``, except under ``smoke`` (mechanics only: the first).
+
+    ``$DEEPMT_STUDY_SEEDS=all`` keeps every seed under ``smoke`` as well, so that a smoke run asks for the same
+    grid of trainings as a real profile (``python -m deepmt plan --record-inventory`` records the quick grid's
+    shape that way, in minutes)."""
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("seeds must hold at least one training seed")
-    return seeds[:1] if cfg.profile == "smoke" else seeds
+    every = os.environ.get(STUDY_SEEDS_ENV, "").strip().lower() == "all"
+    return seeds[:1] if cfg.profile == "smoke" and not every else seeds
 
 
 def describe_config(cfg: Config) -> str:
