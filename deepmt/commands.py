@@ -104,6 +104,7 @@ def run_train(args: argparse.Namespace) -> int:
     from deepmt.experiments import resolve_config
 
     cfg = resolve_config(args.method, _build_config(args))  # the method's own epochs (train.epochs_by_method)
+    check_fits(args.method, cfg, "train")  # sizes that fit together and this machine's memory, before any data is made
     if args.run_dir is None:
         check_writable_dir(cache_root(), "the experiment cache (DEEPMT_CACHE)")
     else:
@@ -123,6 +124,14 @@ def run_train(args: argparse.Namespace) -> int:
         return _train_into(args, cfg)
     finally:
         ddp.cleanup(ddp.current())
+
+
+def check_fits(method: str, cfg, purpose: str) -> None:
+    """:func:`deepmt.engine.resources.check_fits`: the sizes fit together and the method fits this machine's memory
+    (a one-line SettingError / ResourceError otherwise)."""
+    from deepmt.engine.resources import check_fits as fits
+
+    fits(method, cfg, purpose)
 
 
 def _train_into(args: argparse.Namespace, cfg) -> int:
@@ -195,6 +204,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise ConfigMismatchError(f"evaluate --set only changes data.* settings (the model is fixed), not {bad}")
     overrides.update(sets)
     cfg = cfg.replace(overrides)
+    check_fits(ckpt["method"], cfg, "evaluate")
     method = load_method(path, device=cfg.train.device)
     data = build_datasets(cfg.data, (args.split,))[args.split]
     metrics, _ = evaluate(method, data, cfg, desc=f"evaluate {args.split}")
@@ -214,7 +224,8 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
         "Each photo is prepared like the training data (FOV crop, square pad, resize to the checkpoint's HR size) and "
         "degraded to LR with the checkpoint's degradation, unless --input-is-lr. Writes, per image, <stem>_sr.png, "
         "<stem>_lesions.png (lesions with probability >= --threshold outlined: MA magenta, HE blue, EX green, SE cyan) "
-        "and <stem>.json (grade probabilities, predicted grade, lesion areas in px and % of FOV at that threshold). "
+        "and <stem>.json (grade probabilities, predicted grade, lesion areas in px and % of FOV at that threshold); <stem> is "
+        "the file name without its extension, which photos sharing a stem keep (eye.png, eye.jpg -> eye_png, eye_jpg). "
         "A photo that cannot be used is reported and skipped; the command ends with a summary and exits 1 if any failed. "
         "Grayscale photos and photos whose field of view is far below the model's input size are refused unless --force."
     )
@@ -238,6 +249,7 @@ def run_predict(args: argparse.Namespace) -> int:
         print(
             "predict needs a trained checkpoint (--checkpoint CKPT). Train one with:\n"
             f"    {_train_command(DEFAULT_METHOD, 'quick', run_dir)}\n"
+            "(minutes on a CPU; --profile smoke trains one in seconds, to try the command: its predictions mean nothing)\n"
             "then run:\n"
             f"    python -m deepmt predict {' '.join(args.images) or 'IMAGE...'} --checkpoint {run_dir}/final.pt --out {args.out}",
             file=sys.stderr,
@@ -257,6 +269,7 @@ def run_predict(args: argparse.Namespace) -> int:
     cfg = checkpoint_config(ckpt)
     if args.device:
         cfg = cfg.replace({"train.device": args.device})
+    check_fits(ckpt["method"], cfg, "predict")
     method = load_method(path, device=cfg.train.device)
     report = predict_images(method, cfg, args.images, args.out, input_is_lr=args.input_is_lr,
                             threshold=args.threshold, checkpoint=path, force=args.force)

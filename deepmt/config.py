@@ -447,7 +447,7 @@ ALLOWED: dict[str, Allowed] = {
     "model.isr.channels": _AT_LEAST_1,
     "model.isr.upsampler": Allowed(choices=("transposed", "pixelshuffle")),
     "model.seg.base_channels": _AT_LEAST_1,
-    "model.seg.levels": _AT_LEAST_1,
+    "model.seg.levels": Allowed(lo=2),  # the U-Net needs one level down; the upper bound comes from the input size
     "model.grader.width": _AT_LEAST_1,
     "model.grader.spp_levels": _AT_LEAST_1,
     "model.grader.fc_hidden": _AT_LEAST_1,
@@ -471,6 +471,12 @@ ALLOWED: dict[str, Allowed] = {
     "train.lr_stage2_factor": _POSITIVE,
     "train.log_every": _AT_LEAST_1,
     "train.val_every": _AT_LEAST_1,
+    # a baseline trained 0 epochs would be written as final.pt untrained. A stage of a method trained by stage may
+    # have 0 (that stage is skipped: ablations, warm starts), but not all of them (deepmt.engine.resources)
+    "train.epochs_single": _AT_LEAST_1,
+    "train.epochs_stage1a": Allowed(lo=0),
+    "train.epochs_stage1b": Allowed(lo=0),
+    "train.epochs_stage2": Allowed(lo=0),
     "train.epochs_by_method": _AT_LEAST_1,  # each method's epochs (the names are checked by deepmt.models.methods)
     "train.stage2_max_psnr_drop": Allowed(lo=None),  # negative: stage 2 must gain PSNR
 }
@@ -493,6 +499,49 @@ def check_setting(key: str, value: Any, annotation: Any) -> Any:
     except _Refused:
         shown = value if isinstance(value, str) else repr(value)
         raise SettingError(f"{key}={shown}: expected {_describe(annotation, allowed)}") from None
+
+
+def check_sizes(cfg: "Config") -> None:
+    """A :class:`SettingError` unless the image sizes fit together: ``data.hr_size`` a multiple of ``data.scale``
+    (the LR image is ``hr_size / scale`` px), and each training crop (``data.crop_size``,
+    ``data.nongrading_crop_size``) a multiple of ``data.scale`` no larger than ``data.hr_size``. Settings are checked
+    one by one as they are set; this checks them together, before a command builds anything."""
+    d = cfg.data
+    if d.hr_size % d.scale:
+        raise SettingError(f"data.hr_size={d.hr_size}: expected a multiple of data.scale={d.scale} "
+                           f"(the LR image is data.hr_size / data.scale px)")
+    for key in ("crop_size", "nongrading_crop_size"):
+        crop = getattr(d, key, None)
+        if crop is not None and (crop % d.scale or crop > d.hr_size):
+            raise SettingError(f"data.{key}={crop}: expected a multiple of data.scale={d.scale} "
+                               f"no larger than data.hr_size={d.hr_size}, or none")
+
+
+def unet_levels_allowed(side: int) -> int:
+    """The most levels a U-Net can have on an input side of ``side`` px: each level halves the side, which must
+    stay a whole number of pixels (at least 1), so ``side`` must be divisible by ``2**(levels-1)``. Fewer than 2
+    means no U-Net fits (an odd side)."""
+    side = int(side)
+    levels = 1
+    while side > 0 and side % (2**levels) == 0:
+        levels += 1
+    return levels
+
+
+def check_unet_levels(levels: int, side: int, source: str = "data.hr_size") -> None:
+    """A :class:`SettingError` unless a U-Net of ``levels`` levels (``model.seg.levels``) fits an input side of
+    ``side`` px (from setting ``source``): ``side`` divisible by ``2**(levels-1)``, so its coarsest level is at
+    least 1 px. The message names both settings and the levels that fit."""
+    most = unet_levels_allowed(side)
+    if 2 <= levels <= most:
+        return
+    need = 2 ** (int(levels) - 1)
+    fits = (f"model.seg.levels from 2 to {most} fit" if most >= 2
+            else "no U-Net fits (an odd side cannot be halved); change that size")
+    raise SettingError(
+        f"model.seg.levels={levels}: the U-Net halves its input {levels - 1} times, so each side it segments must be "
+        f"divisible by 2**{levels - 1} = {need} px, but {source} gives {side} px; {fits}"
+    )
 
 
 def _members(annotation: Any) -> tuple[Any, ...]:

@@ -36,6 +36,23 @@ class OutputError(DeepMTError):
     """An output file or folder cannot be written: missing or read-only folder, a file in the way, disk full."""
 
 
+class DiskFullError(OutputError, OSError):
+    """A file could not be written because its file system is full (or the user's quota is spent): ``PATH: no space
+    left on the device; ...``. Also an ``OSError`` with ``errno`` ENOSPC (EDQUOT) and ``filename`` PATH, as the
+    write failure it stands for. Raised by :func:`deepmt.utils.write_errors`, the one place every writer's failure
+    goes through."""
+
+    def __init__(self, path, code: int = errno.ENOSPC):
+        super().__init__(f"{path}: {_OS_HINTS.get(code, _OS_HINTS[errno.ENOSPC])}")
+        self.errno, self.strerror, self.filename = code, _OS_HINTS.get(code, _OS_HINTS[errno.ENOSPC]), str(path)
+
+    __str__ = Exception.__str__  # OSError would show "[Errno 28] ..."
+
+
+class ResourceError(DeepMTError):
+    """What was asked cannot fit this machine (e.g. a model's estimated memory exceeds the memory available)."""
+
+
 #: What to tell the user for the operating-system errors that a bad output (or input) location causes.
 _OS_HINTS = {
     errno.ENOSPC: "no space left on the device; free some space or write somewhere else",

@@ -13,7 +13,7 @@ from typing import Iterator
 
 import numpy as np
 
-from deepmt.errors import OutputError, os_error_reason
+from deepmt.errors import DeepMTError, DiskFullError, OutputError, os_error_reason
 
 
 def seed_everything(seed: int, deterministic: bool | None = True) -> None:
@@ -54,6 +54,71 @@ def current_umask() -> int:
     return mask
 
 
+#: Below this many free bytes (for an unprivileged writer) a file system counts as full when a write failed
+#: without saying why (torch's zip writer reports a failed write as ``RuntimeError ... unexpected pos``).
+FULL_BELOW_BYTES = 1 << 20
+
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def free_bytes(path: str | os.PathLike) -> int | None:
+    """Bytes an unprivileged process may still write on the file system of ``path`` (or of its nearest existing
+    parent); ``None`` if unknown."""
+    probe = Path(path)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        st = os.statvfs(probe)
+    except (OSError, AttributeError):
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def disk_full_errno(exc: BaseException, path: str | os.PathLike | None = None) -> int | None:
+    """``errno.ENOSPC`` / ``errno.EDQUOT`` if ``exc`` is a write that failed because the file system of ``path`` is
+    full, else ``None``. Looks through the exception's chain (torch raises its ``RuntimeError`` while handling the
+    ``OSError`` of the failed write), and, for a ``RuntimeError`` or an ``OSError`` that names no reason, at the
+    free space left there (call it before the partial file is removed)."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in _FULL_ERRNOS:
+            return e.errno
+        e = e.__cause__ or e.__context__
+    if path is not None and (isinstance(exc, RuntimeError) or (isinstance(exc, OSError) and exc.errno is None)):
+        free = free_bytes(path)
+        if free is not None and free < FULL_BELOW_BYTES:
+            return errno.ENOSPC
+    return None
+
+
+@contextlib.contextmanager
+def write_errors(path: str | os.PathLike, *, temporary: str | os.PathLike | None = None) -> Iterator[None]:
+    """The one place a writer's failure goes through: a full file system inside the block (an ``OSError``
+    ENOSPC/EDQUOT, or torch's ``RuntimeError`` from a failed write) becomes
+    :class:`deepmt.errors.DiskFullError` naming ``path`` (``PATH: no space left on the device; ...``), and any
+    other ``OSError`` that names no file (or names ``temporary``, the file actually written) is raised again
+    naming ``path``. Files, folders and in-memory stores wrap their writes in it (:func:`atomic_path` does)::
+
+        with write_errors(out_dir):
+            image.save(out_dir / "a.png")
+    """
+    try:
+        yield
+    except DeepMTError:
+        raise
+    except (OSError, RuntimeError) as exc:
+        code = disk_full_errno(exc, temporary if temporary is not None else path)
+        if code is not None:
+            raise DiskFullError(path, code) from exc
+        if not isinstance(exc, OSError) or exc.errno is None:
+            raise
+        if exc.filename not in (None, *(() if temporary is None else (str(temporary),))):
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
@@ -63,23 +128,23 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with atomic_path("figures/01_gap.png") as tmp:
             fig.savefig(tmp, format="png")
 
-    An ``OSError`` about the temporary file (e.g. disk full) is raised naming ``path`` instead. The file gets
-    the mode of any newly created file (``0666`` less the umask, e.g. ``0644``), not the
+    A failure to write goes through :func:`write_errors`: a full disk raises
+    :class:`deepmt.errors.DiskFullError` naming ``path`` (also when torch reports it as a ``RuntimeError``), any
+    other ``OSError`` about the temporary file names ``path`` instead; the temporary file is removed either way.
+    The file gets the mode of any newly created file (``0666`` less the umask, e.g. ``0644``), not the
     temporary file's private ``0600``, so that others on a shared machine can read results and checkpoints.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix + ".tmp", dir=path.parent)
-    os.close(fd)
+    with write_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix + ".tmp", dir=path.parent)
+        os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~current_umask())
-        os.replace(tmp_path, path)
-    except OSError as exc:  # e.g. disk full while writing: name the file meant, not the temporary one
-        if exc.errno is None or exc.filename not in (None, str(tmp_path)):
-            raise
-        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        with write_errors(path, temporary=tmp_path):
+            yield tmp_path
+            os.chmod(tmp_path, 0o666 & ~current_umask())
+            os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -158,3 +223,19 @@ def repo_root() -> Path:
     """The checkout's root (where ``figures/`` and ``results/`` live) when run from a clone, else the cwd."""
     here = Path(__file__).resolve().parent.parent
     return here if (here / "pyproject.toml").exists() else Path.cwd()
+
+
+def host_available_bytes() -> int | None:
+    """Memory a new allocation can get on this machine without swapping: ``MemAvailable`` of ``/proc/meminfo``
+    (Linux), else free physical pages (``os.sysconf``); ``None`` if neither says."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None

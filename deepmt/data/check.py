@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from deepmt.data.io import read_image, read_mask
 from deepmt.data.real import COMPANION, PART_DIRS, IndexReport, Problem, ProblemsBySeverity, check_format_and_root, index_dataset
-from deepmt.errors import DataError
+from deepmt.errors import DataError, SettingError
 
 #: Show a progress bar when decoding at least this many images.
 PROGRESS_MIN = 50
@@ -127,8 +127,11 @@ def check_release(fmt: str, root: str | Path, decode: bool = True, progress: boo
 
 def run_check_command(args: argparse.Namespace) -> int:
     """``python -m deepmt data check``: print the report(s); exit code 1 when any error was found."""
+    limit = int(args.max_problems)
+    if limit < 1:  # 0 or less would hide every problem while still failing
+        raise SettingError(f"--max-problems {limit}: expected an integer >= 1 (how many problems to print; "
+                           "all are counted)")
     reports = check_release(args.format, args.root, decode=not args.no_decode)
-    limit = max(0, int(args.max_problems))
     for report in reports:
         if len(reports) > 1:
             print(f"== {report.fmt}: {report.root / PART_DIRS[report.fmt]}")

@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     c.add_argument("root", help="the dataset's root folder")
     c.add_argument("--format", required=True, choices=REAL_FORMATS, help="which dataset layout ROOT follows")
-    c.add_argument("--max-problems", type=int, default=50, help="print at most this many problems (all are counted)")
+    c.add_argument("--max-problems", type=int, default=50, help="print at most this many problems, 1 or more (all are counted)")
     c.add_argument("--no-decode", action="store_true", help="only check that files exist; do not decode images (faster)")
     c.set_defaults(data_run="deepmt.data.check:run_check_command")
 

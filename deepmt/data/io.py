@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from deepmt.errors import DataError
+from deepmt.utils import host_available_bytes
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 _TIFF_EXTENSIONS = (".tif", ".tiff")
@@ -54,6 +55,32 @@ def _check_file(path: Path) -> None:
         raise DataError(f"{path}: empty file (0 bytes)")
 
 
+#: share of the memory available (``MemAvailable``) that one image may take once decoded and turned into the
+#: float32 tensors the models read; larger images are refused from their header, before any decoding
+IMAGE_MEMORY_SHARE = 0.25
+#: bytes per pixel of a decoded image's working copies: the decoded array (up to 4 bands x 2 bytes), its RGB uint8
+#: copy and the float32 RGB tensor made from it (12 bytes)
+_BYTES_PER_PIXEL = 8 + 3 + 12
+
+
+def check_image_memory(path: Path, width: int, height: int) -> None:
+    """A :class:`DataError` naming ``path`` when decoding a ``width`` x ``height`` image (and the tensors made from
+    it) would take more than :data:`IMAGE_MEMORY_SHARE` of the memory available: checked from the header alone, so a
+    small file that decodes to a huge image (a 2 MB PNG of 25,000^2 px decodes to 1.9 GB) is refused in
+    milliseconds instead of filling the memory. Unknown available memory: not refused."""
+    need = int(width) * int(height) * _BYTES_PER_PIXEL
+    available = host_available_bytes()
+    if available is None:
+        return
+    limit = int(available * IMAGE_MEMORY_SHARE)
+    if need > limit:
+        raise DataError(
+            f"{path}: image of {width} x {height} px ({width * height / 1e6:,.0f} Mpx) would need about "
+            f"{need / 2**30:.1f} GiB once decoded, more than {IMAGE_MEMORY_SHARE:.0%} of the {available / 2**30:.1f} GiB "
+            f"available ({limit / 2**30:.1f} GiB); resize it first (fundus photographs are a few Mpx)"
+        )
+
+
 def _decode(path: Path) -> tuple[np.ndarray, str]:
     """Fully decode ``path`` into ``(array, mode)``; ``mode`` is PIL's mode or ``"tifffile"``.
 
@@ -66,6 +93,7 @@ def _decode(path: Path) -> tuple[np.ndarray, str]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data", "Possibly corrupt TIFF"
             with Image.open(path) as im:
+                check_image_memory(path, *im.size)  # from the header, before decoding
                 im.load()  # force the full decode: truncated/corrupt data fails here, not later
                 mode = im.mode
                 if im.format == "TIFF" and mode in ("RGB", "RGBA", "RGBX", "LA", "CMYK") and _tiff_bits(im) > 8:
@@ -79,6 +107,8 @@ def _decode(path: Path) -> tuple[np.ndarray, str]:
                     im = im.convert("L")
                     return (np.asarray(im) > 0), "1"
                 return np.asarray(im).copy(), im.mode
+    except DataError:
+        raise
     except PermissionError as exc:
         raise DataError(f"{path}: no read permission ({exc.strerror})") from exc
     except Image.DecompressionBombError as exc:

@@ -76,7 +76,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Read a checkpoint with ``weights_only=True``; a missing or unreadable file raises :class:`DataError`."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: checkpoint not found")
+        raise DataError(f"{path}: checkpoint not found{_where_checkpoints_are(path)}")
     if not zipfile.is_zipfile(path):
         raise DataError(f"{path}: unreadable checkpoint (not a complete torch archive: truncated, damaged or another "
                         "kind of file); pass a file written by `python -m deepmt train`, e.g. RUN_DIR/final.pt")
@@ -91,6 +91,19 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             "pass a file written by `python -m deepmt train`, e.g. RUN_DIR/final.pt"
         )
     return ckpt
+
+
+def _where_checkpoints_are(path: Path) -> str:
+    """The hint after "checkpoint not found": the file looked for, how to make one, and where trained ones are."""
+    from deepmt.utils import cache_root
+
+    looked = path.expanduser().absolute()
+    runs = cache_root() / "runs"
+    cached = sorted(runs.glob("*/final.pt")) if runs.is_dir() else []
+    have = f"{len(cached)} in {runs}, e.g. {cached[-1]}" if cached else f"none yet in {runs}"
+    return (f" (looked for {looked}); train one with `python -m deepmt train --method deepmt_dr --profile smoke "
+            f"--run-dir runs/deepmt_dr` (seconds; --profile quick: minutes, a usable model) and pass "
+            f"runs/deepmt_dr/final.pt, or pass a cached run's final.pt ({have})")
 
 
 #: What each kind of checkpoint holds, in words.

@@ -5,7 +5,8 @@ Each image is prepared exactly as the training data: field-of-view crop, square 
 checkpoint's degradation (scale, blur, noise, JPEG) -- unless the photo already *is* the
 low-resolution input (``input_is_lr``), in which case it is resized to the LR size directly.
 
-Per image ``<stem>`` the output folder receives ``<stem>_sr.png`` (the super-resolved image, for
+Per image ``<stem>`` (:func:`output_stems`: the file name without its extension, or with it, and with its folders'
+names, where inputs share one) the output folder receives ``<stem>_sr.png`` (the super-resolved image, for
 methods with an ISR part), ``<stem>_lesions.png`` (the lesions at probability >= threshold drawn on
 the SR/HR image; MA magenta, HE blue, EX green, SE cyan) and ``<stem>.json`` (grade probabilities,
 predicted grade, lesion areas in px and in % of the field of view).
@@ -94,6 +95,39 @@ def input_problems(image: np.ndarray, cfg, *, input_is_lr: bool = False) -> tupl
     return refusals, notes
 
 
+def output_stems(paths: Sequence[str | Path]) -> list[str]:
+    """The ``<stem>`` of each input's output files: its file name without the extension where that is unique
+    among the inputs; inputs that share a stem keep their extension (``eye.png``, ``eye.jpg`` -> ``eye_png``,
+    ``eye_jpg``), and then, where the file names themselves are equal, their folders' names too
+    (``a/eye.png``, ``b/eye.png`` -> ``a_eye_png``, ``b_eye_png``); the same file given twice gets ``_2``, ``_3``."""
+    paths = [Path(p) for p in paths]
+
+    def name(path: Path, level: int) -> str:
+        if level == 0:
+            return path.stem
+        ext = path.suffix.lstrip(".")
+        base = f"{path.stem}_{ext}" if ext else path.stem
+        parents = [q.name for q in path.parents if q.name][: level - 1][::-1]
+        return "_".join([*parents, base])
+
+    levels = [0] * len(paths)
+    for _ in range(64):  # deepen the name of every input that shares it, until no two do (or nothing changes)
+        names = [name(p, k) for p, k in zip(paths, levels)]
+        clash = {n for n in names if names.count(n) > 1}
+        new = [k + 1 if n in clash and name(p, k + 1) != n else k for p, k, n in zip(paths, levels, names)]
+        if new == levels:
+            break
+        levels = new
+    out: list[str] = []
+    for n in (name(p, k) for p, k in zip(paths, levels)):
+        stem, i = n, 1
+        while stem in out:  # the same path twice
+            i += 1
+            stem = f"{n}_{i}"
+        out.append(stem)
+    return out
+
+
 @dataclass
 class PredictReport:
     """What :func:`predict_images` did: one summary per predicted image, and ``(image, reason)`` per failure."""
@@ -132,17 +166,13 @@ def predict_images(
     prec = resolve_precision(device, cfg.train.precision, cfg.train.channels_last)
     method.eval()
     report = PredictReport()
-    stems: set[str] = set()
-    for path in map(Path, images):
+    paths = [Path(p) for p in images]
+    for path, stem in zip(paths, output_stems(paths)):
         try:
             batch, notes = _prepared(path, cfg, input_is_lr=input_is_lr, force=force)
         except DataError as exc:
             report.failed.append((str(path), str(exc)))
             continue
-        stem = path.stem
-        while stem in stems:  # same file name from two folders
-            stem += "_"
-        stems.add(stem)
         with prec.autocast():
             out = method(to_device(batch, prec))
         summary: dict[str, Any] = {

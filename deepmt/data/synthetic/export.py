@@ -31,7 +31,7 @@ def run_synth_command(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from deepmt.config import get_config
-    from deepmt.utils import staged_dir
+    from deepmt.utils import staged_dir, write_errors
 
     overrides: dict[str, Any] = {}
     for item in args.set or []:
@@ -59,7 +59,8 @@ def run_synth_command(args: argparse.Namespace) -> int:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"{out}: output folder exists and is not empty; choose a new or empty folder")
     t0 = time.time()
-    with staged_dir(out) as tmp:  # inside OUT, moved into it at the end: OUT may be an empty mount point
+    # inside OUT, moved into it at the end: OUT may be an empty mount point; a full disk is an error naming OUT
+    with staged_dir(out) as tmp, write_errors(out):
         for split in splits:
             rows = []
             for sub in ["hr", "lr", "fov"] + [f"masks/{les}" for les in LESIONS]:

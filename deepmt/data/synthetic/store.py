@@ -5,12 +5,15 @@ A split is generated once and cached under ``deepmt.utils.cache_dir("synthetic",
 ``masks`` (N,4,H,ceil(W/8)) bit-packed 0/1, ``fov`` (N,H,ceil(W/8)) bit-packed, ``grade`` (N,), ``meta``
 (N,K) int32 (columns in the manifest), and ``manifest.json`` (shapes, CRC32 of every file, the config).
 The key hashes every field that changes the data. A missing or corrupt file is detected on load (CRC32)
-and the split regenerated; folders are written under a temporary name and renamed when complete.
+and the split regenerated; folders are written under a temporary name and renamed when complete. The memory-mapped
+files are allocated in full before they are filled, so a full disk is a :class:`deepmt.errors.DiskFullError` naming
+the split's folder (writing into the map of a sparse file would kill the process with SIGBUS instead).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import os
@@ -79,9 +82,37 @@ def _verify(folder: Path) -> dict | None:
         return None
 
 
-def _generate_split(data_cfg, split: str, folder: Path, progress: bool = True) -> None:
-    """Generate a whole split into ``folder`` (written under a temporary name, then renamed)."""
+def _reserve(path: Path) -> None:
+    """Allocate the whole file ``path`` on disk now: writing into a memory map of a sparse file on a full disk
+    kills the process (SIGBUS) instead of raising ``OSError`` (ENOSPC), as this does."""
+    with open(path, "r+b") as f:
+        try:
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise
+        except AttributeError:  # pragma: no cover - no posix_fallocate on this platform
+            pass
+
+
+def _memmap(path: Path, shape: tuple[int, ...]) -> np.memmap:
     from numpy.lib.format import open_memmap
+
+    arr = open_memmap(path, "w+", np.uint8, shape)
+    _reserve(path)
+    return arr
+
+
+def _generate_split(data_cfg, split: str, folder: Path, progress: bool = True) -> None:
+    """Generate a whole split into ``folder`` (written under a temporary name, then renamed); a full disk raises
+    :class:`deepmt.errors.DiskFullError` naming ``folder``, with the temporary folder removed."""
+    from deepmt.utils import write_errors
+
+    with write_errors(folder):
+        _generate_split_into(data_cfg, split, folder, progress)
+
+
+def _generate_split_into(data_cfg, split: str, folder: Path, progress: bool) -> None:
     from tqdm.auto import tqdm
 
     n_img = split_size(data_cfg, split)
@@ -92,10 +123,10 @@ def _generate_split(data_cfg, split: str, folder: Path, progress: bool = True) -
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     try:
         arrays = {
-            "hr": open_memmap(tmp / "hr.npy", "w+", np.uint8, (n_img, H, H, 3)),
-            "lr": open_memmap(tmp / "lr.npy", "w+", np.uint8, (n_img, h, h, 3)),
-            "masks": open_memmap(tmp / "masks.npy", "w+", np.uint8, (n_img, 4, H, wb)),
-            "fov": open_memmap(tmp / "fov.npy", "w+", np.uint8, (n_img, H, wb)),
+            "hr": _memmap(tmp / "hr.npy", (n_img, H, H, 3)),
+            "lr": _memmap(tmp / "lr.npy", (n_img, h, h, 3)),
+            "masks": _memmap(tmp / "masks.npy", (n_img, 4, H, wb)),
+            "fov": _memmap(tmp / "fov.npy", (n_img, H, wb)),
         }
         grades = np.zeros(n_img, dtype=np.int64)
         meta = np.zeros((n_img, len(META_COLUMNS)), dtype=np.int32)
