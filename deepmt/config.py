@@ -237,6 +237,11 @@ class TrainConfig:
     log_every: int = 10
     # validate (and so select) after every val_every-th epoch of a stage and after its last; 1 = every epoch
     val_every: int = 1
+    # early stopping: a stage ends once this many epochs have passed since its best validated epoch (checked after
+    # each validated epoch; the best epoch is kept, as always). 0 = off: every stage trains all its epochs. The
+    # learning-rate schedule still spans the stage's epochs, so a stopped stage never anneals: use it where the
+    # curves level off long before the end (notebook 03)
+    patience: int = 0
     progress: bool = True
     # torch CPU threads of a run (trainer: torch.set_num_threads; the runner's workers also set OMP_NUM_THREADS).
     # Part of the run's key because CPU results depend on it; 0 = torch's default (all cores: machine-dependent).
@@ -754,6 +759,7 @@ KEY_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "loss.seg_dice_empty": "include",
     "data.nongrading_crop_size": None,
     "train.val_every": 1,
+    "train.patience": 0,
 }
 
 
@@ -764,7 +770,9 @@ def method_config(cfg: Config, method_name: str) -> Config:
     dropped (it is then at its key-neutral empty value). So a method's cache key depends on its own epochs
     only: giving one method more epochs retrains that method and no other, and a resolved config is the one
     ``--set train.epochs_single=N`` (or ``train.epochs_stage1b=N``) would give. Returns ``cfg`` itself when
-    the mapping is empty."""
+    the mapping is empty. The cache, the runner and the command line call it through
+    :func:`deepmt.experiments.resolve_config`, which first checks the mapping's names against the method
+    registry; :mod:`deepmt.grid_log` (below the cache) calls it directly."""
     mapping = cfg.train.epochs_by_method
     if not mapping:
         return cfg

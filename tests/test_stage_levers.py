@@ -1,6 +1,7 @@
 """The quick profile's speed levers in the trainer: random crops for the stages that do not grade
-(``data.nongrading_crop_size``: a stage that grades always sees whole images) and validation every k-th epoch
-(``train.val_every``: the last epoch always validated, only validated epochs can be selected)."""
+(``data.nongrading_crop_size``: a stage that grades always sees whole images), validation every k-th epoch
+(``train.val_every``: the last epoch always validated, only validated epochs can be selected) and early stopping
+(``train.patience``: a stage ends that many epochs after its best validated one, which it keeps)."""
 
 import math
 
@@ -112,3 +113,60 @@ def test_val_every_1_and_no_crop_leave_keys_unchanged():
     assert base.replace({"train.val_every": 1, "data.nongrading_crop_size": None}).key() == base.key()
     assert base.replace({"train.val_every": 2}).key() != base.key()
     assert base.replace({"data.nongrading_crop_size": 48}).key() != base.key()
+    assert base.replace({"train.patience": 0}).key() == base.key() != base.replace({"train.patience": 5}).key()
+
+
+class ScriptedScores(DummyMethod):
+    """Validation scores of the grade stage follow a script (epoch e gets script[e-1]); the isr_seg stage's as usual."""
+
+    def __init__(self, script, **kw):
+        super().__init__(**kw)
+        self.script, self.scored = list(script), 0
+
+    def selection_score(self, stage, val, start_val=None):
+        if stage != "grade":
+            return super().selection_score(stage, val, start_val)
+        self.scored += 1
+        return self.script[self.scored - 1]
+
+
+def test_early_stopping_stops_at_the_patience_and_keeps_the_best_epoch(tmp_path, capsys):
+    script = [0.1, 0.5, 0.4, 0.45, 0.3, 0.9, 0.95, 0.99]  # best at epoch 2, never beaten within 3 epochs
+    seed_everything(0)
+    m = ScriptedScores(script)
+    res = train(m, tiny_cfg(**{"train.epochs_stage1b": 8, "train.patience": 3}), dummy_datasets(), tmp_path)
+    g = res.history[res.history["stage"] == "grade"]
+    assert list(g["epoch"]) == [1, 2, 3, 4, 5]  # epochs 3, 4, 5 did not beat epoch 2: stop before epoch 6
+    assert res.best["grade"]["epoch"] == 2 and res.best["grade"]["stopped_after"] == 5
+    assert "stopped after epoch 5 of 8" in capsys.readouterr().out
+    seed_everything(0)
+    full = train(ScriptedScores(script), tiny_cfg(**{"train.epochs_stage1b": 8}), dummy_datasets(), tmp_path / "off")
+    assert full.best["grade"]["epoch"] == 8 and len(full.history[full.history["stage"] == "grade"]) == 8
+
+
+def test_early_stopping_counts_epochs_between_validations(tmp_path):
+    """With val_every=2 the check runs after validated epochs only: best at 2, no gain at 4, stop after 4 (patience 2)."""
+    seed_everything(0)
+    res = train(ScriptedScores([0.5, 0.4, 0.9, 0.9]),
+                tiny_cfg(**{"train.epochs_stage1b": 8, "train.patience": 2, "train.val_every": 2}), dummy_datasets(), tmp_path)
+    g = res.history[res.history["stage"] == "grade"]
+    assert list(g["epoch"]) == [1, 2, 3, 4] and res.best["grade"]["epoch"] == 2
+
+
+def test_an_interrupted_stage_resumes_to_the_same_early_stop(tmp_path):
+    """Killed in the epoch after the stop would have happened... before it: the resumed run stops where the
+    uninterrupted one did, with the same history (the check reads the best epoch restored from last.pt)."""
+    from deepmt.errors import TrainingError
+
+    script = [0.1, 0.5, 0.4, 0.45, 0.3, 0.9]
+    cfg = tiny_cfg(**{"train.epochs_stage1b": 6, "train.patience": 2})
+    seed_everything(0)
+    ref = train(ScriptedScores(script), cfg, dummy_datasets(), tmp_path / "ref")
+    # 2 isr_seg epochs + 3 grade epochs of 4 steps each, then a NaN in the 4th grade epoch
+    seed_everything(0)
+    with pytest.raises(TrainingError):
+        train(ScriptedScores(script, nan_at_call=4 * 5 + 2, nan_term="ce"), cfg, dummy_datasets(), tmp_path / "cut")
+    m = ScriptedScores(script[3:])  # the scores of epochs 1-3 were seen before the cut
+    res = train(m, cfg, dummy_datasets(), tmp_path / "cut", resume=True)
+    assert list(res.history["epoch"]) == list(ref.history["epoch"]) == [1, 2, 1, 2, 3, 4]
+    assert res.best["grade"] == ref.best["grade"]

@@ -13,6 +13,8 @@ parameters), as the trainer (:mod:`deepmt.engine.trainer`) runs it:
   the last partial one dropped, a split smaller than a batch padded to one batch;
 * **training size**: whole images (``data.crop_size`` or ``data.hr_size``), or ``data.nongrading_crop_size`` for a
   stage that does not grade (``method.stage_grades``), where it is set;
+* **epochs**: all of a stage's epochs, also under ``train.patience`` (early stopping cannot be foreseen: the plan is
+  then an upper bound);
 * **validation passes** over ``data.n_val`` images: after epoch ``e`` when ``e % train.val_every == 0`` or ``e`` is the
   stage's last, plus the start-of-stage evaluation where
   ``method.keeps_start_candidate(stage)``; then the final validation and test evaluation of the entry.

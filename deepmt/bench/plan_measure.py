@@ -52,7 +52,7 @@ IGNORED = frozenset({
     "data.seed", "data.root", "data.n_train", "data.n_val", "data.n_test", "data.val_fraction", "data.label_fraction",
     "data.num_workers", "data.nongrading_crop_size", "data.crop_size",
     "train.seed", "train.lr", "train.lr_stage2_factor", "train.weight_decay", "train.selection_metric", "train.log_every",
-    "train.progress", "train.stage2_max_psnr_drop", "train.val_every", "train.epochs_by_method", "train.epochs_stage1a",
+    "train.progress", "train.stage2_max_psnr_drop", "train.val_every", "train.patience", "train.epochs_by_method", "train.epochs_stage1a",
     "train.epochs_stage1b", "train.epochs_stage2", "train.epochs_single",
     "model.vis.iou_threshold", "model.vis.binarize_threshold",
     "loss.focal_alpha", "loss.focal_gamma", "loss.feedback_ratio", "loss.feedback_scaling", "loss.calibration_batches",

@@ -10,7 +10,8 @@ loss; baselines: e.g. ``("single",)``):
    (cosine annealing after a short warm-up) over ``method.stage_epochs(stage)`` epochs;
 3. every step: ``total, terms = method.training_loss(batch, stage)`` under autocast, backward
    (with a GradScaler for fp16), gradient clipping at ``cfg.train.grad_clip``;
-4. after every epoch (every ``cfg.train.val_every``-th and the stage's last): validation on the ``val`` split, model selection on
+4. after every epoch (every ``cfg.train.val_every``-th and the stage's last): validation on the ``val`` split
+   (``cfg.train.patience`` > 0: the stage stops once that many epochs have passed since its best validated one), model selection on
    ``method.selection_metric(stage)`` (higher is better; validation only), ``last.pt``, and
    ``best-<stage>.pt`` when the score improved; at the end of the stage the best epoch's
    weights are restored. The score is ``method.selection_score(stage, val, start_val)`` (by default
@@ -290,7 +291,8 @@ def _train(method, cfg, datasets, run_dir, resume, *, class_counts, evaluate_tes
     for si in range(start_stage, len(stages)):
         stage = stages[si]
         n_epochs = int(method.stage_epochs(stage, cfg.train))
-        val_every = max(1, int(getattr(cfg.train, "val_every", 1)))
+        val_every = max(1, int(cfg.train.val_every))
+        patience = int(cfg.train.patience) if val_set is not None else 0
         params = [p for p in method.stage_parameters(stage)]
         if n_epochs <= 0 or not params:
             continue
@@ -346,6 +348,16 @@ def _train(method, cfg, datasets, run_dir, resume, *, class_counts, evaluate_tes
             disable=not (cfg.train.progress and ctx.is_main),
         )
         for epoch in bar:
+            # early stopping (train.patience), checked before each epoch from the restored best: a resumed stage
+            # stops exactly where the uninterrupted one did
+            if (patience and epoch > 0 and epoch % val_every == 0 and best["model"] is not None
+                    and epoch - best["epoch"] >= patience):
+                best_info[stage]["stopped_after"] = epoch
+                if ctx.is_main:
+                    print(f"{method.name}:{stage}: stopped after epoch {epoch} of {n_epochs}: no better validation "
+                          f"{metric_name} for {epoch - best['epoch']} epochs (train.patience={patience}); kept epoch "
+                          f"{best['epoch']}", flush=True)
+                break
             if sampler is not None:
                 sampler.set_epoch(epoch)
             t0 = time.perf_counter()
