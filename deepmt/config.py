@@ -55,10 +55,10 @@ class SynthConfig:
     Microaneurysms so small that they nearly vanish after x4 bicubic downsampling, and MA-coloured
     smudge distractors whose LR peak is ``smudge_match`` times an MA's, so that at LR the two are hard
     to tell apart while at HR they separate clearly. ``smudge_match`` is the benchmark's
-    LR-information dial: at 1.0 LR keeps (almost) nothing to tell an MA from a smudge (mean LR peak
-    ratio MA/smudge 0.97, MA-vs-smudge peak ROC-AUC 0.51 at quick size, 30 test images), so nothing can
-    recover grade 1 from LR; at 0.8 (the default) the information is degraded but present (ratio 1.33,
-    AUC 0.56; at HR 0.98); at 0 there are no smudges. Notebook 01 sweeps it.
+    LR-information dial: at 1.0 LR keeps (almost) nothing to tell an MA from a smudge (MA-vs-smudge peak
+    ROC-AUC 0.53 at LR vs 0.96 at HR, quick size, x4: ``results/00_lr_information_dial.csv``), so nothing can
+    recover grade 1 from LR; at 0.8 (the default) a little is left (AUC 0.58 at LR, 0.97 at HR); at 0 there
+    are no smudges. Notebook 00 measures it, notebook 01 sweeps training over it.
     """
 
     class_prior: str = "balanced"  # "balanced" or "ddr" (DDR-like imbalance)

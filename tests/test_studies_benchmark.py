@@ -68,7 +68,7 @@ def test_ma_vanish_at_lr_but_separate_from_smudges_at_hr():
 
 
 def test_information_dial_rows_are_the_contrast_summaries_of_each_setting():
-    cfg = get_config("smoke").data  # 64 px: x8 (8 px LR) and x3 (not a divisor) are left out
+    cfg = get_config("smoke").data  # 64 px: x8 (8 px LR, below MIN_LR_SIZE) and x3 (not a divisor) are left out
     dial = B.information_dial(cfg, smudge_matches=(0.0, 0.5), scales=(2, 3, 4, 8), n_images=2)
     assert list(zip(dial.smudge_match, dial.scale, dial.lr_size)) == [(0.0, 2, 32), (0.0, 4, 16), (0.5, 2, 32), (0.5, 4, 16)]
     assert dial["AUC MA vs smudge LR"].iloc[:2].isna().all()  # no smudges at smudge_match 0
@@ -131,21 +131,24 @@ def test_grade_distribution_and_lesions_per_grade():
 
 def test_measure_config_and_describe():
     smoke = get_config("smoke")
-    assert B.measure_config(smoke).hr_size == 256 and B.measure_config(smoke).scale == smoke.data.scale
-    big = get_config("smoke", {"data.hr_size": 512})
-    assert B.measure_config(big) is big.data
+    # measured at the size the profile trains at: its lesions are the ones its networks see
+    assert B.measure_config(smoke) is smoke.data
+    quick = get_config("quick")
+    assert B.measure_config(quick).hr_size == 96 and B.measure_config(quick).synth.size_reference == 96
     assert B.describe(smoke) == "profile smoke: HR 64px, LR 16px (x4), 16/8/8 train/val/test images, prior 'balanced'"
 
 
 def test_benchmark_study_measures_what_it_is_asked_and_smoke_what_smoke_allows():
     splits = {"train": _Split([0, 1, 2, 3, 4, 4], 1), "test": _Split([1, 2], 1)}
     s = B.benchmark_study(get_config("smoke"), splits, n_images=40, smudge_matches=[0.0, 0.25], scales=[2, 8], dial_images=12)
-    assert s.smoke and s.measure_cfg.hr_size == 256 and s.contrast.image.nunique() == 3  # SMOKE_SIZES, not the arguments
+    assert s.smoke and s.measure_cfg.hr_size == 64 and s.contrast.image.nunique() == 3  # SMOKE_SIZES, not the arguments
     assert list(zip(s.dial.smudge_match, s.dial.scale)) == [(0.5, 4), (1.0, 4)]
     assert s.train_grades == [1, 1, 1, 1, 2] and s.scale == 4 and s.class_prior == "balanced"
     pd.testing.assert_frame_equal(s.contrast_table, B.contrast_summary(s.contrast))
     q = B.benchmark_study(get_config("quick"), splits, n_images=1, smudge_matches=[0.25], scales=[2, 8], dial_images=1)
-    assert not q.smoke and q.contrast.image.nunique() == 1 and list(zip(q.dial.smudge_match, q.dial.scale)) == [(0.25, 2), (0.25, 8)]
+    # quick measures at its own 96 px: x8 (12 px LR) is below MIN_LR_SIZE
+    assert not q.smoke and q.contrast.image.nunique() == 1 and list(zip(q.dial.smudge_match, q.dial.scale)) == [(0.25, 2)]
+    assert q.measure_cfg.hr_size == 96
 
 
 def _study(dial_rows, smoke=False):

@@ -103,7 +103,7 @@ def information_dial(data_cfg, smudge_matches=(0.0, 0.25, 0.5, 1.0), scales=(2, 
     rows = []
     for sm in smudge_matches:
         for sc in scales:
-            if data_cfg.hr_size % sc or data_cfg.hr_size // sc < 16:
+            if data_cfg.hr_size % sc or data_cfg.hr_size // sc < MIN_LR_SIZE:
                 continue
             cfg = dataclasses.replace(data_cfg, scale=sc, synth=dataclasses.replace(data_cfg.synth, smudge_match=sm))
             summ = contrast_summary(ma_smudge_contrast(cfg, n_images=n_images)).set_index("resolution")
@@ -115,11 +115,15 @@ def information_dial(data_cfg, smudge_matches=(0.0, 0.25, 0.5, 1.0), scales=(2, 
 
 
 # =========================================================================== the study
-#: Lesion contrast is measured at this HR size at least (the reference size of the lesion sizes), where MA are ~1 px.
-MEASURE_SIZE = 256
+#: the dial skips scales whose LR image would be smaller than this (px): at 12 px (the quick profile's x8) the peak
+#: contrast can be read for a handful of lesions only (10 of about 150 at 12 images), too few to measure anything
+MIN_LR_SIZE = 16
 #: What the smoke profile measures, whatever the parameters ask: two dial settings at the profile's scale, to
 #: stay within seconds (its numbers are mechanics, not results).
 SMOKE_SIZES = {"n_images": 3, "smudge_matches": (0.5, 1.0), "dial_images": 2}
+#: the LR-information dial: the ``data.synth.smudge_match`` settings and scales it measures
+DIAL_SMUDGE_MATCHES = (0.0, 0.25, 0.5, 0.8, 1.0)
+DIAL_SCALES = (2, 4, 8)
 
 
 @dataclass
@@ -141,8 +145,10 @@ class BenchmarkStudy:
 
 
 def measure_config(cfg):
-    """The DataConfig the lesion contrast is measured at: the profile's, at :data:`MEASURE_SIZE` px HR at least."""
-    return cfg.data if cfg.data.hr_size >= MEASURE_SIZE else cfg.replace({"data.hr_size": MEASURE_SIZE}).data
+    """The DataConfig the lesion contrast is measured at: the profile's own, the size its networks train at (its
+    lesions are ``data.synth.size_reference``-relative, so measuring at another HR size would measure other lesions:
+    until 2026-12-06 notebook 00 measured at 256 px, where the quick profile's lesions are 2.67x their trained size)."""
+    return cfg.data
 
 
 def describe(cfg) -> str:
@@ -170,8 +176,8 @@ def lesions_per_grade(splits: Mapping[str, Any]) -> pd.DataFrame:
     return meta.groupby("grade")[["n_MA", "n_HE", "n_EX", "n_SE", "has_nv", "n_smudge", "n_nv_decoy"]].mean().round(2)
 
 
-def benchmark_study(cfg, splits: Mapping[str, Any], *, n_images: int = 40, smudge_matches: Sequence[float] = (0.0, 0.25, 0.5, 0.8, 1.0),
-                    scales: Sequence[int] = (2, 4, 8), dial_images: int = 12) -> BenchmarkStudy:
+def benchmark_study(cfg, splits: Mapping[str, Any], *, n_images: int = 40, smudge_matches: Sequence[float] = DIAL_SMUDGE_MATCHES,
+                    scales: Sequence[int] = DIAL_SCALES, dial_images: int = 12) -> BenchmarkStudy:
     """Notebook 00's numbers: the grades and lesions of ``splits`` (the profile's cached splits), the MA/smudge
     contrast over ``n_images`` test images and the dial over ``smudge_matches`` x ``scales`` (``dial_images``
     each), measured at :func:`measure_config`. The smoke profile measures :data:`SMOKE_SIZES` instead."""
@@ -339,8 +345,10 @@ def figure_real_photo(hr_size: int, scale: int, data_cfg=None):
 
 
 __all__ = [
-    "MEASURE_SIZE",
+    "MIN_LR_SIZE",
     "SMOKE_SIZES",
+    "DIAL_SMUDGE_MATCHES",
+    "DIAL_SCALES",
     "BenchmarkStudy",
     "benchmark_study",
     "describe",

@@ -54,7 +54,7 @@ print(grade_rules_text(cfg.data.synth.severe_he_per_quadrant))
 # %% [markdown]
 # ## Run: grade distributions and lesion contrast at HR and LR
 #
-# Lesion contrast is measured at 256-px HR at least (`B.measure_config`), where MA are about 1 px.
+# Lesion contrast is measured at the profile's own HR size (`B.measure_config`): the lesions its networks train on.
 
 # %%
 study = B.benchmark_study(cfg, splits, n_images=n_images, smudge_matches=dial_smudge_matches, scales=dial_scales,
