@@ -135,6 +135,8 @@ def check_fits(method: str, cfg, purpose: str) -> None:
 
 
 def _train_into(args: argparse.Namespace, cfg) -> int:
+    """Train into ``--run-dir``; ``cfg`` is already resolved for ``args.method`` by :func:`run_train`
+    (:func:`deepmt.experiments.resolve_config`, the resolution the cache uses)."""
     from deepmt.data import build_datasets
     from deepmt.engine import ddp
     from deepmt.engine.trainer import grade_counts, train

@@ -29,9 +29,10 @@ the end of every stage, so that file holds exactly the weights the next stage st
 RNG states of ``stage-end-<previous stage>.pt`` (so a warm run with the base's own config reproduces
 the base run). A previous stage that trained nothing (0 epochs) is skipped over: the stage before it
 is used, or the freshly built method when no earlier stage trained at all. The config may differ from
-the base's only in keys that cannot affect the earlier stages (:func:`warm_start_keys`); anything else
-raises :class:`ConfigMismatchError` naming the keys. The entry is cached apart from a full run of the
-same config, in ``<method>-<key>-warm-<base key>-<start stage>``, and its ``result.json`` records
+the base's only in keys that cannot affect the earlier stages (:func:`warm_start_keys`, declared by the
+method's class as ``stage_config_keys``); anything else raises :class:`ConfigMismatchError` naming the keys.
+The entry is cached apart from a full run of the same config, in
+``<method>-<key>-warm-<base key>-<start stage>``, and its ``result.json`` records
 ``warm_start`` (base key and run folder, start stage, the file it started from). Its history holds the
 base's rows of the earlier stages (column ``warm_start_from`` = base key) and its own rows;
 ``train_seconds`` counts only its own stages. An interrupted warm run resumes from its own ``last.pt``.
@@ -49,7 +50,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -87,10 +88,15 @@ class ExperimentResult:
 
 
 def resolve_config(method_name: str, cfg: Config, *, check_names: bool = True) -> Config:
-    """The config a run of ``method_name`` trains under, is keyed by and is stored with
-    (:func:`deepmt.config.method_config`: its entry of ``train.epochs_by_method`` becomes its
-    ``train.epochs_single``). ``check_names``: every name in that mapping must be a registered baseline
-    (a :class:`~deepmt.errors.SettingError` otherwise; off for custom builders)."""
+    """The config a run of ``method_name`` trains under, is keyed by and is stored with: the one function the
+    cache (:func:`run_experiment`, :func:`cached_result`, :func:`run_dir_for`), the runner
+    (:meth:`deepmt.runner.Job.entry`) and the command line (``train``) resolve a method's config with.
+
+    :func:`deepmt.config.method_config` does the resolving (its entry of ``train.epochs_by_method`` becomes its
+    ``train.epochs_single``, or ``train.epochs_STAGE`` for ``METHOD.STAGE``). ``check_names``: first, every name
+    in that mapping must be a registered method (and stage), else a :class:`~deepmt.errors.SettingError`; off
+    for custom builders, whose names the registry does not know, and for looking a folder up. Idempotent: a
+    resolved config resolves to itself."""
     if check_names and cfg.train.epochs_by_method:
         from deepmt.models.methods import check_epochs_by_method
 
@@ -102,38 +108,26 @@ def run_dir_for(method_name: str, cfg: Config, warm_base_key: str | None = None,
     """The cache folder of ``method_name`` under ``cfg`` (of a warm-started run when ``warm_base_key`` is given).
 
     Not created: looking an entry up (:func:`cached_result`) leaves the cache as it was; training creates it."""
-    cfg = method_config(cfg, method_name)
+    cfg = resolve_config(method_name, cfg, check_names=False)
     name = f"{method_name}-{cfg.key()}"
     if warm_base_key is not None:
         name += f"-warm-{warm_base_key}-{start_stage}"
     return cache_root() / "runs" / name
 
 
-#: Config keys that affect DeepMT-DR's training only from the named stage on (per the stage losses in
-#: :mod:`deepmt.models.deepmt_dr`): a warm start at stage S may change the keys of S and later stages.
-_DEEPMT_STAGE_KEYS: dict[str, frozenset[str]] = {
-    "stage1a": frozenset(),
-    "stage1b": frozenset({
-        "train.epochs_stage1b", "train.selection_metric", "loss.vis_consistency", "loss.class_weights",
-        "loss.stage1b_input",
-        "model.vis.feature_selection", "model.vis.iou_threshold", "model.vis.binarize_threshold",
-    }),
-    "stage2": frozenset({
-        "train.epochs_stage2", "train.lr_stage2_factor", "loss.seg_aware", "loss.cls_aware",
-        "loss.grading_feedback", "loss.unsupervised", "loss.seg_weight_in_joint", "loss.feedback_scaling",
-        "loss.feedback_ratio", "loss.calibration_batches", "train.stage2_max_psnr_drop",
-    }),
-}
-#: method -> {stage: keys first used in that stage}; methods not listed may differ in no key at all.
-WARM_START_STAGE_KEYS: dict[str, dict[str, frozenset[str]]] = {
-    "deepmt_dr": _DEEPMT_STAGE_KEYS,
-    "deepmt_dr_noisr": _DEEPMT_STAGE_KEYS,
-}
+def warm_start_stage_keys(method_name: str) -> Mapping[str, frozenset[str]]:
+    """{stage: config keys first used in that stage} of the registered method ``method_name``: its class's
+    :attr:`~deepmt.models.base.Method.stage_config_keys`. Empty for a method that declares none and for a name
+    the registry does not know (a custom builder's): such a warm-started run may differ from its base in no key."""
+    from deepmt.models.methods import METHOD_CLASSES
+
+    cls = METHOD_CLASSES.get(method_name)
+    return cls.stage_config_keys if cls is not None else {}
 
 
 def warm_start_keys(method_name: str, stages: Sequence[str], start_stage: str) -> frozenset[str]:
     """Dotted config keys in which a run warm-started at ``start_stage`` may differ from its base."""
-    table = WARM_START_STAGE_KEYS.get(method_name, {})
+    table = warm_start_stage_keys(method_name)
     later = list(stages)[list(stages).index(start_stage):]
     return frozenset().union(*(table.get(s, frozenset()) for s in later))
 
@@ -393,7 +387,7 @@ def check_warm_start(method_name: str, cfg: Config, base: ExperimentResult, star
             f"warm start: the base run {base.run_dir.name} is itself warm-started; warm-start from its base "
             f"({base.warm_start.get('base_key')}) instead"
         )
-    table = WARM_START_STAGE_KEYS.get(method_name)
+    table = warm_start_stage_keys(method_name)
     stages = list(table) if table else None
     if stages is not None and start_stage not in stages:
         raise DeepMTError(f"warm start: {method_name!r} has stages {tuple(stages)}, not {start_stage!r}")

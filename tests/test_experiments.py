@@ -76,7 +76,7 @@ def test_cached_result_looks_up_without_training_or_creating(cache, train_calls)
 
 
 @pytest.mark.parametrize("damage", ["truncate_predictions", "delete_result", "garble_result", "alter_checkpoint", "corrupt_last"])
-def test_corrupt_entry_is_detected_and_retrained(cache, train_calls, damage):
+def test_corrupt_entry_is_detected_and_retrained(cache, train_calls, damage, capsys):
     cfg = get_config("smoke", {**CPU, "train.lr": 3e-3})
     good = run_experiment("grader_lr", cfg)
     d = run_dir_for("grader_lr", cfg)
@@ -94,8 +94,13 @@ def test_corrupt_entry_is_detected_and_retrained(cache, train_calls, damage):
     elif damage == "corrupt_last":
         (d / "result.json").unlink()
         (d / "last.pt").write_bytes(b"garbage")
-    with pytest.warns(UserWarning, match="not usable|unusable"):
+    if damage == "delete_result":  # an interrupted run (last.pt, no result.json): resumed, and it says so
+        capsys.readouterr()
         res = run_experiment("grader_lr", cfg)
+        assert f"resuming the interrupted run in {d} from its last.pt" in capsys.readouterr().err
+    else:
+        with pytest.warns(UserWarning, match="not usable|unusable"):
+            res = run_experiment("grader_lr", cfg)
     assert len(train_calls) == n + 1 and not res.from_cache
     np.testing.assert_equal(res.metrics, good.metrics)  # resumed or retrained: same numbers
     assert json.loads((d / "result.json").read_text())["key"] == cfg.key()

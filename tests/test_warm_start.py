@@ -150,7 +150,7 @@ def test_missing_base_checkpoint_is_a_clear_error(base, tmp_path):
         run_experiment("deepmt_dr", res.config.replace({"loss.seg_aware": 0.0}), warm_start=replace(res, run_dir=copy), start_stage="stage2")
 
 
-def test_interrupted_warm_run_resumes(base, epochs, tmp_path, monkeypatch):
+def test_interrupted_warm_run_resumes(base, epochs, tmp_path, monkeypatch, capsys):
     res, _ = base
     cfg = res.config.replace({"loss.seg_aware": 0.0, "train.epochs_stage2": 2})
     monkeypatch.setenv("DEEPMT_CACHE", str(tmp_path / "ref"))  # the uninterrupted reference, in its own cache
@@ -163,8 +163,9 @@ def test_interrupted_warm_run_resumes(base, epochs, tmp_path, monkeypatch):
     assert load_checkpoint(d / "last.pt")["epoch"] == 1 and not (d / "result.json").exists()
     epochs["interrupt"] = None
     epochs["epochs"].clear()
-    with pytest.warns(UserWarning, match="not usable"):
-        out = run_experiment("deepmt_dr", cfg, warm_start=res, start_stage="stage2")
+    capsys.readouterr()
+    out = run_experiment("deepmt_dr", cfg, warm_start=res, start_stage="stage2")  # says it resumes, no warning
+    assert f"resuming the interrupted run in {d} from its last.pt" in capsys.readouterr().err
     assert epochs["epochs"] == [("stage2", 1)]  # only the missing epoch
     assert json.loads((d / "result.json").read_text())["resumed"] is True
     np.testing.assert_equal(out.metrics, ref.metrics)
@@ -229,3 +230,26 @@ def test_train_init_keeps_earlier_rows_and_counts_only_new_time(tmp_path):
     assert b.train_seconds == pytest.approx(b.history.loc[b.history.stage == "grade", "seconds"].sum())
     csv = pd.read_csv(tmp_path / "b" / "metrics.csv")
     assert len(csv) == len(a.history)
+
+
+def test_stage_config_keys_are_declared_on_the_method_class():
+    """Which keys act from which stage is the method's own knowledge (``Method.stage_config_keys``): one entry per
+    stage of the class, in stage order, each key a config field; the warm-start checks read it by name."""
+    from deepmt.experiments import warm_start_keys, warm_start_stage_keys
+    from deepmt.grid_log import flat_fields
+    from deepmt.models.base import Method
+    from deepmt.models.methods import METHOD_CLASSES, METHODS, method_class
+
+    assert set(METHOD_CLASSES) == set(METHODS) and Method.stage_config_keys == {}
+    fields = set(flat_fields(get_config("smoke")))
+    for name, cls in METHOD_CLASSES.items():
+        table = cls.stage_config_keys
+        assert not table or tuple(table) == cls.stages, name
+        assert set().union(*table.values()) <= fields, name
+        assert warm_start_stage_keys(name) is table
+    assert method_class("deepmt_dr_noisr").stage_config_keys is method_class("deepmt_dr").stage_config_keys
+    assert warm_start_stage_keys("dummy") == {} and warm_start_stage_keys("grader_lr") == {}
+    assert "loss.cls_aware" in warm_start_keys("deepmt_dr", method_class("deepmt_dr").stages, "stage1b")
+    assert "loss.vis_consistency" not in warm_start_keys("deepmt_dr", method_class("deepmt_dr").stages, "stage2")
+    with pytest.raises(ValueError, match="unknown method"):
+        method_class("nope")

@@ -9,7 +9,7 @@ import the subclasses without an import cycle.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import ClassVar, Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -69,7 +69,9 @@ class Method(nn.Module):
 
     Subclasses set ``tasks`` and ``stages`` and implement ``stage_modules(stage)``,
     ``_stage_loss(batch, stage) -> dict`` and ``forward(batch) -> MethodOutput``; a method whose grader
-    explains its decision with a visualization map also implements ``_visualize(batch, grade)``.
+    explains its decision with a visualization map also implements ``_visualize(batch, grade)``. A method that
+    can be warm-started at a later stage declares which config keys each stage first uses
+    (:attr:`stage_config_keys`).
     """
 
     #: the Grad-CAM targets :meth:`visualize` takes
@@ -77,6 +79,11 @@ class Method(nn.Module):
 
     tasks: frozenset = frozenset()
     stages: tuple[str, ...] = ("single",)
+    #: stage -> the dotted config keys that affect training only from that stage on (one entry per stage, in
+    #: ``stages`` order). A run warm-started at stage S may differ from its base in the keys of S and of the later
+    #: stages (:func:`deepmt.experiments.warm_start_keys`); ablations pick their start stage from it. Empty (the
+    #: default): nothing is declared, so a warm-started run may differ from its base in no key.
+    stage_config_keys: ClassVar[Mapping[str, frozenset[str]]] = {}
 
     def __init__(self, name: str, cfg, class_counts: Sequence[int] | None = None):
         super().__init__()

@@ -62,6 +62,22 @@ from deepmt.models.visualization import VisualizationMap, gradcam_target
 
 class DeepMTDR(Method):
     stages = ("stage1a", "stage1b", "stage2")
+    #: config keys that affect training only from the named stage on (per the stage losses below): a warm start
+    #: at stage S may change the keys of S and later stages. A new setting that only a later stage reads
+    #: (e.g. a stage-2 loss weight) belongs here, or ablations of it retrain every stage.
+    stage_config_keys = {
+        "stage1a": frozenset(),
+        "stage1b": frozenset({
+            "train.epochs_stage1b", "train.selection_metric", "loss.vis_consistency", "loss.class_weights",
+            "loss.stage1b_input",
+            "model.vis.feature_selection", "model.vis.iou_threshold", "model.vis.binarize_threshold",
+        }),
+        "stage2": frozenset({
+            "train.epochs_stage2", "train.lr_stage2_factor", "loss.seg_aware", "loss.cls_aware",
+            "loss.grading_feedback", "loss.unsupervised", "loss.seg_weight_in_joint", "loss.feedback_scaling",
+            "loss.feedback_ratio", "loss.calibration_batches", "train.stage2_max_psnr_drop",
+        }),
+    }
 
     def __init__(self, cfg, class_counts=None, name: str = "deepmt_dr", use_isr: bool = True):
         super().__init__(name, cfg, class_counts)

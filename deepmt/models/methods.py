@@ -9,8 +9,10 @@
     out = method(batch)                                   # MethodOutput (reads lr, or hr for HR upper bounds)
     out = method.visualize(batch, target="pred")          # ... with vis_map: what drives the grade (graders only)
 
-``METHODS`` maps each registered name to its builder (``list(METHODS)`` lists the names). The interface
-(:class:`Method`, :class:`MethodOutput`) lives in :mod:`deepmt.models.base` and is re-exported here.
+``METHODS`` maps each registered name to its builder (``list(METHODS)`` lists the names); ``METHOD_CLASSES`` and
+:func:`method_class` map it to its class, for what a method declares on the class (``stages``,
+``stage_config_keys``) without building one. The interface (:class:`Method`, :class:`MethodOutput`) lives in
+:mod:`deepmt.models.base` and is re-exported here.
 Ablations are config overrides of ``deepmt_dr`` (e.g. ``loss.seg_aware=0``, ``loss.cls_aware=0``,
 ``loss.grading_feedback=0``, ``model.grader.use_lesion_maps=False``, ``model.vis.feature_selection=False``,
 ``loss.unsupervised=0.5``), not new classes.
@@ -26,31 +28,40 @@ from deepmt.models import baselines as _B
 from deepmt.models import deepmt_dr as _D
 from deepmt.models.base import TASKS, Method, MethodOutput
 
-__all__ = ["TASKS", "Method", "MethodOutput", "METHODS", "build_method"]
+__all__ = ["TASKS", "Method", "MethodOutput", "METHODS", "METHOD_CLASSES", "build_method", "method_class"]
+
 
 # ---------------------------------------------------------------------- registry
-#: name -> builder(cfg, class_counts=None) -> Method. ``list(METHODS)`` gives the names.
-METHODS: dict[str, Callable[..., Method]] = {
-    "bicubic": lambda cfg, cc=None: _B.BicubicBaseline(cfg, cc),
-    "srcnn": lambda cfg, cc=None: _B.SRBaseline("srcnn", cfg, cc),
-    "edsr": lambda cfg, cc=None: _B.SRBaseline("edsr", cfg, cc),
-    "isr": lambda cfg, cc=None: _B.SRBaseline("isr", cfg, cc),
-    "unet_lr": lambda cfg, cc=None: _B.SegBaseline("lr", cfg, cc),
-    "unet_bicubic": lambda cfg, cc=None: _B.SegBaseline("bicubic", cfg, cc),
-    "unet_hr": lambda cfg, cc=None: _B.SegBaseline("hr", cfg, cc),
-    "grader_lr": lambda cfg, cc=None: _B.GraderBaseline("lr", cfg, cc),
-    "grader_bicubic": lambda cfg, cc=None: _B.GraderBaseline("bicubic", cfg, cc),
-    "grader_hr": lambda cfg, cc=None: _B.GraderBaseline("hr", cfg, cc),
-    "two_stage": lambda cfg, cc=None: _B.TwoStage(cfg, cc),
-    "foo_mt": lambda cfg, cc=None: _B.FooMT("bicubic", cfg, cc),
-    "foo_mt_hr": lambda cfg, cc=None: _B.FooMT("hr", cfg, cc),
-    "deepmt_dr": lambda cfg, cc=None: _D.DeepMTDR(cfg, cc, name="deepmt_dr", use_isr=True),
-    "deepmt_dr_noisr": lambda cfg, cc=None: _D.DeepMTDR(cfg, cc, name="deepmt_dr_noisr", use_isr=False),
-}
+def _entry(cls: type[Method], *args, **kwargs) -> tuple[type[Method], Callable[..., Method]]:
+    """(the class, its builder ``(cfg, class_counts=None) -> cls(*args, cfg, class_counts, **kwargs)``)."""
+    return cls, lambda cfg, cc=None: cls(*args, cfg, cc, **kwargs)
 
+
+_REGISTRY: dict[str, tuple[type[Method], Callable[..., Method]]] = {
+    "bicubic": _entry(_B.BicubicBaseline),
+    "srcnn": _entry(_B.SRBaseline, "srcnn"),
+    "edsr": _entry(_B.SRBaseline, "edsr"),
+    "isr": _entry(_B.SRBaseline, "isr"),
+    "unet_lr": _entry(_B.SegBaseline, "lr"),
+    "unet_bicubic": _entry(_B.SegBaseline, "bicubic"),
+    "unet_hr": _entry(_B.SegBaseline, "hr"),
+    "grader_lr": _entry(_B.GraderBaseline, "lr"),
+    "grader_bicubic": _entry(_B.GraderBaseline, "bicubic"),
+    "grader_hr": _entry(_B.GraderBaseline, "hr"),
+    "two_stage": _entry(_B.TwoStage),
+    "foo_mt": _entry(_B.FooMT, "bicubic"),
+    "foo_mt_hr": _entry(_B.FooMT, "hr"),
+    "deepmt_dr": _entry(_D.DeepMTDR, name="deepmt_dr", use_isr=True),
+    "deepmt_dr_noisr": _entry(_D.DeepMTDR, name="deepmt_dr_noisr", use_isr=False),
+}
+#: name -> builder(cfg, class_counts=None) -> Method. ``list(METHODS)`` gives the names.
+METHODS: dict[str, Callable[..., Method]] = {name: build for name, (_, build) in _REGISTRY.items()}
+#: name -> the :class:`Method` subclass its builder makes: what a method declares without being built
+#: (``stages``, ``stage_config_keys``), read without building one (:func:`method_class`).
+METHOD_CLASSES: dict[str, type[Method]] = {name: cls for name, (cls, _) in _REGISTRY.items()}
 
 #: methods whose stages have their own epochs (``train.epochs_stage1a/1b/2``), not ``train.epochs_single``
-STAGE_EPOCH_METHODS = frozenset({"deepmt_dr", "deepmt_dr_noisr"})
+STAGE_EPOCH_METHODS = frozenset(name for name, cls in METHOD_CLASSES.items() if issubclass(cls, _D.DeepMTDR))
 #: their stages, each with its own epochs (``train.epochs_STAGE``)
 STAGE_EPOCH_STAGES = _D.DeepMTDR.stages
 
@@ -78,6 +89,13 @@ def check_epochs_by_method(mapping) -> None:
                 f"train.epochs_by_method: {name!r}: {method!r} trains in one stage (train.epochs_single); "
                 f"write {method!r} without a stage"
             )
+
+
+def method_class(name: str) -> type[Method]:
+    """The :class:`Method` subclass of the registered method ``name`` (``ValueError`` for an unknown name)."""
+    if name not in METHOD_CLASSES:
+        raise ValueError(f"unknown method {name!r}; choose one of {sorted(METHOD_CLASSES)}")
+    return METHOD_CLASSES[name]
 
 
 def build_method(name: str, cfg, class_counts: Sequence[int] | None = None) -> Method:

@@ -3,10 +3,10 @@
 An ablation is a config override of ``deepmt_dr`` (or another registered method), a :class:`Variant`.
 Each variant is trained the cheapest way that gives the same model as a full run:
 
-* a variant whose config differs from the base only in keys that first act in a later stage
-  (:data:`deepmt.experiments.WARM_START_STAGE_KEYS`, e.g. ``loss.cls_aware`` -> ``stage2``,
-  ``loss.vis_consistency`` or ``model.vis.feature_selection`` -> ``stage1b``) is **warm-started** from
-  the base run of the same seed at that stage (:func:`deepmt.experiments.run_experiment` with
+* a variant whose config differs from the base only in keys that first act in a later stage (the
+  method class's ``stage_config_keys``, :func:`deepmt.experiments.warm_start_stage_keys`; e.g.
+  ``loss.cls_aware`` -> ``stage2``, ``loss.vis_consistency`` or ``model.vis.feature_selection`` -> ``stage1b``)
+  is **warm-started** from the base run of the same seed at that stage (:func:`deepmt.experiments.run_experiment` with
   ``warm_start``): it shares the earlier stages with the base (same weights, same random-number state),
   so its differences from the base come from the changed stages only;
 * any other change (another method, ``model.grader.use_lesion_maps``, ``data.scale``) is a full run;
@@ -37,7 +37,7 @@ from deepmt import metrics as M
 from deepmt.claims import Claim, claims_table
 from deepmt.config import Config
 from deepmt.engine.checkpoint import RESUME_IGNORED_KEYS, config_diff
-from deepmt.experiments import WARM_START_STAGE_KEYS, ExperimentResult
+from deepmt.experiments import ExperimentResult, warm_start_stage_keys
 from deepmt.runner import Job, run_jobs
 from deepmt.studies.common import SMOKE_NOTE, Runs, effects_table, run_methods, summary_table
 
@@ -51,6 +51,19 @@ FEEDBACK_TERMS = ("seg_aware", "cls_aware", "grading_feedback")
 C5_METRICS = ("accuracy", "qwk", "psnr_lesion", "ssim_lesion")
 #: columns of :attr:`Ablation.timing` (seconds; kept out of the plan and the tables)
 TIMING_COLUMNS = ("train_s", "shared_s")
+
+# the studies' defaults, mirrored by the notebooks' parameters cells (tests/test_notebook_defaults.py)
+#: notebook 07's sweep of ``loss.feedback_ratio`` (the calibrated loss; the config's own ratio is the base)
+FEEDBACK_RATIOS = (0.1, 0.5, 2.0)
+#: weight of the journal's unsupervised term in its variants (notebook 08, claim C7)
+UNSUPERVISED = 0.5
+#: claim C7: share of the training images that keep their lesion masks (DDR: 757 of 13,673)
+MASK_FRACTION = 0.1
+#: notebook 08: the scale factors compared (the config's own is the base; each other one is a full run on new
+#: data) and the training seeds of the structural and scale variants (mostly full runs: one seed). C7 uses
+#: :data:`deepmt.studies.common.SEEDS`.
+STRUCTURE_SCALES = (4, 8)
+STRUCTURE_SEEDS = (0,)
 
 
 @dataclass(frozen=True)
@@ -88,7 +101,7 @@ def task_aware_variants(cls_aware_weights: Sequence[float] = (), seg_aware_weigh
     return out
 
 
-def structure_variants(scales: Sequence[int] = (), base_scale: int = 4, unsupervised: float = 0.5) -> list[Variant]:
+def structure_variants(scales: Sequence[int] = (), base_scale: int = 4, unsupervised: float = UNSUPERVISED) -> list[Variant]:
     """Notebook 08: without ISR, without segmentation input, without feature selection, the grader trained on
     the SR path in stage 1b instead of HR (does the HR-trained grader lose on SR input?), the journal's
     unsupervised part, and other scales (``data.scale``; the base's scale is the base itself)."""
@@ -116,7 +129,7 @@ def start_stage(method: str, base_cfg: Config, cfg: Config, base_method: str = B
     diff = config_diff(base_cfg.to_dict(), cfg.to_dict(), ignore=RESUME_IGNORED_KEYS)
     if not diff:
         return "base"
-    table = WARM_START_STAGE_KEYS.get(method)
+    table = warm_start_stage_keys(method)
     if not table:
         return "full"
     stages = list(table)
@@ -425,7 +438,7 @@ def plot_scales(summ: pd.DataFrame, scale_of: Mapping[str, int], metrics: Sequen
 
 # --------------------------------------------------------------------------- the two studies
 def task_aware_study(cfg: Config, seeds: Sequence[int], cls_aware_weights: Sequence[float] = (),
-                     seg_aware_weights: Sequence[float] = (), feedback_ratios: Sequence[float] = (0.1, 0.5, 2.0),
+                     seg_aware_weights: Sequence[float] = (), feedback_ratios: Sequence[float] = FEEDBACK_RATIOS,
                      n_boot: int = 1000) -> dict[str, Any]:
     """Notebook 07: every task-aware term off in turn, all feedback off, the authors' weights vs the calibrated
     loss (with the per-term gradient norms), sweeps; claim C5 (calibrated loss, the config's ratio).
@@ -451,8 +464,9 @@ def task_aware_study(cfg: Config, seeds: Sequence[int], cls_aware_weights: Seque
 C7_METRICS = ("accuracy", "qwk", "macro_f1", "aupr")
 
 
-def unsupervised_study(cfg: Config, seeds: Sequence[int], mask_fraction: float = 0.1, unsupervised: float = 0.5,
-                       n_boot: int = 1000, evidence: str = "08_ablation_structure") -> dict[str, Any]:
+def unsupervised_study(cfg: Config, seeds: Sequence[int], mask_fraction: float = MASK_FRACTION,
+                       unsupervised: float = UNSUPERVISED, n_boot: int = 1000,
+                       evidence: str = "08_ablation_structure") -> dict[str, Any]:
     """The journal's unsupervised part where it can act (claim C7): only ``mask_fraction`` of the training
     images keep their lesion masks (``data.mask_fraction``; DDR: 757 of 13,673), DeepMT-DR with the
     unsupervised term (pseudo masks from the HR visualization map for the grade-only images, weight
@@ -478,7 +492,7 @@ def unsupervised_study(cfg: Config, seeds: Sequence[int], mask_fraction: float =
             "claims": claims, "controls": controls, "regime": regime}
 
 
-def structure_study(cfg: Config, seeds: Sequence[int], scales: Sequence[int] = (4,), unsupervised: float = 0.5,
+def structure_study(cfg: Config, seeds: Sequence[int], scales: Sequence[int] = (4,), unsupervised: float = UNSUPERVISED,
                     n_boot: int = 1000) -> dict[str, Any]:
     """Notebook 08: the structural ablations and other scales, against the full DeepMT-DR."""
     variants = structure_variants(scales, cfg.data.scale, unsupervised)

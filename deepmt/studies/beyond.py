@@ -65,6 +65,9 @@ ROBUST_METRICS = ("accuracy", "qwk", "ece", "auc_ovr", "psnr", "ssim", "aupr", "
 KINDS = ("blur", "noise", "jpeg")
 _KIND_TEXT = {"blur": "Gaussian blur sigma (HR px)", "noise": "Gaussian noise std (LR, [0,1])",
               "jpeg": "JPEG quality of the LR image"}
+#: notebook 10's methods and degradation levels per kind (:func:`beyond_study`'s own defaults sweep none)
+METHODS = ("deepmt_dr", "grader_bicubic", "foo_mt")
+BLUR_SIGMAS, NOISE_STDS, JPEG_QUALITIES = (0.0, 1.0, 2.0), (0.0, 0.02, 0.05), (95, 50, 20)
 #: columns of :func:`cost_table` that are timings (or what a timing depends on): kept out of the cost table
 THROUGHPUT_COLUMNS = ("train_images", "train_seconds", "train_img_s", "infer_images", "infer_seconds", "infer_img_s",
                       "infer_img_s_grade_only", "threads", "load_avg_1min")
@@ -589,7 +592,7 @@ def what_we_see(study: BeyondStudy) -> str:
 
 
 __all__ = [
-    "ROBUST_METRICS", "KINDS", "DegradedDataset", "severity_levels", "degraded_dataset", "robustness",
+    "ROBUST_METRICS", "KINDS", "METHODS", "BLUR_SIGMAS", "NOISE_STDS", "JPEG_QUALITIES", "DegradedDataset", "severity_levels", "degraded_dataset", "robustness",
     "robustness_drops", "figure_robustness", "calibration_table", "reliability_table", "figure_reliability",
     "training_throughput", "inference_throughput", "cost_table", "machine_table", "figure_cost", "figure_throughput",
     "THROUGHPUT_COLUMNS", "BeyondStudy", "beyond_study", "what_we_see",

@@ -56,6 +56,10 @@ DICE_EMPTY_WORDS: dict[str, str] = {"include": "Dice on every mask", "skip": "Di
 #: the sentence that ends a notebook's "what we see" under the smoke profile
 SMOKE_NOTE = " (smoke profile: mechanics only, these numbers are not results.)"
 
+#: the training seeds of the studies' runs (the notebooks' ``seeds``; the smoke profile keeps the first,
+#: :func:`study_seeds`): every notebook that trains a method with these seeds shares its cache entries
+SEEDS = (0, 1, 2)
+
 GRADING_METRICS = ("accuracy", "qwk", "macro_f1", "auc_ovr")
 ISR_METRICS = ("psnr", "ssim", "psnr_lesion", "ssim_lesion")
 SEG_METRICS = ("aupr", "auc", "dice")

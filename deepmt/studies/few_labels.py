@@ -39,7 +39,12 @@ QUANTITIES = (
 )
 
 
-def few_labels_study(cfg: Config, seeds: Sequence[int], label_fraction: float, n_boot: int = 1000) -> dict[str, Any]:
+#: the share of the training images that keep grade and masks in notebook 01's few-labels section
+LABEL_FRACTION = 0.1
+
+
+def few_labels_study(cfg: Config, seeds: Sequence[int], label_fraction: float = LABEL_FRACTION,
+                     n_boot: int = 1000) -> dict[str, Any]:
     """:data:`DIAL_METHODS` over ``seeds`` with grade and masks on ``label_fraction`` of the training images
     (``data.label_fraction``) and with all of them (``cfg`` itself, whose label fraction must be 1).
 

@@ -58,6 +58,11 @@ STAGE_TEXT: dict[str, str] = {
     "grade": "grader on the frozen ISR output (CE)",
 }
 
+#: notebook 03's other runs: every method besides DeepMT-DR that the claims and tables train (``bicubic`` trains
+#: nothing), in the notebook's order
+BASELINES = ("deepmt_dr_noisr", "foo_mt_hr", "foo_mt", "grader_lr", "grader_bicubic", "grader_hr", "two_stage",
+             "unet_lr", "unet_bicubic", "unet_hr", "isr", "srcnn", "edsr")
+
 #: validation metrics shown per task (only the ones a run recorded are used)
 VAL_METRICS = ("qwk", "accuracy", "psnr", "ssim", "dice", "aupr")
 _TASK_OF = {"qwk": "grading", "accuracy": "grading", "psnr": "ISR", "ssim": "ISR", "dice": "segmentation",
@@ -373,7 +378,7 @@ def what_we_see(result: TrainingStudy) -> str:
 
 
 __all__ = [
-    "STAGE_TEXT", "VAL_METRICS", "HISTORY_TIMING", "loss_terms", "stage_schedule", "stage_timing", "split_history",
+    "STAGE_TEXT", "BASELINES", "VAL_METRICS", "HISTORY_TIMING", "loss_terms", "stage_schedule", "stage_timing", "split_history",
     "loss_curves", "validation_curves", "selected_epochs", "final_metrics", "run_seconds", "feedback_table",
     "TrainingStudy", "training_study", "what_we_see",
 ]
