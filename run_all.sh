@@ -18,7 +18,10 @@
 # prints starting with ">> " (deepmt.reporting.progress); a notebook's whole output goes to its log,
 # results/executed/<profile>/NN_name.log. Each notebook runs with DEEPMT_NOTEBOOK=NN_name (no .ipynb), and every
 # cache entry it asks for is recorded in results/executed/<profile>/grid_inventory.jsonl (DEEPMT_GRID_LOG).
-# Before the notebooks, a real profile prints its time estimate (python -m deepmt plan --estimate CACHE).
+# Before the notebooks, a real profile prints its time estimate (python -m deepmt plan --estimate CACHE), then trains
+# the whole grid in one job queue (python -m deepmt.grid_queue: every cache entry the notebooks need, longest first,
+# each warm start as soon as its base is trained; its output: results/executed/<profile>/grid_queue.log), so the
+# notebooks load their trainings from the cache; if it fails, nothing else runs unless --keep-going.
 # Per-notebook wall times: results/timing/run_all.json (a complete run of a real profile; else
 # results/executed/<profile>/timing.json), kept out of the result tables.
 set -uo pipefail
@@ -134,6 +137,33 @@ for nb in notebooks/[0-9][0-9]_*.ipynb; do
   num="$(basename "${nb%%_*}")"
   if [ -z "$only" ] || [[ ",$only," == *",$num,"* ]]; then selected+=("$nb"); fi
 done
+# one job queue for the whole grid (deepmt.grid_queue), so that no notebook's last trainings leave a worker idle; an
+# entry the inventory lacks is still trained by its notebook. Not for smoke (seconds per training), not recorded in
+# the grid inventory (DEEPMT_GRID_LOG: the notebooks record what they ask for)
+grid_failed=0
+if [ "$profile" != smoke ]; then
+  grid_log="$executed/grid_queue.log"
+  t0=$(date +%s)
+  echo "=== the grid: every training the notebooks need, in one queue (python -m deepmt.grid_queue; full output: $grid_log)"
+  run_grid() {  # its whole output to the log; its own lines and the runner's, indented, to the terminal
+    DEEPMT_GRID_LOG="" python -m deepmt.grid_queue "$@" 2>&1 | tee "$grid_log" \
+      | grep -a --line-buffered -E '^(\[[0-9]+/[0-9]+\] |grid: |grid_queue: )' | sed -u 's/^/    /'
+    return "${PIPESTATUS[0]}"
+  }
+  if run_grid --profile "$profile" ${only:+--only "$only"}; then
+    echo "    ok in $(( $(date +%s) - t0 )) s"
+    times+=("grid_queue=$(( $(date +%s) - t0 ))=ok")
+  else
+    echo "    FAILED: the grid (after $(( $(date +%s) - t0 )) s); log: $grid_log" >&2
+    tail -n 3 "$grid_log" >&2
+    grid_failed=1
+    times+=("grid_queue=$(( $(date +%s) - t0 ))=failed")
+    if [ "$keep_going" != 1 ]; then
+      echo "run_all.sh: stopped before the notebooks (--keep-going runs them anyway: each trains what it still needs)" >&2
+      selected=()
+    fi
+  fi
+fi
 k=0
 for nb in "${selected[@]}"; do
   name="$(basename "$nb")"
@@ -167,6 +197,7 @@ report="results/report-$profile.html"
 complete=1
 note=""
 if [ -n "$only" ]; then complete=0; note="--only $only"; fi
+if [ "$grid_failed" = 1 ]; then complete=0; note="${note:+$note; }the grid queue failed"; fi
 if [ ${#failed[@]} -gt 0 ]; then
   complete=0
   note="${note:+$note; }failed: ${failed[*]}$([ "$keep_going" = 1 ] || echo ", stopped there")"
@@ -198,6 +229,10 @@ print('per-notebook times:', sys.argv[1])" "$timing" "$profile" "$total" "$cache
 fi
 if [ ${#failed[@]} -gt 0 ]; then
   echo "run_all.sh: failed notebook(s): ${failed[*]}" >&2
+  exit 1
+fi
+if [ "$grid_failed" = 1 ]; then
+  echo "run_all.sh: the grid queue failed (python -m deepmt.grid_queue; log: $grid_log)" >&2
   exit 1
 fi
 # a complete run of a real profile: refresh the README's claim summary and docs/RESULTS.md's results, with how the

@@ -1,8 +1,7 @@
-"""Run a batch of independent trainings side by side: N worker processes x T threads each.
+"""Run a batch of trainings side by side: N worker processes x T threads each, or jobs on a cluster.
 
-A notebook needs dozens of small trainings (methods x seeds, ablation variants) that do not depend on
-each other. :func:`run_jobs` trains them in parallel and returns what :func:`deepmt.experiments.run_experiment`
-would have returned for each, in order::
+A notebook needs dozens of small trainings (methods x seeds, ablation variants). :func:`run_jobs` trains them in
+parallel and returns what :func:`deepmt.experiments.run_experiment` would have returned for each, in order::
 
     from deepmt.runner import Job, run_jobs
     results = run_jobs([Job("deepmt_dr", cfg.replace({"train.seed": s}), label=f"deepmt_dr seed {s}") for s in (0, 1, 2)])
@@ -13,6 +12,11 @@ would have returned for each, in order::
   Entries already in the cache are loaded here and never reach a worker; with one run left, or one
   worker, the runs train in this process, one after the other. A script (not a notebook) that trains in
   workers must guard its code with ``if __name__ == "__main__":``, as :mod:`multiprocessing` requires.
+* **Order and dependencies**: runs start in list order as workers free up (the list order is the priority), one
+  per free worker, so the pool never idles while a runnable run is left. A job may wait for another:
+  ``Job(..., warm_from=base_job, start_stage="stage2")`` is warm-started from ``base_job``'s result (which must be
+  one of the jobs) and becomes runnable the moment that result exists (trained here, or found in the cache);
+  until then it holds no worker. :mod:`deepmt.grid_queue` orders a whole grid this way, longest first.
 * **Threads** (T): every run uses ``cfg.train.threads`` torch threads. It is a config field, so part of the
   cache key, because a run's CPU numbers depend on it; the worker count is not, so ``-j 1`` and ``-j 2`` give
   the same numbers. Workers start with ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` set to T.
@@ -20,6 +24,11 @@ would have returned for each, in order::
   started, which can deadlock). Each runs :func:`run_experiment` and hands back the entry's folder; this
   process loads it (:func:`deepmt.experiments.cached_result`). Datasets are built (generated and cached)
   here first, so no two workers generate the same split.
+* **Backends**: ``backend=`` or ``$DEEPMT_BACKEND``: ``local`` (default; the process pool above) or ``submitit``
+  (:mod:`deepmt.cluster`: each run a job on Slurm where ``sbatch`` exists, else a local process; N is then the
+  number of jobs in flight, on Slurm all of them unless ``-j`` / ``$DEEPMT_JOBS`` says otherwise). Either way a run is the
+  same :func:`run_experiment` call, and the cache (shared by every machine that reads ``$DEEPMT_CACHE``) holds
+  the result. :data:`BACKENDS` maps a name to the pool that runs the jobs.
 * **Same numbers as a serial run**: a run's result depends only on its config (seeded; deterministic on the
   CPU), not on the process that trains it or on what it trained before.
 * **One trainer per entry**: :func:`run_experiment` trains under the entry's lock
@@ -29,9 +38,10 @@ would have returned for each, in order::
   with this call as its batch (:mod:`deepmt.grid_log`; ``python -m deepmt plan`` reads it).
 * **Progress**: one line per run, in the order they finish: ``[3/8] deepmt_dr seed 1: trained in 95 s
   (worker 2)`` or ``... from cache``; progress bars are off in the workers.
-* **Errors**: a :class:`deepmt.errors.DeepMTError` raised in a worker is raised here unchanged (the CLI
-  prints it as one line). Runs not yet started are cancelled; runs already training finish in the
-  background and are cached. A worker that dies (killed, out of memory) raises
+* **Errors**: an exception raised by a run is raised here (a :class:`deepmt.errors.DeepMTError` unchanged,
+  which the CLI prints as one line), after its progress line ``[k/N] NAME: FAILED (TypeOfError)``; its
+  ``run_name`` attribute names the run. Runs not yet started are cancelled; runs already training finish in
+  the background and are cached. A worker that dies (killed, out of memory) raises
   :class:`~deepmt.errors.TrainingError` naming its run. Ctrl-C stops the workers.
 
 This module imports torch only inside functions: a spawned worker imports it after its thread settings.
@@ -40,6 +50,7 @@ This module imports torch only inside functions: a spawned worker imports it aft
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import json
 import multiprocessing
 import os
@@ -48,20 +59,25 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-from deepmt.config import Config, method_config
+from deepmt.config import Config
 from deepmt.errors import DeepMTError, TrainingError
-from deepmt.experiments import ExperimentResult, cached_result, run_experiment
+from deepmt.experiments import ExperimentResult, cached_result, resolve_config, run_experiment
 from deepmt.grid_log import new_batch, record_entry
 
 #: environment variable with the number of worker processes
 JOBS_ENV = "DEEPMT_JOBS"
+#: environment variable naming the backend (``local`` or ``submitit``)
+BACKEND_ENV = "DEEPMT_BACKEND"
 
 
 @dataclass(frozen=True)
 class Job:
-    """One :func:`run_experiment` call. ``builder`` must be a module-level function when it runs in a worker."""
+    """One :func:`run_experiment` call. ``builder`` must be a module-level function when it runs in a worker.
+
+    ``warm_from``: another job of the same :func:`run_jobs` call whose result this one is warm-started from (at
+    ``start_stage``), known only once it has trained; ``warm_start``: a result at hand. Not both."""
 
     method: str
     cfg: Config
@@ -69,18 +85,34 @@ class Job:
     warm_start: ExperimentResult | None = None
     start_stage: str | None = None
     builder: Callable[[str, Config, Any], Any] | None = None
+    warm_from: Job | None = None
+
+    def __post_init__(self) -> None:
+        if self.warm_from is not None and (self.warm_start is not None or self.start_stage is None):
+            raise DeepMTError(f"Job {self.name}: warm_from needs a start_stage and no warm_start")
 
     @property
     def name(self) -> str:
         return self.label or self.method
 
+    def with_base(self, base: ExperimentResult) -> Job:
+        """This job warm-started from ``base`` (the result its ``warm_from`` job gave)."""
+        return dataclasses.replace(self, warm_start=base, warm_from=None)
+
     def cached(self) -> ExperimentResult | None:
+        if self.warm_from is not None:
+            base = self.warm_from.cached()
+            return None if base is None else self.with_base(base).cached()
         return cached_result(self.method, self.cfg, warm_start=self.warm_start, start_stage=self.start_stage)
 
     def entry(self) -> tuple[str, str, str | None, str | None]:
         """What identifies the cache entry (two jobs with the same entry train once)."""
-        base = self.warm_start.key if self.warm_start is not None else None
-        return (self.method, method_config(self.cfg, self.method).key(), base, self.start_stage)
+        if self.warm_from is not None:
+            base = self.warm_from.entry()[1]  # a result's key is its resolved config's key
+        else:
+            base = self.warm_start.key if self.warm_start is not None else None
+        cfg = resolve_config(self.method, self.cfg, check_names=self.builder is None)  # as run_experiment keys it
+        return (self.method, cfg.key(), base, self.start_stage)
 
 
 # --------------------------------------------------------------------------- workers
@@ -140,7 +172,7 @@ def _run_in_worker(job: Job) -> tuple[str, bool, float, int]:
     return str(res.run_dir), res.from_cache, time.perf_counter() - t0, os.getpid()
 
 
-def _prepare_data(jobs: Sequence[Job]) -> None:
+def prepare_data(jobs: Sequence[Job]) -> None:
     """Build every dataset the jobs need, once, here (workers then only read the cache)."""
     from deepmt.data import build_datasets
 
@@ -152,15 +184,135 @@ def _prepare_data(jobs: Sequence[Job]) -> None:
             build_datasets(job.cfg.data)
 
 
+# --------------------------------------------------------------------------- pools
+@dataclass
+class Finished:
+    """What a pool hands back for a run that ended well (for one that failed: the exception it raised)."""
+
+    run_dir: str  # the cache entry
+    from_cache: bool  # loaded, not trained (another process trained it meanwhile)
+    seconds: float
+    where: str = ""  # "worker 2", "job 4711_0 on node7"; "" in this process
+    result: ExperimentResult | None = None  # when at hand (else run_jobs loads the entry)
+
+
+Outcome = Any  # Finished, or its first four fields as a tuple, or the exception the run raised
+
+
+class InProcessPool:
+    """One run at a time, in this process (one worker, or one run left)."""
+
+    def __init__(self, workers: int = 1, jobs: Sequence[Job] = ()) -> None:
+        self.queue: list[tuple[int, Job]] = []
+
+    def submit(self, items: Sequence[tuple[int, Job]]) -> None:
+        self.queue.extend(items)
+
+    def wait(self) -> list[tuple[int, Outcome]]:
+        g, job = self.queue.pop(0)
+        t0 = time.perf_counter()
+        try:
+            res = run_experiment(job.method, job.cfg, builder=job.builder, warm_start=job.warm_start,
+                                 start_stage=job.start_stage)
+        except Exception as exc:  # noqa: BLE001 - handed to run_jobs, which raises it
+            return [(g, exc)]
+        return [(g, Finished(str(res.run_dir), res.from_cache, time.perf_counter() - t0, result=res))]
+
+    def stop(self, interrupted: bool) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+class ProcessPool:
+    """``workers`` spawned worker processes (:class:`~concurrent.futures.ProcessPoolExecutor`)."""
+
+    def __init__(self, workers: int, jobs: Sequence[Job]) -> None:
+        prepare_data(jobs)
+        threads = max(int(j.cfg.train.threads) for j in jobs)
+        self.before = set(multiprocessing.active_children())
+        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=_init_worker, initargs=(threads,))
+        self.futures: dict[Future, tuple[int, Job]] = {}
+        self.worker_no: dict[int, int] = {}
+
+    def submit(self, items: Sequence[tuple[int, Job]]) -> None:
+        for g, job in items:
+            self.futures[self.pool.submit(_run_in_worker, job)] = (g, job)
+
+    def wait(self) -> list[tuple[int, Outcome]]:
+        done, _ = wait(list(self.futures), return_when=FIRST_COMPLETED)
+        out: list[tuple[int, Outcome]] = []
+        for fut in done:
+            g, job = self.futures.pop(fut)
+            try:
+                run_dir, from_cache, seconds, pid = fut.result()
+            except BrokenProcessPool:
+                out.append((g, TrainingError(
+                    f"{job.name}: a worker process died (killed or out of memory; or it could not start: a script "
+                    f"that trains in workers must guard its code with `if __name__ == \"__main__\":`). Finished runs "
+                    f"are cached, so running again continues from there; {JOBS_ENV}=1 trains in this process")))
+            except Exception as exc:  # noqa: BLE001 - handed to run_jobs, which raises it
+                out.append((g, exc))
+            else:
+                w = self.worker_no.setdefault(pid, len(self.worker_no) + 1)
+                out.append((g, Finished(run_dir, bool(from_cache), seconds, f"worker {w}")))
+        return out
+
+    def stop(self, interrupted: bool) -> int:
+        running = sum(1 for f in self.futures if f.running())
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        if interrupted:
+            children = [p for p in multiprocessing.active_children() if p not in self.before]
+            for p in children:
+                p.terminate()
+            for p in children:
+                p.join(timeout=10)
+            return 0
+        return running
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+
+def _local_pool(workers: int, jobs: Sequence[Job], options: Mapping[str, Any] | None = None):
+    return InProcessPool() if workers <= 1 else ProcessPool(workers, jobs)
+
+
+def _submitit_pool(workers: int, jobs: Sequence[Job], options: Mapping[str, Any] | None = None):
+    from deepmt.cluster import SubmititPool
+
+    prepare_data(jobs)  # on the shared cache, once, before any job starts
+    return SubmititPool(workers, jobs, options)
+
+
+#: backend name -> factory(workers, jobs, options) of the pool that runs the jobs: an object with ``submit(items)``
+#: (``(group, job)`` pairs to start now), ``wait() -> [(group, Outcome)]`` (blocks until one or more ended),
+#: ``stop(interrupted) -> runs left running`` and ``close()``
+BACKENDS: dict[str, Callable[..., Any]] = {"local": _local_pool, "submitit": _submitit_pool}
+
+
+def backend_from_env(backend: str | None = None) -> str:
+    """``backend``, else ``$DEEPMT_BACKEND``, else ``local``; checked against :data:`BACKENDS`."""
+    name = (backend if backend is not None else os.environ.get(BACKEND_ENV, "")).strip() or "local"
+    if name not in BACKENDS:
+        what = f"{BACKEND_ENV}={name!r}" if backend is None else f"backend {name!r}"
+        raise DeepMTError(f"{what}: not a runner backend (one of {', '.join(sorted(BACKENDS))})")
+    return name
+
+
 # --------------------------------------------------------------------------- the runner
-def run_jobs(jobs: Sequence[Job], workers: int | None = None, *, progress: bool = True) -> list[ExperimentResult]:
+def run_jobs(jobs: Sequence[Job], workers: int | None = None, *, progress: bool = True, backend: str | None = None,
+             cluster: Mapping[str, Any] | None = None) -> list[ExperimentResult]:
     """Train (or load) every job and return their results in order; see the module docstring.
 
-    ``workers`` overrides ``$DEEPMT_JOBS``. ``progress=False`` silences the per-run lines."""
+    ``workers`` overrides ``$DEEPMT_JOBS``; ``backend`` overrides ``$DEEPMT_BACKEND``; ``cluster``: settings of the
+    ``submitit`` backend (:class:`deepmt.cluster.ClusterSettings` fields; else from the environment).
+    ``progress=False`` silences the per-run lines."""
     jobs = list(jobs)
+    backend = backend_from_env(backend)
     batch = new_batch()  # $DEEPMT_GRID_LOG: every entry the jobs need, trained or cached (deepmt.grid_log)
-    for job in jobs:
-        record_entry(job.method, job.cfg, warm_start=job.warm_start, start_stage=job.start_stage, batch=batch)
     results: list[ExperimentResult | None] = [None] * len(jobs)
     finished = 0
 
@@ -171,80 +323,111 @@ def run_jobs(jobs: Sequence[Job], workers: int | None = None, *, progress: bool 
             if progress:
                 print(f"[{finished}/{len(jobs)}] {jobs[i].name}: {how}", flush=True)
 
-    todo: dict[tuple, list[int]] = {}  # entry -> indices of the jobs that need it
+    group_of: dict[tuple, int] = {}  # entry -> its group: the indices of the jobs that need it (trained once)
+    groups: list[list[int]] = []
     for i, job in enumerate(jobs):
-        res = job.cached()
-        if res is not None:
-            results[i] = res
-            report([i], "from cache")
-        else:
-            todo.setdefault(job.entry(), []).append(i)
-    groups = list(todo.values())
-    n = min(workers if workers is not None else workers_from_env([jobs[g[0]] for g in groups]), len(groups))
-    if n < 1 and groups:
-        raise DeepMTError(f"run_jobs: workers={workers!r}: expected a whole number >= 1")
-    if n <= 1:
-        for group in groups:
-            job, t0 = jobs[group[0]], time.perf_counter()
-            res = run_experiment(job.method, job.cfg, builder=job.builder, warm_start=job.warm_start, start_stage=job.start_stage)
-            for i in group:
+        entry = job.entry()
+        if entry not in group_of:
+            group_of[entry] = len(groups)
+            groups.append([])
+        groups[group_of[entry]].append(i)
+    dependents: dict[int, list[int]] = {}  # group -> the groups warm-started from its result
+    waiting: set[int] = set()
+    for g, members in enumerate(groups):
+        job = jobs[members[0]]
+        if job.warm_from is not None:
+            base = group_of.get(job.warm_from.entry())
+            if base is None:
+                raise DeepMTError(f"run_jobs: {job.name} waits for {job.warm_from.name}, which is not one of the jobs")
+            dependents.setdefault(base, []).append(g)
+            waiting.add(g)
+    ready: list[int] = []  # a heap of runnable groups: list order is the priority
+    resolved: dict[int, Job] = {}  # group -> its job, warm_start filled in
+
+    def finish(g: int, res: ExperimentResult, how: str) -> None:
+        """``g`` has its result: hand it to its jobs, and its dependents become runnable (or load from the cache)."""
+        todo = [(g, res, how)]
+        while todo:
+            g, res, how = todo.pop(0)
+            for i in groups[g]:
                 results[i] = res
-            report(group, "from cache" if res.from_cache else f"trained in {time.perf_counter() - t0:.0f} s")
-    else:
-        _run_parallel(jobs, groups, n, results, report)
-    return results  # type: ignore[return-value]
+            report(groups[g], how)
+            for d in dependents.get(g, []):
+                waiting.discard(d)
+                hit = make_runnable(d, res)
+                if hit is not None:
+                    todo.append((d, hit, "from cache"))
 
+    def make_runnable(g: int, base: ExperimentResult | None) -> ExperimentResult | None:
+        """Record ``g``'s entries; its cached result, else None and ``g`` joins the runnable ones."""
+        job = jobs[groups[g][0]]
+        resolved[g] = job.with_base(base) if base is not None else job
+        for i in groups[g]:
+            j = jobs[i].with_base(base) if base is not None else jobs[i]
+            record_entry(j.method, j.cfg, warm_start=j.warm_start, start_stage=j.start_stage, batch=batch)
+        hit = resolved[g].cached()
+        if hit is None:
+            heapq.heappush(ready, g)
+        return hit
 
-def _run_parallel(jobs: list[Job], groups: list[list[int]], n: int, results: list, report) -> None:
-    _prepare_data([jobs[g[0]] for g in groups])
-    threads = max(int(jobs[g[0]].cfg.train.threads) for g in groups)
-    ctx = multiprocessing.get_context("spawn")
-    before = set(multiprocessing.active_children())
-    pool = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_init_worker, initargs=(threads,))
-    futures: dict[Future, list[int]] = {pool.submit(_run_in_worker, jobs[g[0]]): g for g in groups}
-    children = [p for p in multiprocessing.active_children() if p not in before]
-    worker_no: dict[int, int] = {}
-    pending = set(futures)
+    for g in range(len(groups)):
+        if g not in waiting:
+            hit = make_runnable(g, None)
+            if hit is not None:
+                finish(g, hit, "from cache")
+    left = [g for g in range(len(groups)) if results[groups[g][0]] is None]
+    if not left:
+        return results  # type: ignore[return-value]
+    n = workers
+    if n is None and backend == "submitit" and not os.environ.get(JOBS_ENV, "").strip():
+        from deepmt.cluster import runs_in_flight
+
+        n = runs_in_flight(len(left), cluster)  # Slurm queues them all
+    if n is None:
+        n = workers_from_env([jobs[groups[g][0]] for g in left])
+    if n < 1:
+        raise DeepMTError(f"run_jobs: workers={workers!r}: expected a whole number >= 1")
+    n = min(n, len(left))
+    pool = BACKENDS[backend](n, [resolved.get(g, jobs[groups[g][0]]) for g in left], cluster)
+    in_flight = 0
     try:
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                group = futures[fut]
-                job = jobs[group[0]]
-                try:
-                    run_dir, from_cache, seconds, pid = fut.result()
-                except BrokenProcessPool:
-                    report(group, "FAILED (its worker process died)")
-                    raise TrainingError(
-                        f"{job.name}: a worker process died (killed or out of memory; or it could not start: a script "
-                        f"that trains in workers must guard its code with `if __name__ == \"__main__\":`). Finished runs "
-                        f"are cached, so running again continues from there; {JOBS_ENV}=1 trains in this process"
-                    ) from None
-                except DeepMTError as exc:
-                    report(group, f"FAILED ({type(exc).__name__})")
-                    raise exc from None
-                res = job.cached()
+        while ready or in_flight:
+            start = [heapq.heappop(ready) for _ in range(min(len(ready), n - in_flight))]
+            if start:
+                pool.submit([(g, resolved[g]) for g in start])
+                in_flight += len(start)
+            for g, out in pool.wait():
+                in_flight -= 1
+                job = resolved[g]
+                if isinstance(out, BaseException):
+                    report(groups[g], f"FAILED ({type(out).__name__})")
+                    try:
+                        out.run_name = job.name  # type: ignore[attr-defined]
+                    except AttributeError:  # pragma: no cover - an exception type without a __dict__
+                        pass
+                    if isinstance(out, DeepMTError):
+                        raise out from None  # one line in the CLI: no remote traceback
+                    raise out
+                if isinstance(out, tuple):
+                    out = Finished(*out)
+                res = out.result if out.result is not None else job.cached()
                 if res is None:
-                    raise TrainingError(f"{job.name}: its worker finished, but the cache entry {Path(run_dir)} cannot be read")
-                res.from_cache = bool(from_cache)
-                for i in group:
-                    results[i] = res
-                w = worker_no.setdefault(pid, len(worker_no) + 1)
-                report(group, "from cache" if from_cache else f"trained in {seconds:.0f} s (worker {w})")
+                    raise TrainingError(f"{job.name}: its run finished, but the cache entry {Path(out.run_dir)} cannot be read")
+                res.from_cache = bool(out.from_cache)
+                how = "from cache" if out.from_cache else (
+                    f"trained in {out.seconds:.0f} s" + (f" ({out.where})" if out.where else ""))
+                finish(g, res, how)
     except KeyboardInterrupt:
-        pool.shutdown(wait=False, cancel_futures=True)
-        for p in children:
-            p.terminate()
-        for p in children:
-            p.join(timeout=10)
+        pool.stop(interrupted=True)
         raise
     except BaseException:
-        running = sum(1 for f in pending if f.running())
-        pool.shutdown(wait=False, cancel_futures=True)
+        running = pool.stop(interrupted=False)
         if running:
             print(f"stopping: {running} run(s) already training finish in the background (and are cached)", flush=True)
         raise
-    pool.shutdown(wait=True)
+    pool.close()
+    return results  # type: ignore[return-value]
 
 
-__all__ = ["Job", "run_jobs", "default_workers", "workers_from_env", "usable_cores", "JOBS_ENV"]
+__all__ = ["BACKENDS", "BACKEND_ENV", "Finished", "InProcessPool", "JOBS_ENV", "Job", "ProcessPool", "backend_from_env",
+           "default_workers", "prepare_data", "run_jobs", "usable_cores", "workers_from_env"]

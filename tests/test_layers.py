@@ -18,9 +18,9 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "deepmt"
 
 #: the top: what only the notebooks (studies) or the user (command line) import
-TOP = ("deepmt.studies", "deepmt.cli", "deepmt.commands", "deepmt.bench", "deepmt.__main__")
+TOP = ("deepmt.studies", "deepmt.cli", "deepmt.commands", "deepmt.bench", "deepmt.__main__", "deepmt.grid_queue")
 #: the experiment runner: trained methods per config and seed, above the engine
-RUNNER = ("deepmt.experiments", "deepmt.runner", "deepmt.grid_log")
+RUNNER = ("deepmt.experiments", "deepmt.runner", "deepmt.cluster", "deepmt.grid_log")
 ENGINE = ("deepmt.engine",)
 #: the building blocks the engine trains and measures
 CORE = ("deepmt.models", "deepmt.losses", "deepmt.data", "deepmt.metrics")
