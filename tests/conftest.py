@@ -117,3 +117,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def photo(tmp_path):
+    """A colour fundus photo (``photos/eye.png``, 96 x 128 px: a little above the smoke model's 64 px)."""
+    from PIL import Image
+
+    from fixtures_real import fundus_array
+
+    path = tmp_path / "photos" / "eye.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(fundus_array(0, 96, 128)).save(path)
+    return path

@@ -30,15 +30,6 @@ def one_error_line(capsys, *names: str) -> str:
     return line
 
 
-@pytest.fixture
-def photo(tmp_path) -> Path:
-    """A colour fundus photo a little above the smoke model's 64 px."""
-    path = tmp_path / "photos" / "eye.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(fundus_array(0, 96, 128)).save(path)
-    return path
-
-
 pytestmark = pytest.mark.usefixtures("fresh_cache")
 
 

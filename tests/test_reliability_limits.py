@@ -103,14 +103,6 @@ class FullDisk:
         return self
 
 
-@pytest.fixture
-def photo(tmp_path) -> Path:
-    path = tmp_path / "photos" / "eye.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(fundus_array(0, 96, 128)).save(path)
-    return path
-
-
 @pytest.mark.parametrize("records", ["small", "large"])
 def test_full_disk_while_training_names_the_checkpoint(records, tmp_path, monkeypatch, capsys):
     """Room for config.json, not for the first checkpoint. Small records: the disk fills while the file's buffer is
