@@ -188,6 +188,9 @@ def test_batches_run_one_after_the_other_and_notebooks_add_their_own_time():
     assert wall_plan(entries, 1, {}, pool_start_s=0.0)["wall_s"] == pytest.approx(sum(e.total_s for e in entries))
     assert [n["notebook"] for n in w["notebooks"]] == ["01_x", "11_claims"] and w["notebooks"][0]["runs"] == 4
     assert w["lower_bound_s"] <= w["wall_s_longest_first"] <= w["wall_s"]
+    # run_all.sh's one queue: the whole grid in one longest-first schedule, then the notebooks' own time
+    queue = schedule([(e.entry, e.total_s, []) for e in entries], 2)["makespan"]
+    assert w["wall_s_one_queue"] == pytest.approx(queue + 35) and w["wall_s_one_queue"] <= w["wall_s"]
 
 
 # --------------------------------------------------------------------------- --set

@@ -164,7 +164,8 @@ def make_plan(records: Sequence[dict], profile: str, workers: int, settings: dic
     totals = {"entries": len(entries), "runs": sum(1 for e in entries if e.stages),
               "train_worker_min": sum(e.train_s for e in entries) / 60, "worker_min": wall["worker_s"] / 60,
               "generation_min": sum(gen.values()) / 60, "own_min": sum((own_s or {}).values()) / 60,
-              "wall_min": wall["wall_s"] / 60, "longest_first_min": wall["wall_s_longest_first"] / 60,
+              "wall_min": wall["wall_s_one_queue"] / 60, "batches_min": wall["wall_s"] / 60,
+              "longest_first_min": wall["wall_s_longest_first"] / 60,
               "lower_bound_min": wall["lower_bound_s"] / 60}
     plan = {"profile": profile, "settings": settings, "workers": workers, "threads": threads, "busy_workers": busy,
             "contention_factor": factor, "totals": totals, "wall": wall, "by_method_stage": by_method_stage(entries),
