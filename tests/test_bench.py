@@ -11,7 +11,7 @@ import pytest
 from deepmt import bench
 from deepmt.bench import measure, scaling
 from deepmt.errors import ConfigMismatchError
-from deepmt.performance import fmt_number
+from deepmt.bench.performance_page import fmt_number
 
 
 def _numbers(obj, path=""):
@@ -147,7 +147,7 @@ def test_set_changes_the_timed_config_and_names_the_bench_file(tmp_path, capsys)
     import torch
 
     from deepmt.cli import main
-    from deepmt.performance import machine_name
+    from deepmt.bench.performance_page import machine_name
 
     seen = []
     real = bench.suite.make_train_step
@@ -265,7 +265,7 @@ def test_grid_counts_each_runs_training_flops_and_the_floor_they_set(fresh_cache
     assert main(["bench", "--grid", str(base.run_dir.parent.parent), "--peak-gflops", "100"]) == 0
     assert "floor_min_at_100pct" in capsys.readouterr().out
     assert (tmp_path / "results" / "timing" / "grid_compute.csv").is_file()
-    from deepmt.performance import _minutes, load_grid, performance_markdown
+    from deepmt.bench.performance_page import _minutes, load_grid, performance_markdown
 
     grid = load_grid(tmp_path / "results" / "timing" / "grid.json")  # the README's block is generated from it
     assert grid["runs"] == 2 and grid["tflop"] == pytest.approx(floor["tflop"]) and grid["peak_gflops"] == 100.0

@@ -1,7 +1,8 @@
 """The package's layers import in one direction, without cycles and without private names of other modules.
 
-notebooks -> studies -> experiment runner -> engine -> models / losses / data / metrics -> config / errors,
-with the command line (``cli``, ``commands``, ``bench``) beside the studies on top. Read from the source
+notebooks -> studies -> claims / controls -> experiment runner -> engine -> models / losses / data / metrics ->
+reporting / results_io -> config / errors / utils / imaging, with the command line (``cli``, ``commands``, ``bench``)
+beside the studies on top; every module has a layer. Read from the source
 (every ``import``, also those inside functions), so a lazy import that reaches up is caught too. And no module
 is longer than a few screens unless its docstring says why.
 """
@@ -19,12 +20,18 @@ PACKAGE = Path(__file__).resolve().parents[1] / "deepmt"
 
 #: the top: what only the notebooks (studies) or the user (command line) import
 TOP = ("deepmt.studies", "deepmt.cli", "deepmt.commands", "deepmt.bench", "deepmt.__main__", "deepmt.grid_queue")
+#: the paper's claims and their controls (verdict rules, thresholds): read by the studies and the reports
+VERDICTS = ("deepmt.claims", "deepmt.controls")
 #: the experiment runner: trained methods per config and seed, above the engine
 RUNNER = ("deepmt.experiments", "deepmt.runner", "deepmt.cluster", "deepmt.grid_log")
 ENGINE = ("deepmt.engine",)
 #: the building blocks the engine trains and measures
 CORE = ("deepmt.models", "deepmt.losses", "deepmt.data", "deepmt.metrics")
-BOTTOM = ("deepmt.config", "deepmt.errors")
+#: where tables and figures go, and how generated blocks are written
+IO = ("deepmt.reporting", "deepmt.results_io")
+BOTTOM = ("deepmt.config", "deepmt.errors", "deepmt.utils", "deepmt.imaging")
+#: every layer, top first; each may import only the layers below it
+LAYERS = (TOP, VERDICTS, RUNNER, ENGINE, CORE, IO, BOTTOM)
 
 #: private names still imported across modules, with the work that removes them (nothing else may join)
 KNOWN_PRIVATE_IMPORTS: set[tuple[str, str]] = set()
@@ -88,17 +95,18 @@ def _in(module: str, layers: tuple[str, ...]) -> bool:
 
 @pytest.mark.parametrize(
     "lower, higher",
-    [
-        (RUNNER, TOP),
-        (ENGINE, RUNNER + TOP),
-        (CORE, ENGINE + RUNNER + TOP),
-        (BOTTOM, CORE + ENGINE + RUNNER + TOP),
-    ],
-    ids=["runner", "engine", "models-losses-data-metrics", "config-errors"],
+    [(LAYERS[k], sum(LAYERS[:k], ())) for k in range(1, len(LAYERS))],
+    ids=["verdicts", "runner", "engine", "models-losses-data-metrics", "reporting-results_io", "config-errors-utils"],
 )
 def test_no_layer_imports_a_layer_above_it(lower, higher):
     bad = sorted(f"{m} imports {t}" for m in MODULES if _in(m, lower) for t in IMPORTS[m][0] if _in(t, higher))
     assert bad == []
+
+
+def test_every_module_has_a_layer():
+    """A module in no layer is checked by nothing: each belongs to exactly one (the package's own __init__ aside)."""
+    homeless = sorted(m for m in MODULES if m != "deepmt" and sum(_in(m, layer) for layer in LAYERS) != 1)
+    assert homeless == []
 
 
 def test_only_the_command_line_imports_the_commands_and_only_studies_import_studies():

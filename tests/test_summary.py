@@ -189,7 +189,7 @@ def test_each_block_goes_to_the_files_that_hold_it(tmp_path):
     """update_sections writes a block into every named file that holds it and leaves the others alone; a block
     no file holds, or a malformed one anywhere, is an error before anything is written. The performance block
     (bench --readme) follows the same rule: README.md without it is left alone."""
-    from deepmt.performance import update_docs
+    from deepmt.bench.performance_page import update_docs
 
     readme, perf = tmp_path / "README.md", tmp_path / "PERFORMANCE.md"
     readme.write_text("# front page\n")

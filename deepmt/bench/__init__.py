@@ -43,8 +43,8 @@ One module per concern: :mod:`~deepmt.bench.measure` (budget, repeated timings, 
 step and inference, their FLOPs, the profiler), :mod:`~deepmt.bench.data` (generation and loading),
 :mod:`~deepmt.bench.scaling` (the runner's scaling grid), :mod:`~deepmt.bench.suite` (the plan, the budget,
 speed-ups, MFU, targets), :mod:`~deepmt.bench.report` (the JSON and markdown files),
-:mod:`~deepmt.bench.run_all` (``./run_all.sh``'s timing file) and :mod:`~deepmt.bench.command` (the command
-line). ``python -m deepmt plan`` (what a grid of trainings will cost, before it trains) lives beside it:
+:mod:`~deepmt.bench.run_all` (``./run_all.sh``'s timing file), :mod:`~deepmt.bench.performance_page` (the
+generated block of docs/PERFORMANCE.md) and :mod:`~deepmt.bench.command` (the command line). ``python -m deepmt plan`` (what a grid of trainings will cost, before it trains) lives beside it:
 :mod:`~deepmt.bench.plan` (the work per entry and stage), :mod:`~deepmt.bench.plan_inventory` (the grid inventory),
 :mod:`~deepmt.bench.plan_measure` (seconds per image here), :mod:`~deepmt.bench.plan_schedule` (workers, wall time,
 tables) and :mod:`~deepmt.bench.plan_command` (its command line). Import the public names from here. From Python::

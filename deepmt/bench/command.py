@@ -56,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.readme:
-        from deepmt.performance import update_docs
+        from deepmt.bench.performance_page import update_docs
 
         bench_dir = Path(args.out) if args.out else repo_root() / "results" / "bench"
         timing = Path(args.timing) if args.timing else repo_root() / RUN_ALL_TIMING
@@ -99,7 +99,7 @@ def _grid(args: argparse.Namespace) -> int:
 
     from deepmt.bench.grid import grid_compute, grid_floor, summary_by_method
     from deepmt.bench.machine import machine_info, output_tag
-    from deepmt.performance import load_timing, machine_name
+    from deepmt.bench.performance_page import load_timing, machine_name
     from deepmt.utils import atomic_write_text
 
     peak = args.peak_gflops

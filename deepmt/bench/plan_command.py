@@ -111,7 +111,7 @@ def _log(line: str) -> None:
 
 def _own_seconds(path: Path, profile: str) -> tuple[dict[str, float], str]:
     """Each notebook's seconds in a warm ``run_all.sh`` pass of ``profile``, and a note on where they came from."""
-    from deepmt.performance import load_timing
+    from deepmt.bench.performance_page import load_timing
 
     timing = load_timing(path)
     if not timing:
@@ -269,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
 
     from deepmt.bench.machine import machine_info
     from deepmt.bench.plan_measure import Meter
-    from deepmt.performance import machine_name
+    from deepmt.bench.performance_page import machine_name
 
     load_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else []
     t0 = time.perf_counter()

@@ -1,6 +1,6 @@
 """The bench's output files: ``bench_<tag>.json`` (every measurement) and its markdown rendering
 ``bench_<tag>.md``, both written atomically. (docs/PERFORMANCE.md's performance block is generated from these
-files by :mod:`deepmt.performance`.)"""
+files by :mod:`deepmt.bench.performance_page`.)"""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 from deepmt.bench.machine import output_tag
 from deepmt.bench.steps import MODES
-from deepmt.performance import fmt_number
+from deepmt.bench.performance_page import fmt_number
 from deepmt.utils import atomic_write_text, repo_root
 
 
