@@ -8,7 +8,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import re
 import stat
 from pathlib import Path
 
@@ -17,17 +16,8 @@ import pytest
 from PIL import Image
 
 from deepmt.cli import main
+from cli_checks import one_error_line
 from fixtures_real import fundus_array
-
-
-def one_error_line(capsys, *names: str) -> str:
-    """The one ``error: ...`` line on stderr (after any progress bars), naming each of ``names``."""
-    err = capsys.readouterr().err
-    line = re.split(r"[\r\n]", err.strip())[-1]
-    assert line.startswith("error: ") and err.count("error:") == 1 and "Traceback" not in err, err
-    for name in names:
-        assert name in line, line
-    return line
 
 
 pytestmark = pytest.mark.usefixtures("fresh_cache")

@@ -27,21 +27,12 @@ from PIL import Image
 
 from deepmt.cli import main
 from deepmt.errors import DiskFullError, ResourceError, SettingError
+from cli_checks import one_error_line
 from fixtures_real import fundus_array
 
 pytestmark = pytest.mark.usefixtures("fresh_cache", "one_thread")
 
 SMOKE = ["--profile", "smoke", "--precision", "fp32", "--device", "cpu"]
-
-
-def one_error_line(capsys, *names: str) -> str:
-    """The one ``error: ...`` line on stderr (after any progress bars), naming each of ``names``."""
-    err = capsys.readouterr().err
-    line = re.split(r"[\r\n]", err.strip())[-1]
-    assert line.startswith("error: ") and err.count("error:") == 1 and "Traceback" not in err, err
-    for name in names:
-        assert name in line, line
-    return line
 
 
 def leftovers(folder: Path) -> list[Path]:
