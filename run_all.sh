@@ -221,7 +221,7 @@ if [ ${#times[@]} -gt 0 ]; then
   python -c "import sys
 $one_line_errors
 try:
-    from deepmt.bench import write_run_all_timing as w
+    from deepmt.run_all_timing import write_run_all_timing as w
     w(sys.argv[1], profile=sys.argv[2], total_s=float(sys.argv[3]), cache_at_start=sys.argv[4], command=sys.argv[5], notebooks=sys.argv[6:])
 except (Exception, KeyboardInterrupt) as e:
     fail('record the timings in ' + sys.argv[1], e)

@@ -183,11 +183,12 @@ def test_set_changes_the_timed_config_and_names_the_bench_file(tmp_path, capsys)
 
 def test_readme_and_performance_doc_are_generated_from_the_bench_files(smoke_run, tmp_path, capsys):
     from deepmt.cli import main
+    from deepmt.run_all_timing import write_run_all_timing
 
     result, _, out = smoke_run
     timing = tmp_path / "run_all.json"
-    rec = bench.write_run_all_timing(timing, profile="smoke", jobs=2, total_s=185.0, cache_at_start="empty",
-                                     notebooks=["00_benchmark=30.5=ok", "01_finding1_isr_helps=150=failed"])
+    rec = write_run_all_timing(timing, profile="smoke", jobs=2, total_s=185.0, cache_at_start="empty",
+                               notebooks=["00_benchmark=30.5=ok", "01_finding1_isr_helps=150=failed"])
     assert rec["threads"] == 1 and [n["seconds"] for n in rec["notebooks"]] == [30.5, 150.0]
     assert json.loads(timing.read_text()) == rec
     docs = []

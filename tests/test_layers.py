@@ -19,7 +19,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "deepmt"
 
 #: the top: what only the notebooks (studies) or the user (command line) import
-TOP = ("deepmt.studies", "deepmt.cli", "deepmt.commands", "deepmt.bench", "deepmt.__main__", "deepmt.grid_queue")
+TOP = ("deepmt.studies", "deepmt.cli", "deepmt.commands", "deepmt.bench", "deepmt.__main__", "deepmt.grid_queue",
+       "deepmt.run_all_timing")
 #: the paper's claims and their controls (verdict rules, thresholds): read by the studies and the reports
 VERDICTS = ("deepmt.claims", "deepmt.controls")
 #: the experiment runner: trained methods per config and seed, above the engine

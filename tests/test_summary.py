@@ -45,7 +45,7 @@ def test_readme_shows_controls_above_claims_with_regime_and_not_testable(tmp_pat
 
 def test_readme_reads_the_timings_from_results_timing(tmp_path):
     """The 04 table's training seconds come from results/timing/04_train_seconds.csv (never from the result table),
-    the provenance line from results/timing/run_all.json as run_all.sh records it (bench.write_run_all_timing)."""
+    the provenance line from results/timing/run_all.json as run_all.sh records it (deepmt.run_all_timing)."""
     import json
 
     from deepmt.config import get_config

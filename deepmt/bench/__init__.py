@@ -43,8 +43,8 @@ One module per concern: :mod:`~deepmt.bench.measure` (budget, repeated timings, 
 step and inference, their FLOPs, the profiler), :mod:`~deepmt.bench.data` (generation and loading),
 :mod:`~deepmt.bench.scaling` (the runner's scaling grid), :mod:`~deepmt.bench.suite` (the plan, the budget,
 speed-ups, MFU, targets), :mod:`~deepmt.bench.report` (the JSON and markdown files),
-:mod:`~deepmt.bench.run_all` (``./run_all.sh``'s timing file), :mod:`~deepmt.bench.performance_page` (the
-generated block of docs/PERFORMANCE.md) and :mod:`~deepmt.bench.command` (the command line). ``python -m deepmt plan`` (what a grid of trainings will cost, before it trains) lives beside it:
+:mod:`~deepmt.bench.performance_page` (the generated block of docs/PERFORMANCE.md; ``./run_all.sh``'s timing
+file is written by :mod:`deepmt.run_all_timing`) and :mod:`~deepmt.bench.command` (the command line). ``python -m deepmt plan`` (what a grid of trainings will cost, before it trains) lives beside it:
 :mod:`~deepmt.bench.plan` (the work per entry and stage), :mod:`~deepmt.bench.plan_inventory` (the grid inventory),
 :mod:`~deepmt.bench.plan_measure` (seconds per image here), :mod:`~deepmt.bench.plan_schedule` (workers, wall time,
 tables) and :mod:`~deepmt.bench.plan_command` (its command line). Import the public names from here. From Python::
@@ -58,7 +58,6 @@ from deepmt.bench.data import LOAD_SPLIT_SIZE, measure_generation, measure_loadi
 from deepmt.bench.machine import cpu_model, fast_dtype, machine_info, matmul_peak, output_tag
 from deepmt.bench.measure import Budget, max_rss_mb, summarize, time_repeated
 from deepmt.bench.report import render_markdown, write_outputs
-from deepmt.bench.run_all import RUN_ALL_TIMING, write_run_all_timing
 from deepmt.bench.scaling import (
     SCALING_LAYOUTS,
     SCALING_METHODS,
@@ -96,9 +95,9 @@ from deepmt.bench.suite import (
 
 __all__ = [
     "run_benchmark", "render_markdown", "count_gflops", "matmul_peak", "profile_step", "measure_runner_scaling",
-    "write_run_all_timing", "add_arguments", "run",
+    "add_arguments", "run",
     "BATCH_CPU", "BATCH_CUDA", "Budget", "DEFAULT_BUDGET_S", "DEFAULT_PROFILES", "LOAD_SPLIT_SIZE", "METHOD", "MODES",
-    "PAPER_CPU_HR", "RUN_ALL_TIMING", "SCALING_LAYOUTS", "SCALING_METHODS", "SCALING_SEEDS", "SCALING_SPLIT", "STAGES",
+    "PAPER_CPU_HR", "SCALING_LAYOUTS", "SCALING_METHODS", "SCALING_SEEDS", "SCALING_SPLIT", "STAGES",
     "TARGET_DATA_RATIO", "TARGET_MFU", "TARGET_QUICK_MFU", "TARGET_SPEEDUP", "bench_config", "build_bench_method", "cpu_model",
     "fast_dtype", "machine_info", "make_inference", "make_train_step", "max_rss_mb", "measure_generation",
     "measure_loading", "output_tag", "precision_for", "scaling_jobs", "summarize", "targets", "time_repeated",

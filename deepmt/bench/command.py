@@ -7,7 +7,7 @@ from pathlib import Path
 
 from deepmt.bench.grid import GRID_SUMMARY
 from deepmt.bench.report import render_markdown
-from deepmt.bench.run_all import RUN_ALL_TIMING
+from deepmt.run_all_timing import RUN_ALL_TIMING
 from deepmt.bench.steps import profile_step
 from deepmt.bench.suite import DEFAULT_BUDGET_S, DEFAULT_PROFILES, run_benchmark
 from deepmt.config import PROFILES, parse_set_items

@@ -6,7 +6,7 @@ Sources, never typed by hand:
   (:mod:`deepmt.bench`): matmul peaks, training images/s per stage with the fraction of the same-dtype
   peak, inference, data, the runner's scaling, targets;
 * ``results/timing/run_all.json`` – the per-notebook wall times of the last complete ``./run_all.sh``
-  (:func:`deepmt.bench.write_run_all_timing`), kept apart from the result tables;
+  (:func:`deepmt.run_all_timing.write_run_all_timing`), kept apart from the result tables;
 * ``results/timing/grid.json`` – the training FLOPs of every run in an experiment cache and the floor they set at
   the machine's peak (``python -m deepmt bench --grid .cache/quick``, :mod:`deepmt.bench.grid`).
 

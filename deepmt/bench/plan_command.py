@@ -28,7 +28,7 @@ from typing import Any, Sequence
 from deepmt.bench.plan import PlanEntry, build_entries, data_sets, price, summary_rows
 from deepmt.bench.plan_inventory import INVENTORY, InventoryError, load_inventory, record_inventory
 from deepmt.bench.plan_schedule import by_method_stage, render, wall_plan
-from deepmt.bench.run_all import RUN_ALL_TIMING
+from deepmt.run_all_timing import RUN_ALL_TIMING
 from deepmt.config import PROFILES, parse_set_items
 from deepmt.errors import ConfigMismatchError
 from deepmt.utils import atomic_write_text, repo_root

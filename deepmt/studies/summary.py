@@ -17,7 +17,7 @@ them holds is an error):
   provenance of the numbers: command, profile, machine and wall time (:func:`results_markdown`; its figure links are
   written relative to the file).
 
-Timings are read from ``results/timing/`` (``run_all.json``, written by :func:`deepmt.bench.write_run_all_timing`;
+Timings are read from ``results/timing/`` (``run_all.json``, written by :func:`deepmt.run_all_timing.write_run_all_timing`;
 ``04_train_seconds.csv``), where they live apart from the results.
 """
 

@@ -11,8 +11,6 @@ from typing import Any, Sequence
 
 import torch
 
-from deepmt.bench.machine import cpu_model
-from deepmt.bench.steps import METHOD
 from deepmt.config import get_config
 from deepmt.errors import ConfigMismatchError
 from deepmt.runner import usable_cores
@@ -28,6 +26,8 @@ def write_run_all_timing(path: str | os.PathLike, *, profile: str, total_s: floa
 
     ``notebooks``: ``NAME=SECONDS=STATUS`` items in the order they ran (status ``ok`` or ``failed``);
     ``jobs``: the runner's worker processes (default: what ``$DEEPMT_JOBS`` or the runner's default gives)."""
+    from deepmt.bench.machine import cpu_model  # here: deepmt.bench imports this module's RUN_ALL_TIMING
+    from deepmt.bench.steps import METHOD
     from deepmt.runner import Job, workers_from_env
     rows = []
     for item in notebooks:
