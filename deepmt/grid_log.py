@@ -78,6 +78,20 @@ def entry_config(method: str, overrides: Mapping[str, Any], profile: str,
     return method_config(get_config(profile, settings), method).replace(dict(overrides))
 
 
+def mapped_entry(rec: Mapping[str, Any], profile: str, settings: Mapping[str, Any] | None = None
+                 ) -> tuple[Config, str, str | None, str | None]:
+    """A recorded job under ``profile`` with ``settings``: ``(its resolved config, its entry name, the entry name of
+    its warm-start base or None, its start stage or None)``."""
+    method = rec["method"]
+    cfg = entry_config(method, rec.get("overrides") or {}, profile, settings)
+    warm = rec.get("warm_start")
+    if not warm:
+        return cfg, entry_name(method, cfg.key()), None, None
+    base_key = entry_config(warm["method"], warm.get("overrides") or {}, profile, settings).key()
+    start = rec.get("start_stage")
+    return cfg, entry_name(method, cfg.key(), base_key, start), entry_name(warm["method"], base_key), start
+
+
 def entry_name(method: str, key: str, base_key: str | None = None, start_stage: str | None = None) -> str:
     """The cache folder name of an entry (:func:`deepmt.experiments.run_dir_for`)."""
     return f"{method}-{key}" + (f"-warm-{base_key}-{start_stage}" if base_key is not None else "")
@@ -136,5 +150,5 @@ def read_inventory(path: str | os.PathLike) -> list[dict[str, Any]]:
     return out
 
 
-__all__ = ["GRID_LOG_ENV", "NOTEBOOK_ENV", "config_overrides", "entry_config", "entry_name", "flat_fields",
+__all__ = ["GRID_LOG_ENV", "NOTEBOOK_ENV", "config_overrides", "entry_config", "entry_name", "flat_fields", "mapped_entry",
            "new_batch", "read_inventory", "record_entry"]

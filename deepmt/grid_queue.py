@@ -29,7 +29,6 @@ so the workers stay busy until the queue is empty; the notebooks then load every
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 import time
@@ -37,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from deepmt.bench.plan import PlanEntry, build_entries
+from deepmt.bench.plan import PlanEntry, build_entries, entry_seconds
 from deepmt.bench.plan_inventory import INVENTORY, InventoryError, load_inventory
 from deepmt.config import PROFILES, default_profile
 from deepmt.errors import DeepMTError
@@ -105,15 +104,10 @@ def _map(records: Sequence[Mapping[str, Any]], profile: str, settings: Mapping[s
 
 def plan_seconds(path: str | os.PathLike | None = None) -> dict[str, float]:
     """Predicted seconds per entry from ``path`` (default :data:`PLAN_CSV`); empty when there is none."""
-    path = Path(path) if path else repo_root() / PLAN_CSV
-    out: dict[str, float] = {}
     try:
-        with open(path, newline="") as f:
-            for row in csv.DictReader(f):
-                out[row["entry"]] = out.get(row["entry"], 0.0) + sum(float(row.get(k) or 0.0) for k in ("train_s", "val_s", "overhead_s"))
+        return entry_seconds(Path(path) if path else repo_root() / PLAN_CSV)
     except (OSError, KeyError, ValueError):
         return {}
-    return out
 
 
 def work(e: PlanEntry) -> float:

@@ -25,11 +25,13 @@ or any object with its methods); :mod:`deepmt.bench.plan_schedule` schedules the
 
 from __future__ import annotations
 
+import csv
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from deepmt.config import Config
-from deepmt.grid_log import entry_config, entry_name
+from deepmt.grid_log import mapped_entry
 
 #: seconds a trained stage costs beyond its epochs, validation and checkpoints (its optimiser and loader, its best and
 #: stage-end files, the restore of its best epoch): an estimate, about 1% of the quick grid
@@ -167,14 +169,7 @@ def build_entries(records: Sequence[Mapping[str, Any]], profile: str, settings: 
     memo: dict = {}
     for _, rec in records:
         method = rec["method"]
-        cfg = entry_config(method, rec.get("overrides") or {}, profile, settings)
-        base_name = base_key = None
-        warm = rec.get("warm_start")
-        start = rec.get("start_stage") if warm else None
-        if warm:
-            base_key = entry_config(warm["method"], warm.get("overrides") or {}, profile, settings).key()
-            base_name = entry_name(warm["method"], base_key)
-        name = entry_name(method, cfg.key(), base_key, start)
+        cfg, name, base_name, start = mapped_entry(rec, profile, settings)
         nb = rec.get("notebook", "")
         if name in entries:
             if nb not in entries[name].notebooks:
@@ -240,6 +235,18 @@ def summary_rows(entries: Sequence[PlanEntry]) -> list[dict[str, Any]]:
     return rows
 
 
-__all__ = ["STAGE_OVERHEAD_S", "PlanEntry", "StageWork", "build_entries", "data_sets", "images_per_epoch",
+
+def entry_seconds(csv_path: str | os.PathLike) -> dict[str, float]:
+    """Each entry's planned seconds (training, validation and overhead of every stage, plus its evaluation) from a
+    plan's CSV (:func:`summary_rows`, written beside ``results/timing/plan.json``). Raises ``OSError`` when the file
+    cannot be read and ``ValueError`` (or ``KeyError``) when it is not a plan's CSV."""
+    out: dict[str, float] = {}
+    with open(csv_path, newline="") as f:
+        for row in csv.DictReader(f):
+            out[row["entry"]] = out.get(row["entry"], 0.0) + sum(float(row.get(k) or 0.0)
+                                                                   for k in ("train_s", "val_s", "overhead_s"))
+    return out
+
+__all__ = ["STAGE_OVERHEAD_S", "PlanEntry", "StageWork", "build_entries", "data_sets", "entry_seconds", "images_per_epoch",
            "labelled_count", "notebook_order", "price", "stage_plan", "summary_rows", "train_size",
            "val_passes"]

@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
-from deepmt.bench.plan import PlanEntry, build_entries, data_sets, price, summary_rows
+from deepmt.bench.plan import PlanEntry, build_entries, data_sets, entry_seconds, price, summary_rows
 from deepmt.bench.plan_inventory import INVENTORY, InventoryError, load_inventory, record_inventory
 from deepmt.bench.plan_schedule import by_method_stage, render, wall_plan
 from deepmt.run_all_timing import RUN_ALL_TIMING
@@ -73,26 +73,23 @@ def estimate_line(cache: str | os.PathLike, profile: str, workers: int, plan_pat
     for the inventory's entries) less the entries the cache ``cache`` holds complete. Says so, instead of guessing,
     when there is no plan for ``profile`` or the plan was made with other settings or for entries main's code no
     longer names."""
-    import pandas as pd
-
     from deepmt.bench.plan_inventory import needed_entries
     from deepmt.experiments import RESULT_FILE
 
     plan_path = plan_path or repo_root() / DEFAULT_OUT
     try:
         plan = json.loads(plan_path.read_text())
-        rows = pd.read_csv(plan_path.with_suffix(".csv"))
-    except (OSError, ValueError) as exc:
+        seconds = entry_seconds(plan_path.with_suffix(".csv"))
+    except (OSError, ValueError, KeyError) as exc:
         return f"time estimate: none ({plan_path}: {exc}; make one with `python -m deepmt plan --profile {profile}`)"
     if plan.get("profile") != profile or plan.get("settings"):
         return (f"time estimate: none for profile {profile} ({plan_path} plans {plan.get('profile')}"
                 f"{' with ' + str(plan.get('settings')) if plan.get('settings') else ''}; `python -m deepmt plan --profile {profile}`)")
     needed = set(needed_entries(load_inventory(), profile))
-    seconds = rows.groupby("entry")[["train_s", "val_s", "overhead_s"]].sum().sum(axis=1)
-    if not set(seconds.index) & needed or needed - set(seconds.index) - {e for e in needed if e.startswith("bicubic-")}:
+    if not set(seconds) & needed or needed - set(seconds) - {e for e in needed if e.startswith("bicubic-")}:
         return f"time estimate: none ({plan_path} was made for other cache entries than main's code needs: make it again)"
     runs = Path(cache) / "runs"
-    grid = [e for e in seconds.index if e in needed]
+    grid = [e for e in seconds if e in needed]
     left = [e for e in grid if not (runs / e / RESULT_FILE).is_file()]
     totals = plan.get("totals", {})
     own = float(totals.get("own_min", 0.0)) * 60

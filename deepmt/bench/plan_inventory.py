@@ -140,7 +140,7 @@ def needed_entries(records: list[dict[str, Any]], profile: str = "quick") -> dic
     """The cache entries the notebooks need under ``profile`` as main's code names them (method + config key, and
     the base key and start stage of a warm start: :func:`deepmt.grid_log.entry_name`), each with the notebooks
     that need it. Entries of methods that train nothing (``bicubic``) are left out."""
-    from deepmt.grid_log import entry_config, entry_name
+    from deepmt.grid_log import mapped_entry
     from deepmt.models.methods import METHODS
 
     out: dict[str, list[str]] = {}
@@ -148,10 +148,7 @@ def needed_entries(records: list[dict[str, Any]], profile: str = "quick") -> dic
         method = rec["method"]
         if method == "bicubic" or method not in METHODS:
             continue
-        key = entry_config(method, rec.get("overrides") or {}, profile).key()
-        warm = rec.get("warm_start")
-        base = entry_config(warm["method"], warm.get("overrides") or {}, profile).key() if warm else None
-        name = entry_name(method, key, base, rec.get("start_stage") if warm else None)
+        name = mapped_entry(rec, profile)[1]
         out.setdefault(name, [])
         if rec.get("notebook", "") not in out[name]:
             out[name].append(rec.get("notebook", ""))
