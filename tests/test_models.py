@@ -152,3 +152,30 @@ def test_feature_selection_changes_the_map_exactly_where_it_drops_features(monke
     monkeypatch.setattr(V, "select_lesion_features", lambda a, *_, **__: torch.ones(a.shape[:2], dtype=torch.bool))
     _, _, keep_all = _vis_case(create_graph=False, selection=True)
     assert torch.equal(keep_all, without)  # keeping every map is plain Grad-CAM
+
+
+@pytest.mark.parametrize("c_out", [4, 8, 16])
+def test_fused_multiscale_conv_is_the_two_branch_layer(c_out):
+    """A narrow multi-scale layer runs as one 5x5 convolution over the zero-padded 3x3 weights: same outputs, same
+    gradients for the 3x3 and 5x5 weights (the padding never learns), same parameters as the two-branch layer."""
+    from deepmt.models.segmentation import FUSE_MAX_CHANNELS, MultiScaleConv
+
+    torch.manual_seed(0)
+    fused = MultiScaleConv(3, c_out).double()
+    plain = MultiScaleConv(3, c_out).double()
+    plain.load_state_dict(fused.state_dict())
+    plain.fused = False
+    assert fused.fused and c_out <= FUSE_MAX_CHANNELS
+    assert not MultiScaleConv(3, FUSE_MAX_CHANNELS * 2).fused
+    x = torch.randn(2, 3, 11, 9, dtype=torch.float64)
+    out_f, out_p = fused(x), plain(x)
+    torch.testing.assert_close(out_f, out_p)
+    w = torch.randn_like(out_p)
+    (out_f * w).sum().backward()
+    (out_p * w).sum().backward()
+    for name in ("conv3.weight", "conv5.weight", "bn.weight", "bn.bias"):
+        g_f = dict(fused.named_parameters())[name].grad
+        g_p = dict(plain.named_parameters())[name].grad
+        torch.testing.assert_close(g_f, g_p, msg=name)
+    assert fused.conv3.weight.shape[-1] == 3  # the 3x3 weights stay 3x3 in the state dict
+

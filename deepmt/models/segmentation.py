@@ -28,8 +28,22 @@ def background_prob(probs: torch.Tensor) -> torch.Tensor:
     return 1 - lesion_union(probs)
 
 
+#: widest multi-scale layer (output channels) computed as one 5x5 convolution (see :class:`MultiScaleConv`)
+FUSE_MAX_CHANNELS = 16
+
+
 class MultiScaleConv(nn.Module):
-    """3x3 and 5x5 convolutions in parallel (half the output channels each), concatenated, BN, ReLU."""
+    """3x3 and 5x5 convolutions in parallel (half the output channels each), concatenated, BN, ReLU.
+
+    Up to :data:`FUSE_MAX_CHANNELS` output channels the two branches run as **one** 5x5 convolution whose
+    first ``c3`` filters are the 3x3 weights zero-padded to 5x5: the same function (a 3x3 kernel with padding 1
+    is the padded 5x5 kernel with padding 2) and the same parameters (``conv3.weight``, ``conv5.weight``; the
+    padding is rebuilt each call, so the border never learns), only summed in another order. Narrow layers run
+    far below the CPU's peak, and one 8-channel convolution costs less than two of 4 channels plus the
+    concatenation: 1.25-1.45x per layer at 8-16 channels (bf16 + channels_last, 1 thread, 2-core Xeon; forward
+    and backward), about even or slower from 32 channels on, where the extra multiply-adds of the padded
+    3x3 half count.
+    """
 
     def __init__(self, c_in: int, c_out: int):
         super().__init__()
@@ -37,9 +51,15 @@ class MultiScaleConv(nn.Module):
         self.conv3 = nn.Conv2d(c_in, c3, 3, padding=1, bias=False)
         self.conv5 = nn.Conv2d(c_in, c_out - c3, 5, padding=2, bias=False)
         self.bn = nn.BatchNorm2d(c_out)
+        self.fused = c_out <= FUSE_MAX_CHANNELS
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.bn(torch.cat([self.conv3(x), self.conv5(x)], dim=1)), inplace=True)
+        if self.fused:
+            weight = torch.cat([F.pad(self.conv3.weight, (1, 1, 1, 1)), self.conv5.weight], dim=0)
+            y = F.conv2d(x, weight, padding=2)
+        else:
+            y = torch.cat([self.conv3(x), self.conv5(x)], dim=1)
+        return F.relu(self.bn(y), inplace=True)
 
 
 class MultiScaleBlock(nn.Sequential):
