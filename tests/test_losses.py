@@ -21,6 +21,7 @@ from deepmt.losses import (
     unsupervised_seg_loss,
     weighted_cross_entropy,
 )
+from deepmt.losses.segmentation import dice_focal_per_channel, dice_per_channel, focal_per_channel, masked_mean
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest.one_thread
@@ -155,6 +156,187 @@ def test_dice_on_empty_masks_include_or_skip():
     assert t["seg_dice"].item() == 0.0 and t["seg_focal"].item() > 0
     sum(t.values()).backward()
     assert lg.grad is not None and lg.grad.abs().sum() > 0
+
+
+# --------------------------------------------------------------------------- fused Dice + focal against the library
+def _maps(shape, soft, layout, seed=0):
+    """Random logits (fp32, fp32 channels-last or bf16 channels-last, as the engine trains) and binary or soft
+    targets of the same layout."""
+    g = torch.Generator().manual_seed(seed)
+    logits = 3 * torch.randn(shape, generator=g)
+    target = torch.rand(shape, generator=g) if soft else (torch.rand(shape, generator=g) > 0.8).float()
+    if layout != "contiguous":
+        logits, target = (t.contiguous(memory_format=torch.channels_last) for t in (logits, target))
+    if layout == "bf16":
+        logits = logits.bfloat16().contiguous(memory_format=torch.channels_last)
+    return logits, target
+
+
+def _grads(fn, logits, up_dice, up_focal, fp32_leaf=False):
+    """(dice, focal, d/dlogits of sum(up_dice * dice + up_focal * focal)) for ``fn(logits) -> (dice, focal)``.
+    ``fp32_leaf``: differentiate at the fp32 copy of bf16 logits and round that gradient to bf16 once, as the fused
+    function does (the library's two branches each round their own gradient to bf16 and then add the two in bf16)."""
+    x = logits.detach().clone()
+    leaf = (x.float() if fp32_leaf else x).requires_grad_(True)
+    dice, focal = fn(leaf)
+    ((dice * up_dice).sum() + (focal * up_focal).sum()).backward()
+    return dice.detach(), focal.detach(), leaf.grad.to(logits.dtype)
+
+
+def _assert_grad_close(new, ref):
+    """Gradients to within fp32 rounding of the largest entry and, for bf16 logits, one bf16 step."""
+    assert new.dtype == ref.dtype and new.shape == ref.shape and torch.isfinite(new).all()
+    rtol = 2**-7 if new.dtype == torch.bfloat16 else 1e-5
+    torch.testing.assert_close(new.float(), ref.float(), rtol=rtol, atol=1e-6 * ref.float().abs().max().item())
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "bf16"])
+@pytest.mark.parametrize("gamma", [2.0, 0.0, 1.5, 0.5])
+@pytest.mark.parametrize("alpha", [0.25, -1.0])
+@pytest.mark.parametrize("soft", [False, True])
+def test_fused_dice_focal_matches_reference(soft, alpha, gamma, layout):
+    """dice_focal_per_channel = dice_per_channel and torchvision's sigmoid focal loss, value and gradient."""
+    logits, target = _maps((2, 3, 6, 10), soft, layout)  # H != W: the channels-last helpers must not mix them up
+    up_dice, up_focal = torch.randn(2, 3), torch.randn(2, 3)
+    d, f, g = _grads(lambda x: dice_focal_per_channel(x, target, alpha, gamma, 1.0), logits, up_dice, up_focal)
+    ref = _grads(lambda x: (dice_per_channel(x, target), focal_per_channel(x, target, alpha, gamma)),
+                 logits, up_dice, up_focal, fp32_leaf=True)
+    assert d.dtype == f.dtype == torch.float32 and d.shape == f.shape == (2, 3)
+    torch.testing.assert_close(d, ref[0], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(f, ref[1], rtol=1e-6, atol=1e-6)
+    _assert_grad_close(g, ref[2])
+
+
+@pytest.mark.parametrize("gamma", [2.0, 1.5])
+def test_fused_dice_focal_saturated_logits(gamma):
+    """Logits far past where the sigmoid rounds to 0 or 1 (and past exp's fp32 range): values and gradients stay
+    finite and equal the library's."""
+    logits, target = _maps((2, 4, 8, 8), False, "channels_last", seed=1)
+    logits = logits * 40  # |x| up to ~400
+    up = torch.rand(2, 4), torch.rand(2, 4)
+    d, f, g = _grads(lambda x: dice_focal_per_channel(x, target, 0.25, gamma), logits, *up)
+    ref = _grads(lambda x: (dice_per_channel(x, target), focal_per_channel(x, target, 0.25, gamma)), logits, *up)
+    assert torch.isfinite(f).all() and torch.isfinite(g).all()
+    torch.testing.assert_close(d, ref[0], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(f, ref[1], rtol=1e-5, atol=1e-5)
+    _assert_grad_close(g, ref[2])
+
+
+def test_fused_dice_focal_under_autocast():
+    """The engine computes its losses inside bf16 autocast: the fused function still works in fp32 there."""
+    logits, target = _maps((2, 4, 16, 16), True, "bf16")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        d, f = dice_focal_per_channel(logits, target)
+    assert d.dtype == f.dtype == torch.float32
+    torch.testing.assert_close(d, dice_per_channel(logits, target), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(f, focal_per_channel(logits, target), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("alpha, gamma, layout", [(0.25, 2.0, "contiguous"), (0.25, 2.0, "channels_last"),
+                                                  (-1.0, 1.5, "contiguous"), (0.7, 0.0, "channels_last"),
+                                                  (1.0, 1.0, "contiguous"), (0.0, 3.0, "channels_last")])
+def test_fused_dice_focal_gradcheck(alpha, gamma, layout):
+    """The hand-written backward against finite differences, in float64."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64, generator=g)
+    t = torch.rand(2, 3, 4, 5, dtype=torch.float64, generator=g)
+    t[0, 0] = (t[0, 0] > 0.5).double()  # binary and soft targets
+    if layout == "channels_last":
+        x, t = x.contiguous(memory_format=torch.channels_last), t.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    for wanted in [(True, True), (False, True), (True, False)]:
+        def terms(x):
+            return tuple(v for v in dice_focal_per_channel(x, t, alpha, gamma, 1.0, *wanted) if v is not None)
+        assert torch.autograd.gradcheck(terms, (x,))
+
+
+def test_fused_dice_focal_one_term_or_one_gradient():
+    """A term not asked for is None; a term asked for but not used in the loss sends no gradient; the target
+    may be bool; invalid alpha / gamma are refused as torchvision refuses them."""
+    logits, target = _maps((2, 3, 5, 5), False, "channels_last")
+    d, f = dice_focal_per_channel(logits, target, want_focal=False)
+    assert f is None and torch.allclose(d, dice_per_channel(logits, target))
+    d, f = dice_focal_per_channel(logits, target.bool(), want_dice=False)
+    assert d is None and torch.allclose(f, focal_per_channel(logits, target))
+    assert dice_focal_per_channel(logits, target, want_dice=False, want_focal=False) == (None, None)
+    for only in (0, 1):  # only the Dice / only the focal output enters the loss
+        x, xr = (logits.detach().clone().requires_grad_(True) for _ in range(2))
+        dice_focal_per_channel(x, target)[only].sum().backward()
+        (dice_per_channel(xr, target) if only == 0 else focal_per_channel(xr, target)).sum().backward()
+        _assert_grad_close(x.grad, xr.grad)
+    with pytest.raises(ValueError):
+        dice_focal_per_channel(logits, target, alpha=1.5)
+    with pytest.raises(ValueError):
+        dice_focal_per_channel(logits, target, gamma=-1.0)
+
+
+def _segmentation_loss_reference(logits, masks, present, L, sides=None, prefix="seg"):
+    """segmentation_loss as it was written before the fused function, through dice_loss and focal_loss."""
+    dice_pairs = lesion_pairs(masks, present) if L.seg_dice_empty == "skip" else present
+
+    def both(lg):
+        out = {}
+        if L.seg_dice:
+            out["dice"] = L.seg_dice * dice_loss(lg, masks, dice_pairs)
+        if L.seg_focal:
+            out["focal"] = L.seg_focal * focal_loss(lg, masks, present, L.focal_alpha, L.focal_gamma)
+        return out
+
+    terms = {f"{prefix}_{k}": v for k, v in both(logits).items()}
+    if sides and L.seg_deep and (L.seg_dice or L.seg_focal):
+        terms[f"{prefix}_deep"] = L.seg_deep * torch.stack([sum(both(s).values()) for s in sides]).mean()
+    return terms
+
+
+@pytest.mark.parametrize("with_sides", [True, False])
+@pytest.mark.parametrize("overrides", [{}, {"loss.seg_dice_empty": "skip"}, {"loss.seg_focal": 0.0},
+                                       {"loss.seg_dice": 0.0, "loss.seg_dice_empty": "skip"},
+                                       {"loss.seg_dice": 0.5, "loss.seg_focal": 2.0, "loss.seg_deep": 0.3,
+                                        "loss.focal_gamma": 0.0},
+                                       {"loss.seg_dice": 0.0, "loss.seg_focal": 0.0}])
+@pytest.mark.parametrize("layout", ["contiguous", "bf16"])
+def test_segmentation_loss_matches_reference(with_sides, overrides, layout):
+    """The same terms and the same gradient (final maps and side outputs) as through dice_loss / focal_loss."""
+    L = get_config("smoke", overrides).loss
+    logits, masks = _maps((3, 4, 8, 6), False, layout, seed=3)
+    masks[0, 1] = 0  # an annotated empty mask: in Dice under "include" only
+    masks[2] = 0
+    present = torch.tensor([[True, True, False, True], [True, True, True, True], [False, False, False, False]])
+    sides = [_maps((3, 4, 8, 6), False, layout, seed=4 + i)[0] for i in range(2)] if with_sides else None
+
+    def run(fn, fp32_leaf=False):  # fp32_leaf: as in _grads
+        maps = [logits, *(sides or [])]
+        leaves = [(t.detach().float() if fp32_leaf else t.detach().clone()).requires_grad_(True) for t in maps]
+        terms = fn(leaves[0], masks, present, L, leaves[1:] or None)
+        if terms:
+            sum(terms.values()).backward()
+        return terms, [None if leaf.grad is None else leaf.grad.to(logits.dtype) for leaf in leaves]
+
+    terms, grads = run(segmentation_loss)
+    ref_terms, ref_grads = run(_segmentation_loss_reference, fp32_leaf=True)
+    assert set(terms) == set(ref_terms)
+    for k in terms:
+        assert terms[k].shape == () and terms[k].item() == pytest.approx(ref_terms[k].item(), rel=1e-6, abs=1e-7)
+    for g, r in zip(grads, ref_grads):
+        if r is None:
+            assert g is None
+        else:
+            _assert_grad_close(g, r)
+
+
+def test_masked_mean_of_fused_terms_ignores_unannotated_garbage():
+    """Like test_masked_channels_are_excluded_not_zeroed, through segmentation_loss: an un-annotated channel's
+    logits move neither the terms nor the other channels' gradients."""
+    logits, masks = _maps((2, 3, 6, 6), False, "channels_last", seed=5)
+    present = torch.tensor([[True, False, True], [True, True, False]])
+    L = get_config("smoke").loss
+    base = segmentation_loss(logits, masks, present, L)
+    garbage = logits.clone()
+    garbage[0, 1], garbage[1, 2] = 80.0, -80.0
+    moved = segmentation_loss(garbage, masks, present, L)
+    for k in base:
+        assert moved[k].item() == pytest.approx(base[k].item(), rel=1e-6)
+    assert masked_mean(torch.ones(2, 3), present).item() == 1.0
 
 
 def test_seg_aware_and_unsupervised():
