@@ -174,3 +174,62 @@ def test_the_checker_sees_lazy_imports_and_private_access(tmp_path, monkeypatch)
     monkeypatch.setitem(MODULES, "deepmt.studies.bad", study)
     assert "deepmt.experiments" in _imports("deepmt.engine.bad")[0]
     assert _imports("deepmt.studies.bad")[1] == {"deepmt.metrics._percentiles", "deepmt.models.baselines._image"}
+
+
+# --------------------------------------------------------------------------- notebooks -> their study module
+NOTEBOOKS = PACKAGE.parent / "notebooks" / "src"
+#: each numbered notebook and the one study module it calls (issue 28): what else it needs, the module re-exports
+NOTEBOOK_STUDY = {
+    "00_benchmark": "deepmt.studies.benchmark",
+    "01_finding1_isr_helps": "deepmt.studies.finding1",
+    "02_finding2_lesions_vs_attention": "deepmt.studies.finding2",
+    "03_training_deepmt_dr": "deepmt.studies.training",
+    "04_grading_table": "deepmt.studies.grading_table",
+    "05_isr_table": "deepmt.studies.isr_table",
+    "06_segmentation_table": "deepmt.studies.segmentation_table",
+    "07_ablation_task_aware_loss": "deepmt.studies.ablation_loss",
+    "08_ablation_structure": "deepmt.studies.ablation_structure",
+    "09_qualitative": "deepmt.studies.qualitative",
+    "10_beyond_the_paper": "deepmt.studies.beyond",
+    "11_claims": "deepmt.studies.verdicts",
+}
+#: the most lines a study module may have (the package-wide limit is :data:`MAX_LINES`)
+MAX_STUDY_LINES = 450
+
+
+def _notebook_imports(path: Path) -> set[str]:
+    """The deepmt modules a notebook source imports (``from deepmt.studies import X`` counts as module X)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "deepmt"}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "deepmt":
+            for a in node.names:
+                full = f"{node.module}.{a.name}"
+                found.add(full if full in MODULES else node.module)
+    return found
+
+
+def test_every_notebook_imports_only_its_own_study_module():
+    sources = {p.stem: p for p in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))}
+    assert set(sources) == set(NOTEBOOK_STUDY), "every notebook needs its study module in NOTEBOOK_STUDY (and only they)"
+    bad = {nb: sorted(_notebook_imports(p) - {NOTEBOOK_STUDY[nb]}) for nb, p in sources.items()}
+    assert {nb: mods for nb, mods in bad.items() if mods} == {}
+    assert all(NOTEBOOK_STUDY[nb] in _notebook_imports(p) for nb, p in sources.items())
+
+
+def test_every_study_module_has_a_layer_and_stays_small():
+    """The notebooks' study modules are the top of the package; each module of ``deepmt.studies`` is in the studies'
+    layer (a layer of its own: nothing below imports it) and short enough to read in a few screens."""
+    studies = [m for m in MODULES if _in(m, ("deepmt.studies",))]
+    assert set(NOTEBOOK_STUDY.values()) <= set(studies)
+    assert all(_in(m, TOP) for m in studies)
+    long = {m: n for m in studies if (n := len(MODULES[m].read_text().splitlines())) > MAX_STUDY_LINES}
+    assert long == {}
+
+
+def test_the_notebook_rule_can_fail(tmp_path):
+    nb = tmp_path / "04_grading_table.py"
+    nb.write_text("from deepmt.studies import grading_table as T\nfrom deepmt.reporting import save_figure\n"
+                  "from deepmt.studies.common import label\n")
+    assert _notebook_imports(nb) - {NOTEBOOK_STUDY["04_grading_table"]} == {"deepmt.reporting", "deepmt.studies.common"}

@@ -22,7 +22,21 @@ from typing import Any, Callable
 import pytest
 
 from deepmt.config import Config
-from deepmt.studies import ablations, attention, benchmark, beyond, few_labels, qualitative, tables, training
+from deepmt.studies import (
+    ablation_loss,
+    ablation_structure,
+    attention,
+    benchmark,
+    beyond,
+    dial,
+    few_labels,
+    finding1,
+    grading_table,
+    isr_table,
+    qualitative,
+    segmentation_table,
+    training,
+)
 from deepmt.studies.common import SEEDS, study_config
 
 SOURCES = sorted((Path(__file__).resolve().parents[1] / "notebooks" / "src").glob("[0-9][0-9]_*.py"))
@@ -55,12 +69,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         **CONFIG,
         "seeds": SEEDS,
         "seg_seeds": SEEDS,  # the segmentation U-Nets of notebook 06, same entries
-        "dial": tables.DIAL_SETTINGS,
-        "dial_seeds": default(tables.finding1, "dial_seeds"),
+        "dial": dial.DIAL_SETTINGS,
+        "dial_seeds": default(finding1.finding1, "dial_seeds"),
         "negative_control_seeds": SEEDS,
         "few_labels_fraction": few_labels.LABEL_FRACTION,
         "few_labels_seeds": SEEDS,
-        "n_boot": default(tables.finding1, "n_boot"),
+        "n_boot": default(finding1.finding1, "n_boot"),
     },
     "02_finding2_lesions_vs_attention": {
         **CONFIG,
@@ -72,25 +86,25 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "target": default(attention.attention_study, "target"),
     },
     "03_training_deepmt_dr": {**CONFIG, "seeds": SEEDS, "baselines": training.BASELINES},
-    "04_grading_table": {**CONFIG, "seeds": SEEDS, "n_boot": default(tables.grading_table, "n_boot")},
-    "05_isr_table": {**CONFIG, "seeds": SEEDS, "n_boot": default(tables.isr_table, "n_boot")},
-    "06_segmentation_table": {**CONFIG, "seeds": SEEDS, "n_boot": default(tables.segmentation_table, "n_boot")},
+    "04_grading_table": {**CONFIG, "seeds": SEEDS, "n_boot": default(grading_table.grading_table, "n_boot")},
+    "05_isr_table": {**CONFIG, "seeds": SEEDS, "n_boot": default(isr_table.isr_table, "n_boot")},
+    "06_segmentation_table": {**CONFIG, "seeds": SEEDS, "n_boot": default(segmentation_table.segmentation_table, "n_boot")},
     "07_ablation_task_aware_loss": {
         **CONFIG,
         "seeds": SEEDS,
-        "feedback_ratios": ablations.FEEDBACK_RATIOS,
-        "cls_aware_weights": default(ablations.task_aware_study, "cls_aware_weights"),
-        "seg_aware_weights": default(ablations.task_aware_study, "seg_aware_weights"),
-        "n_boot": default(ablations.task_aware_study, "n_boot"),
+        "feedback_ratios": ablation_loss.FEEDBACK_RATIOS,
+        "cls_aware_weights": default(ablation_loss.task_aware_study, "cls_aware_weights"),
+        "seg_aware_weights": default(ablation_loss.task_aware_study, "seg_aware_weights"),
+        "n_boot": default(ablation_loss.task_aware_study, "n_boot"),
     },
     "08_ablation_structure": {
         **CONFIG,
-        "seeds": ablations.STRUCTURE_SEEDS,
+        "seeds": ablation_structure.STRUCTURE_SEEDS,
         "c7_seeds": SEEDS,
-        "scales": ablations.STRUCTURE_SCALES,
-        "unsupervised": ablations.UNSUPERVISED,
-        "mask_fraction": ablations.MASK_FRACTION,
-        "n_boot": default(ablations.structure_study, "n_boot"),
+        "scales": ablation_structure.STRUCTURE_SCALES,
+        "unsupervised": ablation_structure.UNSUPERVISED,
+        "mask_fraction": ablation_structure.MASK_FRACTION,
+        "n_boot": default(ablation_structure.structure_study, "n_boot"),
     },
     "09_qualitative": {
         **CONFIG,
@@ -197,8 +211,9 @@ def test_notebook_03_trains_every_other_method_the_tables_use():
     besides DeepMT-DR, so that notebook 03 shows every run the claims and tables rest on."""
     from deepmt.studies import lesion_identity
 
-    used = {*tables.GRADING_BASELINES, *tables.GRADING_REFERENCES, *tables.ISR_METHODS, *tables.SEG_METHODS,
-            *tables.DIAL_METHODS, *tables.DICE_EMPTY_METHODS, *lesion_identity.METHODS, *qualitative.SR_METHODS,
+    used = {*grading_table.GRADING_BASELINES, *grading_table.GRADING_REFERENCES, *isr_table.ISR_METHODS,
+            *segmentation_table.SEG_METHODS,
+            *dial.DIAL_METHODS, *segmentation_table.DICE_EMPTY_METHODS, *lesion_identity.METHODS, *qualitative.SR_METHODS,
             *beyond.METHODS}
     assert set(training.BASELINES) == used - {"deepmt_dr", "bicubic"}
     assert len(set(training.BASELINES)) == len(training.BASELINES)

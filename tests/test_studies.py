@@ -1,4 +1,4 @@
-"""deepmt.studies.common / tables / summary: effects, CIs and the README results section, on fake runs."""
+"""deepmt.studies.common / finding1 / grading, ISR and segmentation tables / summary: effects, CIs and the README results section, on fake runs."""
 
 from __future__ import annotations
 
@@ -17,7 +17,11 @@ from deepmt.experiments import ExperimentResult
 from deepmt.studies import common as C
 from deepmt.studies import few_labels as FL
 from deepmt.studies import summary as S
-from deepmt.studies import tables as T
+from deepmt.studies import dial as DIAL
+from deepmt.studies import finding1 as F1
+from deepmt.studies import grading_table as G
+from deepmt.studies import isr_table as I
+from deepmt.studies import segmentation_table as SEG
 
 
 def fake_run(method: str, seed: int, correct: float, n: int = 200, rng_seed: int = 0, train_seconds: float = 1.0) -> ExperimentResult:
@@ -158,7 +162,7 @@ QUALITY = {"grader_lr": 0.3, "unet_lr": 0.3, "bicubic": 0.3, "grader_bicubic": 0
 
 @pytest.fixture
 def fake_training(monkeypatch):
-    """``tables.run_methods`` made of :func:`fake_run`: the same numbers every time, but every "training" takes a
+    """``run_methods`` of every table study made of :func:`fake_run`: the same numbers every time, but every "training" takes a
     new number of seconds (as a rerun does)."""
     import itertools
 
@@ -174,8 +178,8 @@ def fake_training(monkeypatch):
                 r.config = cfg.replace({**(overrides or {}).get(m, {}), "train.seed": r.config.train.seed})
         return runs
 
-    monkeypatch.setattr(T, "run_methods", run_methods)
-    monkeypatch.setattr(FL, "run_methods", run_methods)
+    for module in (F1, DIAL, G, I, SEG, FL):  # each study module calls the runner under its own name
+        monkeypatch.setattr(module, "run_methods", run_methods)
 
 
 #: how much each fake method of the dial loses with few labels: the bicubic-input nets most, DeepMT-DR least
@@ -183,12 +187,12 @@ FEW_LABELS_LOSS = {"foo_mt_hr": 0.1, "foo_mt": 0.25, "deepmt_dr_noisr": 0.3, "de
 
 
 STUDIES = {
-    "01": lambda cfg: T.finding1(cfg, [0], [0], n_boot=50, dial=(0.0, 1.0)),
+    "01": lambda cfg: F1.finding1(cfg, [0], [0], n_boot=50, dial=(0.0, 1.0)),
     "01_few_labels": lambda cfg: FL.few_labels_study(cfg, [0], 0.1, n_boot=50),
-    "04": lambda cfg: T.grading_table(cfg, [0], n_boot=50),
-    "05": lambda cfg: T.isr_table(cfg, [0], n_boot=50),
-    "06": lambda cfg: T.segmentation_table(cfg, [0], n_boot=50),
-    "06_dice_empty": lambda cfg: T.dice_empty_check(cfg, [0], n_boot=50),
+    "04": lambda cfg: G.grading_table(cfg, [0], n_boot=50),
+    "05": lambda cfg: I.isr_table(cfg, [0], n_boot=50),
+    "06": lambda cfg: SEG.segmentation_table(cfg, [0], n_boot=50),
+    "06_dice_empty": lambda cfg: SEG.dice_empty_check(cfg, [0], n_boot=50),
 }
 
 
@@ -210,8 +214,8 @@ def test_a_rerun_leaves_identical_result_tables(nb, fake_training, result_tables
 
 
 def test_what_we_see_01_is_written_from_the_numbers(fake_training):
-    res = T.finding1(get_config("smoke"), [0, 1], [0], n_boot=100, dial=(0.0, 1.0))
-    text = T.what_we_see_01(res)
+    res = F1.finding1(get_config("smoke"), [0, 1], [0], n_boot=100, dial=(0.0, 1.0))
+    text = F1.what_we_see_01(res)
     g, s = res["grading"].set_index("method"), res["segmentation"].set_index("method")
     assert text.startswith(f"Grading accuracy from LR {g.loc['grader_lr', 'accuracy']:.3f}, bicubic "
                            f"{g.loc['grader_bicubic', 'accuracy']:.3f}, DeepMT-DR without ISR {g.loc['deepmt_dr_noisr', 'accuracy']:.3f}")
@@ -225,9 +229,9 @@ def test_what_we_see_01_is_written_from_the_numbers(fake_training):
     assert f"smudge_match 1: {d.loc[1.0, 'gap']:+.3f} / {d.loc[1.0, 'gain']:+.3f}." in text
     assert "C1 accuracy: reproduced" in text and "C2 aupr" in text
     assert text.endswith(C.SMOKE_NOTE)
-    no_dial = T.finding1(get_config("smoke"), [0], [0], n_boot=50)
+    no_dial = F1.finding1(get_config("smoke"), [0], [0], n_boot=50)
     assert no_dial["dial"] is None and list(no_dial["controls"].id) == ["learnable", "gap", "lesion_resolution"]
-    quiet = T.what_we_see_01({**no_dial, "smoke": False})
+    quiet = F1.what_we_see_01({**no_dial, "smoke": False})
     assert "Dial sweep" not in quiet and "(mean of 1 seed(s))" in quiet and "smoke" not in quiet
 
 
@@ -250,7 +254,7 @@ def test_few_labels_study_compares_the_gain_with_few_and_with_all_labels(fake_tr
     assert list(t.label_fraction) == [1.0, 0.1] and list(t.n_seeds) == [2, 2]
     assert list(t.regime) == ["synthetic, smudge_match=0.8, x4, all masks",
                               "synthetic, smudge_match=0.8, x4, labels on 10% of training images"]
-    numbers, _ = T.gap_and_gain(res["runs"][1.0], n_boot=200)  # the dial sweep's numbers, setting by setting
+    numbers, _ = DIAL.gap_and_gain(res["runs"][1.0], n_boot=200)  # the dial sweep's numbers, setting by setting
     assert t.iloc[0][list(numbers)].to_dict() == numbers
     ch = res["change"].set_index("quantity")
     assert list(ch.index) == ["gap", "gain", "ma_aupr_gain"]
@@ -304,25 +308,25 @@ def test_what_we_see_few_labels_on_fixed_numbers():
 
 def test_what_we_see_04_05_06_are_written_from_the_numbers(fake_training):
     cfg = get_config("smoke")
-    g = T.grading_table(cfg, [0, 1], n_boot=100)
+    g = G.grading_table(cfg, [0, 1], n_boot=100)
     assert g["best_baseline"] == "deepmt_dr_noisr"  # the best validation QWK among the baselines
-    text = T.what_we_see_04(g)
+    text = G.what_we_see_04(g)
     t = g["table"].set_index("method")
     assert text.startswith(f"DeepMT-DR: accuracy {t.loc['deepmt_dr', 'accuracy']}, QWK {t.loc['deepmt_dr', 'qwk']}")
     assert "± " in text and "(mean ± std over 2 seed(s)). The best baseline on validation is DeepMT-DR without ISR" in text
     assert "DeepMT-DR is better than DeepMT-DR without ISR in qwk" in text
     assert f"the multi-task net {t.loc['foo_mt_hr', 'accuracy']}." in text
     assert "Verdicts (C4): accuracy: reproduced; qwk: reproduced; macro_f1: reproduced." in text and text.endswith(C.SMOKE_NOTE)
-    isr = T.isr_table(cfg, [0], n_boot=100)
-    text = T.what_we_see_05({**isr, "smoke": False})
+    isr = I.isr_table(cfg, [0], n_boot=100)
+    text = I.what_we_see_05({**isr, "smoke": False})
     i = isr["table"].set_index("method")
     assert text.startswith(f"PSNR over the whole image: bicubic {i.loc['bicubic', 'psnr']:.2f} dB, single-task ISR "
                            f"{i.loc['isr', 'psnr']:.2f} dB, DeepMT-DR {i.loc['deepmt_dr', 'psnr']:.2f} dB")
     assert "DeepMT-DR is better than Single-task ISR in psnr_lesion" in text
     assert "Controls: sr_works:srcnn +" in text and "dB (pass)" in text
     assert text.endswith("Verdicts (C6, before controls): psnr_lesion: reproduced; ssim_lesion: reproduced.")
-    seg = T.segmentation_table(cfg, [0], n_boot=100)
-    text = T.what_we_see_06(seg)
+    seg = SEG.segmentation_table(cfg, [0], n_boot=100)
+    text = SEG.what_we_see_06(seg)
     a = seg["table"][seg["table"].metric == "aupr"].set_index("method")
     assert text.startswith(f"Microaneurysm AUPR: U-Net on LR {a.loc['unet_lr', 'MA']:.3f}, on bicubic {a.loc['unet_bicubic', 'MA']:.3f}")
     assert f"Haemorrhage AUPR {a.loc['unet_bicubic', 'HE']:.3f} (bicubic U-Net) vs {a.loc['deepmt_dr', 'HE']:.3f} (DeepMT-DR)" in text
@@ -334,7 +338,7 @@ def test_dice_empty_check_trains_the_other_setting_and_compares_it(fake_training
     setting than the profile's, beside its run under the profile's; per-lesion AUPR, the lesion-channel count and the
     paired effects skip - include whichever is the default, with accuracy and QWK only where both runs grade."""
     seen = {}
-    fake = T.run_methods
+    fake = SEG.run_methods
 
     def spy(methods, cfg, seeds=(0,), overrides=None, names=None):
         seen.update(methods=list(methods), overrides=overrides, names=names)
@@ -343,11 +347,11 @@ def test_dice_empty_check_trains_the_other_setting_and_compares_it(fake_training
             r.metrics.pop("accuracy")
         return runs
 
-    monkeypatch.setattr(T, "run_methods", spy)
-    assert T.DICE_EMPTY_METHODS == ("unet_hr", "unet_lr", "foo_mt_hr")
+    monkeypatch.setattr(SEG, "run_methods", spy)
+    assert SEG.DICE_EMPTY_METHODS == ("unet_hr", "unet_lr", "foo_mt_hr")
     for default, other in (("include", "skip"), ("skip", "include")):
         cfg = get_config("smoke", {"loss.seg_dice_empty": default})
-        res = T.dice_empty_check(cfg, [0, 1], methods=["unet_hr", "foo_mt_hr"], n_boot=100)
+        res = SEG.dice_empty_check(cfg, [0, 1], methods=["unet_hr", "foo_mt_hr"], n_boot=100)
         check = {f"unet_hr_dice_{other}": "unet_hr", f"foo_mt_hr_dice_{other}": "foo_mt_hr"}
         assert seen == {"methods": ["unet_hr", "foo_mt_hr", *check],
                         "overrides": {n: {"loss.seg_dice_empty": other} for n in check}, "names": check}
@@ -362,7 +366,7 @@ def test_dice_empty_check_trains_the_other_setting_and_compares_it(fake_training
         seg = {"aupr", "aupr_MA", "aupr_HE", "aupr_EX", "aupr_SE", "dice"}
         assert set(e.loc[e.a == skip, "metric"]) == seg and set(e.loc[e.a == skip, "b"]) == {include}
         assert set(e.loc[e.a.str.startswith("foo_mt_hr"), "metric"]) == seg | {"accuracy", "qwk"}
-        text = T.what_we_see_dice_empty(res)
+        text = SEG.what_we_see_dice_empty(res)
         assert text.startswith(f"U-Net on HR: mean AUPR {t.loc[include, 'mean']:.3f} with Dice on every annotated mask, "
                                f"{t.loc[skip, 'mean']:.3f} when Dice skips empty masks")
         assert text.endswith(C.SMOKE_NOTE) and "U-Net on HR in accuracy" not in text

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import deepmt.studies.ablation_loss as AL
+import deepmt.studies.ablation_structure as AS
 import deepmt.studies.ablations as A
 import deepmt.studies.common as common
 from deepmt.config import get_config
@@ -67,6 +69,7 @@ def fake_runs(monkeypatch):
 
     monkeypatch.setattr(A, "run_jobs", run_jobs)
     monkeypatch.setattr(A, "run_methods", run_methods)
+    monkeypatch.setattr(AS, "run_methods", run_methods)
     return calls
 
 
@@ -88,13 +91,13 @@ def loaded_methods(monkeypatch):
 
 
 def test_variants_and_their_training_plan(cfg):
-    names = [v.name for v in A.task_aware_variants([0, 10, 100], [1], [0.1, 2])]
+    names = [v.name for v in AL.task_aware_variants([0, 10, 100], [1], [0.1, 2])]
     assert names[:6] == ["authors_weights", "no_seg_aware", "no_cls_aware", "no_grading_feedback", "no_vis_consistency", "no_task_aware"]
     assert names[6:] == ["cls_aware=0", "cls_aware=10", "cls_aware=100", "seg_aware=1", "feedback_ratio=0.1", "feedback_ratio=2"]
-    off = {v.name: v for v in A.task_aware_variants()}["no_task_aware"].overrides
+    off = {v.name: v for v in AL.task_aware_variants()}["no_task_aware"].overrides
     assert off == {"loss.seg_aware": 0.0, "loss.cls_aware": 0.0, "loss.grading_feedback": 0.0}
     plan = {v.name: A.start_stage(v.method, cfg, cfg.replace(dict(v.overrides)))
-            for v in A.task_aware_variants([10], (), [0.5, 2]) + A.structure_variants([2, 4, 8], 4)}
+            for v in AL.task_aware_variants([10], (), [0.5, 2]) + AS.structure_variants([2, 4, 8], 4)}
     assert plan == {
         "authors_weights": "stage2", "feedback_ratio=0.5": "base", "feedback_ratio=2": "stage2",
         "no_seg_aware": "stage2", "no_cls_aware": "stage2", "no_grading_feedback": "stage2", "no_task_aware": "stage2",
@@ -109,7 +112,7 @@ def test_variants_and_their_training_plan(cfg):
 
 
 def test_task_aware_study_warm_starts_dedupes_and_claims(cfg, fake_runs, loaded_methods):
-    res = A.task_aware_study(cfg, [0], cls_aware_weights=[0, 10, 100], feedback_ratios=(), n_boot=200)
+    res = AL.task_aware_study(cfg, [0], cls_aware_weights=[0, 10, 100], feedback_ratios=(), n_boot=200)
     trained = {(c[1].loss.seg_aware, c[1].loss.cls_aware, c[1].loss.grading_feedback, c[1].loss.vis_consistency,
                 c[1].loss.feedback_scaling): c[2] for c in fake_runs}
     assert len(fake_runs) == 7  # the authors' weights + 5 ablations + cls_aware=100; cls_aware=0 and =10 are reused
@@ -139,7 +142,7 @@ def test_task_aware_study_warm_starts_dedupes_and_claims(cfg, fake_runs, loaded_
     assert e["diff"] == pytest.approx(e["value_a"] - e["value_b"]) and e["diff"] < 0 and e["hi"] < 0
     # claim C5: full minus all feedback off, signed in the claim's direction
     claims = res["claims"].set_index("metric")
-    assert list(claims.index) == list(A.C5_METRICS) and set(claims.id) == {"C5"}
+    assert list(claims.index) == list(AL.C5_METRICS) and set(claims.id) == {"C5"}
     assert claims.loc["psnr_lesion", "effect"] == pytest.approx(-e["diff"]) and claims.loc["psnr_lesion", "verdict"] == "reproduced"
     assert (claims.n_seeds == 1).all() and (claims.evidence == "07_ablation_task_aware_loss").all()
     sweep = res["sweeps"]["cls_aware"]
@@ -149,13 +152,13 @@ def test_task_aware_study_warm_starts_dedupes_and_claims(cfg, fake_runs, loaded_
     assert "(lower)" in A.effect_clause(eff, "no_task_aware", "psnr_lesion")
     assert list(res["wide"].variant) == list(res["summary"].variant)[1:]
     A.plot_effects(eff, ["accuracy", "psnr_lesion"], res["ablation"].labels)
-    A.plot_sweep(sweep, ["qwk", "psnr_lesion"], "sweep")
+    AL.plot_sweep(sweep, ["qwk", "psnr_lesion"], "sweep")
 
 
 def test_structure_study_plan_skip_and_scale_check(cfg, fake_runs, monkeypatch):
-    monkeypatch.setattr(A, "scale_alignment", lambda ab, c, scale_of: pd.DataFrame(
+    monkeypatch.setattr(AS, "scale_alignment", lambda ab, c, scale_of: pd.DataFrame(
         [{"variant": v, "scale": s, "ids_match": True} for v, s in scale_of.items() if v != "deepmt_dr"]))
-    res = A.structure_study(cfg, [0, 1], scales=[4, 8], unsupervised=0.5, n_boot=100)
+    res = AS.structure_study(cfg, [0, 1], scales=[4, 8], unsupervised=0.5, n_boot=100)
     plan = res["plan"].set_index("variant")
     assert plan.loc["unsupervised", "trained"] == "not run" and "annotation" in plan.loc["unsupervised", "note"]
     assert plan.loc["no_isr", "trained"] == "full run" and plan.loc["no_seg", "trained"] == "full run"
@@ -169,11 +172,11 @@ def test_structure_study_plan_skip_and_scale_check(cfg, fake_runs, monkeypatch):
     assert not ((eff.a == "no_isr") & (eff.metric == "psnr_lesion")).any()  # no ISR, no ISR metrics
     assert ((eff.a == "no_isr") & (eff.metric == "qwk")).any() and (eff.n_seeds == 2).all()
     assert "not measured" in A.effect_clause(eff, "no_isr", "psnr_lesion")
-    A.plot_scales(res["summary"], res["scale_of"], ["accuracy", "qwk"])
+    AS.plot_scales(res["summary"], res["scale_of"], ["accuracy", "qwk"])
 
 
 def _scale_check(ab, c, scale_of):
-    """What :func:`A.scale_alignment` would say of the scale variants: same ids, other grades, HR differs by 0.25."""
+    """What :func:`AS.scale_alignment` would say of the scale variants: same ids, other grades, HR differs by 0.25."""
     return pd.DataFrame([{"variant": v, "scale": s, "lr_size": c.data.hr_size // s, "ids_match": True, "grades_match": False,
                           "hr_max_abs_diff": 0.25} for v, s in scale_of.items() if v != "deepmt_dr"])
 
@@ -181,11 +184,11 @@ def _scale_check(ab, c, scale_of):
 def test_a_rerun_leaves_identical_result_tables(cfg, fake_runs, loaded_methods, monkeypatch, result_tables):
     """Notebooks 07 and 08 run twice: the same numbers, other training seconds. The plans and every result table
     are byte-identical; only the timing tables differ."""
-    monkeypatch.setattr(A, "scale_alignment", _scale_check)
+    monkeypatch.setattr(AS, "scale_alignment", _scale_check)
 
     def studies():
-        return (A.task_aware_study(cfg, [0], cls_aware_weights=[100], feedback_ratios=[], n_boot=50),
-                A.structure_study(cfg, [0], scales=[4, 8], n_boot=50), A.unsupervised_study(cfg, [0], n_boot=50))
+        return (AL.task_aware_study(cfg, [0], cls_aware_weights=[100], feedback_ratios=[], n_boot=50),
+                AS.structure_study(cfg, [0], scales=[4, 8], n_boot=50), AS.unsupervised_study(cfg, [0], n_boot=50))
 
     for first, second in zip(studies(), studies()):
         a, b = result_tables(first), result_tables(second)
@@ -196,8 +199,8 @@ def test_a_rerun_leaves_identical_result_tables(cfg, fake_runs, loaded_methods, 
 
 
 def test_what_we_see_07_is_written_from_the_numbers(cfg, fake_runs, loaded_methods):
-    res = A.task_aware_study(cfg, [0], cls_aware_weights=[0, 10, 100], feedback_ratios=[0.5, 2.0], n_boot=100)
-    text = A.what_we_see_07(res)
+    res = AL.task_aware_study(cfg, [0], cls_aware_weights=[0, 10, 100], feedback_ratios=[0.5, 2.0], n_boot=100)
+    text = AL.what_we_see_07(res)
     s = res["summary"].set_index("variant")
     assert text.startswith(f"The full DeepMT-DR reaches accuracy {s.loc['deepmt_dr', 'accuracy']}, QWK {s.loc['deepmt_dr', 'qwk']} "
                            f"and PSNR {s.loc['deepmt_dr', 'psnr_lesion']} dB in lesion regions.")
@@ -217,16 +220,16 @@ def test_what_we_see_07_is_written_from_the_numbers(cfg, fake_runs, loaded_metho
     warm = res["timing"][res["timing"].trained.str.startswith("warm")]
     assert len(warm) == 8 and (f"8 variant(s) were warm-started from the base and trained {warm.train_s.sum():.0f} s in all; "
                                f"training them from scratch would have repeated {warm.shared_s.sum():.0f} s") in text
-    assert "with 1 seed(s) training noise is not measured" in text and text.endswith(A.SMOKE_NOTE)
-    plain = A.what_we_see_07({**res, "sweeps": {}, "smoke": False})
+    assert "with 1 seed(s) training noise is not measured" in text and text.endswith(common.SMOKE_NOTE)
+    plain = AL.what_we_see_07({**res, "sweeps": {}, "smoke": False})
     assert "cls_aware weights" not in plain and "smoke" not in plain
 
 
 def test_what_we_see_08_is_written_from_the_numbers(cfg, fake_runs, monkeypatch):
-    monkeypatch.setattr(A, "scale_alignment", _scale_check)
-    res = A.structure_study(cfg, [0, 1], scales=[4, 8], unsupervised=0.5, n_boot=100)
-    c7 = A.unsupervised_study(cfg, [0], mask_fraction=0.1, unsupervised=0.5, n_boot=100)
-    text = A.what_we_see_08(res, c7)
+    monkeypatch.setattr(AS, "scale_alignment", _scale_check)
+    res = AS.structure_study(cfg, [0, 1], scales=[4, 8], unsupervised=0.5, n_boot=100)
+    c7 = AS.unsupervised_study(cfg, [0], mask_fraction=0.1, unsupervised=0.5, n_boot=100)
+    text = AS.what_we_see_08(res, c7)
     s = res["summary"].set_index("variant")
     assert text.startswith(f"The full DeepMT-DR reaches accuracy {s.loc['deepmt_dr', 'accuracy']}, QWK {s.loc['deepmt_dr', 'qwk']}")
     assert "Variant − full: without ISR (bicubic input): accuracy " in text and "psnr_lesion not measured" in text
@@ -241,8 +244,8 @@ def test_what_we_see_08_is_written_from_the_numbers(cfg, fake_runs, monkeypatch)
             and f"qwk {r.effect:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}] ({r.verdict} before controls)" in text)
     ctrl = c7["controls"].iloc[0]
     assert f"; control learnable: {ctrl.value:.3f} ({ctrl.status})." in text
-    assert "(2 seed(s); training noise is not measured)." in text and text.endswith(A.SMOKE_NOTE)
-    real = A.what_we_see_08({**res, "synthetic": False, "smoke": False}, c7)
+    assert "(2 seed(s); training noise is not measured)." in text and text.endswith(common.SMOKE_NOTE)
+    real = AS.what_we_see_08({**res, "synthetic": False, "smoke": False}, c7)
     assert "HR images differ by up to 0.250)" in real and "re-matches" not in real and "smoke" not in real
 
 
@@ -257,8 +260,8 @@ def test_real_datasets_run_the_unsupervised_variant_when_images_lack_annotations
             return {"mask_present": torch.tensor([i == 0] * 4)}
 
     monkeypatch.setattr("deepmt.data.build_datasets", lambda data_cfg, splits: {"train": Train()})
-    assert A.annotated_everywhere(cfg)  # synthetic: by construction
-    assert not A.annotated_everywhere(cfg.replace({"data.dataset": "idrid", "data.root": "/nowhere"}))
+    assert AS.annotated_everywhere(cfg)  # synthetic: by construction
+    assert not AS.annotated_everywhere(cfg.replace({"data.dataset": "idrid", "data.root": "/nowhere"}))
 
 
 def test_scale_alignment_on_the_synthetic_benchmark(cfg, tmp_path, monkeypatch):
@@ -274,27 +277,27 @@ def test_scale_alignment_on_the_synthetic_benchmark(cfg, tmp_path, monkeypatch):
 
     ab = A.Ablation(runs={"deepmt_dr": [result(cfg)], "scale_x8": [result(cfg.replace({"data.scale": 8}))]},
                     plan=pd.DataFrame(), variants=[], labels={})
-    check = A.scale_alignment(ab, cfg, {"deepmt_dr": 4, "scale_x8": 8}, n_check=4)
+    check = AS.scale_alignment(ab, cfg, {"deepmt_dr": 4, "scale_x8": 8}, n_check=4)
     r = check.iloc[0]
     assert r.variant == "scale_x8" and r.lr_size == cfg.data.hr_size // 8 and r.ids_match and r.grades_match
     assert 0 <= r.hr_max_abs_diff < 0.5 and r.hr_images_checked == 4
 
 
 def test_unsupervised_study_claims_c7_in_the_partial_mask_regime(cfg, fake_runs):
-    res = A.unsupervised_study(cfg, [0, 1], mask_fraction=0.1, unsupervised=0.5, n_boot=200)
+    res = AS.unsupervised_study(cfg, [0, 1], mask_fraction=0.1, unsupervised=0.5, n_boot=200)
     assert res["regime"] == "synthetic, smudge_match=0.8, x4, masks on 10% of training images"
     # the variant is warm-started at stage 2 from the partial-mask base, which itself has masks on 10%
     assert all(c[1].data.mask_fraction == 0.1 for c in fake_runs)
     assert {c[2] for c in fake_runs} == {"stage2"} and {c[1].loss.unsupervised for c in fake_runs} == {0.5}
     claims = res["claims"]
-    assert set(claims.id) == {"C7"} and set(claims.metric) == set(A.C7_METRICS) and (claims.regime == res["regime"]).all()
+    assert set(claims.id) == {"C7"} and set(claims.metric) == set(AS.C7_METRICS) and (claims.regime == res["regime"]).all()
     assert (claims.n_seeds == 2).all()
     ctrl = res["controls"].iloc[0]
     assert ctrl["id"] == "learnable" and ctrl["regime"] == res["regime"] and ctrl["n_seeds"] == 2
 
 
 def test_dial_sweep_gap_gain_share_and_the_negative_control(monkeypatch):
-    from deepmt.studies import tables as T
+    from deepmt.studies import dial as T
 
     cfg = get_config("smoke", {"data.synth.smudge_match": 0.8})
     seen = []

@@ -15,8 +15,9 @@ import torch
 from deepmt import LESIONS
 from deepmt.models.methods import build_method
 from deepmt.studies import attention as A
+from deepmt.studies import finding2 as F2
 from deepmt.studies import qualitative as Q
-from deepmt.studies.attention_figures import figure_energy, figure_examples
+from deepmt.studies.finding2 import figure_energy, figure_examples
 
 H = 64
 
@@ -190,17 +191,17 @@ def test_attention_study_tables_and_claims(study):
     assert (pi["grade"] > 0).all() and pi["energy"].between(0, 1).all()
     assert pi.loc[pi.method == "grader_hr", "energy_pred"].isna().all()
     assert pi.loc[pi.method == "deepmt_dr", "pred_lesion_px"].notna().all()
-    s = A.summary_table(pi, n_boot=200)
+    s = F2.summary_table(pi, n_boot=200)
     assert list(s["method"]) == ["grader_hr", "deepmt_dr"]
     r = s.iloc[0]
     assert r["effect"] == pytest.approx(r["energy"] - r["energy_random"])
     assert r["effect_lo"] <= r["effect"] <= r["effect_hi"]
     assert r["n_images"] == 4
-    g = A.by_grade_table(pi)
+    g = F2.by_grade_table(pi)
     assert set(g["grade"]) == set(pi["grade"]) and list(dict.fromkeys(g["method"])) == ["grader_hr", "deepmt_dr"]
-    les = A.by_lesion_table(pi)
+    les = F2.by_lesion_table(pi)
     assert len(les) == 2 * len(LESIONS)
-    claims = claims_table(A.claims_rows(s, methods=["grader_hr", "deepmt_dr", "missing"]))
+    claims = claims_table(F2.claims_rows(s, methods=["grader_hr", "deepmt_dr", "missing"]))
     assert list(claims["id"]) == ["C3"] * 3 and (claims["metric"] == "energy_in_lesions").all()
     assert claims["effect"].iloc[0] == pytest.approx(r["effect"]) and claims["verdict"].iloc[2] == "not measured"
     assert len(study.examples) >= 1 and set(study.examples[0]["maps"]) == {"grader_hr", "deepmt_dr"}
@@ -222,19 +223,19 @@ def test_attention_study_over_seeds_averages_each_image_before_the_bootstrap(cfg
     g = pi[pi.method == "grader_hr"]
     assert not np.allclose(g[g.seed == 0]["energy"], g[g.seed == 1]["energy"])  # two different networks
     per_img = g.groupby("id", sort=False)[["energy", "energy_random"]].mean()
-    s = A.summary_table(pi, n_boot=200).set_index("method")
+    s = F2.summary_table(pi, n_boot=200).set_index("method")
     assert s.loc["grader_hr", "n_seeds"] == 2 and s.loc["grader_hr", "n_images"] == 4
     assert s.loc["grader_hr", "energy"] == pytest.approx(per_img["energy"].mean())
     assert s.loc["grader_hr", "effect"] == pytest.approx((per_img["energy"] - per_img["energy_random"]).mean())
-    means = A.seed_means(pi)
+    means = F2.seed_means(pi)
     assert len(means) == 2 * 4 and (means["n_seeds"] == 2).all() and "grade_pred" not in means
-    assert A.by_grade_table(pi)["n_images"].sum() == 2 * 4
+    assert F2.by_grade_table(pi)["n_images"].sum() == 2 * 4
     # the example maps are the first seed's, with that seed's measures
     ex = st.examples[0]
     assert ex["seed"] == {"grader_hr": 0, "deepmt_dr": 0} and ex["measures"]["grader_hr"]["seed"] == 0
     # one seed gives the numbers of a single-run study
     single = A.attention_study({n: r[0] for n, r in runs.items()}, cfg, n_images=4, n_random=3, dataset=make_split(8), batch_size=3)
-    one = A.summary_table(single.per_image, n_boot=200)
+    one = F2.summary_table(single.per_image, n_boot=200)
     assert (one["n_seeds"] == 1).all()
     np.testing.assert_array_equal(single.per_image["energy"], pi[pi.seed == 0]["energy"])
     with pytest.raises(ValueError, match="no trained run"):
@@ -245,7 +246,7 @@ def test_c3_rows_carry_the_regime_and_two_distinct_comparisons(study):
     from deepmt.claims import claims_table
     from deepmt.studies.verdicts import short_comparison
 
-    f2 = A.finding2(study, "synthetic, smudge_match=0.8, x4, all masks", n_boot=200)
+    f2 = F2.finding2(study, "synthetic, smudge_match=0.8, x4, all masks", n_boot=200)
     c = f2.claims
     assert list(c["id"]) == ["C3", "C3"] and (c["regime"] == "synthetic, smudge_match=0.8, x4, all masks").all()
     assert c["comparison"].nunique() == 2
@@ -253,7 +254,7 @@ def test_c3_rows_carry_the_regime_and_two_distinct_comparisons(study):
     assert shorts == ["HR grader's plain Grad-CAM", "DeepMT-DR's visualization map (LR input)"]
     assert (c["n_seeds"] == 1).all()
     assert c["effect"].tolist() == pytest.approx(f2.summary["effect"].tolist())
-    rows = claims_table(A.claims_rows(f2.summary.assign(n_seeds=3), regime="r", methods=["deepmt_dr"]))
+    rows = claims_table(F2.claims_rows(f2.summary.assign(n_seeds=3), regime="r", methods=["deepmt_dr"]))
     assert rows["n_seeds"].tolist() == [3] and rows["regime"].tolist() == ["r"]
 
 
@@ -278,12 +279,12 @@ def _fixed_finding2(smoke=False):
     study = A.AttentionStudy(pd.DataFrame(), methods=["grader_hr", "deepmt_dr"])
     from deepmt.claims import claims_table
 
-    claims = claims_table(A.claims_rows(summary, regime="synthetic, smudge_match=0.8, x4, all masks"))
-    return A.Finding2(study, summary, by_grade, by_lesion, claims, "synthetic, smudge_match=0.8, x4, all masks", smoke)
+    claims = claims_table(F2.claims_rows(summary, regime="synthetic, smudge_match=0.8, x4, all masks"))
+    return F2.Finding2(study, summary, by_grade, by_lesion, claims, "synthetic, smudge_match=0.8, x4, all masks", smoke)
 
 
 def test_what_we_see_is_written_from_the_numbers():
-    text = A.what_we_see(_fixed_finding2())
+    text = F2.what_we_see(_fixed_finding2())
     assert text.startswith("Grader on HR (40 images, each averaged over 3 training seeds): 30.0% of the map's energy "
                            "lies inside the lesion regions (which cover 8.0% of the field of view) against 10.0% for the "
                            "same regions placed at random, a difference of +0.200 [+0.150, +0.250] (x3.00; above the "
@@ -295,11 +296,11 @@ def test_what_we_see_is_written_from_the_numbers():
     assert "Against its own predicted lesion regions (30 images with any), the excess is +0.300 [+0.200, +0.400]" in text
     assert ("Claim C3, HR grader's plain Grad-CAM: reproduced (regime: synthetic, smudge_match=0.8, x4, all masks). "
             "Claim C3, DeepMT-DR's visualization map (LR input): inconclusive (regime: ") in text
-    assert "smoke profile" not in text and "smoke profile" in A.what_we_see(_fixed_finding2(smoke=True))
-    empty = A.Finding2(A.AttentionStudy(pd.DataFrame(), notes=["no masks here"]), A.summary_table(pd.DataFrame()),
+    assert "smoke profile" not in text and "smoke profile" in F2.what_we_see(_fixed_finding2(smoke=True))
+    empty = F2.Finding2(A.AttentionStudy(pd.DataFrame(), notes=["no masks here"]), F2.summary_table(pd.DataFrame()),
                        pd.DataFrame(columns=["method", "grade", "effect"]), pd.DataFrame(columns=["method", "n_images"]),
                        pd.DataFrame(columns=["regime", "comparison", "verdict"]))
-    assert A.what_we_see(empty) == "Nothing was measured: no masks here"
+    assert F2.what_we_see(empty) == "Nothing was measured: no masks here"
 
 
 def test_attention_study_without_masks(cfg):
@@ -308,10 +309,10 @@ def test_attention_study_without_masks(cfg):
         s["mask_present"] = torch.zeros(4, dtype=torch.bool)
     st = A.attention_study({"grader_hr": build_method("grader_hr", cfg).eval()}, cfg, n_images=10, n_random=2, dataset=split)
     assert st.n_images == 0 and st.notes
-    s = A.summary_table(st.per_image)
+    s = F2.summary_table(st.per_image)
     assert len(s) == 0
-    assert A.claims_rows(s, methods=["grader_hr"])[0].verdict == "not measured"
-    assert len(A.by_grade_table(st.per_image)) == 0 and len(A.by_lesion_table(st.per_image)) == 0
+    assert F2.claims_rows(s, methods=["grader_hr"])[0].verdict == "not measured"
+    assert len(F2.by_grade_table(st.per_image)) == 0 and len(F2.by_lesion_table(st.per_image)) == 0
     import matplotlib.pyplot as plt
 
     plt.close(figure_examples(st))

@@ -2,11 +2,9 @@
 
     from deepmt.studies import attention as A
     study = A.attention_study({"grader_hr": runs_hr, "deepmt_dr": runs_mt}, cfg, n_images=200)  # a run or a list per seed
-    A.summary_table(study.per_image)          # energy share observed vs random, effect with CI, ROC-AUC
-    A.claims_rows(A.summary_table(...), regime=regime_of(cfg))   # claim C3 rows for the claims table
-    f2 = A.finding2(study, regime_of(cfg))    # all the tables at once; A.what_we_see(f2) writes the text
 
-The figures are in :mod:`deepmt.studies.attention_figures`.
+The tables, claim C3, the text and the figures are notebook 02's, in :mod:`deepmt.studies.finding2`; the maps and
+their helpers here serve notebooks 01 and 09 too (:mod:`deepmt.studies.lesion_identity`, :mod:`~deepmt.studies.qualitative`).
 
 **Maps.** :func:`visualization_maps` gives the (B,1,H,W) map of a trained method from the package's own
 code (:meth:`Method.visualize <deepmt.models.methods.Method.visualize>`): for DeepMT-DR its visualization
@@ -48,13 +46,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 import torch
 
-from deepmt import GRADES, LESIONS
+from deepmt import LESIONS
 from deepmt import metrics as M
 from deepmt.engine.ddp import unwrap
 from deepmt.models.methods import MethodOutput
@@ -373,222 +371,3 @@ def attention_study(
     per_image = pd.DataFrame(rows)
     return AttentionStudy(per_image, chosen, list(methods), dilation, n_random, target, n_scanned, n_without, notes,
                           {n: [sd for sd, _ in seeded] for n, seeded in methods.items()})
-
-
-# --------------------------------------------------------------------------- tables
-def _mean_ci(x: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, float]:
-    x = np.asarray(x, dtype=np.float64)
-    if not np.isfinite(x).any():
-        return math.nan, math.nan, math.nan
-    return M.bootstrap_ci(M.nanmean, x, n_boot=n_boot, seed=seed)
-
-
-def _paired(a: np.ndarray, b: np.ndarray, n_boot: int, seed: int) -> dict[str, float]:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    ok = np.isfinite(a) & np.isfinite(b)
-    if not ok.any():
-        return {"diff": math.nan, "lo": math.nan, "hi": math.nan, "p_value": math.nan, "n": 0}
-    out = M.paired_bootstrap_test(np.mean, None, a[ok], b[ok], n_boot=n_boot, seed=seed)
-    return {"diff": out["diff"], "lo": out["lo"], "hi": out["hi"], "p_value": out["p_value"], "n": int(ok.sum())}
-
-
-#: columns of ``per_image`` that describe a run's image rather than measure it (not averaged over seeds)
-_KEYS = ("method", "seed", "id", "grade", "grade_pred")
-
-
-def seed_means(per_image: pd.DataFrame) -> pd.DataFrame:
-    """One row per method and image: each measure averaged over the training seeds (nan skipped), with
-    ``n_seeds`` the number of seeds that measured the image; ``grade_pred`` (per seed) is dropped.
-    A table without a ``seed`` column is one seed: returned with ``n_seeds`` = 1. Row order: first appearance."""
-    if per_image is None or not len(per_image):
-        return per_image
-    if "seed" not in per_image:
-        return per_image.assign(n_seeds=1)
-    measures = [c for c in per_image.columns if c not in _KEYS]
-    g = per_image.groupby(["method", "id"], sort=False)
-    out = g[measures].mean()
-    out.insert(0, "grade", g["grade"].first())
-    out["n_seeds"] = g["seed"].nunique()
-    return out.reset_index()
-
-
-def summary_table(per_image: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """One row per method: energy share inside the lesion region (mean, 95% CI), the random-placement
-    baseline, their paired difference (CI, p), the lift (ratio of means), the uniform-map area share,
-    pixel ROC-AUC (mean, CI) and its random-placement value, and -- for methods that segment -- the energy
-    share inside their own predicted lesion regions vs random placements of those. Each image's measures
-    are first averaged over the training seeds (:func:`seed_means`; ``n_seeds`` the most seeds behind an
-    image); the intervals resample images."""
-    cols = ["method", "n_seeds", "n_images", "energy", "energy_lo", "energy_hi", "energy_random", "effect", "effect_lo",
-            "effect_hi", "p_value", "lift", "area_share", "auc", "auc_lo", "auc_hi", "auc_random", "energy_pred",
-            "energy_pred_random", "effect_pred", "effect_pred_lo", "effect_pred_hi", "n_pred"]
-    rows = []
-    if per_image is None or not len(per_image):
-        return pd.DataFrame(columns=cols)
-    for method, df in seed_means(per_image).groupby("method", sort=False):
-        e, lo, hi = _mean_ci(df["energy"].to_numpy(), n_boot, seed)
-        eff = _paired(df["energy"].to_numpy(), df["energy_random"].to_numpy(), n_boot, seed)
-        a, alo, ahi = _mean_ci(df["auc"].to_numpy(), n_boot, seed)
-        pred = _paired(df["energy_pred"].to_numpy(), df["energy_pred_random"].to_numpy(), n_boot, seed)
-        er = float(np.nanmean(df["energy_random"])) if df["energy_random"].notna().any() else math.nan
-        rows.append({
-            "method": method, "n_seeds": int(df["n_seeds"].max()), "n_images": int(len(df)), "energy": e, "energy_lo": lo, "energy_hi": hi, "energy_random": er,
-            "effect": eff["diff"], "effect_lo": eff["lo"], "effect_hi": eff["hi"], "p_value": eff["p_value"],
-            "lift": e / er if er and np.isfinite(er) and er > 0 else math.nan,
-            "area_share": float(df["area_share"].mean()),
-            "auc": a, "auc_lo": alo, "auc_hi": ahi,
-            "auc_random": float(np.nanmean(df["auc_random"])) if df["auc_random"].notna().any() else math.nan,
-            "energy_pred": float(np.nanmean(df["energy_pred"])) if df["energy_pred"].notna().any() else math.nan,
-            "energy_pred_random": float(np.nanmean(df["energy_pred_random"])) if df["energy_pred_random"].notna().any() else math.nan,
-            "effect_pred": pred["diff"], "effect_pred_lo": pred["lo"], "effect_pred_hi": pred["hi"], "n_pred": pred["n"],
-        })
-    return pd.DataFrame(rows, columns=cols)
-
-
-def by_grade_table(per_image: pd.DataFrame) -> pd.DataFrame:
-    """Mean energy share (observed, random), their difference and pixel AUC per method and true grade
-    (each image's measures averaged over seeds first)."""
-    if per_image is None or not len(per_image):
-        return pd.DataFrame(columns=["method", "grade", "grade_name", "n_images", "energy", "energy_random", "effect", "auc"])
-    per_image = seed_means(per_image)
-    df = per_image.assign(diff=per_image["energy"] - per_image["energy_random"])
-    g = df.groupby(["method", "grade"], sort=False).agg(
-        n_images=("id", "size"), energy=("energy", "mean"), energy_random=("energy_random", "mean"),
-        effect=("diff", "mean"), auc=("auc", "mean"),
-    ).reset_index()
-    g.insert(2, "grade_name", [GRADES[x] if 0 <= x < len(GRADES) else "no grade" for x in g["grade"]])
-    order = {m: i for i, m in enumerate(per_image["method"].unique())}
-    g = g.assign(_o=g["method"].map(order)).sort_values(["_o", "grade"], kind="stable").drop(columns="_o")
-    return g.reset_index(drop=True)
-
-
-def by_lesion_table(per_image: pd.DataFrame) -> pd.DataFrame:
-    """Mean pixel ROC-AUC of each method's map per lesion type, over the images that contain that lesion
-    (each image's AUC averaged over seeds first)."""
-    rows = []
-    if per_image is not None and len(per_image):
-        for method, df in seed_means(per_image).groupby("method", sort=False):
-            for name in LESIONS:
-                v = df[f"auc_{name}"].to_numpy(dtype=np.float64)
-                ok = np.isfinite(v)
-                rows.append({"method": method, "lesion": name, "n_images": int(ok.sum()), "auc": float(v[ok].mean()) if ok.any() else math.nan})
-    return pd.DataFrame(rows, columns=["method", "lesion", "n_images", "auc"])
-
-
-#: what each method's C3 row compares (the part before the colon names it in the claims figure)
-COMPARISONS: dict[str, str] = {
-    "grader_hr": "HR grader's plain Grad-CAM: a grader trained on HR grades only (never on masks), "
-                 "multi-stage Grad-CAM of its predicted grade",
-    "deepmt_dr": "DeepMT-DR's visualization map (LR input): lesion-oriented Grad-CAM fusion, trained to agree with "
-                 "its lesion maps",
-}
-
-
-def comparison(method: str) -> str:
-    """The ``comparison`` of ``method``'s C3 row: which map (:data:`COMPARISONS`, else the method's label),
-    then the measure."""
-    from deepmt.claims import PAPER_CLAIMS
-    from deepmt.studies.common import label
-
-    return f"{COMPARISONS.get(method, f'{label(method)} map')}; {PAPER_CLAIMS['C3'].comparison}"
-
-
-def claims_rows(summary: pd.DataFrame, regime: str = "", evidence: str = EVIDENCE, methods: Sequence[str] | None = None):
-    """Claim C3 rows (one per method, in ``methods`` order, each with its own :func:`comparison`): effect =
-    mean energy share inside the real lesion regions minus inside randomly placed ones, each image averaged
-    over the seeds, with its paired-bootstrap CI over images; ``n_seeds`` from the summary; ``regime`` the
-    benchmark setting (:func:`deepmt.controls.regime_of`). A missing method gives a "not measured" row."""
-    from deepmt.claims import Claim
-
-    methods = list(methods) if methods is not None else list(summary["method"]) if len(summary) else ["grader_hr"]
-    claims = []
-    for m in methods:
-        row = summary[summary["method"] == m]
-        r = row.iloc[0] if len(row) else None
-        claims.append(Claim.from_paper(
-            "C3", metric="energy_in_lesions",
-            effect=float(r["effect"]) if r is not None else math.nan,
-            lo=float(r["effect_lo"]) if r is not None else math.nan,
-            hi=float(r["effect_hi"]) if r is not None else math.nan,
-            n_seeds=int(r["n_seeds"]) if r is not None else 0, evidence=evidence, comparison=comparison(m), regime=regime,
-        ))
-    return claims
-
-
-# --------------------------------------------------------------------------- the finding
-@dataclass
-class Finding2:
-    """Everything notebook 02 shows, from one :class:`AttentionStudy`: the tables, the claim C3 rows
-    (a claims table), the regime they were measured in, and whether the numbers are smoke-profile mechanics."""
-
-    study: AttentionStudy
-    summary: pd.DataFrame
-    by_grade: pd.DataFrame
-    by_lesion: pd.DataFrame
-    claims: pd.DataFrame
-    regime: str = ""
-    smoke: bool = False
-
-
-def finding2(study: AttentionStudy, regime: str, methods: Sequence[str] | None = None, n_boot: int = 1000, seed: int = 0,
-             smoke: bool = False) -> Finding2:
-    """The tables and claim rows of ``study`` (:func:`summary_table`, :func:`by_grade_table`,
-    :func:`by_lesion_table`, :func:`claims_rows` in ``regime`` for ``methods``, default the study's)."""
-    from deepmt.claims import claims_table
-
-    summary = summary_table(study.per_image, n_boot=n_boot, seed=seed)
-    claims = claims_table(claims_rows(summary, regime=regime, methods=list(methods or study.methods)))
-    return Finding2(study, summary, by_grade_table(study.per_image), by_lesion_table(study.per_image), claims, regime, smoke)
-
-
-def _relation(lo: float, hi: float) -> str:
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        return "cannot be compared with"
-    return "above" if lo > 0 else "below" if hi < 0 else "not distinguishable from"
-
-
-def what_we_see(result: Finding2) -> str:
-    """Notebook 02's "what we see", written from the numbers of ``result``: per method the energy share
-    inside the lesion regions against random placements (effect, CI, lift, p), the map as a pixel-level
-    lesion detector, the grades with the largest and smallest excess, the lesion type it detects best,
-    the agreement with its own predicted lesions, then each C3 row's verdict and regime."""
-    from deepmt.studies.common import label
-
-    summary, by_grade, by_lesion = result.summary, result.by_grade, result.by_lesion
-    parts = []
-    if not len(summary):
-        parts.append("Nothing was measured: " + " ".join(result.study.notes))
-    for _, r in summary.iterrows():
-        m = r["method"]
-        n_seeds = int(r["n_seeds"])
-        parts.append(
-            f"{label(m)} ({r['n_images']} images, each averaged over {n_seeds} training seed{'s' * (n_seeds != 1)}): "
-            f"{r['energy']:.1%} of the map's energy lies inside the lesion regions "
-            f"(which cover {r['area_share']:.1%} of the field of view) against {r['energy_random']:.1%} for the same regions "
-            f"placed at random, a difference of {M.format_ci(r['effect'], r['effect_lo'], r['effect_hi'], signed=True)} "
-            f"(x{r['lift']:.2f}; {_relation(r['effect_lo'], r['effect_hi'])} the random baseline, p = {r['p_value']:.3f}). "
-            f"As a pixel-level lesion detector its map reaches ROC-AUC {M.format_ci(r['auc'], r['auc_lo'], r['auc_hi'])} "
-            f"(random placements: {r['auc_random']:.3f}; chance 0.5)."
-        )
-        g = by_grade[(by_grade.method == m) & (by_grade.grade >= 0)]
-        if len(g) > 1:
-            best, worst = g.loc[g["effect"].idxmax()], g.loc[g["effect"].idxmin()]
-            parts.append(f"By grade, the excess energy is largest in grade {int(best['grade'])} ({best['effect']:+.1%}) "
-                         f"and smallest in grade {int(worst['grade'])} ({worst['effect']:+.1%}).")
-        les = by_lesion[(by_lesion.method == m) & (by_lesion.n_images > 0)]
-        if len(les):
-            top = les.loc[les["auc"].idxmax()]
-            parts.append(f"Its map detects {top['lesion']} best (AUC {top['auc']:.3f} over {top['n_images']} images).")
-        if np.isfinite(r["effect_pred"]):
-            parts.append(
-                f"Against its own predicted lesion regions ({r['n_pred']} images with any), the excess is "
-                f"{M.format_ci(r['effect_pred'], r['effect_pred_lo'], r['effect_pred_hi'], signed=True)} -- partly by "
-                f"construction, since its training pulls the map towards its lesion maps."
-            )
-    for _, c in result.claims.iterrows():
-        regime = f" (regime: {c['regime']})" if c["regime"] else ""
-        parts.append(f"Claim C3, {c['comparison'].split(':')[0]}: {c['verdict']}{regime}.")
-    if result.smoke:
-        parts.append("(smoke profile: a few images and barely trained models -- these numbers check the mechanics; "
-                     "they are not results.)")
-    return " ".join(parts)

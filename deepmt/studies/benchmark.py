@@ -22,10 +22,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from deepmt.config import get_config
+from deepmt.data import build_datasets
 from deepmt.data.degradation import degrade
-from deepmt.data.synthetic import generate_sample, grade_for_index
+from deepmt.data.synthetic import generate_sample, grade_for_index, grade_rules_text
 from deepmt.errors import DataError
 from deepmt.imaging import MASK_LEGEND, crop, overlay_masks
+from deepmt.reporting import save_figure, save_table
+from deepmt.utils import seed_everything
 
 
 # =========================================================================== measurements
@@ -366,4 +370,11 @@ __all__ = [
     "information_dial",
     "ma_smudge_contrast",
     "peak_contrast",
+    # what notebook 00 calls besides
+    "get_config",
+    "build_datasets",
+    "grade_rules_text",
+    "seed_everything",
+    "save_figure",
+    "save_table",
 ]

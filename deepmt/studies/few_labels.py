@@ -9,9 +9,9 @@ the SR baselines) on all of them (:meth:`deepmt.models.base.Method.stage_uses_un
 networks (``foo_mt``, ``deepmt_dr_noisr``) then learn from the labelled images alone, while DeepMT-DR's ISR
 also learns from the others: if super-resolution has a real advantage anywhere, it is here.
 
-:func:`few_labels_study` runs the dial sweep's four methods (:data:`deepmt.studies.tables.DIAL_METHODS`) at the
+:func:`few_labels_study` runs the dial sweep's four methods (:data:`deepmt.studies.dial.DIAL_METHODS`) at the
 label fraction and with all labels (the default setting's runs, cached by the rest of notebook 01) and reports
-per setting what the dial sweep reports (:func:`deepmt.studies.tables.gap_and_gain`: the gap HR - bicubic,
+per setting what the dial sweep reports (:func:`deepmt.studies.dial.gap_and_gain`: the gap HR - bicubic,
 DeepMT-DR's gain over the same network without ISR in accuracy and MA AUPR, the share of the gap recovered),
 and how much each changes from all labels to few (a paired bootstrap over the test images, which both settings
 share: :func:`deepmt.studies.common.effect_change`).
@@ -29,7 +29,7 @@ from deepmt.config import Config
 from deepmt.controls import regime_of
 from deepmt.errors import SettingError
 from deepmt.studies.common import SMOKE_NOTE, effect_change, run_methods
-from deepmt.studies.tables import DIAL_METHODS, gap_and_gain, plot_gap_and_gain
+from deepmt.studies.dial import DIAL_METHODS, gap_and_gain, plot_gap_and_gain
 
 #: what :func:`few_labels_study` compares between the two settings: (name, A, B, metric) of the effect A - B
 QUANTITIES = (

@@ -35,8 +35,9 @@ import torch
 from deepmt import GRADES, LESIONS
 from deepmt import metrics as M
 from deepmt.errors import DataError
+from deepmt.reporting import save_figure, save_table
 from deepmt.studies.attention import PRED_THRESHOLD, batch_to, device_of, visualization_maps
-from deepmt.studies.common import label
+from deepmt.studies.common import describe_config, label, run_methods, study_config
 
 #: methods whose super-resolved image the crops compare, in column order
 SR_METHODS = ("bicubic", "isr", "deepmt_dr")
@@ -438,3 +439,11 @@ def what_we_see(study: QualitativeStudy, real: RealPhoto | None = None) -> str:
     if study.smoke:
         parts.append("(smoke profile: tiny, barely trained models -- the figures check the mechanics; they are not results.)")
     return " ".join(parts)
+
+
+__all__ = [
+    "SR_METHODS", "crop_half", "best_centre", "pick_crops", "QualitativeStudy", "qualitative_study", "psnr_wide",
+    "RealPhoto", "real_photo_study", "figure_sr_crops", "figure_full_images", "figure_real_photo", "what_we_see",
+    # what notebook 09 calls besides
+    "describe_config", "run_methods", "study_config", "save_figure", "save_table",
+]

@@ -1,6 +1,6 @@
 """Figures of notebook 03: the loss terms and validation metrics per stage, the schedule (parameters trained
 and frozen, seconds per stage) and the convergence of every trained part (the tables are
-:mod:`deepmt.studies.training`'s).
+:mod:`deepmt.studies.training_tables`'s).
 
     from deepmt.studies.training_figures import figure_convergence, figure_loss_curves, figure_schedule
     figure_schedule(study.schedule, study.timing["schedule"])   # study = training.training_study(...)
@@ -20,7 +20,7 @@ import pandas as pd
 from deepmt.experiments import ExperimentResult
 from deepmt.studies.common import label
 from deepmt.studies.convergence import stage_order
-from deepmt.studies.training import STAGE_TEXT, loss_curves, validation_curves
+from deepmt.studies.training_tables import STAGE_TEXT, loss_curves, validation_curves
 
 
 def _stage_spans(history: pd.DataFrame, x: str) -> list[tuple[str, float, float]]:

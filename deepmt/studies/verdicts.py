@@ -28,11 +28,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from deepmt.claims import INCONCLUSIVE, NOT_MEASURED, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED
-from deepmt.controls import CONTROLS, FAIL, PASS
+from deepmt.claims import (
+    INCONCLUSIVE,
+    NOT_MEASURED,
+    NOT_REPRODUCED,
+    NOT_TESTABLE,
+    REPRODUCED,
+    claims_markdown,
+    collect_claims,
+)
+from deepmt.controls import CONTROLS, FAIL, PASS, collect_controls, controls_markdown
 from deepmt.controls import NOT_MEASURED as CONTROL_NOT_MEASURED
 from deepmt.metrics import format_ci
+from deepmt.reporting import results_dir, save_figure, save_table
 from deepmt.results_io import text_or
+from deepmt.studies.common import study_config
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -222,3 +232,13 @@ def claims_figure(claims: pd.DataFrame, controls: pd.DataFrame, title: str = "")
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
+
+
+__all__ = [
+    "GRADING_PANEL", "PSNR_PANEL", "SSIM_PANEL", "SEG_PANEL", "ENERGY_PANEL", "PANELS", "VERDICT_COLOURS",
+    "STATUS_COLOURS", "VERDICT_ORDER", "metric_panel", "verdict_class", "short_comparison", "row_label", "regimes",
+    "regime_sentence", "what_we_see", "claims_figure",
+    # what notebook 11 calls besides
+    "claims_markdown", "collect_claims", "collect_controls", "controls_markdown", "results_dir", "study_config",
+    "save_figure", "save_table",
+]

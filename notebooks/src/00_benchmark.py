@@ -33,12 +33,8 @@ dial_scales = [2, 4, 8]  # scales of the dial (smoke: the profile's)
 dial_images = 12  # test images per dial setting (smoke: 2)
 
 # %%
-from deepmt.config import get_config
-from deepmt.data import build_datasets
-from deepmt.data.synthetic import grade_rules_text
-from deepmt.reporting import save_figure, save_table
 from deepmt.studies import benchmark as B
-from deepmt.utils import seed_everything
+from deepmt.studies.benchmark import build_datasets, get_config, grade_rules_text, save_figure, save_table, seed_everything
 
 cfg = get_config(profile or None, {"data.seed": seed, "data.dataset": "synthetic"})
 seed_everything(seed)

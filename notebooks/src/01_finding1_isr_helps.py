@@ -57,11 +57,8 @@ device = "auto"
 n_boot = 1000
 
 # %%
-from deepmt.reporting import save_figure, save_table
-from deepmt.studies import few_labels as FL
-from deepmt.studies import lesion_identity as LI
-from deepmt.studies import tables as T
-from deepmt.studies.common import describe_config, study_config, study_seeds
+from deepmt.studies import finding1 as F1
+from deepmt.studies.finding1 import describe_config, save_figure, save_table, study_config, study_seeds
 
 cfg = study_config(profile, dataset, data_root, device)
 seeds = study_seeds(cfg, seeds)
@@ -78,7 +75,7 @@ print(describe_config(cfg), f"| grading seeds {seeds}, segmentation seeds {seg_s
 # and measured on the test split; on the synthetic benchmark the dial sweep trains at each of its settings.
 
 # %%
-res = T.finding1(cfg, seeds, seg_seeds, n_boot=n_boot, dial=dial, dial_seeds=dial_seeds, control_seeds=negative_control_seeds)
+res = F1.finding1(cfg, seeds, seg_seeds, n_boot=n_boot, dial=dial, dial_seeds=dial_seeds, control_seeds=negative_control_seeds)
 
 # %% [markdown]
 # ## Results
@@ -90,7 +87,7 @@ save_table(res["effects"], "01_effects")
 save_table(res["claims"], "01_claims")
 save_table(res["controls"], "01_controls")
 display(res["controls"][["id", "rule", "threshold", "value", "lo", "hi", "n_seeds", "status", "regime"]])
-display(res["grading"][["label", "input", "n_seeds"] + [f"{m} [95% CI]" for m in T.GRADING_METRICS]])
+display(res["grading"][["label", "input", "n_seeds"] + [f"{m} [95% CI]" for m in F1.GRADING_METRICS]])
 display(res["segmentation"][["label", "input"] + [f"{m} [95% CI]" for m in ("aupr", "dice", "aupr_MA", "dice_MA")]])
 display(res["effects"][["task", "a", "b", "metric", "effect", "p_value"]])
 
@@ -113,27 +110,27 @@ if res["dial"] is not None:
 
 # %%
 if res["dial_runs"] is not None:
-    identity = LI.identity_table(res["dial_runs"], cfg, n_boot=n_boot)
+    identity = F1.identity_table(res["dial_runs"], cfg, n_boot=n_boot)
     save_table(identity, "01_ma_vs_smudge")
     display(identity[["smudge_match", "label", "n_seeds", "auc [95% CI]", "n_ma", "n_smudge"]])
-    print(LI.what_we_see(identity))
+    print(F1.what_we_see_lesion_identity(identity))
 
 # %% [markdown]
 # ## Figures
 
 # %%
-save_figure(T.plot_metric_bars(res["grading"], ["accuracy", "qwk", "macro_f1"], "Grading from each input (test, 95% CI)"), "01_grading_by_input")
-save_figure(T.plot_metric_bars(res["segmentation"], ["aupr", "aupr_MA", "dice"], "Lesion segmentation from each input (test, 95% CI)"), "01_segmentation_by_input")
+save_figure(F1.plot_metric_bars(res["grading"], ["accuracy", "qwk", "macro_f1"], "Grading from each input (test, 95% CI)"), "01_grading_by_input")
+save_figure(F1.plot_metric_bars(res["segmentation"], ["aupr", "aupr_MA", "dice"], "Lesion segmentation from each input (test, 95% CI)"), "01_segmentation_by_input")
 if res["dial"] is not None:
-    save_figure(T.plot_dial(res["dial"]), "01_dial_sweep");
+    save_figure(F1.plot_dial(res["dial"]), "01_dial_sweep");
 
 # %% [markdown]
 # ## What we see
 #
-# Written from the numbers above (`deepmt.studies.tables.what_we_see_01`).
+# Written from the numbers above (`deepmt.studies.finding1.what_we_see_01`).
 
 # %%
-print(T.what_we_see_01(res))
+print(F1.what_we_see_01(res))
 
 # %% [markdown]
 # ## Few labels, many unlabelled HR images
@@ -152,12 +149,12 @@ print(T.what_we_see_01(res))
 # two (a paired bootstrap over the test images, which both settings share).
 
 # %%
-few = FL.few_labels_study(cfg, few_labels_seeds, few_labels_fraction, n_boot=n_boot)
+few = F1.few_labels_study(cfg, few_labels_seeds, few_labels_fraction, n_boot=n_boot)
 save_table(few["table"], "01_few_labels")
 save_table(few["change"], "01_few_labels_change")
 display(few["table"][["label_fraction", "regime", "n_seeds", "gap [95% CI]", "gain [95% CI]", "share_recovered", "ma_aupr_gain [95% CI]"]])
 display(few["change"][["quantity", "metric", "few_labels", "all_labels", "change [95% CI]", "p_value"]])
-save_figure(FL.plot_few_labels(few["table"]), "01_few_labels");
+save_figure(F1.plot_few_labels(few["table"]), "01_few_labels");
 
 # %% [markdown]
 # ### What we see (few labels)
@@ -165,4 +162,4 @@ save_figure(FL.plot_few_labels(few["table"]), "01_few_labels");
 # Written from the numbers above (`deepmt.studies.few_labels.what_we_see_few_labels`).
 
 # %%
-print(FL.what_we_see_few_labels(few))
+print(F1.what_we_see_few_labels(few))

@@ -50,11 +50,9 @@ dilation_px = 0  # lesion masks dilated by this many HR px; 0 -> hr_size // 32
 target = "pred"  # Grad-CAM target grade: "pred" (the decision being explained) or "true"
 
 # %%
-from deepmt.controls import regime_of
-from deepmt.reporting import save_figure, save_table
-from deepmt.studies import attention as A
-from deepmt.studies.attention_figures import figure_energy, figure_examples
-from deepmt.studies.common import describe_config, run_methods, study_config, study_seeds
+from deepmt.studies import finding2 as F2
+from deepmt.studies.finding2 import (describe_config, figure_energy, figure_examples, regime_of, run_methods, save_figure,
+                                     save_table, study_config, study_seeds)
 
 cfg = study_config(profile, dataset, data_root, device)
 smoke = cfg.profile == "smoke"
@@ -68,7 +66,7 @@ print(describe_config(cfg), f"| seeds {seeds} | regime: {regime_of(cfg)}")
 # The test split; only images with an annotated lesion inside the field of view can be measured.
 
 # %%
-test = A.test_split(cfg)
+test = F2.test_split(cfg)
 print(f"{dataset} test split: {len(test)} images; the first {n_images} with lesion masks are evaluated")
 
 # %% [markdown]
@@ -79,8 +77,8 @@ print(f"{dataset} test split: {len(test)} images; the first {n_images} with lesi
 
 # %%
 runs = run_methods(METHODS, cfg, seeds=seeds)
-study = A.attention_study({m: runs[m] for m in METHODS}, cfg, n_images=n_images, dilation=dilation_px,
-                          n_random=n_random, target=target, seed=seed, dataset=test)
+study = F2.attention_study({m: runs[m] for m in METHODS}, cfg, n_images=n_images, dilation=dilation_px,
+                           n_random=n_random, target=target, seed=seed, dataset=test)
 print(f"{study.n_images} images measured ({study.n_scanned} scanned, {study.n_without_lesions} without lesions) "
       f"with {len(seeds)} seed(s) per method; lesion masks dilated by {study.dilation} px; "
       f"{study.n_random} random placements per image and seed")
@@ -91,7 +89,7 @@ for note in study.notes:
 # ## Results
 
 # %%
-f2 = A.finding2(study, regime_of(cfg), methods=METHODS, seed=seed, smoke=smoke)
+f2 = F2.finding2(study, regime_of(cfg), methods=METHODS, seed=seed, smoke=smoke)
 save_table(study.per_image, "02_per_image")
 save_table(f2.summary, "02_energy_summary")
 save_table(f2.by_grade, "02_by_grade")
@@ -112,7 +110,7 @@ save_figure(figure_energy(study.per_image, f2.summary), "02_energy_observed_vs_r
 # %% [markdown]
 # ## What we see
 #
-# Written from the numbers above (`deepmt.studies.attention.what_we_see`).
+# Written from the numbers above (`deepmt.studies.finding2.what_we_see`).
 
 # %%
-print(A.what_we_see(f2))
+print(F2.what_we_see(f2))

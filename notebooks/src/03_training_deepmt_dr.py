@@ -49,13 +49,10 @@ baselines = ["deepmt_dr_noisr", "foo_mt_hr", "foo_mt", "grader_lr", "grader_bicu
 # %%
 import numpy as np
 
-from deepmt.data import build_datasets
-from deepmt.experiments import load_method
-from deepmt.reporting import save_figure, save_table
 from deepmt.studies import training as T
-from deepmt.studies.convergence import lesion_channel_summary
-from deepmt.studies.common import describe_config, run_methods, study_config, study_seeds
-from deepmt.studies.training_figures import figure_convergence, figure_loss_curves, figure_schedule
+from deepmt.studies.training import (build_datasets, describe_config, figure_convergence, figure_loss_curves, figure_schedule,
+                                     lesion_channel_summary, load_method, run_methods, save_figure, save_table, study_config,
+                                     study_seeds)
 
 cfg = study_config(profile, dataset, data_root, device)
 smoke = cfg.profile == "smoke"

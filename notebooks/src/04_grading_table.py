@@ -33,9 +33,8 @@ device = "auto"
 n_boot = 1000
 
 # %%
-from deepmt.reporting import save_figure, save_table
-from deepmt.studies import tables as T
-from deepmt.studies.common import GRADING_METRICS, describe_config, label, study_config, study_seeds
+from deepmt.studies import grading_table as T
+from deepmt.studies.grading_table import GRADING_METRICS, describe_config, label, save_figure, save_table, study_config, study_seeds
 
 cfg = study_config(profile, dataset, data_root, device)
 seeds = study_seeds(cfg, seeds)
@@ -75,7 +74,7 @@ save_figure(T.plot_confusions(T.confusion_matrices({m: res["runs"][m] for m in (
 # %% [markdown]
 # ## What we see
 #
-# Written from the numbers above (`deepmt.studies.tables.what_we_see_04`).
+# Written from the numbers above (`deepmt.studies.grading_table.what_we_see_04`).
 
 # %%
 print(T.what_we_see_04(res))

@@ -31,9 +31,8 @@ device = "auto"
 n_boot = 1000
 
 # %%
-from deepmt.reporting import save_figure, save_table
-from deepmt.studies import tables as T
-from deepmt.studies.common import ISR_METRICS, describe_config, study_config, study_seeds
+from deepmt.studies import isr_table as T
+from deepmt.studies.isr_table import ISR_METRICS, describe_config, save_figure, save_table, study_config, study_seeds
 
 cfg = study_config(profile, dataset, data_root, device)
 seeds = study_seeds(cfg, seeds)
@@ -68,7 +67,7 @@ save_figure(T.plot_metric_bars(res["table"], list(ISR_METRICS), "Super-resolutio
 # %% [markdown]
 # ## What we see
 #
-# Written from the numbers above (`deepmt.studies.tables.what_we_see_05`).
+# Written from the numbers above (`deepmt.studies.isr_table.what_we_see_05`).
 
 # %%
 print(T.what_we_see_05(res))

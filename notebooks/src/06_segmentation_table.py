@@ -38,10 +38,8 @@ device = "auto"
 n_boot = 1000
 
 # %%
-from deepmt import LESIONS
-from deepmt.reporting import save_figure, save_table
-from deepmt.studies import tables as T
-from deepmt.studies.common import describe_config, study_config, study_seeds
+from deepmt.studies import segmentation_table as T
+from deepmt.studies.segmentation_table import LESIONS, describe_config, save_figure, save_table, study_config, study_seeds
 
 cfg = study_config(profile, dataset, data_root, device)
 seeds = study_seeds(cfg, seeds)
@@ -83,7 +81,7 @@ save_figure(T.plot_seg_heatmap(res["table"], "dice"), "06_segmentation_dice");
 # %% [markdown]
 # ## What we see
 #
-# Written from the numbers above (`deepmt.studies.tables.what_we_see_06`).
+# Written from the numbers above (`deepmt.studies.segmentation_table.what_we_see_06`).
 
 # %%
 print(T.what_we_see_06(res))

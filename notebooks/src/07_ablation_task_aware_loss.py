@@ -53,9 +53,8 @@ seg_aware_weights = []  # optional sweep of loss.seg_aware, e.g. [0, 1, 10] (1 =
 n_boot = 1000
 
 # %%
-from deepmt.reporting import save_figure, save_table
-from deepmt.studies import ablations as A
-from deepmt.studies.common import describe_config, study_config, study_seeds
+from deepmt.studies import ablation_loss as A
+from deepmt.studies.ablation_loss import describe_config, save_figure, save_table, study_config, study_seeds
 
 cfg = study_config(profile, dataset, data_root, device)
 seeds = study_seeds(cfg, seeds)
@@ -106,7 +105,7 @@ for term, sweep in res["sweeps"].items():
 # %% [markdown]
 # ## What we see
 #
-# Written from the numbers above (`deepmt.studies.ablations.what_we_see_07`).
+# Written from the numbers above (`deepmt.studies.ablation_loss.what_we_see_07`).
 
 # %%
 print(A.what_we_see_07(res))

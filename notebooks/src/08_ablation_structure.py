@@ -39,9 +39,8 @@ mask_fraction = 0.1  # claim C7: share of the training images that keep their le
 n_boot = 1000
 
 # %%
-from deepmt.reporting import save_figure, save_table
-from deepmt.studies import ablations as A
-from deepmt.studies.common import describe_config, study_config, study_seeds
+from deepmt.studies import ablation_structure as A
+from deepmt.studies.ablation_structure import describe_config, save_figure, save_table, study_config, study_seeds
 
 cfg = study_config(profile, dataset, data_root, device)
 seeds = study_seeds(cfg, seeds)
@@ -101,7 +100,7 @@ save_figure(A.plot_scales(res["summary"], res["scale_of"], ["accuracy", "qwk", "
 # %% [markdown]
 # ## What we see
 #
-# Written from the numbers above (`deepmt.studies.ablations.what_we_see_08`).
+# Written from the numbers above (`deepmt.studies.ablation_structure.what_we_see_08`).
 
 # %%
 print(A.what_we_see_08(res, c7))

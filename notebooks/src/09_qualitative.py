@@ -33,9 +33,8 @@ n_crops = 4  # test images shown (one per grade 1-4 where possible)
 lesion = "MA"  # crops are centred on this lesion type: MA, HE, EX, SE or any
 
 # %%
-from deepmt.reporting import save_figure, save_table
 from deepmt.studies import qualitative as Q
-from deepmt.studies.common import describe_config, run_methods, study_config
+from deepmt.studies.qualitative import describe_config, run_methods, save_figure, save_table, study_config
 
 cfg = study_config(profile, dataset, data_root, device)
 print(describe_config(cfg))

@@ -41,9 +41,8 @@ timing_repeats = 3
 timing_threads = 0  # torch CPU threads for the inference timings; 0 = torch's default
 
 # %%
-from deepmt.reporting import save_figure, save_table
 from deepmt.studies import beyond as B
-from deepmt.studies.common import describe_config, run_methods, study_config
+from deepmt.studies.beyond import describe_config, run_methods, save_figure, save_table, study_config
 
 cfg = study_config(profile, dataset, data_root, device)
 print(describe_config(cfg))

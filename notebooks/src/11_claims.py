@@ -42,11 +42,8 @@ data_root = ""
 # %%
 from IPython.display import Markdown
 
-from deepmt.claims import claims_markdown, collect_claims
-from deepmt.controls import collect_controls, controls_markdown
-from deepmt.reporting import results_dir, save_figure, save_table
-from deepmt.studies.common import study_config
-from deepmt.studies.verdicts import claims_figure, regime_sentence, what_we_see
+from deepmt.studies.verdicts import (claims_figure, claims_markdown, collect_claims, collect_controls, controls_markdown,
+                                     regime_sentence, results_dir, save_figure, save_table, study_config, what_we_see)
 
 cfg = study_config(profile, dataset, data_root)
 smoke = cfg.profile == "smoke"
