@@ -248,3 +248,19 @@ def test_golden_bytes_and_cache_keys(setting, profile, overrides, key, fingerpri
     baseline kernels.)"""
     cfg = get_config(profile, overrides).data
     assert (cache_key(cfg), _fingerprint(cfg)) == (key, fingerprint)
+
+
+def test_small_benchmark_places_every_grade(monkeypatch):
+    """At 64 px with lesions sized for 64 px, train/401 (grade 3) needs more than 6 layout attempts: with the old
+    limit of 6 it could not be made; with :data:`placement.ATTEMPTS` it is, and its masks keep the grade rule."""
+    import deepmt.data.synthetic.placement as placement
+    from deepmt.errors import DataError
+
+    cfg = get_config("quick", {"data.hr_size": 64, "data.synth.size_reference": 64}).data
+    monkeypatch.setattr(placement, "ATTEMPTS", 6)
+    with pytest.raises(DataError, match="train/401: could not place the lesions of grade 3"):
+        generate_sample(401, cfg, "train")
+    monkeypatch.undo()
+    s = generate_sample(401, cfg, "train")
+    assert s["grade"] == 3
+    _check_rule(s)

@@ -128,11 +128,17 @@ class Layout:
     prh: list
 
 
+#: attempts at a layout that satisfies the grade rule (each draws a new plan; a sample that needs fewer never sees
+#: the limit, so raising it changes no image that could be made before)
+ATTEMPTS = 30
+
+
 def place_haemorrhages(rng: np.random.Generator, scene, grade: int, sc) -> Layout | None:
     """Plan the lesions of ``grade`` and place its haemorrhages on ``scene`` (a
-    :class:`~deepmt.data.synthetic.background.Scene`); up to 6 attempts, None if none satisfies the grade rule."""
+    :class:`~deepmt.data.synthetic.background.Scene`); up to :data:`ATTEMPTS` attempts, None if none satisfies
+    the grade rule."""
     c, R, disc, disc_r, s = scene.c, scene.R, scene.disc, scene.disc_r, scene.s
-    for _attempt in range(6):
+    for _attempt in range(ATTEMPTS):
         plan = lesion_plan(rng, grade, sc)
         placer = Placer()
         placer.place(rng, 1, lambda: disc_r + 2, lambda r, k: (np.array([disc[0]]), np.array([disc[1]]), np.array([True])), 0)
