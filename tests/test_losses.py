@@ -368,3 +368,18 @@ def test_feedback_terms_route_gradient_to_source_only():
     out["fb"].backward()
     assert w.grad.item() == pytest.approx(3 * 2 * v.item() ** 2 * w.item())  # d/dw
     assert v.grad is None
+
+
+@pytest.mark.parametrize("dtype,atol", [(torch.float32, 1e-6), (torch.float64, 1e-14)])
+def test_softplus_from_sigmoid_is_torchs_softplus(dtype, atol):
+    """The fused loss's softplus, from the sigmoid it already has, is log(1 + e^x) over saturated and moderate
+    logits (torch's own fp32 softplus is 5e-7 from it here, and returns x above 20), and is never negative."""
+    from deepmt.losses.segmentation import _softplus_from_sigmoid
+
+    x = torch.cat([torch.linspace(-120, 120, 4001), torch.randn(10_000) * 4]).to(dtype)
+    got = _softplus_from_sigmoid(x, torch.sigmoid(x))
+    x64 = x.double()
+    exact = torch.relu(x64) + torch.log1p(torch.exp(-x64.abs()))
+    torch.testing.assert_close(got, exact.to(dtype), rtol=0, atol=atol)
+    torch.testing.assert_close(got, F.softplus(x), rtol=0, atol=1e-6 if dtype == torch.float32 else 3e-9)
+    assert (got >= 0).all()
