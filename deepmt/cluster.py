@@ -1,11 +1,11 @@
 """Past one machine: the runner's ``submitit`` backend (``DEEPMT_BACKEND=submitit``).
 
-:func:`deepmt.runner.run_jobs` hands its runs to :class:`SubmititPool` instead of its local worker processes:
+:func:`deepmt.worker_pool.run_jobs` hands its runs to :class:`SubmititPool` instead of its local worker processes:
 each run is a :mod:`submitit` job (``submitit.AutoExecutor``: a Slurm job where ``sbatch`` exists, else a local
 process; the runs that start together are one Slurm job array, through ``executor.batch()``). A job runs
-:func:`deepmt.experiments.run_experiment` exactly as a local worker does and writes the cache entry; the runner
+:func:`deepmt.experiment_cache.run_experiment` exactly as a local worker does and writes the cache entry; the runner
 then loads it from the cache, so every machine must see the same ``$DEEPMT_CACHE`` (a shared filesystem). The
-per-entry file lock (:func:`deepmt.experiments.entry_lock`) keeps two machines from training one entry.
+per-entry file lock (:func:`deepmt.experiment_cache.entry_lock`) keeps two machines from training one entry.
 
 Settings (:class:`ClusterSettings`), from the environment unless given (``run_jobs(..., cluster={...})``):
 
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from deepmt.errors import DeepMTError, TrainingError
-from deepmt.experiments import run_experiment
+from deepmt.experiment_cache import run_experiment
 from deepmt.utils import cache_root
 
 CLUSTER_ENV = "DEEPMT_SUBMITIT_CLUSTER"
@@ -125,7 +125,7 @@ def executor_parameters(s: ClusterSettings, workers: int, jobs: Sequence[Any]) -
 
 
 def run_submitted(job: Any, threads: int) -> tuple:
-    """What a submitit job runs: ``job`` (a :class:`deepmt.runner.Job`) as a local worker runs it. Returns
+    """What a submitit job runs: ``job`` (a :class:`deepmt.worker_pool.Job`) as a local worker runs it. Returns
     ``("ok", entry folder, loaded from the cache?, seconds, host)`` or ``("error", exception)``; an exception that
     is not a :class:`DeepMTError` becomes a one-line :class:`TrainingError` (its traceback goes to the job's log)."""
     if threads > 0:
@@ -148,7 +148,7 @@ def run_submitted(job: Any, threads: int) -> tuple:
 
 
 class SubmititPool:
-    """A pool for :func:`deepmt.runner.run_jobs` whose workers are submitit jobs (``workers``: jobs in flight)."""
+    """A pool for :func:`deepmt.worker_pool.run_jobs` whose workers are submitit jobs (``workers``: jobs in flight)."""
 
     def __init__(self, workers: int, jobs: Sequence[Any], options: Mapping[str, Any] | None = None) -> None:
         try:

@@ -1,10 +1,10 @@
 """``python -m deepmt train | evaluate | predict``: command-line front ends of the engine and the experiment runner.
 
 The command line sits on top, beside the studies: these commands use the experiment cache
-(:mod:`deepmt.experiments`) and the engine below it, which never import them.
+(:mod:`deepmt.experiment_cache`) and the engine below it, which never import them.
 
 * ``train``: train DeepMT-DR or a baseline under a profile. Without ``--run-dir`` the run goes to the
-  shared experiment cache (``deepmt.experiments``; notebooks then reuse it, and an interrupted run
+  shared experiment cache (``deepmt.experiment_cache``; notebooks then reuse it, and an interrupted run
   continues where it stopped); with ``--run-dir`` it trains there (``--resume`` continues it).
   Works under ``torchrun --nproc_per_node N -m deepmt train ...`` (data parallel).
 * ``evaluate``: metrics of a checkpoint on a dataset split (optionally written to a JSON file).
@@ -101,7 +101,7 @@ def run_train(args: argparse.Namespace) -> int:
     from deepmt.engine import ddp
 
     _check_method(args.method)
-    from deepmt.experiments import resolve_config
+    from deepmt.experiment_cache import resolve_config
 
     cfg = resolve_config(args.method, _build_config(args))  # the method's own epochs (train.epochs_by_method)
     check_fits(args.method, cfg, "train")  # sizes that fit together and this machine's memory, before any data is made
@@ -111,7 +111,7 @@ def run_train(args: argparse.Namespace) -> int:
         check_writable_dir(args.run_dir, "--run-dir")
     try:
         if args.run_dir is None:
-            from deepmt.experiments import run_experiment
+            from deepmt.experiment_cache import run_experiment
 
             res = run_experiment(args.method, cfg, force=args.force)
             if ddp.current().is_main:
@@ -136,7 +136,7 @@ def check_fits(method: str, cfg, purpose: str) -> None:
 
 def _train_into(args: argparse.Namespace, cfg) -> int:
     """Train into ``--run-dir``; ``cfg`` is already resolved for ``args.method`` by :func:`run_train`
-    (:func:`deepmt.experiments.resolve_config`, the resolution the cache uses)."""
+    (:func:`deepmt.experiment_cache.resolve_config`, the resolution the cache uses)."""
     from deepmt.data import build_datasets
     from deepmt.engine import ddp
     from deepmt.engine.trainer import grade_counts, train
@@ -186,7 +186,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from deepmt.data import build_datasets
     from deepmt.engine.checkpoint import checkpoint_config, load_weights_checkpoint
     from deepmt.engine.evaluate import evaluate
-    from deepmt.experiments import load_method
+    from deepmt.experiment_cache import load_method
     from deepmt.utils import atomic_write_text
 
     if args.out:
@@ -264,7 +264,7 @@ def run_predict(args: argparse.Namespace) -> int:
         raise ConfigMismatchError(f"--threshold {args.threshold}: must be a probability in [0, 1]")
     from deepmt.engine.checkpoint import checkpoint_config, load_weights_checkpoint
     from deepmt.engine.predict import predict_images
-    from deepmt.experiments import load_method
+    from deepmt.experiment_cache import load_method
 
     check_writable_dir(args.out, "--out")
     path, ckpt = load_weights_checkpoint(args.checkpoint)

@@ -771,7 +771,7 @@ def method_config(cfg: Config, method_name: str) -> Config:
     only: giving one method more epochs retrains that method and no other, and a resolved config is the one
     ``--set train.epochs_single=N`` (or ``train.epochs_stage1b=N``) would give. Returns ``cfg`` itself when
     the mapping is empty. The cache, the runner and the command line call it through
-    :func:`deepmt.experiments.resolve_config`, which first checks the mapping's names against the method
+    :func:`deepmt.experiment_cache.resolve_config`, which first checks the mapping's names against the method
     registry; :mod:`deepmt.grid_log` (below the cache) calls it directly."""
     mapping = cfg.train.epochs_by_method
     if not mapping:

@@ -1,8 +1,8 @@
 """The grid inventory: which cache entries the notebooks need, written as they ask for them.
 
 When ``$DEEPMT_GRID_LOG`` names a file, every cache entry a study needs -- trained or loaded from the cache --
-appends one JSON line to it (:func:`record_entry`; called by :func:`deepmt.runner.run_jobs` for each of its jobs
-in the parent process, and by :func:`deepmt.experiments.run_experiment` for direct calls)::
+appends one JSON line to it (:func:`record_entry`; called by :func:`deepmt.worker_pool.run_jobs` for each of its jobs
+in the parent process, and by :func:`deepmt.experiment_cache.run_experiment` for direct calls)::
 
     {"notebook": "07_ablation_task_aware_loss", "method": "deepmt_dr", "entry": "deepmt_dr-<key>-warm-<base key>-stage2",
      "key": "<key>", "profile": "smoke", "overrides": {"loss.seg_aware": 0.0, "train.seed": 1},
@@ -17,7 +17,7 @@ in the parent process, and by :func:`deepmt.experiments.run_experiment` for dire
   profile: the same job under ``quick`` has the quick key of that job.
 * ``warm_start``: the base run of a warm-started entry (its method, key and overrides, same rule), and
   ``start_stage``; both ``null`` for a full run.
-* ``batch``: which :func:`~deepmt.runner.run_jobs` call asked for it (``<pid>-<n>``; ``null`` for a direct call):
+* ``batch``: which :func:`~deepmt.worker_pool.run_jobs` call asked for it (``<pid>-<n>``; ``null`` for a direct call):
   the entries of one batch train side by side, the batches one after the other.
 
 Writes are append-only, one ``os.write`` of one line per entry (``O_APPEND``), so two processes can log to the
@@ -93,12 +93,12 @@ def mapped_entry(rec: Mapping[str, Any], profile: str, settings: Mapping[str, An
 
 
 def entry_name(method: str, key: str, base_key: str | None = None, start_stage: str | None = None) -> str:
-    """The cache folder name of an entry (:func:`deepmt.experiments.run_dir_for`)."""
+    """The cache folder name of an entry (:func:`deepmt.experiment_cache.run_dir_for`)."""
     return f"{method}-{key}" + (f"-warm-{base_key}-{start_stage}" if base_key is not None else "")
 
 
 def new_batch() -> str | None:
-    """An id for one :func:`~deepmt.runner.run_jobs` call (None when nothing is recorded)."""
+    """An id for one :func:`~deepmt.worker_pool.run_jobs` call (None when nothing is recorded)."""
     return f"{os.getpid()}-{next(_batches)}" if os.environ.get(GRID_LOG_ENV) else None
 
 

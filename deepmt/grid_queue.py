@@ -1,6 +1,6 @@
 """One job queue for the whole grid: every training the notebooks need, before the notebooks run.
 
-Each notebook's :func:`deepmt.runner.run_jobs` call is a batch: its last runs leave workers idle while they finish
+Each notebook's :func:`deepmt.worker_pool.run_jobs` call is a batch: its last runs leave workers idle while they finish
 (stragglers), notebook after notebook. :func:`train_grid` trains the notebooks' whole grid in one queue instead,
 so the workers stay busy until the queue is empty; the notebooks then load every entry from the cache.
 ``./run_all.sh`` runs it for a real profile before the notebooks::
@@ -11,7 +11,7 @@ so the workers stay busy until the queue is empty; the notebooks then load every
   mapped onto the profile (:func:`deepmt.bench.plan.build_entries`: one entry per cache folder, whichever notebooks
   need it); ``--only`` keeps the notebooks named (and the bases of their warm starts). An entry the inventory lacks
   is still trained by its notebook, as before: correctness never depends on the inventory, only the time does.
-* **What is left**: entries complete in the cache (:meth:`deepmt.runner.Job.cached`) are loaded, not trained.
+* **What is left**: entries complete in the cache (:meth:`deepmt.worker_pool.Job.cached`) are loaded, not trained.
 * **Order**: longest first by the entry's predicted seconds (:data:`PLAN_CSV`, the per-entry, per-stage plan of
   ``python -m deepmt plan`` for the quick profile, where it names the entry; else its work, epochs x images x
   pixels, scaled by the plan's seconds per unit where some entries have both). A full run counts its own seconds
@@ -19,7 +19,7 @@ so the workers stay busy until the queue is empty; the notebooks then load every
   starts early.
 * **Warm starts**: a warm-started entry waits for its base (``Job(warm_from=base_job)``): the runner starts it the
   moment the base's result is in the cache, ahead of any shorter run still waiting; a worker never idles while a
-  run it could start is left (:func:`deepmt.runner.run_jobs`).
+  run it could start is left (:func:`deepmt.worker_pool.run_jobs`).
 * **Progress and errors**: the runner's line per run (``[3/83] deepmt_dr-<key> (07_ablation_...): trained in 95 s
   (worker 2)``); a run that fails ends the queue with one line naming it (``grid_queue: error: RUN: ...``), runs
   already training finish and are cached. Exit status 0, 1 (a run or the inventory failed) or 2 (bad arguments).
@@ -40,10 +40,10 @@ from deepmt.bench.plan import PlanEntry, build_entries, entry_seconds
 from deepmt.bench.plan_inventory import INVENTORY, InventoryError, load_inventory
 from deepmt.config import PROFILES, default_profile
 from deepmt.errors import DeepMTError
-from deepmt.experiments import ExperimentResult
+from deepmt.experiment_cache import ExperimentResult
 from deepmt.grid_log import entry_config, entry_name
-from deepmt.runner import BACKENDS, Job, backend_from_env, run_jobs, workers_from_env
 from deepmt.utils import repo_root
+from deepmt.worker_pool import BACKENDS, Job, backend_from_env, run_jobs, workers_from_env
 
 #: predicted seconds per entry and stage (``train_s + val_s + overhead_s``) of the quick grid (``python -m deepmt plan``)
 PLAN_CSV = "results/timing/plan.csv"
@@ -155,7 +155,7 @@ def train_grid(profile: str | None = None, workers: int | None = None, inventory
                cluster: Mapping[str, Any] | None = None, plan_csv: str | os.PathLike | None = None,
                progress: bool = True, dry_run: bool = False) -> GridRun:
     """Train every entry of the grid under ``profile`` (default: ``$DEEPMT_PROFILE``, else quick) that the cache
-    lacks, in one queue; ``workers``, ``backend``, ``cluster``: as :func:`deepmt.runner.run_jobs`. ``dry_run``:
+    lacks, in one queue; ``workers``, ``backend``, ``cluster``: as :func:`deepmt.worker_pool.run_jobs`. ``dry_run``:
     print the queue, train nothing."""
     profile = profile or default_profile()
     t0 = time.perf_counter()

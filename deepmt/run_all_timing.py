@@ -13,8 +13,8 @@ import torch
 
 from deepmt.config import get_config
 from deepmt.errors import ConfigMismatchError
-from deepmt.runner import usable_cores
 from deepmt.utils import atomic_write_text
+from deepmt.worker_pool import usable_cores
 
 #: where a complete ``./run_all.sh`` of a real profile records its per-notebook wall times
 RUN_ALL_TIMING = Path("results") / "timing" / "run_all.json"
@@ -28,7 +28,7 @@ def write_run_all_timing(path: str | os.PathLike, *, profile: str, total_s: floa
     ``jobs``: the runner's worker processes (default: what ``$DEEPMT_JOBS`` or the runner's default gives)."""
     from deepmt.bench.machine import cpu_model  # here: deepmt.bench imports this module's RUN_ALL_TIMING
     from deepmt.bench.steps import METHOD
-    from deepmt.runner import Job, workers_from_env
+    from deepmt.worker_pool import Job, workers_from_env
     rows = []
     for item in notebooks:
         name, seconds, status = (str(item).split("=") + ["", ""])[:3]

@@ -1,4 +1,4 @@
-"""Subprocess entry point of the cache-lock tests (tests/test_runner.py).
+"""Subprocess entry point of the cache-lock tests (tests/test_worker_pool.py).
 
     python tests/race_worker.py train OUT_JSON MARKER_DIR GO_FILE DELAY CFG_JSON
     python tests/race_worker.py hold  OUT_JSON MARKER_DIR GO_FILE DELAY CFG_JSON
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dummy_method import DummyMethod, dummy_datasets  # noqa: E402
 
 from deepmt.config import config_from_dict  # noqa: E402
-from deepmt.experiments import entry_lock, run_dir_for, run_experiment  # noqa: E402
+from deepmt.experiment_cache import entry_lock, run_dir_for, run_experiment  # noqa: E402
 
 
 def main(mode: str, out: str, marker_dir: str, go_file: str, delay: str, cfg_json: str) -> None:

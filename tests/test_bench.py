@@ -40,7 +40,7 @@ def smoke_run(tmp_path_factory):
     saved = os.environ.get("DEEPMT_CACHE")
     os.environ["DEEPMT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     try:
-        with pytest.MonkeyPatch.context() as mp:  # a cheaper runner grid, without worker start-up (test_runner.py)
+        with pytest.MonkeyPatch.context() as mp:  # a cheaper runner grid, without worker start-up (test_worker_pool.py)
             mp.setattr(scaling, "SCALING_METHODS", ("grader_lr",))
             mp.setattr(scaling, "SCALING_LAYOUTS", ((1, 1), (1, 2)))
             rc = main(["bench", "--profiles", "smoke", "--budget-seconds", "3", "--out", str(out), "--device", "cpu"])
@@ -226,7 +226,7 @@ def test_grid_counts_each_runs_training_flops_and_the_floor_they_set(fresh_cache
     from deepmt.cli import main
     from deepmt.config import get_config
     from deepmt.data.sample import random_batch
-    from deepmt.experiments import run_experiment
+    from deepmt.experiment_cache import run_experiment
     from deepmt.models.cost import train_gflops
     from deepmt.models.methods import build_method
 

@@ -113,7 +113,7 @@ def test_every_image_labelled_trains_exactly_as_before(cache, tmp_path, loaders)
 
 
 def test_a_cached_run_stored_before_label_fraction_existed_is_reused(cache):
-    from deepmt.experiments import run_dir_for, run_experiment
+    from deepmt.experiment_cache import run_dir_for, run_experiment
 
     cfg = get_config("smoke", CPU)
     first = run_experiment("bicubic", cfg)  # nothing to train: evaluation only

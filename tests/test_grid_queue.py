@@ -1,4 +1,4 @@
-"""One job queue for the whole grid (deepmt/grid_queue.py) and the runner's dependency-aware queue (deepmt/runner.py).
+"""One job queue for the whole grid (deepmt/grid_queue.py) and the runner's dependency-aware queue (deepmt/worker_pool.py).
 
 The scheduling tests run on a virtual clock: a fake backend hands back each run after hand-made seconds, without
 training anything. The equality tests train a tiny smoke grid for real (CPU: bit-for-bit deterministic).
@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import deepmt.runner as R
+import deepmt.worker_pool as R
 from deepmt import grid_queue as GQ
 from deepmt.config import get_config
-from deepmt.experiments import RESULT_FILE, ExperimentResult, resolve_config
+from deepmt.experiment_cache import RESULT_FILE, ExperimentResult, resolve_config
 from deepmt.grid_log import entry_config, entry_name
 
 CPU = {"train.device": "cpu"}

@@ -24,7 +24,7 @@ TOP = ("deepmt.studies", "deepmt.cli", "deepmt.commands", "deepmt.bench", "deepm
 #: the paper's claims and their controls (verdict rules, thresholds): read by the studies and the reports
 VERDICTS = ("deepmt.claims", "deepmt.controls")
 #: the experiment runner: trained methods per config and seed, above the engine
-RUNNER = ("deepmt.experiments", "deepmt.runner", "deepmt.cluster", "deepmt.grid_log")
+RUNNER = ("deepmt.experiment_cache", "deepmt.worker_pool", "deepmt.cluster", "deepmt.grid_log")
 ENGINE = ("deepmt.engine",)
 #: the building blocks the engine trains and measures
 CORE = ("deepmt.models", "deepmt.losses", "deepmt.data", "deepmt.metrics")
@@ -168,11 +168,11 @@ def test_the_checker_sees_lazy_imports_and_private_access(tmp_path, monkeypatch)
     study = tmp_path / "deepmt" / "studies" / "bad.py"
     for f in (engine, study):
         f.parent.mkdir(parents=True, exist_ok=True)
-    engine.write_text("def f():\n    from deepmt.experiments import load_method\n")
+    engine.write_text("def f():\n    from deepmt.experiment_cache import load_method\n")
     study.write_text("from deepmt import metrics as M\nM._percentiles\nfrom deepmt.models.baselines import _image\n")
     monkeypatch.setitem(MODULES, "deepmt.engine.bad", engine)
     monkeypatch.setitem(MODULES, "deepmt.studies.bad", study)
-    assert "deepmt.experiments" in _imports("deepmt.engine.bad")[0]
+    assert "deepmt.experiment_cache" in _imports("deepmt.engine.bad")[0]
     assert _imports("deepmt.studies.bad")[1] == {"deepmt.metrics._percentiles", "deepmt.models.baselines._image"}
 
 

@@ -16,7 +16,7 @@ from deepmt.bench import plan_command
 from deepmt.bench.plan import build_entries, images_per_epoch, price, val_passes
 from deepmt.bench.plan_schedule import schedule, wall_plan
 from deepmt.config import get_config, method_config
-from deepmt.runner import Job, run_jobs
+from deepmt.worker_pool import Job, run_jobs
 
 CPU = {"train.device": "cpu"}
 

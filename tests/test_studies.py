@@ -13,7 +13,7 @@ from deepmt import metrics as M
 from deepmt.claims import Claim, claims_table
 from deepmt.config import get_config
 from deepmt.errors import SettingError
-from deepmt.experiments import ExperimentResult
+from deepmt.experiment_cache import ExperimentResult
 from deepmt.studies import common as C
 from deepmt.studies import few_labels as FL
 from deepmt.studies import summary as S

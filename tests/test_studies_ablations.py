@@ -17,7 +17,7 @@ import deepmt.studies.ablation_structure as AS
 import deepmt.studies.ablations as A
 import deepmt.studies.common as common
 from deepmt.config import get_config
-from deepmt.experiments import ExperimentResult
+from deepmt.experiment_cache import ExperimentResult
 
 N = 40
 
@@ -76,7 +76,7 @@ def fake_runs(monkeypatch):
 @pytest.fixture
 def loaded_methods(monkeypatch):
     """``load_method`` returns an object whose ``feedback_summary`` is fixed gradient norms and scales."""
-    import deepmt.experiments as E
+    import deepmt.experiment_cache as E
 
     class _Loaded:
         def __init__(self, res):

@@ -21,7 +21,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from deepmt.config import get_config  # noqa: E402
-from deepmt.experiments import ExperimentResult  # noqa: E402
+from deepmt.experiment_cache import ExperimentResult  # noqa: E402
 from deepmt.studies import beyond as B  # noqa: E402
 from deepmt.studies import convergence as CV  # noqa: E402
 from deepmt.studies import training as T  # noqa: E402
@@ -358,7 +358,7 @@ def test_cost_and_throughput_figures_draw_their_own_columns(tmp_path):
 # ----------------------------------------------------------------------------- on real smoke runs
 @pytest.fixture(scope="module")
 def smoke_runs(tmp_path_factory):
-    from deepmt.experiments import run_experiment
+    from deepmt.experiment_cache import run_experiment
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DEEPMT_CACHE", str(tmp_path_factory.mktemp("cache")))

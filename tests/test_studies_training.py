@@ -19,7 +19,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from deepmt.config import get_config  # noqa: E402
-from deepmt.experiments import ExperimentResult  # noqa: E402
+from deepmt.experiment_cache import ExperimentResult  # noqa: E402
 from deepmt.studies import convergence as CV  # noqa: E402
 from deepmt.studies import training as T  # noqa: E402
 from deepmt.studies.training_figures import figure_convergence  # noqa: E402

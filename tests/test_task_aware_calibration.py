@@ -102,7 +102,7 @@ def test_feedback_calibration_scales():
 def test_stage2_never_keeps_an_sr_worse_than_stage1(cache):
     """A PSNR floor no epoch can meet (drop of -1000 dB = must gain 1000 dB): stage 2 keeps the stage-1 weights."""
     from deepmt.engine.checkpoint import load_checkpoint
-    from deepmt.experiments import run_experiment
+    from deepmt.experiment_cache import run_experiment
 
     cfg = get_config("smoke", {"train.stage2_max_psnr_drop": -1000.0, "train.device": "cpu"})
     res = run_experiment("deepmt_dr", cfg)

@@ -1,6 +1,6 @@
 """Warm-started runs: an ablation that changes only later stages trains only those, from the base run's state.
 
-Pinned to the CPU (exact same-seed equality is a CPU property here, see test_experiments.py).
+Pinned to the CPU (exact same-seed equality is a CPU property here, see test_experiment_cache.py).
 """
 
 import json
@@ -18,7 +18,7 @@ import deepmt.engine.trainer as trainer
 from deepmt.config import get_config
 from deepmt.engine.checkpoint import load_checkpoint
 from deepmt.errors import ConfigMismatchError, DeepMTError
-from deepmt.experiments import check_warm_start, run_dir_for, run_experiment
+from deepmt.experiment_cache import check_warm_start, run_dir_for, run_experiment
 from deepmt.utils import seed_everything
 
 CPU = {"train.device": "cpu"}
@@ -235,7 +235,7 @@ def test_train_init_keeps_earlier_rows_and_counts_only_new_time(tmp_path):
 def test_stage_config_keys_are_declared_on_the_method_class():
     """Which keys act from which stage is the method's own knowledge (``Method.stage_config_keys``): one entry per
     stage of the class, in stage order, each key a config field; the warm-start checks read it by name."""
-    from deepmt.experiments import warm_start_keys, warm_start_stage_keys
+    from deepmt.experiment_cache import warm_start_keys, warm_start_stage_keys
     from deepmt.grid_log import flat_fields
     from deepmt.models.base import Method
     from deepmt.models.methods import METHOD_CLASSES, METHODS, method_class

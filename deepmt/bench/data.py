@@ -12,7 +12,7 @@ import torch
 from deepmt.bench.measure import scaled, summarize, time_repeated
 from deepmt.bench.steps import precision_for
 from deepmt.engine.device import make_loader, synchronize, to_device
-from deepmt.runner import usable_cores
+from deepmt.worker_pool import usable_cores
 
 #: images in the small cached split used to time data loading
 LOAD_SPLIT_SIZE = {"smoke": 16, "quick": 64, "paper": 16}

@@ -12,7 +12,7 @@ import torch
 
 from deepmt.bench.measure import cuda_tf32, scaled, summarize, time_repeated
 from deepmt.engine.device import cpu_model, cpu_supports_bf16, resolve_precision
-from deepmt.runner import usable_cores
+from deepmt.worker_pool import usable_cores
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:

@@ -267,7 +267,7 @@ def performance_markdown(benches: Sequence[tuple[Path, dict[str, Any]]], timing:
         parts.append("**Training speed per stage** (images/s; the share of the machine's matmul peak in the same "
                      "dtype: bf16 for the fast path on a CPU with native bf16)\n\n" + "\n".join(_stage_table(benches)))
         parts.append("**Peaks, inference and data**\n\n" + "\n".join(_other_table(benches)))
-    parts.append("**The experiment runner's scaling** (`deepmt.runner`: the same grid in each layout, from an empty "
+    parts.append("**The experiment runner's scaling** (`deepmt.worker_pool`: the same grid in each layout, from an empty "
                  "cache)\n\n" + "\n".join(_runner_table(benches)))
     parts.append("**`./run_all.sh`, per notebook**\n\n" + "\n".join(_timing_lines(timing)))
     if grid:

@@ -74,7 +74,7 @@ def estimate_line(cache: str | os.PathLike, profile: str, workers: int, plan_pat
     when there is no plan for ``profile`` or the plan was made with other settings or for entries main's code no
     longer names."""
     from deepmt.bench.plan_inventory import needed_entries
-    from deepmt.experiments import RESULT_FILE
+    from deepmt.experiment_cache import RESULT_FILE
 
     plan_path = plan_path or repo_root() / DEFAULT_OUT
     try:
@@ -126,7 +126,7 @@ def make_plan(records: Sequence[dict], profile: str, workers: int, settings: dic
               own_s: dict[str, float] | None = None, busy: bool = False) -> tuple[list[PlanEntry], dict[str, Any]]:
     """Map, count, measure, price and schedule; returns (entries, the plan as a JSON-able dict)."""
     from deepmt.config import get_config
-    from deepmt.runner import usable_cores
+    from deepmt.worker_pool import usable_cores
 
     _log(f"mapping {len(records)} inventory records onto profile {profile}" + (f" with {settings}" if settings else ""))
     try:

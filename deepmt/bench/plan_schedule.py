@@ -1,10 +1,10 @@
 """The plan's clock: priced entries (:mod:`deepmt.bench.plan`) scheduled on ``W`` workers, and the tables.
 
 **Scheduling** (:func:`schedule`): a free worker takes the next task, a warm-started entry only once its base has
-finished: the first in the order given (``fifo``: :func:`deepmt.runner.run_jobs` submits a notebook's jobs to its
+finished: the first in the order given (``fifo``: :func:`deepmt.worker_pool.run_jobs` submits a notebook's jobs to its
 pool in the notebook's order, and the pool hands them out in that order), or the longest (``lpt``: what a runner that
 submitted longest first would do). ``./run_all.sh`` runs the notebooks one after the other, and
-inside a notebook each :func:`deepmt.runner.run_jobs` call (a *batch* of the inventory) waits for all of its runs
+inside a notebook each :func:`deepmt.worker_pool.run_jobs` call (a *batch* of the inventory) waits for all of its runs
 before the notebook goes on, so :func:`wall_plan` schedules every batch on its own and adds up, per notebook: the
 notebook's own time (analysis, figures, loading cached runs: its seconds in the warm pass of
 ``results/timing/run_all.json``), the generation of each dataset the batch needs first (the runner builds them in
@@ -28,7 +28,7 @@ POOL_START_S = 6.0
 def schedule(tasks: Sequence[tuple[str, float, Sequence[str]]], workers: int, policy: str = "lpt") -> dict[str, Any]:
     """List scheduling of ``(id, seconds, ids it must wait for)`` on ``workers`` workers: a free worker takes the
     longest ready task (``policy="lpt"``) or the first ready one in the given order (``"fifo"``, what
-    :func:`deepmt.runner.run_jobs` does: its pool takes the jobs in the order they were submitted). A dependency that
+    :func:`deepmt.worker_pool.run_jobs` does: its pool takes the jobs in the order they were submitted). A dependency that
     is not among ``tasks`` counts as done. Returns ``makespan``, ``start`` / ``finish`` / ``worker`` per id and
     ``busy_s`` per worker. Raises ``ValueError`` on a dependency cycle or an unknown policy."""
     if policy not in ("lpt", "fifo"):

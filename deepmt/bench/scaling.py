@@ -1,4 +1,4 @@
-"""The experiment runner's scaling grid: the same small grid of runs trained by :func:`deepmt.runner.run_jobs`
+"""The experiment runner's scaling grid: the same small grid of runs trained by :func:`deepmt.worker_pool.run_jobs`
 in each layout of worker processes x torch threads, wall time and runs/min per layout. Timed after the rest
 of the bench and outside its budget, because it trains whole (short) runs."""
 
@@ -27,7 +27,7 @@ SCALING_LAYOUTS = ((1, 2), (2, 1))
 def scaling_jobs(profile: str, threads: int, device: torch.device) -> list:
     """The runner's scaling grid: :data:`SCALING_METHODS` x :data:`SCALING_SEEDS` under ``profile`` with one
     epoch per stage on the profile's split capped at :data:`SCALING_SPLIT`, each run with ``threads`` torch threads."""
-    from deepmt.runner import Job
+    from deepmt.worker_pool import Job
 
     base = get_config(profile)
     cfg = get_config(profile, {
@@ -39,7 +39,7 @@ def scaling_jobs(profile: str, threads: int, device: torch.device) -> list:
 
 
 def measure_runner_scaling(profile: str, device: torch.device, log: Callable[[str], None] = lambda msg: None) -> dict[str, Any]:
-    """Wall time and runs/min of the scaling grid (:func:`scaling_jobs`) trained by :func:`deepmt.runner.run_jobs`
+    """Wall time and runs/min of the scaling grid (:func:`scaling_jobs`) trained by :func:`deepmt.worker_pool.run_jobs`
     in each layout of :data:`SCALING_LAYOUTS` (workers x threads per run), from an empty cache each time.
 
     The grid's data is generated first and shared (not timed); worker start-up is timed (it is part of
@@ -47,7 +47,7 @@ def measure_runner_scaling(profile: str, device: torch.device, log: Callable[[st
     import tempfile
 
     from deepmt.data import build_datasets
-    from deepmt.runner import run_jobs
+    from deepmt.worker_pool import run_jobs
 
     saved = os.environ.get("DEEPMT_CACHE")
     layouts = []

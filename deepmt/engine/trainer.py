@@ -23,7 +23,7 @@ At the end of every stage the RNG states (all ranks) are also written to ``stage
 (no weights: those are in ``best-<stage>.pt``), so that a warm-started run (below) can continue from
 exactly where the stage ended.
 
-**Warm start** (``train(..., init={...})``, used by :func:`deepmt.experiments.run_experiment` with
+**Warm start** (``train(..., init={...})``, used by :func:`deepmt.experiment_cache.run_experiment` with
 ``warm_start=``): when no ``last.pt`` is resumed, ``init = {"model": state_dict, "stage_index": k,
 "history": [rows of the earlier stages], "best_info": {...}, "rng": [per-rank states] or None,
 "from": label}`` loads the weights and starts at stage index ``k``. The earlier stages' history rows

@@ -81,7 +81,7 @@ class Method(nn.Module):
     stages: tuple[str, ...] = ("single",)
     #: stage -> the dotted config keys that affect training only from that stage on (one entry per stage, in
     #: ``stages`` order). A run warm-started at stage S may differ from its base in the keys of S and of the later
-    #: stages (:func:`deepmt.experiments.warm_start_keys`); ablations pick their start stage from it. Empty (the
+    #: stages (:func:`deepmt.experiment_cache.warm_start_keys`); ablations pick their start stage from it. Empty (the
     #: default): nothing is declared, so a warm-started run may differ from its base in no key.
     stage_config_keys: ClassVar[Mapping[str, frozenset[str]]] = {}
 

@@ -2,7 +2,7 @@
 
 Each numbered notebook imports one module here, its own (``tests/test_layers.py``), which holds the notebook's run,
 tables and "what we see" and re-exports whatever else the notebook calls; the functions compose cached
-:func:`deepmt.experiments.run_experiment` results into the tables, claims and figure data the paper's
+:func:`deepmt.experiment_cache.run_experiment` results into the tables, claims and figure data the paper's
 analyses need. No training code lives here, and no notebook re-implements what is here.
 
 Notebook -> study module:

@@ -87,7 +87,7 @@ def feedback_gradients(ab: Ablation, names: Sequence[str] = (BASE, "authors_weig
     """Per run of ``names`` (and seed): the task-aware feedback's gradient norms on the ISR parameters per term,
     measured over the first stage-2 batches, and the weight each term got (``DeepMTDR.feedback_summary``);
     ``ratio_<term>`` = that term's weighted gradient / the pixel term's (what calibration sets)."""
-    from deepmt.experiments import load_method
+    from deepmt.experiment_cache import load_method
 
     rows = []
     for name in names:

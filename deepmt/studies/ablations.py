@@ -4,15 +4,15 @@ An ablation is a config override of ``deepmt_dr`` (or another registered method)
 Each variant is trained the cheapest way that gives the same model as a full run:
 
 * a variant whose config differs from the base only in keys that first act in a later stage (the
-  method class's ``stage_config_keys``, :func:`deepmt.experiments.warm_start_stage_keys`; e.g.
+  method class's ``stage_config_keys``, :func:`deepmt.experiment_cache.warm_start_stage_keys`; e.g.
   ``loss.cls_aware`` -> ``stage2``, ``loss.vis_consistency`` or ``model.vis.feature_selection`` -> ``stage1b``)
-  is **warm-started** from the base run of the same seed at that stage (:func:`deepmt.experiments.run_experiment` with
+  is **warm-started** from the base run of the same seed at that stage (:func:`deepmt.experiment_cache.run_experiment` with
   ``warm_start``): it shares the earlier stages with the base (same weights, same random-number state),
   so its differences from the base come from the changed stages only;
 * any other change (another method, ``model.grader.use_lesion_maps``, ``data.scale``) is a full run;
 * a variant whose config trains exactly like the base's *is* the base (no run).
 
-All variants and seeds train side by side once the base runs exist (:func:`deepmt.runner.run_jobs`).
+All variants and seeds train side by side once the base runs exist (:func:`deepmt.worker_pool.run_jobs`).
 
 The base is ``deepmt_dr`` under the notebook's config, the very run every other notebook uses (cached).
 Effects are paired (same test images) ``variant - base`` with 95% bootstrap CIs over test images
@@ -38,9 +38,9 @@ import pandas as pd
 
 from deepmt.config import Config
 from deepmt.engine.checkpoint import RESUME_IGNORED_KEYS, config_diff
-from deepmt.experiments import ExperimentResult, warm_start_stage_keys
-from deepmt.runner import Job, run_jobs
+from deepmt.experiment_cache import ExperimentResult, warm_start_stage_keys
 from deepmt.studies.common import Runs, effects_table, run_methods, summary_table
+from deepmt.worker_pool import Job, run_jobs
 
 BASE = "deepmt_dr"
 GRADING = ("accuracy", "qwk", "macro_f1")

@@ -287,7 +287,7 @@ def attention_study(
     grade 1-4 where possible) keep the first seed's maps for figures. ``dataset`` defaults to the test
     split of ``cfg``.
     """
-    from deepmt.experiments import ExperimentResult, load_method
+    from deepmt.experiment_cache import ExperimentResult, load_method
 
     ds = dataset if dataset is not None else test_split(cfg)
     dilation = int(dilation) or auto_dilation(cfg.data.hr_size)

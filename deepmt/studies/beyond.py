@@ -47,7 +47,7 @@ import torch
 from deepmt import metrics as M
 from deepmt.config import Config
 from deepmt.engine.device import synchronize
-from deepmt.experiments import ExperimentResult, load_method
+from deepmt.experiment_cache import ExperimentResult, load_method
 from deepmt.reporting import save_figure, save_table
 from deepmt.studies.common import describe_config, label, run_methods, study_config
 from deepmt.studies.robustness import (

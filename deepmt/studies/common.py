@@ -7,7 +7,7 @@
     summary_table(runs, ["accuracy", "qwk"])                    # mean ± std over seeds
     paired_effect(runs["deepmt_dr"], runs["grader_bicubic"], "accuracy")   # diff, 95% CI, p
 
-Every run comes from the experiment cache (:func:`deepmt.experiments.run_experiment`), so a method trained
+Every run comes from the experiment cache (:func:`deepmt.experiment_cache.run_experiment`), so a method trained
 by one notebook is reused by every later one with the same config and seed.
 
 **Effects across seeds.** :func:`paired_effect` resamples the *test images* (paired: the same images for
@@ -28,8 +28,8 @@ import pandas as pd
 from deepmt import LESIONS
 from deepmt import metrics as M
 from deepmt.config import Config, get_config
-from deepmt.experiments import ExperimentResult
-from deepmt.runner import Job, run_jobs
+from deepmt.experiment_cache import ExperimentResult
+from deepmt.worker_pool import Job, run_jobs
 
 #: readable names of the methods in tables and figures
 LABELS: dict[str, str] = {
@@ -124,7 +124,7 @@ def run_methods(methods: Iterable[str], cfg: Config, seeds: Sequence[int] = (0,)
     ``overrides`` maps a method to extra config overrides (e.g. an ablation of ``deepmt_dr``); ``names``
     maps a method entry to the registered method it runs (so ``{"no_seg_aware": "deepmt_dr"}`` with
     ``overrides={"no_seg_aware": {"loss.seg_aware": 0}}`` runs an ablation under its own name).
-    The runs train side by side in worker processes (:func:`deepmt.runner.run_jobs`; ``$DEEPMT_JOBS``).
+    The runs train side by side in worker processes (:func:`deepmt.worker_pool.run_jobs`; ``$DEEPMT_JOBS``).
     """
     methods = list(methods)
     overrides = dict(overrides or {})

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from deepmt import LESIONS
-from deepmt.experiments import ExperimentResult
+from deepmt.experiment_cache import ExperimentResult
 from deepmt.studies.common import label
 
 #: validation metrics drawn beside a stage's selection metric (where the run recorded them): DeepMT-DR's

@@ -34,7 +34,7 @@ import torch
 from deepmt import LESIONS
 from deepmt import metrics as M
 from deepmt.config import Config
-from deepmt.experiments import ExperimentResult, load_method
+from deepmt.experiment_cache import ExperimentResult, load_method
 from deepmt.studies.attention import batch_to, device_of, test_split
 from deepmt.studies.common import label
 

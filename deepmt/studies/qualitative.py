@@ -149,7 +149,7 @@ def qualitative_study(results: Mapping[str, Any], cfg, *, n_crops: int = 4, lesi
     from torch.utils.data import default_collate
 
     from deepmt.imaging import crop
-    from deepmt.experiments import ExperimentResult, load_method
+    from deepmt.experiment_cache import ExperimentResult, load_method
     from deepmt.studies.attention import test_split
 
     ds = dataset if dataset is not None else test_split(cfg)
@@ -232,7 +232,7 @@ def real_photo_study(result, image: np.ndarray | None = None, name: str = "skima
 
     from deepmt.engine.checkpoint import checkpoint_config, load_checkpoint
     from deepmt.engine.predict import predict_images, prepare_input
-    from deepmt.experiments import ExperimentResult, load_method
+    from deepmt.experiment_cache import ExperimentResult, load_method
 
     if image is None:
         import skimage.data

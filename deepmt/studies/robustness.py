@@ -24,7 +24,7 @@ import torch
 
 from deepmt.config import Config
 from deepmt.data.degradation import degrade
-from deepmt.experiments import ExperimentResult, load_method
+from deepmt.experiment_cache import ExperimentResult, load_method
 from deepmt.studies.common import label
 
 #: metrics the robustness table reports (those a method lacks are nan)

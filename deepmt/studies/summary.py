@@ -71,7 +71,7 @@ def _gap_and_gain(df: pd.DataFrame, setting: str) -> str:
 
 def machine_line() -> str:
     from deepmt.bench import cpu_model
-    from deepmt.runner import usable_cores
+    from deepmt.worker_pool import usable_cores
 
     import torch
 

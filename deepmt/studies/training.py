@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from deepmt.data import build_datasets
-from deepmt.experiments import ExperimentResult, load_method
+from deepmt.experiment_cache import ExperimentResult, load_method
 from deepmt.losses.task_aware import FEEDBACK_TERMS
 from deepmt.reporting import save_figure, save_table
 from deepmt.studies.common import describe_config, label, run_methods, study_config, study_seeds
@@ -93,7 +93,7 @@ class TrainingStudy:
 def training_study(runs: Mapping[str, Sequence[ExperimentResult]], methods: Sequence[Any] = (), main: str = "deepmt_dr",
                    smoke: bool = False) -> TrainingStudy:
     """The tables of :class:`TrainingStudy` from ``runs`` (``{name: [result per seed]}``). ``methods`` are
-    ``main``'s runs loaded (:func:`deepmt.experiments.load_method`), in the order of ``runs[main]``: the first
+    ``main``'s runs loaded (:func:`deepmt.experiment_cache.load_method`), in the order of ``runs[main]``: the first
     supplies the parameter counts and learning rates of the schedule, each its stage-2 feedback calibration
     (``feedback``: :func:`feedback_table` per seed, with a ``seed`` column). Without them those are empty."""
     res = runs[main][0]

@@ -17,7 +17,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from deepmt.experiments import ExperimentResult
+from deepmt.experiment_cache import ExperimentResult
 from deepmt.studies.common import label
 from deepmt.studies.convergence import stage_order
 from deepmt.studies.training_tables import STAGE_TEXT, loss_curves, validation_curves

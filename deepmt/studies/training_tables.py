@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from deepmt.experiments import ExperimentResult
+from deepmt.experiment_cache import ExperimentResult
 from deepmt.losses.task_aware import FEEDBACK_TERMS
 from deepmt.studies.common import label
 from deepmt.studies.convergence import best_info, stage_order
@@ -66,7 +66,7 @@ def stage_schedule(res: ExperimentResult, method=None) -> pd.DataFrame:
     and run, the peak learning rate of its one-cycle schedule, the selection metric, the kept epoch and its
     score. How long each stage took is a timing: :func:`stage_timing`.
 
-    ``method`` (e.g. :func:`deepmt.experiments.load_method` of ``res``) supplies the parameter counts and
+    ``method`` (e.g. :func:`deepmt.experiment_cache.load_method` of ``res``) supplies the parameter counts and
     learning rates; without it those columns are nan.
     """
     h = res.history

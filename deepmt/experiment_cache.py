@@ -1,8 +1,8 @@
-"""Experiment runner with an on-disk cache: train (or load) a named method under a config, once.
+"""The experiment cache: train (or load) a named method under a config, once.
 
 Every notebook that needs "DeepMT-DR under the quick profile, seed 1" calls::
 
-    from deepmt.experiments import run_experiment, run_seeds, load_method
+    from deepmt.experiment_cache import run_experiment, run_seeds, load_method
     res = run_experiment("deepmt_dr", get_config("quick", {"train.seed": 1}))
     res.metrics["qwk"], res.predictions["grade_probs"], res.history
     method = load_method(res)                      # the trained Method, for maps and predictions
@@ -89,8 +89,8 @@ class ExperimentResult:
 
 def resolve_config(method_name: str, cfg: Config, *, check_names: bool = True) -> Config:
     """The config a run of ``method_name`` trains under, is keyed by and is stored with: the one function the
-    cache (:func:`run_experiment`, :func:`cached_result`, :func:`run_dir_for`), the runner
-    (:meth:`deepmt.runner.Job.entry`) and the command line (``train``) resolve a method's config with.
+    cache (:func:`run_experiment`, :func:`cached_result`, :func:`run_dir_for`), the worker pool
+    (:meth:`deepmt.worker_pool.Job.entry`) and the command line (``train``) resolve a method's config with.
 
     :func:`deepmt.config.method_config` does the resolving (its entry of ``train.epochs_by_method`` becomes its
     ``train.epochs_single``, or ``train.epochs_STAGE`` for ``METHOD.STAGE``). ``check_names``: first, every name

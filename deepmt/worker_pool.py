@@ -1,9 +1,9 @@
 """Run a batch of trainings side by side: N worker processes x T threads each, or jobs on a cluster.
 
 A notebook needs dozens of small trainings (methods x seeds, ablation variants). :func:`run_jobs` trains them in
-parallel and returns what :func:`deepmt.experiments.run_experiment` would have returned for each, in order::
+parallel and returns what :func:`deepmt.experiment_cache.run_experiment` would have returned for each, in order::
 
-    from deepmt.runner import Job, run_jobs
+    from deepmt.worker_pool import Job, run_jobs
     results = run_jobs([Job("deepmt_dr", cfg.replace({"train.seed": s}), label=f"deepmt_dr seed {s}") for s in (0, 1, 2)])
 
 * **Workers** (N): ``$DEEPMT_JOBS`` (``./run_all.sh -j N`` sets it), else :func:`default_workers`: the usable
@@ -22,7 +22,7 @@ parallel and returns what :func:`deepmt.experiments.run_experiment` would have r
   the same numbers. Workers start with ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` set to T.
 * **Processes** are *spawned* (a fresh interpreter; never a fork of a process whose torch threads have
   started, which can deadlock). Each runs :func:`run_experiment` and hands back the entry's folder; this
-  process loads it (:func:`deepmt.experiments.cached_result`). Datasets are built (generated and cached)
+  process loads it (:func:`deepmt.experiment_cache.cached_result`). Datasets are built (generated and cached)
   here first, so no two workers generate the same split.
 * **Backends**: ``backend=`` or ``$DEEPMT_BACKEND``: ``local`` (default; the process pool above) or ``submitit``
   (:mod:`deepmt.cluster`: each run a job on Slurm where ``sbatch`` exists, else a local process; N is then the
@@ -32,7 +32,7 @@ parallel and returns what :func:`deepmt.experiments.run_experiment` would have r
 * **Same numbers as a serial run**: a run's result depends only on its config (seeded; deterministic on the
   CPU), not on the process that trains it or on what it trained before.
 * **One trainer per entry**: :func:`run_experiment` trains under the entry's lock
-  (:func:`deepmt.experiments.entry_lock`), so a worker, a second notebook or a second ``run_all.sh`` that
+  (:func:`deepmt.experiment_cache.entry_lock`), so a worker, a second notebook or a second ``run_all.sh`` that
   needs an entry another process is training waits for it and loads it.
 * **Grid inventory**: with ``$DEEPMT_GRID_LOG`` set, every job's entry (trained or cached) is recorded there,
   with this call as its batch (:mod:`deepmt.grid_log`; ``python -m deepmt plan`` reads it).
@@ -63,7 +63,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from deepmt.config import Config
 from deepmt.errors import DeepMTError, TrainingError
-from deepmt.experiments import ExperimentResult, cached_result, resolve_config, run_experiment
+from deepmt.experiment_cache import ExperimentResult, cached_result, resolve_config, run_experiment
 from deepmt.grid_log import new_batch, record_entry
 
 #: environment variable with the number of worker processes
@@ -302,7 +302,7 @@ def backend_from_env(backend: str | None = None) -> str:
     return name
 
 
-# --------------------------------------------------------------------------- the runner
+# --------------------------------------------------------------------------- the pool
 def run_jobs(jobs: Sequence[Job], workers: int | None = None, *, progress: bool = True, backend: str | None = None,
              cluster: Mapping[str, Any] | None = None) -> list[ExperimentResult]:
     """Train (or load) every job and return their results in order; see the module docstring.

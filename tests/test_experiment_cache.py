@@ -1,4 +1,4 @@
-"""The cached experiment runner: train once, reuse, retrain on a changed config or a corrupt entry.
+"""The experiment cache: train once, reuse, retrain on a changed config or a corrupt entry.
 
 Runs are pinned to the CPU: exact same-seed equality is a CPU property here (on CUDA the grader's
 adaptive max-pool backward has no deterministic kernel).
@@ -12,7 +12,7 @@ import pytest
 import deepmt.engine.trainer as trainer
 from deepmt.config import get_config
 from deepmt.engine.evaluate import evaluate
-from deepmt.experiments import cached_result, load_method, run_dir_for, run_experiment, run_seeds
+from deepmt.experiment_cache import cached_result, load_method, run_dir_for, run_experiment, run_seeds
 
 CPU = {"train.device": "cpu"}
 

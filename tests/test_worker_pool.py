@@ -1,4 +1,4 @@
-"""The parallel experiment runner (deepmt/runner.py) and the per-entry cache lock (deepmt/experiments.py).
+"""The pool of worker processes (deepmt/worker_pool.py) and the per-entry cache lock (deepmt/experiment_cache.py).
 
 Runs are pinned to the CPU: exact equality between processes is a CPU property here.
 """
@@ -19,11 +19,11 @@ import torch
 
 from dummy_method import DummyMethod, dummy_datasets, tiny_cfg
 
-import deepmt.runner as R
+import deepmt.worker_pool as R
 from deepmt.config import get_config
 from deepmt.engine.trainer import cpu_threads, train
 from deepmt.errors import DeepMTError, TrainingError
-from deepmt.experiments import run_dir_for, run_experiment
+from deepmt.experiment_cache import run_dir_for, run_experiment
 
 HERE = Path(__file__).parent
 CPU = {"train.device": "cpu"}

@@ -1,4 +1,4 @@
-"""The runner's submitit backend (deepmt/cluster.py): the same entries and results as the local pool, errors as one
+"""The worker pool's submitit backend (deepmt/cluster.py): the same entries and results as the local pool, errors as one
 line naming the run, Slurm settings from the environment. Jobs run through submitit's local executor (no Slurm here).
 """
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import deepmt.runner as R
+import deepmt.worker_pool as R
 from deepmt.cluster import ClusterSettings, executor_parameters, runs_in_flight
 from deepmt.config import get_config
 from deepmt.errors import DeepMTError, TrainingError
