@@ -48,11 +48,15 @@ def _build_config(args: argparse.Namespace):
     return get_config(args.profile, overrides)  # SettingError naming a bad key or value
 
 
-def _check_method(name: str) -> None:
-    from deepmt.models.methods import METHODS
+def _check_method(name: str) -> str:
+    """The registered name of ``--method`` (an alias such as ``seg_grade_mt`` gives ``foo_mt``), or a one-line error."""
+    from deepmt.models.methods import METHOD_ALIASES, METHODS, canonical_method
 
-    if name not in METHODS:
-        raise ConfigMismatchError(f"--method {name!r} is not a method; choose one of: {', '.join(sorted(METHODS))}")
+    if canonical_method(name) not in METHODS:
+        aliases = ", ".join(f"{a} (= {m})" for a, m in sorted(METHOD_ALIASES.items()))
+        raise ConfigMismatchError(f"--method {name!r} is not a method; choose one of: {', '.join(sorted(METHODS))}; "
+                                  f"also accepted: {aliases}")
+    return canonical_method(name)
 
 
 def _print_metrics(title: str, metrics: dict | None) -> None:
@@ -76,7 +80,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--method", default=DEFAULT_METHOD,
                    help="method to train: deepmt_dr (default), deepmt_dr_noisr, or a baseline such as grader_lr, "
-                   "grader_hr, grader_bicubic, unet_lr, unet_hr, isr, srcnn, edsr, two_stage, foo_mt (an unknown name lists them all)")
+                   "grader_hr, grader_bicubic, unet_lr, unet_hr, isr, srcnn, edsr, two_stage, foo_mt (also accepted as "
+                   "seg_grade_mt; an unknown name lists them all)")
     p.add_argument("--profile", choices=PROFILES, default=None,
                    help="config profile: smoke (seconds, CI), quick (2-core CPU, minutes), paper (GPU, the authors' sizes); "
                    "default $DEEPMT_PROFILE or quick")
@@ -100,7 +105,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from deepmt.engine import ddp
 
-    _check_method(args.method)
+    args.method = _check_method(args.method)  # an alias trains (and is cached as) the method it stands for
     from deepmt.experiment_cache import resolve_config
 
     cfg = resolve_config(args.method, _build_config(args))  # the method's own epochs (train.epochs_by_method)

@@ -87,6 +87,15 @@ class ExperimentResult:
     warm_start: dict[str, Any] | None = None
 
 
+def canonical_name(method_name: str) -> str:
+    """The registered name of ``method_name`` (an alias such as ``seg_grade_mt`` -> ``foo_mt``,
+    :func:`deepmt.models.methods.canonical_method`): what a run is keyed, stored and labelled by. Every function
+    here that takes a method name resolves it first, so an alias trains and finds the same cache entry."""
+    from deepmt.models.methods import canonical_method
+
+    return canonical_method(method_name)
+
+
 def resolve_config(method_name: str, cfg: Config, *, check_names: bool = True) -> Config:
     """The config a run of ``method_name`` trains under, is keyed by and is stored with: the one function the
     cache (:func:`run_experiment`, :func:`cached_result`, :func:`run_dir_for`), the worker pool
@@ -101,13 +110,14 @@ def resolve_config(method_name: str, cfg: Config, *, check_names: bool = True) -
         from deepmt.models.methods import check_epochs_by_method
 
         check_epochs_by_method(cfg.train.epochs_by_method)
-    return method_config(cfg, method_name)
+    return method_config(cfg, canonical_name(method_name))
 
 
 def run_dir_for(method_name: str, cfg: Config, warm_base_key: str | None = None, start_stage: str | None = None) -> Path:
     """The cache folder of ``method_name`` under ``cfg`` (of a warm-started run when ``warm_base_key`` is given).
 
     Not created: looking an entry up (:func:`cached_result`) leaves the cache as it was; training creates it."""
+    method_name = canonical_name(method_name)
     cfg = resolve_config(method_name, cfg, check_names=False)
     name = f"{method_name}-{cfg.key()}"
     if warm_base_key is not None:
@@ -121,7 +131,7 @@ def warm_start_stage_keys(method_name: str) -> Mapping[str, frozenset[str]]:
     the registry does not know (a custom builder's): such a warm-started run may differ from its base in no key."""
     from deepmt.models.methods import METHOD_CLASSES
 
-    cls = METHOD_CLASSES.get(method_name)
+    cls = METHOD_CLASSES.get(canonical_name(method_name))
     return cls.stage_config_keys if cls is not None else {}
 
 
@@ -168,7 +178,7 @@ def load_result(run_dir: Path, cfg: Config | None = None, method_name: str | Non
         checksums = res["sha256"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CacheEntryError(f"{path}: unreadable ({exc})") from exc
-    if method_name is not None and res.get("method") != method_name:
+    if method_name is not None and res.get("method") != canonical_name(method_name):
         raise CacheEntryError(f"{path}: made for method {res.get('method')!r}, not {method_name!r}")
     if cfg is not None and _normalised(saved_cfg) != _normalised(cfg.to_dict()):
         raise CacheEntryError(f"{path}: made with a different config")
@@ -216,6 +226,7 @@ def _warm_key(method_name: str, cfg: Config, warm_start: ExperimentResult | None
 def cached_result(method_name: str, cfg: Config, *, warm_start: ExperimentResult | None = None,
                   start_stage: str | None = None) -> ExperimentResult | None:
     """The complete cache entry of :func:`run_experiment` with the same arguments, or None (nothing is trained)."""
+    method_name = canonical_name(method_name)
     cfg = resolve_config(method_name, cfg)
     warm_key = _warm_key(method_name, cfg, warm_start, start_stage)
     try:
@@ -283,7 +294,9 @@ def run_experiment(
     ``train.epochs_by_method`` trains for those epochs, and its entry is keyed and stored with them.
 
     With ``$DEEPMT_GRID_LOG`` set, the entry is recorded in the grid inventory (:mod:`deepmt.grid_log`).
+    ``method_name`` may be an alias (``seg_grade_mt``): the run is that of the registered name (:func:`canonical_name`).
     """
+    method_name = canonical_name(method_name)
     record_entry(method_name, cfg, warm_start=warm_start, start_stage=start_stage)
     cfg = resolve_config(method_name, cfg, check_names=builder is None)
     warm_key = _warm_key(method_name, cfg, warm_start, start_stage)
@@ -380,6 +393,7 @@ def check_warm_start(method_name: str, cfg: Config, base: ExperimentResult, star
     and later stages (:func:`warm_start_keys`) or that never affect the weights."""
     from deepmt.engine.checkpoint import RESUME_IGNORED_KEYS, config_diff
 
+    method_name = canonical_name(method_name)
     if base.method != method_name:
         raise DeepMTError(f"warm start: the base run is of method {base.method!r}, not {method_name!r}")
     if base.warm_start is not None:

@@ -63,7 +63,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from deepmt.config import Config
 from deepmt.errors import DeepMTError, TrainingError
-from deepmt.experiment_cache import ExperimentResult, cached_result, resolve_config, run_experiment
+from deepmt.experiment_cache import ExperimentResult, cached_result, canonical_name, resolve_config, run_experiment
 from deepmt.grid_log import new_batch, record_entry
 
 #: environment variable with the number of worker processes
@@ -77,7 +77,8 @@ class Job:
     """One :func:`run_experiment` call. ``builder`` must be a module-level function when it runs in a worker.
 
     ``warm_from``: another job of the same :func:`run_jobs` call whose result this one is warm-started from (at
-    ``start_stage``), known only once it has trained; ``warm_start``: a result at hand. Not both."""
+    ``start_stage``), known only once it has trained; ``warm_start``: a result at hand. Not both. ``method`` may be
+    an alias (``seg_grade_mt``); the job holds the registered name it stands for (``foo_mt``)."""
 
     method: str
     cfg: Config
@@ -88,6 +89,7 @@ class Job:
     warm_from: Job | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "method", canonical_name(self.method))
         if self.warm_from is not None and (self.warm_start is not None or self.start_stage is None):
             raise DeepMTError(f"Job {self.name}: warm_from needs a start_stage and no warm_start")
 

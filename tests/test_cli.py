@@ -39,6 +39,37 @@ def test_bad_input_is_one_line_error(capsys, tmp_path):
     assert "train.nope" in capsys.readouterr().err
 
 
+def test_seg_grade_mt_trains_and_finds_the_foo_mt_cache_entry(tmp_path, monkeypatch, capsys):
+    """``train --method seg_grade_mt`` (smoke, cache mode) trains the entry of ``foo_mt``, the name it stands for;
+    every other way of naming a method (run_experiment, cached_result, run_dir_for, Job, run_methods, train
+    again) finds that one entry under either name."""
+    from deepmt.config import get_config
+    from deepmt.experiment_cache import cached_result, run_dir_for, run_experiment
+    from deepmt.studies.common import run_methods
+    from deepmt.worker_pool import Job
+
+    monkeypatch.setenv("DEEPMT_CACHE", str(tmp_path / "cache"))
+    cfg = get_config("smoke", {"train.device": "cpu"})  # what --profile smoke --device cpu gives
+    assert main(["train", "--method", "seg_grade_mt", "--profile", "smoke", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert f"trained: foo_mt (smoke, key {cfg.key()})" in out
+    entries = sorted(p.name for p in (tmp_path / "cache" / "runs").iterdir())
+    assert entries == [f"foo_mt-{cfg.key()}"]
+    assert run_dir_for("seg_grade_mt", cfg) == run_dir_for("foo_mt", cfg) == tmp_path / "cache" / "runs" / entries[0]
+    assert Job("seg_grade_mt", cfg).method == "foo_mt" and Job("seg_grade_mt", cfg).entry() == Job("foo_mt", cfg).entry()
+    for name in ("foo_mt", "seg_grade_mt"):
+        res = run_experiment(name, cfg)
+        assert res.from_cache and res.method == "foo_mt" and res.run_dir.name == entries[0]
+        assert cached_result(name, cfg).run_dir == res.run_dir
+    runs = run_methods(["seg_grade_mt"], cfg, seeds=(0,))
+    assert list(runs) == ["seg_grade_mt"] and runs["seg_grade_mt"][0].method == "foo_mt"
+    assert runs["seg_grade_mt"][0].from_cache and runs["seg_grade_mt"][0].run_dir.name == entries[0]
+    capsys.readouterr()
+    assert main(["train", "--method", "seg_grade_mt", "--profile", "smoke", "--device", "cpu"]) == 0
+    assert "loaded from cache: foo_mt" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "cache" / "runs").iterdir()) == entries
+
+
 def test_train_evaluate_predict_end_to_end(tmp_path, monkeypatch, capsys):
     from PIL import Image
     from skimage import data as skdata

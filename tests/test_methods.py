@@ -107,6 +107,32 @@ def test_registry_and_stage_settings(cfg):
     assert ids == {id(p) for p in list(m.grader.parameters()) + list(m.vis.parameters())}
 
 
+def test_seg_grade_mt_is_an_alias_of_foo_mt(cfg):
+    """``seg_grade_mt`` builds (and names the class of) ``foo_mt``, the registered name, which stays the only one
+    in the registry; ``train.epochs_by_method``, read below the registry, asks for the registered name."""
+    from deepmt.config import get_config
+    from deepmt.errors import SettingError
+    from deepmt.models.baselines import FooMT
+    from deepmt.models.methods import METHOD_ALIASES, METHOD_CLASSES, canonical_method, method_class
+
+    assert METHOD_ALIASES == {"seg_grade_mt": "foo_mt"} and canonical_method("seg_grade_mt") == "foo_mt"
+    assert all(target in METHODS and alias not in METHODS and alias not in METHOD_CLASSES
+               for alias, target in METHOD_ALIASES.items())
+    assert canonical_method("foo_mt") == "foo_mt" and canonical_method("my_custom") == "my_custom"
+    assert method_class("seg_grade_mt") is method_class("foo_mt") is FooMT
+    torch.manual_seed(0)
+    alias = build_method("seg_grade_mt", cfg, class_counts=[4, 2, 2, 1, 1])
+    torch.manual_seed(0)
+    real = build_method("foo_mt", cfg, class_counts=[4, 2, 2, 1, 1])
+    assert type(alias) is FooMT and alias.name == real.name == "foo_mt" and alias.stages == real.stages
+    for (k, a), (_, b) in zip(alias.state_dict().items(), real.state_dict().items()):
+        assert torch.equal(a, b), k
+    from deepmt.experiment_cache import resolve_config
+
+    with pytest.raises(SettingError, match="'seg_grade_mt' is another name of 'foo_mt'; write 'foo_mt' here"):
+        resolve_config("foo_mt", get_config("smoke", {"train.epochs_by_method": {"seg_grade_mt": 2}}))
+
+
 def _isr_grads(m, scalar):
     params = list(m.isr.parameters())
     grads = torch.autograd.grad(scalar, params, retain_graph=True, allow_unused=True)

@@ -11,8 +11,11 @@
 
 ``METHODS`` maps each registered name to its builder (``list(METHODS)`` lists the names); ``METHOD_CLASSES`` and
 :func:`method_class` map it to its class, for what a method declares on the class (``stages``,
-``stage_config_keys``) without building one. The interface (:class:`Method`, :class:`MethodOutput`) lives in
-:mod:`deepmt.models.base` and is re-exported here.
+``stage_config_keys``) without building one. ``METHOD_ALIASES`` maps another name a user may give to the registered
+name it stands for (``seg_grade_mt`` -> ``foo_mt``); :func:`canonical_method` resolves it, and every function that
+takes a method name from a user does (:func:`build_method`, :func:`method_class`, the experiment cache, the worker
+pool, ``python -m deepmt train --method``). Runs, cache entries, tables and labels use the registered name.
+The interface (:class:`Method`, :class:`MethodOutput`) lives in :mod:`deepmt.models.base` and is re-exported here.
 Ablations are config overrides of ``deepmt_dr`` (e.g. ``loss.seg_aware=0``, ``loss.cls_aware=0``,
 ``loss.grading_feedback=0``, ``model.grader.use_lesion_maps=False``, ``model.vis.feature_selection=False``,
 ``loss.unsupervised=0.5``), not new classes.
@@ -28,7 +31,8 @@ from deepmt.models import baselines as _B
 from deepmt.models import deepmt_dr as _D
 from deepmt.models.base import TASKS, Method, MethodOutput
 
-__all__ = ["TASKS", "Method", "MethodOutput", "METHODS", "METHOD_CLASSES", "build_method", "method_class"]
+__all__ = ["TASKS", "Method", "MethodOutput", "METHODS", "METHOD_CLASSES", "METHOD_ALIASES", "build_method", "method_class",
+           "canonical_method"]
 
 
 # ---------------------------------------------------------------------- registry
@@ -60,6 +64,18 @@ METHODS: dict[str, Callable[..., Method]] = {name: build for name, (_, build) in
 #: (``stages``, ``stage_config_keys``), read without building one (:func:`method_class`).
 METHOD_CLASSES: dict[str, type[Method]] = {name: cls for name, (cls, _) in _REGISTRY.items()}
 
+#: another name a user may give -> the registered name it stands for. The registered name keys the cache entry and
+#: names the method in tables and labels; an alias only resolves to it. ``seg_grade_mt`` says what ``foo_mt`` (the
+#: multi-task segmentation + grading baseline after Foo et al.) does.
+METHOD_ALIASES: dict[str, str] = {"seg_grade_mt": "foo_mt"}
+
+
+def canonical_method(name: str) -> str:
+    """The registered name of ``name``: the method an alias (:data:`METHOD_ALIASES`) stands for, else ``name``
+    unchanged (also a name the registry does not know, e.g. a custom builder's)."""
+    return METHOD_ALIASES.get(name, name)
+
+
 #: methods whose stages have their own epochs (``train.epochs_stage1a/1b/2``), not ``train.epochs_single``
 STAGE_EPOCH_METHODS = frozenset(name for name, cls in METHOD_CLASSES.items() if issubclass(cls, _D.DeepMTDR))
 #: their stages, each with its own epochs (``train.epochs_STAGE``)
@@ -72,6 +88,11 @@ def check_epochs_by_method(mapping) -> None:
     and one of its stages (``deepmt_dr.stage1b``)."""
     for name in mapping:
         method, dot, stage = name.partition(".")
+        if method in METHOD_ALIASES:  # the mapping is read by deepmt.config.method_config, which knows no aliases
+            raise SettingError(
+                f"train.epochs_by_method: {method!r} is another name of {METHOD_ALIASES[method]!r}; write "
+                f"{name.replace(method, METHOD_ALIASES[method], 1)!r} here"
+            )
         if method not in METHODS:
             close = difflib.get_close_matches(method, list(METHODS), n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"choose among {', '.join(sorted(METHODS))}"
@@ -92,15 +113,18 @@ def check_epochs_by_method(mapping) -> None:
 
 
 def method_class(name: str) -> type[Method]:
-    """The :class:`Method` subclass of the registered method ``name`` (``ValueError`` for an unknown name)."""
+    """The :class:`Method` subclass of the registered method ``name`` or of an alias (``ValueError`` for an unknown
+    name)."""
+    name = canonical_method(name)
     if name not in METHOD_CLASSES:
         raise ValueError(f"unknown method {name!r}; choose one of {sorted(METHOD_CLASSES)}")
     return METHOD_CLASSES[name]
 
 
 def build_method(name: str, cfg, class_counts: Sequence[int] | None = None) -> Method:
-    """Build the registered method ``name`` for ``cfg``; ``class_counts`` (5 training label counts)
-    feed ``loss.class_weights="auto"``."""
+    """Build the registered method ``name`` (or the one an alias stands for, :func:`canonical_method`) for ``cfg``;
+    ``class_counts`` (5 training label counts) feed ``loss.class_weights="auto"``."""
+    name = canonical_method(name)
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose one of {sorted(METHODS)}")
     return METHODS[name](cfg, class_counts)

@@ -123,7 +123,9 @@ def run_methods(methods: Iterable[str], cfg: Config, seeds: Sequence[int] = (0,)
 
     ``overrides`` maps a method to extra config overrides (e.g. an ablation of ``deepmt_dr``); ``names``
     maps a method entry to the registered method it runs (so ``{"no_seg_aware": "deepmt_dr"}`` with
-    ``overrides={"no_seg_aware": {"loss.seg_aware": 0}}`` runs an ablation under its own name).
+    ``overrides={"no_seg_aware": {"loss.seg_aware": 0}}`` runs an ablation under its own name). A method may be
+    given by an alias (``seg_grade_mt``): it runs, and loads from the cache, the registered method it stands for
+    (``foo_mt``), returned under the name given.
     The runs train side by side in worker processes (:func:`deepmt.worker_pool.run_jobs`; ``$DEEPMT_JOBS``).
     """
     methods = list(methods)
