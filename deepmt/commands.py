@@ -22,7 +22,8 @@ import json
 import sys
 from pathlib import Path
 
-from deepmt.config import DATASETS, PROFILES, parse_set_items
+from deepmt.config import DATASETS, PROFILES
+from deepmt.config_checks import parse_set_items
 from deepmt.errors import ConfigMismatchError, DeepMTError
 from deepmt.utils import cache_root, check_writable_dir
 

@@ -270,7 +270,7 @@ def test_unet_levels_beyond_the_input_size_are_refused(levels, allowed, tmp_path
 
 
 def test_unet_levels_rules():
-    from deepmt.config import check_unet_levels, unet_levels_allowed
+    from deepmt.config_checks import check_unet_levels, unet_levels_allowed
 
     assert [unet_levels_allowed(s) for s in (64, 96, 24, 65, 1)] == [7, 6, 4, 1, 1]
     check_unet_levels(7, 64)

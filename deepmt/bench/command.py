@@ -10,7 +10,8 @@ from deepmt.bench.report import render_markdown
 from deepmt.run_all_timing import RUN_ALL_TIMING
 from deepmt.bench.steps import profile_step
 from deepmt.bench.suite import DEFAULT_BUDGET_S, DEFAULT_PROFILES, run_benchmark
-from deepmt.config import PROFILES, parse_set_items
+from deepmt.config import PROFILES
+from deepmt.config_checks import parse_set_items
 from deepmt.errors import ConfigMismatchError
 from deepmt.utils import repo_root
 

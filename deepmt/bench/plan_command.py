@@ -29,7 +29,8 @@ from deepmt.bench.plan import PlanEntry, build_entries, data_sets, entry_seconds
 from deepmt.bench.plan_inventory import INVENTORY, InventoryError, load_inventory, record_inventory
 from deepmt.bench.plan_schedule import by_method_stage, render, wall_plan
 from deepmt.run_all_timing import RUN_ALL_TIMING
-from deepmt.config import PROFILES, parse_set_items
+from deepmt.config import PROFILES
+from deepmt.config_checks import parse_set_items
 from deepmt.errors import ConfigMismatchError
 from deepmt.utils import atomic_write_text, repo_root
 

@@ -5,7 +5,7 @@
 
 * the U-Net's input sides must allow its ``model.seg.levels`` (each side divisible by ``2**(levels-1)``): a
   :class:`~deepmt.errors.SettingError` naming the setting and the levels that fit
-  (:func:`deepmt.config.check_unet_levels`), before any data is made;
+  (:func:`deepmt.config_checks.check_unet_levels`), before any data is made;
 * parameters, counted exactly; for training, with their gradients and the two AdamW moments (4 x);
 * activations: for training, the tensors autograd keeps for the backward pass of one step's loss (each storage
   once), x :data:`TRAIN_ACTIVATION_FACTOR`; for inference, the most bytes of tensors alive at once during the
@@ -138,7 +138,7 @@ def _batch_bytes(batch: dict) -> int:
 def _unet_guard(method: torch.nn.Module, cfg) -> None:
     """Make every U-Net of the (meta) ``method`` refuse an input side its levels do not allow with a
     :class:`SettingError` naming the setting behind that side, instead of the model's ``ValueError``."""
-    from deepmt.config import check_unet_levels
+    from deepmt.config_checks import check_unet_levels
     from deepmt.models.segmentation import LesionUNet
 
     d = cfg.data
