@@ -118,9 +118,11 @@ def test_a_smoke_recorded_job_maps_to_the_quick_key_of_the_same_job(log):
         mapped = grid_log.entry_config(r["method"], r["overrides"], "quick")
         assert mapped.key() == quick.key() and mapped.to_dict() == quick.to_dict()
         assert grid_log.entry_config(r["method"], r["overrides"], "smoke").key() == r["key"]  # and back
-    # the quick profile's own epochs of a baseline, not smoke's
-    assert grid_log.entry_config("foo_mt", {}, "quick").train.epochs_single == 72
-    assert grid_log.entry_config("unet_bicubic", {}, "quick").train.epochs_single == 144
+    # the quick profile's own epochs of a baseline (its entry in train.epochs_by_method where it has one), not smoke's
+    q = get_config("quick").train
+    for name in ("foo_mt", "unet_bicubic", "grader_hr"):
+        own = q.epochs_by_method.get(name, q.epochs_single)
+        assert grid_log.entry_config(name, {}, "quick").train.epochs_single == own != get_config("smoke").train.epochs_single
 
 
 def test_warm_started_entries_map_onto_their_quick_base():
@@ -139,9 +141,14 @@ def test_epochs_images_and_validation_passes_per_stage():
                _rec("deepmt_dr", {"data.label_fraction": 0.1}), _rec("isr", {"data.n_train": 5}), _rec("bicubic"),
                _rec("deepmt_dr", {"data.n_train": 5}, notebook="02_y")]
     dr, grader, dr_few, isr, bicubic, dr_small = build_entries(records, "quick")
+    q = get_config("quick")
+    size, crop, every, t = q.data.hr_size, q.data.nongrading_crop_size or q.data.hr_size, q.train.val_every, q.train
     assert [(s.stage, s.epochs, s.images_per_epoch, s.size, s.val_passes, s.start_eval) for s in dr.stages] == [
-        ("stage1a", 15, 600, 96, 15, False), ("stage1b", 36, 600, 96, 36, False), ("stage2", 6, 600, 96, 6, True)]
-    assert [(s.epochs, s.images_per_epoch) for s in grader.stages] == [(72, 56)]  # 60 labelled: 7 whole batches
+        ("stage1a", t.epochs_stage1a, 600, crop, val_passes(t.epochs_stage1a, every), False),  # crops: no grades
+        ("stage1b", t.epochs_stage1b, 600, size, val_passes(t.epochs_stage1b, every), False),
+        ("stage2", t.epochs_stage2, 600, size, val_passes(t.epochs_stage2, every), True)]
+    grader_epochs = t.epochs_by_method.get("grader_lr", t.epochs_single)
+    assert [(s.epochs, s.images_per_epoch) for s in grader.stages] == [(grader_epochs, 56)]  # 60 labelled: 7 batches
     assert [s.images_per_epoch for s in dr_few.stages] == [600, 56, 56]  # the ISR stage learns from every image
     assert [s.images_per_epoch for s in isr.stages] == [8]  # 5 images padded to one batch
     assert bicubic.stages == [] and bicubic.eval_images == 150 + 300
@@ -155,9 +162,10 @@ def test_the_levers_change_sizes_and_validation_where_they_exist():
     if not (hasattr(train, "val_every") and hasattr(data, "nongrading_crop_size")):
         pytest.skip("train.val_every / data.nongrading_crop_size not in this config yet")
     (dr,) = build_entries([_rec("deepmt_dr")], "quick", {"train.val_every": 4, "data.nongrading_crop_size": 48})
-    assert [(s.stage, s.size, s.val_passes) for s in dr.stages] == [("stage1a", 48, 4), ("stage1b", 96, 9), ("stage2", 96, 2)]
+    size = data.hr_size
+    assert [(s.stage, s.size, s.val_passes) for s in dr.stages] == [("stage1a", 48, 4), ("stage1b", size, 9), ("stage2", size, 2)]
     (ts,) = build_entries([_rec("two_stage")], "quick", {"data.nongrading_crop_size": 48})
-    assert [(s.stage, s.size) for s in ts.stages] == [("isr", 48), ("grade", 96)]
+    assert [(s.stage, s.size) for s in ts.stages] == [("isr", 48), ("grade", size)]
 
 
 # --------------------------------------------------------------------------- scheduling
@@ -206,9 +214,8 @@ def test_settings_move_the_prediction_the_right_way():
     assert predicted({"train.epochs_by_method": "foo_mt:144"})["train_worker_min"] > base["train_worker_min"]
     assert predicted({"data.n_train": 1200})["train_worker_min"] > base["train_worker_min"]
     assert predicted({"data.hr_size": 128, "data.synth.size_reference": 128})["worker_min"] > base["worker_min"]
-    if hasattr(get_config("quick").train, "val_every"):
-        fewer = predicted({"train.val_every": 3})
-        assert fewer["worker_min"] < base["worker_min"] and fewer["train_worker_min"] == base["train_worker_min"]
+    fewer, every = predicted({"train.val_every": 3}), predicted({"train.val_every": 1})
+    assert fewer["worker_min"] < every["worker_min"] and fewer["train_worker_min"] == every["train_worker_min"]
 
 
 def test_check_against_compares_per_entry_and_stage():
@@ -222,8 +229,9 @@ def test_check_against_compares_per_entry_and_stage():
     ])
     rows, overall = plan_command.check_against(entries, compute)
     by = {(r["method"], r["stage"]): r for r in rows}
-    assert by[("grader_lr", "single")]["ratio"] == pytest.approx(2.0)  # 432 s predicted for 216 measured
-    assert by[("deepmt_dr", "stage1a")]["predicted_s"] == pytest.approx(180.0)
+    assert by[("grader_lr", "single")]["ratio"] == pytest.approx(g.stages[0].train_s / 216.0)  # predicted / measured
+    # two rows: its own entry's and one priced by the median of its kind, each 9000 images as planned
+    assert d.stages[0].images == 9000 and by[("deepmt_dr", "stage1a")]["predicted_s"] == pytest.approx(2 * d.stages[0].train_s)
     assert overall["matched_by_entry"] == 2 and overall["same_epochs_and_images"] == 2 and overall["compared"] == 3
 
 
