@@ -53,11 +53,12 @@ def _check_method(name: str) -> str:
     """The registered name of ``--method`` (an alias such as ``seg_grade_mt`` gives ``foo_mt``), or a one-line error."""
     from deepmt.models.methods import METHOD_ALIASES, METHODS, canonical_method
 
-    if canonical_method(name) not in METHODS:
+    method = canonical_method(name)
+    if method not in METHODS:
         aliases = ", ".join(f"{a} (= {m})" for a, m in sorted(METHOD_ALIASES.items()))
         raise ConfigMismatchError(f"--method {name!r} is not a method; choose one of: {', '.join(sorted(METHODS))}; "
                                   f"also accepted: {aliases}")
-    return canonical_method(name)
+    return method
 
 
 def _print_metrics(title: str, metrics: dict | None) -> None:
