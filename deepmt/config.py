@@ -20,7 +20,8 @@ docstrings say which paper setting each field reproduces.
 
 Every setting, its range (:data:`ALLOWED`) and the profiles read as one table in this file (nanoGPT's single config
 in one hop); only the mechanics of converting and checking a value, which know no setting by name, live in
-:mod:`deepmt.config_checks`.
+:mod:`deepmt.config_checks`, and how configs stored by earlier versions are read, and what cache keys hash, in
+:mod:`deepmt.config_compat`.
 
 Every override is checked before anything runs (:func:`check_setting`): the key must name a field, and the
 value must fit the field's annotated type (``int``, ``float``, ``bool``, ``str``, ``X | None``, tuples) and
@@ -40,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from deepmt.config_checks import Allowed, convert, did_you_mean, field_types
+from deepmt.config_compat import KEY_FIXED_VALUES, KEY_NEUTRAL_DEFAULTS, STORED_DEFAULTS, comparable_config
 from deepmt.errors import SettingError
 
 # --------------------------------------------------------------------------- data
@@ -225,6 +227,10 @@ class TrainConfig:
     # others have levelled off (notebook 03). Resolved per method by method_config before a run's cache key is
     # made, so an entry for one method changes no other method's key.
     epochs_by_method: dict[str, int] = field(default_factory=dict)
+    # batch and peak learning rate of a stage that trains a grader alone on fixed inputs (DeepMT-DR's stage 1b, the
+    # grader baselines, two-stage's grading stage: no pixel task shares its steps); None = batch_size / lr
+    grader_batch_size: int | None = None
+    grader_lr: float | None = None
     lr_stage2_factor: float = 0.1  # stage 2 learning rate = lr * this (paper fine-tunes with a small lr)
     grad_clip: float | None = 5.0
     stage2_max_psnr_drop: float = 0.5  # stage 2 keeps no epoch whose val PSNR is this many dB below stage 1's
@@ -404,6 +410,8 @@ ALLOWED: dict[str, Allowed] = {
     "train.batch_size": _AT_LEAST_1,
     "train.eval_batch_size": _AT_LEAST_1,
     "train.lr": _POSITIVE,
+    "train.grader_batch_size": _AT_LEAST_1,
+    "train.grader_lr": _POSITIVE,
     "train.lr_stage2_factor": _POSITIVE,
     "train.log_every": _AT_LEAST_1,
     "train.val_every": _AT_LEAST_1,
@@ -461,43 +469,6 @@ def get_config(profile: str | None = None, overrides: Mapping[str, Any] | None =
     return cfg.replace(overrides) if overrides else cfg
 
 
-#: Defaults of the fields whose default changed when the dataclass defaults became the paper's settings
-#: (before, the defaults matched no profile). A stored config (``config.json``, a checkpoint) written
-#: without one of these fields was made with this value, so :func:`config_from_dict` fills it in.
-STORED_DEFAULTS: dict[str, Any] = {
-    "profile": "quick",
-    "data.hr_size": 128,
-    "data.crop_size": None,
-    "data.n_train": 1200,
-    "data.n_val": 200,
-    "data.n_test": 400,
-    "data.num_workers": 0,
-    "train.batch_size": 32,
-    "train.eval_batch_size": 64,
-    "train.lr": 2e-3,
-    "train.epochs_stage1a": 8,
-    "train.epochs_stage1b": 8,
-    "train.epochs_stage2": 4,
-    "train.epochs_single": 12,
-}
-
-
-#: Fields added after runs were cached whose default is exactly the behaviour before they existed. At that value
-#: they are left out of :meth:`Config.key` and of the comparison of a stored config with a requested one
-#: (:func:`comparable_config`), so every earlier cache key, cache entry and checkpoint stays valid. Any other
-#: value is part of the key, as every other field is.
-KEY_NEUTRAL_DEFAULTS: dict[str, Any] = {
-    "data.label_fraction": 1.0,
-    "train.deterministic": True,
-    "loss.stage1b_input": "hr",
-    "train.epochs_by_method": {},
-    "loss.seg_dice_empty": "include",
-    "data.nongrading_crop_size": None,
-    "train.val_every": 1,
-    "train.patience": 0,
-}
-
-
 def method_config(cfg: Config, method_name: str) -> Config:
     """The config ``method_name`` trains under and is cached by. In ``train.epochs_by_method``, an entry
     ``method_name`` replaces ``train.epochs_single`` (a baseline) and an entry ``method_name.STAGE`` replaces
@@ -520,38 +491,6 @@ def method_config(cfg: Config, method_name: str) -> Config:
                 raise SettingError(f"train.epochs_by_method: {name!r}: no stage {stage!r} (a stage has train.epochs_STAGE)")
             setattr(out.train, field_name, int(epochs))
     return out
-
-
-#: Fields that change only what a run prints, never its numbers: cache keys hash them, and stored configs are
-#: compared, at this fixed value, so ``--set train.progress=false`` loads the run trained with progress bars.
-KEY_FIXED_VALUES: dict[str, Any] = {
-    "train.progress": True,
-}
-
-
-def comparable_config(d: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of the config dict ``d`` (``Config.to_dict()``, or one stored by an older version) without the
-    fields of :data:`KEY_NEUTRAL_DEFAULTS` that hold their neutral value, and with those of
-    :data:`KEY_FIXED_VALUES` at their fixed value: what cache keys hash and what stored configs are compared by."""
-    out = copy.deepcopy(dict(d))
-    for dotted, fixed in KEY_FIXED_VALUES.items():
-        section, last = _parent_section(out, dotted)
-        if last in section:
-            section[last] = fixed
-    for dotted, neutral in KEY_NEUTRAL_DEFAULTS.items():
-        section, last = _parent_section(out, dotted)
-        if last in section and section[last] == neutral:
-            del section[last]
-    return out
-
-
-def _parent_section(d: dict[str, Any], dotted: str) -> tuple[dict[str, Any], str]:
-    """(the dict holding ``dotted``'s last part in the nested config dict ``d``, that part); ``{}`` if absent."""
-    *parents, last = dotted.split(".")
-    section: Any = d
-    for part in parents:
-        section = section.get(part) if isinstance(section, dict) else None
-    return (section if isinstance(section, dict) else {}), last
 
 
 def config_from_dict(d: Mapping[str, Any]) -> Config:

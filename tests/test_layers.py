@@ -30,7 +30,7 @@ ENGINE = ("deepmt.engine",)
 CORE = ("deepmt.models", "deepmt.losses", "deepmt.data", "deepmt.metrics")
 #: where tables and figures go, and how generated blocks are written
 IO = ("deepmt.reporting", "deepmt.results_io")
-BOTTOM = ("deepmt.config", "deepmt.config_checks", "deepmt.errors", "deepmt.utils", "deepmt.imaging")
+BOTTOM = ("deepmt.config", "deepmt.config_checks", "deepmt.config_compat", "deepmt.errors", "deepmt.utils", "deepmt.imaging")
 #: every layer, top first; each may import only the layers below it
 LAYERS = (TOP, VERDICTS, RUNNER, ENGINE, CORE, IO, BOTTOM)
 

@@ -44,7 +44,7 @@ class FakeMeter:
     def __init__(self, train=0.01, ev=0.001):
         self.t, self.ev = train, ev
 
-    def train(self, method, cfg, stage, size, uses_unlabelled):
+    def train(self, method, cfg, stage, size, uses_unlabelled, batch_size=0):
         return self.t * (size / 96) ** 2
 
     def evaluate(self, method, cfg):

@@ -1,7 +1,8 @@
 """The quick profile's speed levers in the trainer: random crops for the stages that do not grade
 (``data.nongrading_crop_size``: a stage that grades always sees whole images), validation every k-th epoch
 (``train.val_every``: the last epoch always validated, only validated epochs can be selected) and early stopping
-(``train.patience``: a stage ends that many epochs after its best validated one, which it keeps)."""
+(``train.patience``: a stage ends that many epochs after its best validated one, which it keeps), and a batch and
+learning rate of their own for the stages that train a grader alone (``train.grader_batch_size``, ``train.grader_lr``)."""
 
 import math
 
@@ -72,6 +73,80 @@ def test_crop_keeps_masks_on_their_lesions():
 def test_which_stages_grade(name, expected):
     m = build_method(name, get_config("smoke"))
     assert {s: m.stage_grades(s) for s in m.stages} == expected
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("deepmt_dr", {"stage1a": False, "stage1b": True, "stage2": False}),
+    ("deepmt_dr_noisr", {"stage1a": False, "stage1b": True, "stage2": False}),
+    ("two_stage", {"isr": False, "grade": True}),
+    ("grader_hr", {"single": True}),
+    ("grader_bicubic", {"single": True}),
+    ("foo_mt", {"single": False}),
+    ("unet_hr", {"single": False}),
+    ("isr", {"single": False}),
+])
+def test_which_stages_train_a_grader_alone(name, expected):
+    m = build_method(name, get_config("smoke"))
+    assert {s: m.stage_trains_grader_only(s) for s in m.stages} == expected
+
+
+def test_grader_batch_and_lr_reach_only_the_stages_that_train_a_grader_alone():
+    cfg = get_config("quick", {"train.grader_batch_size": 32, "train.grader_lr": 4e-3})
+    m = build_method("deepmt_dr", cfg)
+    t = cfg.train
+    assert [m.stage_batch_size(s, t) for s in m.stages] == [t.batch_size, 32, t.batch_size]
+    assert [m.stage_lr(s, t) for s in m.stages] == pytest.approx([t.lr, 4e-3, t.lr * t.lr_stage2_factor])
+    unset = get_config("quick").train  # not set: every stage at train.batch_size and train.lr
+    assert [m.stage_batch_size(s, unset) for s in m.stages] == [unset.batch_size] * 3
+    assert m.stage_lr("stage1b", unset) == unset.lr
+    g = build_method("grader_hr", cfg)
+    assert (g.stage_batch_size("single", t), g.stage_lr("single", t)) == (32, pytest.approx(4e-3))
+    f = build_method("foo_mt", cfg)
+    assert (f.stage_batch_size("single", t), f.stage_lr("single", t)) == (t.batch_size, t.lr)
+
+
+class BatchSpy(DummyMethod):
+    """Records the batch sizes and learning rates of every training step, per stage."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.batches = {}
+
+    def training_loss(self, batch, stage):
+        self.batches.setdefault(stage, set()).add(int(batch["hr"].shape[0]))
+        return super().training_loss(batch, stage)
+
+
+def test_the_trainer_gives_the_grading_stage_its_own_batch_and_learning_rate(tmp_path):
+    lrs = {}
+    for grader_lr in (None, 3e-2):
+        seed_everything(0)
+        m = BatchSpy()
+        cfg = tiny_cfg(**{"train.grader_batch_size": 8, "train.grader_lr": grader_lr})
+        h = train(m, cfg, dummy_datasets(), tmp_path / str(grader_lr)).history
+        assert m.batches == {"isr_seg": {4}, "grade": {8}}  # 16 training images: batches of 4, and of 8 for the grader
+        lrs[grader_lr] = {s: h.loc[h["stage"] == s, "lr"].to_numpy() for s in ("isr_seg", "grade")}
+    # the same OneCycle schedule, peaking at train.grader_lr (3e-2) instead of train.lr (1e-2) in the grade stage only
+    assert lrs[3e-2]["isr_seg"] == pytest.approx(lrs[None]["isr_seg"])
+    assert lrs[3e-2]["grade"] == pytest.approx(3 * lrs[None]["grade"])
+
+
+def test_grader_batch_and_lr_unset_leave_keys_unchanged():
+    base = get_config("quick")
+    assert base.replace({"train.grader_batch_size": None, "train.grader_lr": None}).key() == base.key()
+    assert base.replace({"train.grader_batch_size": 32}).key() != base.key()
+    assert base.replace({"train.grader_lr": 4e-3}).key() != base.key()
+
+
+def test_the_plan_counts_a_grading_stage_at_its_own_batch():
+    from deepmt.bench.plan import stage_plan
+
+    cfg = get_config("quick", {"train.grader_batch_size": 32})
+    with torch.device("meta"):
+        m = build_method("deepmt_dr", cfg)
+    work = {w.stage: w for w in stage_plan(m, cfg)}
+    assert (work["stage1a"].batch_size, work["stage1b"].batch_size, work["stage2"].batch_size) == (8, 32, 8)
+    assert work["stage1b"].images_per_epoch % 32 == 0 and work["stage2"].images_per_epoch % 8 == 0
 
 
 def test_deepmt_dr_stage1a_crops_and_stage1b_does_not(tmp_path):

@@ -49,6 +49,7 @@ class StageWork:
     uses_unlabelled: bool
     val_passes: int
     start_eval: bool = False
+    batch_size: int = 0  # the stage's training batch (method.stage_batch_size); 0 = train.batch_size
     train_s: float = 0.0  # optimisation + loading (the trainer's epoch seconds)
     val_s: float = 0.0  # validation passes (start evaluation included)
     overhead_s: float = 0.0  # a checkpoint per epoch, and the stage's own start and end (STAGE_OVERHEAD_S)
@@ -127,9 +128,9 @@ def stage_plan(method, cfg: Config, start_stage: str | None = None) -> list[Stag
     if start_stage is not None:
         stages = stages[stages.index(start_stage):]
     val_every = int(cfg.train.val_every)
-    bs = int(cfg.train.batch_size)
     out = []
     for stage in stages:
+        bs = int(method.stage_batch_size(stage, cfg.train))
         epochs = int(method.stage_epochs(stage, cfg.train))
         if epochs <= 0 or not list(method.stage_parameters(stage)):
             continue
@@ -138,7 +139,8 @@ def stage_plan(method, cfg: Config, start_stage: str | None = None) -> list[Stag
         grades = bool(method.stage_grades(stage))
         out.append(StageWork(stage=stage, epochs=epochs, images_per_epoch=images_per_epoch(n, bs),
                              size=train_size(cfg, grades), grades=grades, uses_unlabelled=unl,
-                             val_passes=val_passes(epochs, val_every), start_eval=bool(method.keeps_start_candidate(stage))))
+                             val_passes=val_passes(epochs, val_every), start_eval=bool(method.keeps_start_candidate(stage)),
+                             batch_size=bs))
     return out
 
 
@@ -196,7 +198,7 @@ def price(entries: Sequence[PlanEntry], meter, log: Callable[[str], None] | None
         load = meter.loading(e.cfg) if e.stages else 0.0
         save = meter.checkpoint(e.method, e.cfg) if e.stages and hasattr(meter, "checkpoint") else 0.0
         for s in e.stages:
-            step = meter.train(e.method, e.cfg, s.stage, s.size, s.uses_unlabelled)
+            step = meter.train(e.method, e.cfg, s.stage, s.size, s.uses_unlabelled, s.batch_size)
             s.train_s = s.images * (step + load)
             s.val_s = (s.val_passes + int(s.start_eval)) * int(e.cfg.data.n_val) * per_eval
             s.overhead_s = s.epochs * save + STAGE_OVERHEAD_S

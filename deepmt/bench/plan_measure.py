@@ -194,19 +194,23 @@ class Meter:
         return len(self._again)
 
     # ------------------------------------------------------------------ the measurements
-    def train(self, method_name: str, cfg: Config, stage: str, size: int, uses_unlabelled: bool) -> float:
-        """Seconds per training image of ``stage`` at HR ``size`` (step only; add :meth:`loading`)."""
+    def train(self, method_name: str, cfg: Config, stage: str, size: int, uses_unlabelled: bool,
+              batch_size: int = 0) -> float:
+        """Seconds per training image of ``stage`` at HR ``size`` and its training batch (``batch_size``; 0 =
+        ``train.batch_size``): the step only; add :meth:`loading`."""
         from deepmt.bench.steps import make_train_step, mode_backends
 
+        bs = int(batch_size or cfg.train.batch_size)
+
         def measure() -> float:
-            bs = int(cfg.train.batch_size)
             with torch_threads(int(cfg.train.threads)), mode_backends("fast", self.device):
                 batch = training_batch(cfg, size, bs, uses_unlabelled)
                 step, _ = make_train_step(cfg, stage, "fast", self.device, bs, size, method_name=method_name, batch=batch)
                 return _median_time(step, self.warmup, self.repeats, self.seconds) / bs
 
         row = {"kind": "train", "method": method_name, "stage": stage, "size": size}
-        return self._cached(work_key(cfg, "train", method_name, stage, size, uses_unlabelled), row, measure, again=True)
+        return self._cached(work_key(cfg, "train", method_name, stage, size, uses_unlabelled, *([bs] if bs != int(cfg.train.batch_size) else [])),
+                            row, measure, again=True)
 
     def evaluate(self, method_name: str, cfg: Config) -> float:
         """Seconds per evaluated image (whole images: forward and metrics)."""

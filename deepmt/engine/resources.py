@@ -192,8 +192,7 @@ def _estimate(method, method_name: str, cfg, purpose: str, batch_size: int | Non
     n_params = sum(p.numel() for p in method.parameters())
     d, t = cfg.data, cfg.train
     if purpose == "train":
-        best, best_stage, side_used = 0, None, d.crop_size or d.hr_size
-        bs = int(batch_size or t.batch_size)
+        best, best_stage, side_used, bs = 0, None, d.crop_size or d.hr_size, int(batch_size or t.batch_size)
         for stage in method.stages:
             params = list(method.stage_parameters(stage))
             if int(method.stage_epochs(stage, t)) <= 0 or not params:
@@ -201,13 +200,14 @@ def _estimate(method, method_name: str, cfg, purpose: str, batch_size: int | Non
             side = d.crop_size or d.hr_size
             if getattr(d, "nongrading_crop_size", None) and not method.stage_grades(stage):
                 side = min(side, int(d.nongrading_crop_size))
-            batch = random_batch(side, d.scale, bs, meta)
+            stage_bs = int(batch_size or method.stage_batch_size(stage, t))
+            batch = random_batch(side, d.scale, stage_bs, meta)
             freeze_for_stage(method, params)
             set_train_mode(method)
             saved = _saved_bytes(lambda: method.training_loss(batch, stage))
             n = int(TRAIN_ACTIVATION_FACTOR * saved) + _batch_bytes(batch)
             if n >= best:
-                best, best_stage, side_used = n, stage, side
+                best, best_stage, side_used, bs = n, stage, side, stage_bs
         if best_stage is None:
             raise SettingError(_no_epochs(method, method_name, t))
         # each epoch is validated on whole HR images: that may need more than a training step

@@ -6,7 +6,7 @@ loss; baselines: e.g. ``("single",)``):
 
 1. freeze every parameter, unfreeze ``method.stage_parameters(stage)`` (BatchNorm layers whose
    parameters are all frozen run in eval mode, so frozen parts keep their statistics);
-2. AdamW (``lr = method.stage_lr(stage)``, ``cfg.train.weight_decay``) with a OneCycle schedule
+2. AdamW (``lr = method.stage_lr(stage)``, ``cfg.train.weight_decay``; batches of ``method.stage_batch_size(stage)``) with a OneCycle schedule
    (cosine annealing after a short warm-up) over ``method.stage_epochs(stage)`` epochs;
 3. every step: ``total, terms = method.training_loss(batch, stage)`` under autocast, backward
    (with a GradScaler for fp16), gradient clipping at ``cfg.train.grad_clip``;
@@ -301,7 +301,7 @@ def _train(method, cfg, datasets, run_dir, resume, *, class_counts, evaluate_tes
         model = ddp.wrap(method, ctx, device)
         metric_name = method.selection_metric(stage)
         lr = float(method.stage_lr(stage, cfg.train))
-        bs = int(cfg.train.batch_size)
+        bs = int(method.stage_batch_size(stage, cfg.train))
         sampler = None
         if ctx.enabled:
             sampler = torch.utils.data.DistributedSampler(
@@ -463,9 +463,12 @@ def _run_epoch(model, method, loader, opt, sched, scaler, params, prec, cfg, ctx
         except ValueError as exc:  # BatchNorm in training mode cannot normalise a single value
             if "more than 1 value per channel" not in str(exc):
                 raise
+            grader = getattr(cfg.train, "grader_batch_size", None) is not None and method.stage_trains_grader_only(stage)
+            setting = "train.grader_batch_size" if grader else "train.batch_size"
             raise ConfigMismatchError(
-                f"train.batch_size={cfg.train.batch_size}: a BatchNorm layer of {method.name!r} (stage {stage!r}) sees one "
-                "value per channel at this batch and image size, which it cannot normalise; use train.batch_size >= 2"
+                f"{setting}={method.stage_batch_size(stage, cfg.train)}: a BatchNorm layer of {method.name!r} (stage "
+                f"{stage!r}) sees one value per channel at this batch and image size, which it cannot normalise; use "
+                f"{setting} >= 2"
             ) from exc
         if names is None:
             names = ["total", *terms.keys()]

@@ -285,6 +285,11 @@ class TwoStage(Method):
         self.check_stage(stage)
         return stage == "grade"
 
+    def stage_trains_grader_only(self, stage):
+        """The grading stage trains the grader alone on the frozen ISR's images."""
+        self.check_stage(stage)
+        return stage == "grade"
+
     def selection_metric(self, stage):
         self.check_stage(stage)
         return "psnr" if stage == "isr" else self.cfg.train.selection_metric

@@ -121,6 +121,11 @@ class DeepMTDR(Method):
         self.check_stage(stage)
         return stage != "stage1a"
 
+    def stage_trains_grader_only(self, stage):
+        """Stage 1b trains the grading subnet (and the fusion) alone; segmentation and the ISR are frozen."""
+        self.check_stage(stage)
+        return stage == "stage1b"
+
     def keeps_start_candidate(self, stage):
         """Stage 2 competes with the stage-1 weights it starts from: it never keeps a worse model."""
         return stage == "stage2"
