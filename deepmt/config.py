@@ -229,8 +229,8 @@ class TrainConfig:
     epochs_by_method: dict[str, int] = field(default_factory=dict)
     # batch and peak learning rate of a stage that trains a grader alone on fixed inputs (DeepMT-DR's stage 1b, the
     # grader baselines, two-stage's grading stage: no pixel task shares its steps); None = batch_size / lr
-    grader_batch_size: int | None = None
-    grader_lr: float | None = None
+    grading_batch_size: int | None = None
+    grading_learning_rate: float | None = None
     lr_stage2_factor: float = 0.1  # stage 2 learning rate = lr * this (paper fine-tunes with a small lr)
     grad_clip: float | None = 5.0
     stage2_max_psnr_drop: float = 0.5  # stage 2 keeps no epoch whose val PSNR is this many dB below stage 1's
@@ -410,8 +410,8 @@ ALLOWED: dict[str, Allowed] = {
     "train.batch_size": _AT_LEAST_1,
     "train.eval_batch_size": _AT_LEAST_1,
     "train.lr": _POSITIVE,
-    "train.grader_batch_size": _AT_LEAST_1,
-    "train.grader_lr": _POSITIVE,
+    "train.grading_batch_size": _AT_LEAST_1,
+    "train.grading_learning_rate": _POSITIVE,
     "train.lr_stage2_factor": _POSITIVE,
     "train.log_every": _AT_LEAST_1,
     "train.val_every": _AT_LEAST_1,

@@ -44,8 +44,8 @@ KEY_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "data.nongrading_crop_size": None,
     "train.val_every": 1,
     "train.patience": 0,
-    "train.grader_batch_size": None,
-    "train.grader_lr": None,
+    "train.grading_batch_size": None,
+    "train.grading_learning_rate": None,
 }
 
 

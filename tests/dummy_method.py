@@ -47,11 +47,12 @@ class DummyMethod(nn.Module):
         return train_cfg.epochs_stage1a if stage == "isr_seg" else train_cfg.epochs_stage1b
 
     def stage_lr(self, stage, train_cfg):
-        return train_cfg.grader_lr if stage == "grade" and train_cfg.grader_lr is not None else train_cfg.lr
+        grading = stage == "grade" and train_cfg.grading_learning_rate is not None
+        return train_cfg.grading_learning_rate if grading else train_cfg.lr
 
     def stage_batch_size(self, stage, train_cfg):
-        grader = stage == "grade" and train_cfg.grader_batch_size is not None
-        return train_cfg.grader_batch_size if grader else train_cfg.batch_size
+        grader = stage == "grade" and train_cfg.grading_batch_size is not None
+        return train_cfg.grading_batch_size if grader else train_cfg.batch_size
 
     def stage_trains_grader_only(self, stage):
         return stage == "grade"

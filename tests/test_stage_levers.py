@@ -2,7 +2,7 @@
 (``data.nongrading_crop_size``: a stage that grades always sees whole images), validation every k-th epoch
 (``train.val_every``: the last epoch always validated, only validated epochs can be selected) and early stopping
 (``train.patience``: a stage ends that many epochs after its best validated one, which it keeps), and a batch and
-learning rate of their own for the stages that train a grader alone (``train.grader_batch_size``, ``train.grader_lr``)."""
+learning rate of their own for the stages that train a grader alone (``train.grading_batch_size``, ``train.grading_learning_rate``)."""
 
 import math
 
@@ -91,7 +91,7 @@ def test_which_stages_train_a_grader_alone(name, expected):
 
 
 def test_grader_batch_and_lr_reach_only_the_stages_that_train_a_grader_alone():
-    cfg = get_config("quick", {"train.grader_batch_size": 32, "train.grader_lr": 4e-3})
+    cfg = get_config("quick", {"train.grading_batch_size": 32, "train.grading_learning_rate": 4e-3})
     m = build_method("deepmt_dr", cfg)
     t = cfg.train
     assert [m.stage_batch_size(s, t) for s in m.stages] == [t.batch_size, 32, t.batch_size]
@@ -119,29 +119,29 @@ class BatchSpy(DummyMethod):
 
 def test_the_trainer_gives_the_grading_stage_its_own_batch_and_learning_rate(tmp_path):
     lrs = {}
-    for grader_lr in (None, 3e-2):
+    for grading_lr in (None, 3e-2):
         seed_everything(0)
         m = BatchSpy()
-        cfg = tiny_cfg(**{"train.grader_batch_size": 8, "train.grader_lr": grader_lr})
-        h = train(m, cfg, dummy_datasets(), tmp_path / str(grader_lr)).history
+        cfg = tiny_cfg(**{"train.grading_batch_size": 8, "train.grading_learning_rate": grading_lr})
+        h = train(m, cfg, dummy_datasets(), tmp_path / str(grading_lr)).history
         assert m.batches == {"isr_seg": {4}, "grade": {8}}  # 16 training images: batches of 4, and of 8 for the grader
-        lrs[grader_lr] = {s: h.loc[h["stage"] == s, "lr"].to_numpy() for s in ("isr_seg", "grade")}
-    # the same OneCycle schedule, peaking at train.grader_lr (3e-2) instead of train.lr (1e-2) in the grade stage only
+        lrs[grading_lr] = {s: h.loc[h["stage"] == s, "lr"].to_numpy() for s in ("isr_seg", "grade")}
+    # the same OneCycle schedule, peaking at train.grading_learning_rate (3e-2) instead of train.lr (1e-2) in the grade stage only
     assert lrs[3e-2]["isr_seg"] == pytest.approx(lrs[None]["isr_seg"])
     assert lrs[3e-2]["grade"] == pytest.approx(3 * lrs[None]["grade"])
 
 
 def test_grader_batch_and_lr_unset_leave_keys_unchanged():
     base = get_config("quick")
-    assert base.replace({"train.grader_batch_size": None, "train.grader_lr": None}).key() == base.key()
-    assert base.replace({"train.grader_batch_size": 32}).key() != base.key()
-    assert base.replace({"train.grader_lr": 4e-3}).key() != base.key()
+    assert base.replace({"train.grading_batch_size": None, "train.grading_learning_rate": None}).key() == base.key()
+    assert base.replace({"train.grading_batch_size": 32}).key() != base.key()
+    assert base.replace({"train.grading_learning_rate": 4e-3}).key() != base.key()
 
 
 def test_the_plan_counts_a_grading_stage_at_its_own_batch():
     from deepmt.bench.plan import stage_plan
 
-    cfg = get_config("quick", {"train.grader_batch_size": 32})
+    cfg = get_config("quick", {"train.grading_batch_size": 32})
     with torch.device("meta"):
         m = build_method("deepmt_dr", cfg)
     work = {w.stage: w for w in stage_plan(m, cfg)}

@@ -463,8 +463,8 @@ def _run_epoch(model, method, loader, opt, sched, scaler, params, prec, cfg, ctx
         except ValueError as exc:  # BatchNorm in training mode cannot normalise a single value
             if "more than 1 value per channel" not in str(exc):
                 raise
-            grader = getattr(cfg.train, "grader_batch_size", None) is not None and method.stage_trains_grader_only(stage)
-            setting = "train.grader_batch_size" if grader else "train.batch_size"
+            grading = getattr(cfg.train, "grading_batch_size", None) is not None and method.stage_trains_grader_only(stage)
+            setting = "train.grading_batch_size" if grading else "train.batch_size"
             raise ConfigMismatchError(
                 f"{setting}={method.stage_batch_size(stage, cfg.train)}: a BatchNorm layer of {method.name!r} (stage "
                 f"{stage!r}) sees one value per channel at this batch and image size, which it cannot normalise; use "

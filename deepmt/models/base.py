@@ -121,25 +121,25 @@ class Method(nn.Module):
         )
 
     def stage_lr(self, stage: str, train_cfg) -> float:
-        """Peak learning rate of ``stage``: ``train.grader_lr`` for a stage that trains a grader alone (where set),
-        else ``train.lr``; times ``train.lr_stage2_factor`` in stage 2."""
+        """Peak learning rate of ``stage``: ``train.grading_learning_rate`` for a stage that trains a grader alone (where
+        set), else ``train.lr``; times ``train.lr_stage2_factor`` in stage 2."""
         self.check_stage(stage)
-        grader_lr = getattr(train_cfg, "grader_lr", None)
-        lr = grader_lr if grader_lr is not None and self.stage_trains_grader_only(stage) else train_cfg.lr
+        grading_lr = getattr(train_cfg, "grading_learning_rate", None)
+        lr = grading_lr if grading_lr is not None and self.stage_trains_grader_only(stage) else train_cfg.lr
         return float(lr * (train_cfg.lr_stage2_factor if stage == "stage2" else 1.0))
 
     def stage_batch_size(self, stage: str, train_cfg) -> int:
-        """Training batch of ``stage``: ``train.grader_batch_size`` for a stage that trains a grader alone (where
+        """Training batch of ``stage``: ``train.grading_batch_size`` for a stage that trains a grader alone (where
         set), else ``train.batch_size``."""
         self.check_stage(stage)
-        grader_bs = getattr(train_cfg, "grader_batch_size", None)
-        return int(grader_bs if grader_bs is not None and self.stage_trains_grader_only(stage) else train_cfg.batch_size)
+        grading_bs = getattr(train_cfg, "grading_batch_size", None)
+        return int(grading_bs if grading_bs is not None and self.stage_trains_grader_only(stage) else train_cfg.batch_size)
 
     def stage_trains_grader_only(self, stage: str) -> bool:
         """Whether ``stage`` trains a grader alone on inputs it does not change (no super-resolution or segmentation
-        is trained in its steps), so it may take its own batch and learning rate (``train.grader_batch_size``,
-        ``train.grader_lr``): a grader learns from whole images per step, a segmenter from many steps. Default: the
-        method's only task is grading."""
+        is trained in its steps), so it may take its own batch and learning rate (``train.grading_batch_size``,
+        ``train.grading_learning_rate``): a grader learns from whole images per step, a segmenter from many steps.
+        Default: the method's only task is grading."""
         self.check_stage(stage)
         return self.tasks == frozenset({"grade"})
 
