@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -34,22 +35,27 @@ def with_row(rows: list[K.ControlResult], row: K.ControlResult) -> "pd.DataFrame
 
 
 @pytest.mark.parametrize(
-    "effect, lo, hi, min_effect, expected",
+    "effect, lo, hi, min_effect, p, expected",
     [
-        (0.05, 0.01, 0.09, 0.0, "reproduced"),  # CI above 0
-        (0.05, -0.01, 0.11, 0.0, "inconclusive"),  # CI holds 0
-        (-0.05, -0.09, -0.01, 0.0, "not reproduced"),  # significantly the other way
-        (0.05, 0.01, 0.09, 0.02, "reproduced"),  # clear and large enough
-        (0.01, 0.005, 0.015, 0.02, "not reproduced"),  # real but negligible: CI below min_effect
-        (0.015, 0.005, 0.03, 0.02, "inconclusive"),  # real, size uncertain
-        (0.0, -0.004, 0.004, 0.01, "not reproduced"),  # rules out an effect that matters
-        (0.0, -0.05, 0.05, 0.01, "inconclusive"),
-        (0.03, math.nan, math.nan, 0.0, "inconclusive"),  # no interval
-        (math.nan, math.nan, math.nan, 0.0, "not measured"),
+        (0.05, 0.01, 0.09, 0.0, math.nan, "reproduced"),  # CI above 0
+        (0.05, -0.01, 0.11, 0.0, math.nan, "inconclusive"),  # CI holds 0
+        (-0.05, -0.09, -0.01, 0.0, math.nan, "not reproduced"),  # significantly the other way
+        (0.05, 0.01, 0.09, 0.02, math.nan, "reproduced"),  # clear and large enough
+        (0.01, 0.005, 0.015, 0.02, math.nan, "negligible"),  # real but below the minimum: inside the band
+        (0.01, 0.005, 0.015, 0.02, 1e-6, "negligible"),  # whatever the p-value
+        (0.0, -0.004, 0.004, 0.01, math.nan, "negligible"),
+        (-0.01, -0.03, 0.015, 0.02, math.nan, "not reproduced"),  # rules out 0.02, reaches -0.02: not inside the band
+        (0.015, 0.005, 0.03, 0.02, math.nan, "inconclusive"),  # real, size uncertain
+        (0.0, -0.05, 0.05, 0.01, math.nan, "inconclusive"),
+        (0.05, 0.01, 0.09, 0.02, 0.049, "reproduced"),  # the (Holm-adjusted) p-value is below 0.05
+        (0.05, 0.01, 0.09, 0.02, 0.05, "inconclusive"),  # the interval says reproduced, the adjusted p does not
+        (-0.05, -0.09, -0.01, 0.02, 0.8, "not reproduced"),  # p gates "reproduced" only
+        (0.03, math.nan, math.nan, 0.0, math.nan, "inconclusive"),  # no interval
+        (math.nan, math.nan, math.nan, 0.0, math.nan, "not measured"),
     ],
 )
-def test_verdict_rule(effect, lo, hi, min_effect, expected):
-    assert C.verdict(effect, lo, hi, min_effect) == expected
+def test_verdict_rule(effect, lo, hi, min_effect, p, expected):
+    assert C.verdict(effect, lo, hi, min_effect, p) == expected
 
 
 def test_verdict_rejects_bad_input():
@@ -62,6 +68,11 @@ def test_verdict_rejects_bad_input():
 def test_paper_claims_and_claim_rows():
     assert list(C.PAPER_CLAIMS) == ["C1", "C2", "C3", "C4", "C5", "C6", "C7"]
     assert all(pc.text and pc.comparison and pc.metrics and pc.controls for pc in C.PAPER_CLAIMS.values())
+    primary = {cid: pc.primary for cid, pc in C.PAPER_CLAIMS.items()}
+    assert primary == {"C1": "accuracy", "C2": "aupr", "C3": "energy_in_lesions", "C4": "accuracy", "C5": "accuracy",
+                       "C6": "psnr_lesion", "C7": "accuracy"}
+    assert C.PAPER_CLAIMS["C1"].metrics == ("accuracy", "qwk", "macro_f1")
+    assert all(C.unit_of(m) for pc in C.PAPER_CLAIMS.values() for m in pc.metrics)  # every metric has a minimum
     assert all(K.members(f) for pc in C.PAPER_CLAIMS.values() for f in pc.controls)  # every family is registered
     assert C.PAPER_CLAIMS["C1"].controls == ("learnable", "gap", "sr_works", "negative")
     assert C.PAPER_CLAIMS["C7"].controls == ("learnable",) and "fraction" in C.PAPER_CLAIMS["C7"].text
@@ -79,10 +90,13 @@ def test_paper_claims_and_claim_rows():
 
 
 def test_claims_markdown_formats_effect_and_ci():
-    df = C.claims_table([C.Claim.from_paper("C4", metric="qwk", effect=0.031, lo=-0.002, hi=0.064, n_seeds=3, regime=REGIME)])
+    df = C.claims_table([C.Claim.from_paper("C4", metric="accuracy", effect=0.031, lo=-0.002, hi=0.064, n_seeds=3, regime=REGIME),
+                         C.Claim.from_paper("C4", metric="qwk", effect=0.02, lo=0.01, hi=0.03, p_value=0.004, regime=REGIME)])
     md = C.claims_markdown(df)
     assert "+0.031 [-0.002, +0.064]" in md and "inconclusive" in md and "**C4**" in md
     assert md.split("\n")[0].split(" | ")[2] == "regime" and f"| {REGIME} |" in md
+    assert "| 0 | 3 | not adjusted: no p-value | inconclusive |" in md  # a primary row: no p-value to adjust
+    assert "| qwk | +0.020 [+0.010, +0.030] | 0 |  | 0.004 | reproduced |" in md  # a secondary row: its own p
 
 
 def test_collect_claims_reads_results_and_recomputes_verdicts(tmp_path):
@@ -101,10 +115,13 @@ def test_collect_claims_reads_results_and_recomputes_verdicts(tmp_path):
     out = C.collect_claims(tmp_path)
     assert out["id"].tolist() == ["C1", "C2", "C3", "C4", "C5", "C6", "C7"]
     v = dict(zip(out["id"], out["verdict"]))
-    assert v == {"C1": "not reproduced", "C2": "reproduced", "C3": "not measured", "C4": "not measured", "C5": "inconclusive",
-                 "C6": "not measured", "C7": "not measured"}
+    assert v == {"C1": "not reproduced", "C2": "reproduced", "C3": "not measured", "C4": "not measured",
+                 "C5": "secondary (no verdict)", "C6": "not measured", "C7": "not measured"}
     c5 = out[out["id"] == "C5"].iloc[0]
     assert c5["text"] == C.PAPER_CLAIMS["C5"].text and c5["evidence"] == "07_claims.csv" and c5["regime"] == ""
+    assert c5["min_effect"] == 0.01 and pd.isna(c5["p_value"])  # the file had neither column: the unit's minimum
+    assert out.set_index("id").loc["C6", "metric"] == "psnr_lesion"  # a claim not measured: one row, its primary metric
+    assert list(out.columns) == [*C.COLUMNS[:9], "p_holm", *C.COLUMNS[9:]]
     assert len(C.collect_claims(tmp_path, include_unmeasured=False)) == 3
     pd.DataFrame({"id": ["C1"], "metric": ["qwk"]}).to_csv(tmp_path / "09_claims.csv", index=False)
     with pytest.raises(DataError, match="09_claims.csv.*effect"):
@@ -177,14 +194,99 @@ def test_apply_controls_recomputes_stale_verdicts():
 
 
 def test_collect_claims_applies_the_controls_of_the_same_folder(tmp_path):
-    C.claims_table([C1_ROW, C.Claim.from_paper("C3", metric="energy_in_lesions", effect=0.01, lo=0.005, hi=0.015,
+    C.claims_table([C1_ROW, C.Claim.from_paper("C3", metric="energy_in_lesions", effect=0.04, lo=0.035, hi=0.045,
                                               regime=REGIME)]).to_csv(tmp_path / "01_claims.csv", index=False)
     rows = passing_controls()
     K.controls_table([r for r in rows if r.id != "gap"]).to_csv(tmp_path / "01_controls.csv", index=False)
     K.controls_table([K.control_row("gap", 0.02, -0.01, 0.05, regime=REGIME)]).to_csv(tmp_path / "04_controls.csv", index=False)
-    out = C.collect_claims(tmp_path).set_index("metric")
-    assert out.loc["accuracy", "verdict"] == "not testable (control gap failed)"
-    assert out.loc["energy_in_lesions", "verdict"] == "reproduced"  # C3 needs only learnable, which passed
-    assert out.loc["accuracy", "regime"] == REGIME
+    out = C.collect_claims(tmp_path).set_index("id")
+    assert out.loc["C1", "verdict"] == "not testable (control gap failed)"
+    assert out.loc["C3", "verdict"] == "reproduced"  # C3 needs only learnable, which passed
+    assert out.loc["C1", "regime"] == REGIME
     given = K.controls_table(passing_controls())
-    assert C.collect_claims(tmp_path, controls=given).set_index("metric").loc["accuracy", "verdict"] == "reproduced"
+    assert C.collect_claims(tmp_path, controls=given).set_index("id").loc["C1", "verdict"] == "reproduced"
+
+
+# --------------------------------------------------------------------------- primary metric, minimum effect, Holm
+def test_every_unit_states_its_minimum_effect_and_a_row_is_judged_by_the_larger():
+    assert all(m.value > 0 and m.reason for m in C.MIN_EFFECTS.values())
+    assert {k: v.value for k, v in C.MIN_EFFECTS.items()} == {
+        "accuracy": 0.02, "qwk": 0.01, "macro_f1": 0.02, "psnr": 0.1, "ssim": 0.01, "aupr": 0.02, "dice": 0.02,
+        "energy_in_lesions": 0.03}
+    assert [C.unit_of(m) for m in ("psnr_lesion", "ssim_lesion", "aupr_MA", "dice", "macro_f1", "ece")] == [
+        "psnr", "ssim", "aupr", "dice", "macro_f1", None]
+    assert C.min_effect("accuracy") == C.min_effect("accuracy", 0.0) == C.min_effect("accuracy", math.nan) == 0.02
+    assert C.min_effect("accuracy", 0.05) == 0.05  # a notebook may be stricter, never looser
+    with pytest.raises(ValueError, match="no minimum effect is stated for metric 'ece'"):
+        C.min_effect("ece")
+    with pytest.raises(ValueError, match="min_effect must be >= 0"):
+        C.min_effect("qwk", -0.01)
+
+
+def test_an_effect_below_the_minimum_is_negligible_whatever_its_p_value(tmp_path):
+    """C6 +0.05 dB [+0.02, +0.08], p = 0.001, written with min_effect 0 as older notebooks did: clearly above 0, but
+    inside the stated 0.1-dB band: negligible (by the old rule, minimum 0, it was reproduced)."""
+    row = C.Claim.from_paper("C6", metric="psnr_lesion", effect=0.05, lo=0.02, hi=0.08, p_value=0.001, n_seeds=3, regime=REGIME)
+    assert row.verdict == "reproduced" and row.min_effect == 0  # the notebook's own verdict, on its own numbers
+    C.claims_table([row]).to_csv(tmp_path / "05_claims.csv", index=False)
+    out = C.collect_claims(tmp_path, include_unmeasured=False, controls=K.controls_table(passing_controls()))
+    assert out[["min_effect", "p_holm", "verdict"]].values.tolist() == [[0.1, 0.001, "negligible"]]
+    assert C.is_verdict("negligible")
+    pd.DataFrame({"id": ["C1"], "metric": ["ece"], "effect": [0.1], "lo": [0.0], "hi": [0.2]}).to_csv(
+        tmp_path / "09_claims.csv", index=False)
+    with pytest.raises(DataError, match="09_claims.csv: claim C1 \\(ece\\): no minimum effect"):
+        C.collect_claims(tmp_path)
+
+
+def test_secondary_rows_carry_no_verdict():
+    """Only a claim's primary metric is judged: a secondary row keeps its effect and interval, whatever its numbers or
+    controls say, and its verdict column is not a verdict; a claim outside the paper's declares no primary metric."""
+    rows = [C.Claim.from_paper("C1", metric=m, effect=0.2, lo=0.1, hi=0.3, regime=REGIME) for m in ("accuracy", "qwk", "aupr_MA")]
+    rows.append(C.Claim("X9", "t", "accuracy", "a vs b", effect=0.2, lo=0.1, hi=0.3))
+    rows.append(C.Claim.from_paper("C1", metric="qwk", regime=REGIME))  # not measured stays not measured
+    for controls in (K.controls_table(passing_controls()), K.controls_table([])):
+        out = C.apply_controls(C.claims_table(rows), controls)
+        assert out["verdict"].tolist()[1:] == [C.SECONDARY, C.SECONDARY, C.SECONDARY, "not measured"]
+        assert out.loc[1, ["effect", "lo", "hi"]].tolist() == [0.2, 0.1, 0.3]
+    assert out["verdict"].iloc[0].startswith("not testable") and not C.is_verdict(C.SECONDARY)
+    assert [C.is_primary(*k) for k in (("C1", "accuracy"), ("C1", "qwk"), ("C2", "aupr"), ("C2", "aupr_MA"), ("X9", "accuracy"))] == [
+        True, False, True, False, False]
+
+
+def test_holm_matches_a_hand_computed_oracle():
+    """Sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 -> 0.02, 0.03, 0.06, 0.04, then running max -> 0.06 for the last;
+    capped at 1."""
+    np.testing.assert_allclose(C.holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02], rtol=1e-12)
+    np.testing.assert_allclose(C.holm([0.5, 0.6]), [1.0, 1.0])
+    np.testing.assert_allclose(C.holm([0.02, 0.02, 0.9]), [0.06, 0.06, 0.9], rtol=1e-12)  # ties: the order kept
+    assert C.holm([0.2]).tolist() == [0.2] and C.holm([]).size == 0
+    with pytest.raises(ValueError, match="p-values"):
+        C.holm([0.1, math.nan])
+
+
+def test_holm_matches_statsmodels():
+    """Where statsmodels is installed (it is not a dependency of this project): its multipletests(method="holm")."""
+    multipletests = pytest.importorskip("statsmodels.stats.multitest").multipletests
+    p = [0.01, 0.04, 0.03, 0.005, 0.2, 0.011]
+    np.testing.assert_allclose(C.holm(p), multipletests(p, method="holm")[1])
+
+
+def test_holm_runs_over_the_primary_rows_and_gates_reproduced():
+    """The family: every measured primary row (one without a p-value counts in it, never significant, and is not
+    adjusted); secondary rows stay outside. A primary row whose interval says reproduced but whose adjusted p is not
+    below 0.05 is inconclusive."""
+    P = C.Claim.from_paper
+    rows = [P("C1", metric="accuracy", effect=0.1, lo=0.05, hi=0.15, p_value=0.02, regime=REGIME),
+            P("C4", metric="accuracy", effect=0.1, lo=0.05, hi=0.15, p_value=0.01, regime=REGIME),
+            P("C6", metric="psnr_lesion", effect=0.5, lo=0.3, hi=0.7, regime=REGIME),
+            P("C1", metric="qwk", effect=0.1, lo=0.05, hi=0.15, p_value=0.001, regime=REGIME),
+            P("C5", metric="accuracy", p_value=0.5)]  # not measured: outside the family
+    out = C.apply_controls(C.claims_table(rows), K.controls_table(passing_controls()))
+    # family of 3 (C1, C4, C6): 0.01 x 3 = 0.03, 0.02 x 2 = 0.04, C6 with no p-value counted as 1
+    np.testing.assert_allclose(out["p_holm"].tolist(), [0.04, 0.03, math.nan, math.nan, math.nan], rtol=1e-12)
+    assert out["verdict"].tolist() == ["reproduced", "reproduced", "reproduced", C.SECONDARY, "not measured"]
+    rows[0] = P("C1", metric="accuracy", effect=0.1, lo=0.05, hi=0.15, p_value=0.03, regime=REGIME)  # 0.03 x 2 = 0.06
+    out = C.apply_controls(C.claims_table(rows), K.controls_table(passing_controls()))
+    assert out["verdict"].tolist()[:3] == ["inconclusive", "reproduced", "reproduced"]
+    assert "| not adjusted: no p-value | reproduced |" in C.claims_markdown(out)  # C6
+    assert "| 0.06 (raw 0.03) | inconclusive |" in C.claims_markdown(out)

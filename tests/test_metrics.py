@@ -24,6 +24,7 @@ from sklearn.metrics import (
 
 from deepmt import LESIONS
 from deepmt import metrics as M
+from deepmt.metrics import uncertainty as U
 from deepmt.metrics.isr import _ssim_map_nchw
 
 SEEDS = [0, 1, 2]
@@ -539,3 +540,59 @@ def test_paired_bootstrap_of_two_metrics():
     assert same["diff"] == 0 and same["lo"] == same["hi"] == 0 and same["p_value"] == 1.0
     with pytest.raises(ValueError, match="same number of rows"):
         M.paired_bootstrap(M.qwk, (y, p), M.qwk, (y[:-1], q[:-1]), n_boot=10)
+
+
+# --------------------------------------------------------------------------- intervals over seeds and images
+def _seeded_effects(offsets, n=200, seed=0):
+    """Per-seed arrays of A and B (one value per test image, ``np.mean`` the metric): image difficulty shared by
+    every seed and both methods, A ahead of B by 0.1 + ``offsets[s]`` on seed ``s``, a little seed-level noise."""
+    rng = np.random.default_rng(seed)
+    x, e = rng.normal(0, 1, n), rng.normal(0, 0.5, n)
+    b = [x + rng.normal(0, 0.05, n) for _ in offsets]
+    a = [x + 0.1 + e + o + rng.normal(0, 0.05, n) for o in offsets]
+    return [(v,) for v in a], [(v,) for v in b]
+
+
+def test_hierarchical_interval_widens_when_seeds_disagree():
+    """Same mean effect; per-seed effects spread apart -> a wider interval (the bootstrap's own, and the reported
+    one); with seeds that agree, about the width of an image-only paired bootstrap of the seed-averaged values."""
+    a, b = _seeded_effects([0.0, 0.0, 0.0, 0.0])
+    agree = U.hierarchical_paired_bootstrap(np.mean, a, np.mean, b, n_boot=500)
+    a2, b2 = _seeded_effects([-0.3, -0.1, 0.1, 0.3])
+    spread = U.hierarchical_paired_bootstrap(np.mean, a2, np.mean, b2, n_boot=500)
+    assert spread["diff"] == pytest.approx(agree["diff"])
+    assert spread["boot_hi"] - spread["boot_lo"] > 2 * (agree["boot_hi"] - agree["boot_lo"])
+    assert spread["hi"] - spread["lo"] > 3 * (agree["hi"] - agree["lo"])
+    assert spread["interval"] == "seed t" and (spread["lo"], spread["hi"]) == (spread["t_lo"], spread["t_hi"])
+    assert spread["p_value"] == spread["p_t"] > 0.05
+    images = M.paired_bootstrap(np.mean, (np.mean([v for v, in a], 0),), np.mean, (np.mean([v for v, in b], 0),), n_boot=500)
+    assert agree["interval"] == "hierarchical" and agree["diff"] == pytest.approx(images["diff"])
+    assert 0.5 < (agree["hi"] - agree["lo"]) / (images["hi"] - images["lo"]) < 2
+
+
+def test_hierarchical_bootstrap_of_one_seed_is_the_paired_bootstrap():
+    """With one seed there is nothing to resample but the images: the same draws as paired_bootstrap, no t interval."""
+    a, b = _seeded_effects([0.0])
+    one = U.hierarchical_paired_bootstrap(np.mean, a, np.mean, b, n_boot=300, seed=3)
+    plain = M.paired_bootstrap(np.mean, a[0], np.mean, b[0], n_boot=300, seed=3)
+    assert (one["lo"], one["hi"], one["p_value"]) == (plain["lo"], plain["hi"], plain["p_value"])
+    assert one["interval"] == "hierarchical" and math.isnan(one["t_lo"]) and one["n_seeds"] == 1
+    with pytest.raises(ValueError, match="same number of seeds"):
+        U.hierarchical_paired_bootstrap(np.mean, a, np.mean, b + b)
+    with pytest.raises(ValueError, match="one number"):
+        U.hierarchical_paired_bootstrap(M.grading_metrics, [(np.arange(5), np.eye(5))], M.grading_metrics,
+                                        [(np.arange(5), np.eye(5))])
+
+
+def test_seed_t_interval_is_scipys():
+    """The issue's C1 example (-0.05 / +0.11 / -0.03 accuracy over 3 seeds): scipy.stats.t's interval and t-test."""
+    from scipy import stats
+
+    d = np.array([-0.05, 0.11, -0.03])
+    lo, hi, p = U.seed_t_interval(d)
+    want = stats.t.interval(0.95, df=2, loc=d.mean(), scale=stats.sem(d))
+    assert (lo, hi) == pytest.approx(want, rel=1e-12) and (round(lo, 2), round(hi, 2)) == (-0.21, 0.23)
+    assert p == pytest.approx(stats.ttest_1samp(d, 0.0).pvalue, rel=1e-12)
+    assert U.seed_t_interval(d, alpha=0.1)[1] < hi
+    assert all(math.isnan(v) for v in U.seed_t_interval([0.1]))
+    assert U.seed_t_interval([0.1, 0.1]) == (0.1, 0.1, 0.0)

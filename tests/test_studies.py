@@ -97,6 +97,20 @@ def test_paired_effect_numbers_are_pinned(metric):
         assert C.method_ci(good, "aupr", n_boot=100, seed=2) == (0.40241066417246973, 0.39052769432840095, 0.4146452211623076)
 
 
+def test_hierarchical_effect_pairs_runs_by_seed(runs):
+    """The record of paired_effect plus the interval used; the effect is the mean of the per-seed differences; with
+    one seed it is paired_effect exactly (nothing to resample but the images); runs not paired by seed are refused."""
+    e = C.hierarchical_effect(runs["good"], runs["bad"], "accuracy", n_boot=200)
+    assert set(e) == set(C.paired_effect(runs["good"], runs["bad"], "accuracy", n_boot=10)) | {"interval"}
+    per_seed = [C.metric_value(g, "accuracy") - C.metric_value(b, "accuracy") for g, b in zip(runs["good"], runs["bad"])]
+    assert e["diff"] == pytest.approx(np.mean(per_seed)) and e["lo"] > 0 and e["n_seeds"] == 3 and e["n_images"] == 200
+    assert e["interval"] in ("hierarchical", "seed t")
+    one = C.hierarchical_effect(runs["good"][:1], runs["bad"][:1], "psnr_lesion", n_boot=100, seed=2)
+    assert one == {**C.paired_effect(runs["good"][:1], runs["bad"][:1], "psnr_lesion", n_boot=100, seed=2), "interval": "hierarchical"}
+    with pytest.raises(ValueError, match="paired by training seed"):
+        C.hierarchical_effect(runs["good"], runs["bad"][::-1], "accuracy")
+
+
 def test_method_ci_brackets_the_point_and_a_missing_task_is_named(runs):
     v, lo, hi = C.method_ci(runs["good"], "accuracy", n_boot=200)
     assert lo <= v <= hi

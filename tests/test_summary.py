@@ -25,7 +25,7 @@ def test_readme_shows_controls_above_claims_with_regime_and_not_testable(tmp_pat
     res.mkdir()
     claims_table([
         Claim.from_paper("C1", metric="accuracy", effect=0.1, lo=0.05, hi=0.15, n_seeds=3, evidence="01", regime=MAIN),
-        Claim.from_paper("C3", metric="energy_in_lesions", effect=0.01, lo=0.005, hi=0.015, n_seeds=3, evidence="02", regime=MAIN),
+        Claim.from_paper("C3", metric="energy_in_lesions", effect=0.04, lo=0.035, hi=0.045, n_seeds=3, evidence="02", regime=MAIN),
     ]).to_csv(res / "01_claims.csv", index=False)
     K.controls_table([K.control_row("learnable", 0.93, 0.91, 0.95, n_seeds=3, evidence="01", regime=MAIN),
                       K.control_row("gap", 0.05, 0.01, 0.09, n_seeds=3, evidence="01", regime=MAIN)]).to_csv(res / "01_controls.csv", index=False)
@@ -38,8 +38,11 @@ def test_readme_shows_controls_above_claims_with_regime_and_not_testable(tmp_pat
     assert "| fail |" in controls_part and "| not measured |" in controls_part and "before the measurements" in controls_part
     assert f"The claims come from regime `{MAIN}` (C1, C3)." in claims_part
     assert "not testable (control gap failed; controls sr_works:srcnn, sr_works:edsr, sr_works:isr, negative not measured)" in claims_part
-    assert "| reproduced | 02 |" in claims_part  # C3 needs only learnable, which passed
+    assert "| 0.03 | 3 | not adjusted: no p-value | reproduced | 02 |" in claims_part  # C3 needs only learnable, which passed
     assert "*not testable (control … failed / not measured)*" in claims_part and "*not measured*" in claims_part
+    assert "*secondary (no verdict)*" in claims_part and "*negligible* when the whole 95% interval" in claims_part
+    assert "Holm-adjusted p" in claims_part and "*not adjusted: no p-value*" in claims_part
+    assert "| energy_in_lesions | 0.03 | a 1.1x energy lift" in claims_part  # the minimum effects, with their reasons
     assert "0.5 [0.4, 0.6]" in text
 
 
@@ -145,12 +148,12 @@ def test_readme_claim_summary_is_what_the_committed_results_give(tmp_path):
     c4.loc[c4.metric == "accuracy", ["effect", "lo", "hi"]] = [0.2, 0.1, 0.3]
     c4.to_csv(res / "04_claims.csv", index=False)
     changed = S.claims_summary_markdown(res)
-    assert changed != expected and "accuracy +0.200 [+0.100, +0.300], 3 seeds | reproduced |" in changed
+    assert changed != expected and "accuracy +0.200 [+0.100, +0.300], 3 seeds, minimum 0.02 | reproduced |" in changed
 
 
 def test_claim_summary_picks_the_headline_row_and_shows_each_controls_status(tmp_path):
-    """Primary row: the claim's headline metric (PaperClaim.metrics[0]) even when another row comes first; the
-    other rows' verdicts beside it; the controls each claim needs with their status in its regime, agreeing with
+    """Primary row: the claim's primary metric (PaperClaim.primary) even when another row comes first; the other
+    rows beside it (a secondary metric carries no verdict); the controls each claim needs with their status in its regime, agreeing with
     the verdict's reason (not testable exactly when one did not pass)."""
     res = tmp_path / "results"
     res.mkdir()
@@ -158,6 +161,7 @@ def test_claim_summary_picks_the_headline_row_and_shows_each_controls_status(tmp
         Claim.from_paper("C1", metric="qwk", effect=-0.1, lo=-0.15, hi=-0.05, n_seeds=3, evidence="01", regime=MAIN),
         Claim.from_paper("C1", metric="accuracy", effect=0.1, lo=0.05, hi=0.15, n_seeds=3, evidence="01", regime=MAIN),
         Claim.from_paper("C3", metric="energy_in_lesions", effect=0.01, lo=0.005, hi=0.015, n_seeds=1, evidence="02", regime=MAIN),
+        Claim.from_paper("C3", metric="energy_in_lesions", effect=0.04, lo=0.035, hi=0.045, n_seeds=1, evidence="02", regime=MAIN),
         Claim.from_paper("C6", metric="psnr_lesion", effect=-0.5, lo=-0.6, hi=-0.4, n_seeds=3, evidence="05", regime=MAIN),
     ]).to_csv(res / "01_claims.csv", index=False)
     K.controls_table([K.control_row("learnable", 0.93, 0.91, 0.95, n_seeds=3, evidence="01", regime=MAIN),
@@ -171,10 +175,11 @@ def test_claim_summary_picks_the_headline_row_and_shows_each_controls_status(tmp
             for r in S.claims_summary_markdown(res).splitlines() if r.startswith("| **C")}
     assert list(rows) == [f"C{i}" for i in range(1, 8)]
     c1 = rows["C1"]
-    assert c1[2] == "accuracy +0.100 [+0.050, +0.150], 3 seeds" and c1[4] == "qwk: not testable"
+    assert c1[2] == "accuracy +0.100 [+0.050, +0.150], 3 seeds, minimum 0.02" and c1[4] == "qwk: secondary (no verdict)"
     assert c1[5] == "learnable pass, gap **fail**, sr_works **fail** (edsr), negative pass"  # negative: any regime
     assert c1[3].startswith("not testable (controls gap, sr_works:edsr failed")
-    assert rows["C3"][2:6] == ["energy_in_lesions +0.010 [+0.005, +0.015], 1 seed", "reproduced", "", "learnable pass"]
+    assert rows["C3"][2:6] == ["energy_in_lesions +0.010 [+0.005, +0.015], 1 seed, minimum 0.03", "negligible",
+                               "energy_in_lesions: reproduced", "learnable pass"]  # its second row: another primary row
     assert rows["C2"][2:4] == ["not measured", "not measured"]
     assert rows["C2"][5] == "lesion_resolution, sr_works, negative"  # not measured: no regime to judge them in
     assert rows["C6"][5] == "sr_works **fail** (edsr)"  # the worst status, naming its members

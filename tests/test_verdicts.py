@@ -36,14 +36,14 @@ def fixed_tables() -> tuple[pd.DataFrame, pd.DataFrame]:
     claims = C.claims_table([
         P("C1", metric="accuracy", effect=0.03, lo=0.01, hi=0.05, n_seeds=3, regime=MAIN),
         P("C1", metric="qwk", effect=0.02, lo=-0.01, hi=0.05, n_seeds=3, regime=MAIN),
-        P("C3", metric="energy_in_lesions", effect=0.01, lo=0.007, hi=0.013, n_seeds=3, regime=MAIN,
+        P("C3", metric="energy_in_lesions", effect=0.04, lo=0.035, hi=0.045, n_seeds=3, regime=MAIN,
           comparison="DeepMT-DR: map energy inside lesion masks vs the same masks moved"),
-        P("C3", metric="energy_in_lesions", effect=-0.002, lo=-0.004, hi=0.001, n_seeds=3, regime=MAIN,
+        P("C3", metric="energy_in_lesions", effect=0.003, lo=0.0002, hi=0.006, n_seeds=3, regime=MAIN,
           comparison="Grader on HR: map energy inside lesion masks vs the same masks moved"),
         P("C6", metric="psnr_lesion", effect=-1.19, lo=-1.24, hi=-1.14, n_seeds=3, regime=MAIN),
         P("C6", metric="ssim_lesion", effect=0.004, lo=-0.001, hi=0.009, n_seeds=3, regime=MAIN),
         P("C2", metric="aupr", effect=0.05, lo=0.01, hi=0.09, n_seeds=3, regime=MAIN),
-        P("C7", metric="accuracy", effect=0.04, lo=0.02, hi=0.06, n_seeds=3, regime=PARTIAL),
+        P("C7", metric="accuracy", effect=0.01, lo=-0.03, hi=0.05, n_seeds=3, regime=PARTIAL),
         P("C4", metric="qwk"),
     ])
     return C.apply_controls(claims, controls), controls
@@ -52,11 +52,10 @@ def fixed_tables() -> tuple[pd.DataFrame, pd.DataFrame]:
 def test_fixture_verdicts():
     claims, _ = fixed_tables()
     assert claims["verdict"].tolist() == [
-        "not testable (control gap failed; control negative not measured)",
-        "not testable (control gap failed; control negative not measured)",
-        "reproduced", "inconclusive", "not reproduced", "inconclusive",
+        "not testable (control gap failed; control negative not measured)", "secondary (no verdict)",
+        "reproduced", "negligible", "not reproduced", "secondary (no verdict)",
         "not testable (controls lesion_resolution, negative not measured)",
-        "reproduced", "not measured",
+        "inconclusive", "not measured",
     ]
 
 
@@ -96,17 +95,23 @@ def test_what_we_see_is_written_from_the_numbers():
         "not measured: lesion_resolution, negative.",
         f"Claims: 8 of 9 rows measured. The main claims come from regime `{MAIN}` (C1, C3, C6, C2); the others from "
         f"regime `{PARTIAL}` (C7). "
-        "reproduced: C3 energy_in_lesions (DeepMT-DR) +0.010 [+0.007, +0.013], C7 accuracy (DeepMT-DR with the pseudo-mask "
-        "term vs…) +0.040 [+0.020, +0.060]; "
+        "reproduced: C3 energy_in_lesions (DeepMT-DR) +0.040 [+0.035, +0.045]; "
+        "negligible: C3 energy_in_lesions (Grader on HR) +0.003 [+0.000, +0.006]; "
         "not reproduced: C6 psnr_lesion (DeepMT-DR ISR vs single-task ISR network…) -1.190 [-1.240, -1.140]; "
-        "inconclusive: C3 (1 row), C6 (1 row); "
-        "not testable: C1 (2 rows: control gap failed; control negative not measured), "
+        "inconclusive: C7 (1 row); "
+        "not testable: C1 (1 row: control gap failed; control negative not measured), "
         "C2 (1 row: controls lesion_resolution, negative not measured); "
         "not measured: C4.",
+        "Secondary metrics, reported without a verdict: C1 qwk; C6 ssim_lesion.",
+        "Multiplicity: Holm over the 6 measured primary rows, but none has a p-value: not adjusted, the intervals alone decide.",
         "A 'not testable' claim is one this benchmark cannot judge until its controls pass: it is evidence neither for "
         "nor against the paper.",
     ]
     assert V.what_we_see(claims, controls, smoke=True).endswith("(smoke profile: mechanics only, these numbers are not results.)")
+    with_p = claims.assign(p_value=[0.01] + [float("nan")] * 8)
+    assert ("Multiplicity: Holm over the 6 measured primary rows (1 with a p-value; 5 without one, not adjusted); "
+            "\"reproduced\" needs an adjusted p below 0.05.") in V.what_we_see(with_p, controls)
+    assert "Multiplicity: no primary row measured yet, nothing to adjust." in V.what_we_see(claims[claims["id"] == "C4"], controls)
     passing = claims[~claims["verdict"].str.startswith("not testable")]
     assert "A 'not testable' claim" not in V.what_we_see(passing, controls)
 
@@ -123,10 +128,21 @@ def test_claims_figure_one_panel_per_unit_with_labels_colours_and_controls():
     assert labels[2].startswith("C7 accuracy") and labels[2].endswith(PARTIAL)
     energy = [t.get_text() for t in axes[4].get_yticklabels()]
     assert energy[0] != energy[1] and energy[1].startswith("C3 energy_in_lesions · Grader on HR")
-    # not testable rows in their own colour, hollow; reproduced rows green and filled
+    # not testable rows in their own colour, hollow; secondary rows grey, hollow, small; reproduced rows green and filled
     dots = [l for l in grading.lines if l.get_marker() == "o"]
     assert dots[0].get_color() == V.VERDICT_COLOURS["not testable"] and dots[0].get_markerfacecolor() == "white"
-    assert dots[2].get_color() == V.VERDICT_COLOURS["reproduced"] and dots[2].get_markerfacecolor() == V.VERDICT_COLOURS["reproduced"]
+    assert dots[1].get_color() == V.SECONDARY_COLOUR and dots[1].get_markerfacecolor() == "white"
+    assert dots[1].get_markersize() < dots[0].get_markersize()
+    assert dots[2].get_color() == V.VERDICT_COLOURS["inconclusive"]
+    energy_dots = [l for l in axes[4].lines if l.get_marker() == "o"]
+    assert energy_dots[0].get_color() == V.VERDICT_COLOURS["reproduced"] == energy_dots[0].get_markerfacecolor()
+    assert energy_dots[1].get_color() == V.VERDICT_COLOURS["negligible"]
+    # each row over its band ± the minimum effect: accuracy 0.02, QWK 0.01
+    bands = [c.get_paths()[0].get_extents() for c in grading.collections]
+    assert [(b.x0, b.x1) for b in bands] == [pytest.approx((-0.02, 0.02)), pytest.approx((-0.01, 0.01)), pytest.approx((-0.02, 0.02))]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["reproduced", "negligible", "not reproduced", "inconclusive", "not testable", "secondary (no verdict)",
+                      "± minimum effect (negligible inside)"]
     assert side.get_title(loc="left") == "controls (pre-registered thresholds)"
     table = side.tables[0]
     cells = table.get_celld()

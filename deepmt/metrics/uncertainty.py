@@ -1,5 +1,6 @@
 """Uncertainty: percentile bootstrap CIs over images, paired bootstrap tests between two methods on the same
-images, the spread across seeds, and how both are written in tables."""
+images, an interval over training seeds and images together (:func:`hierarchical_paired_bootstrap`), the spread
+across seeds, and how both are written in tables."""
 
 from __future__ import annotations
 
@@ -165,6 +166,90 @@ def paired_bootstrap_test(
     names = ["pred_a"] if y_true is None else ["y_true", "pred_a"]
     check_same_length([*args_a, pred_b], names + ["pred_b"])
     return paired_bootstrap(metric_fn, args_a, metric_fn, args_b, n_boot=n_boot, seed=seed, alpha=alpha, use_batched=use_batched)
+
+
+def _scalar(metric: Metric, arrays: Sequence[Any]) -> float:
+    value = _as_dict(metric.fn(*arrays))
+    if list(value) != [None]:
+        raise ValueError("the hierarchical bootstrap needs a metric that returns one number, not a dict")
+    return value[None]
+
+
+def seed_t_interval(per_seed: Any, alpha: float = 0.05) -> tuple[float, float, float]:
+    """``(lo, hi, p_value)``: the Student-t interval of the mean of ``per_seed`` (one effect per training seed),
+    mean ± t(1 - alpha/2, S - 1) · sd / sqrt(S), and the two-sided one-sample t-test p-value of "mean 0".
+    All nan for fewer than 2 seeds; with every seed equal the interval is the point and p is 0 (1 when it is 0)."""
+    from scipy import stats
+
+    d = to_numpy(per_seed, "per_seed").astype(np.float64).ravel()
+    if d.size < 2 or np.isnan(d).any():
+        return math.nan, math.nan, math.nan
+    mean, se = float(d.mean()), float(d.std(ddof=1) / math.sqrt(d.size))
+    if se == 0:
+        return mean, mean, 1.0 if mean == 0 else 0.0
+    q = float(stats.t.ppf(1 - alpha / 2, d.size - 1))
+    return mean - q * se, mean + q * se, float(2 * stats.t.sf(abs(mean) / se, d.size - 1))
+
+
+def hierarchical_paired_bootstrap(
+    metric_a: Metric | str | Callable[..., Any],
+    arrays_a: Sequence[Sequence[Any]],
+    metric_b: Metric | str | Callable[..., Any],
+    arrays_b: Sequence[Sequence[Any]],
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    use_batched: bool = True,
+) -> dict[str, Any]:
+    """metric(A) - metric(B) with an interval over training seeds *and* test images, A and B paired by seed and by
+    image. ``arrays_a[s]`` / ``arrays_b[s]`` are seed ``s``'s arrays (``metric_a(*arrays_a[s])``), one row per
+    test image, the same images in the same order for every seed and both methods; ``arrays_a[s]`` and
+    ``arrays_b[s]`` come from the same training seed. The effect is the mean over seeds of the per-seed
+    differences ``d_s = metric_a(*arrays_a[s]) - metric_b(*arrays_b[s])``.
+
+    Two intervals, and the wider of them (``hi - lo``) is the one reported:
+
+    * **hierarchical bootstrap**: each resample draws S seeds with replacement, then the test images with
+      replacement (one draw for all the drawn seeds and both methods, since every seed is scored on the same
+      test set), and averages the drawn seeds' differences on those images; percentile interval, two-sided
+      p-value as in :func:`paired_bootstrap`. Image draws are those of :func:`paired_bootstrap` with the same
+      ``seed``; seed draws come from ``np.random.default_rng([seed, 1])``.
+    * **seed t**: :func:`seed_t_interval` of the per-seed effects ``d_s`` (needs 2 seeds or more). With few
+      seeds, resampling them is coarse (3 seeds give 10 distinct sets) and understates their spread by a
+      factor (S - 1) / S in variance: the t interval is there for when it is the wider one.
+
+    Returns ``diff``, ``lo``/``hi`` and ``p_value`` of the wider interval, ``interval`` (``"hierarchical"`` or
+    ``"seed t"``; the bootstrap on a tie), both intervals (``boot_lo``, ``boot_hi``, ``p_boot``; ``t_lo``,
+    ``t_hi``, ``p_t``), ``per_seed`` (the ``d_s``), ``a`` and ``b`` (each metric averaged over the seeds),
+    ``n_seeds``, ``n_images`` and ``n_boot`` (resamples where the effect is defined).
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if len(arrays_a) != len(arrays_b) or not len(arrays_a):
+        raise ValueError(f"need the same number of seeds (>= 1) for A and B, got {len(arrays_a)} and {len(arrays_b)}")
+    ma, mb = as_metric(metric_a), as_metric(metric_b)
+    n = check_same_length([x for xa, xb in zip(arrays_a, arrays_b) for x in (*xa, *xb)])
+    per_a = np.array([_scalar(ma, xa) for xa in arrays_a])
+    per_b = np.array([_scalar(mb, xb) for xb in arrays_b])
+    per_seed = per_a - per_b
+    n_seeds = per_seed.size
+    # (S, n_boot): each seed's difference on every image resample (the same image draws for every seed)
+    on_images = np.stack([_bootstrap_samples(ma, xa, n_boot, seed, use_batched)[None]
+                          - _bootstrap_samples(mb, xb, n_boot, seed, use_batched)[None]
+                          for xa, xb in zip(arrays_a, arrays_b)])
+    drawn = np.random.default_rng([seed, 1]).integers(0, n_seeds, size=(n_boot, n_seeds))
+    boot = on_images[drawn, np.arange(n_boot)[:, None]].mean(axis=1)
+    boot = boot[~np.isnan(boot)]
+    boot_lo, boot_hi = _percentiles(boot, alpha)
+    p_boot = min(1.0, 2 * (min((boot <= 0).sum(), (boot >= 0).sum()) + 1) / (boot.size + 1)) if boot.size else math.nan
+    t_lo, t_hi, p_t = seed_t_interval(per_seed, alpha)
+    use_t = not math.isnan(t_lo) and (math.isnan(boot_lo) or t_hi - t_lo > boot_hi - boot_lo)
+    lo, hi, p = (t_lo, t_hi, p_t) if use_t else (boot_lo, boot_hi, p_boot)
+    return {"diff": float(per_seed.mean()), "lo": lo, "hi": hi, "p_value": float(p),
+            "interval": "seed t" if use_t else "hierarchical",
+            "boot_lo": boot_lo, "boot_hi": boot_hi, "p_boot": float(p_boot), "t_lo": t_lo, "t_hi": t_hi, "p_t": p_t,
+            "per_seed": per_seed, "a": float(per_a.mean()), "b": float(per_b.mean()), "n_seeds": int(n_seeds),
+            "n_images": int(n), "n_boot": int(boot.size)}
 
 
 def mean_std(values: Any) -> tuple[float, float]:

@@ -8,11 +8,13 @@ Each named file gets the generated blocks it holds (:func:`deepmt.results_io.upd
 them holds is an error):
 
 * ``<!-- BEGIN claims-summary -->`` (the README): one row per claim, its primary effect, verdict and the controls it
-  needs with their status (:func:`claims_summary_markdown`);
+  needs with their status (:func:`claims_summary_markdown`; only the primary metric's rows carry a verdict, the
+  others are marked secondary);
 * ``<!-- BEGIN results -->`` (docs/RESULTS.md): the controls table (from every ``results/*controls*.csv``,
   pass/fail recomputed against the pre-registered thresholds of :mod:`deepmt.controls`), then the claims table
-  (from every ``results/*claims*.csv``, verdicts recomputed, "not testable" where a control a claim needs did not
-  pass) with the regime the claims come from, the main tables (01 with its dial sweep and few-labels regime, the
+  (from every ``results/*claims*.csv``, verdicts recomputed by :mod:`deepmt.claims`'s rule: primary metric, minimum
+  effect, Holm, "not testable" where a control a claim needs did not pass) with the regime the claims come from
+  and the minimum effect of each unit, the main tables (01 with its dial sweep and few-labels regime, the
   convergence and the lesion channels of every trained part from 03, 04, 05, 06, the Dice loss check of 06) and the
   provenance of the numbers: command, profile, machine and wall time (:func:`results_markdown`; its figure links are
   written relative to the file).
@@ -33,7 +35,8 @@ from typing import Any
 import pandas as pd
 
 from deepmt import LESIONS
-from deepmt.claims import NOT_MEASURED, NOT_TESTABLE, PAPER_CLAIMS, claims_markdown, collect_claims
+from deepmt.claims import (MIN_EFFECTS, NOT_MEASURED, NOT_TESTABLE, PAPER_CLAIMS, claims_markdown, collect_claims,
+                           is_primary)
 from deepmt.config import LossConfig, get_config
 from deepmt.controls import CONTROLS, FAIL, PASS, collect_controls, controls_markdown, members
 from deepmt.errors import DataError
@@ -135,34 +138,37 @@ def _controls_cell(statuses: dict[str, str]) -> str:
 
 
 def _verdict_class(v: str) -> str:
-    """``"not testable (control gap failed)"`` -> ``"not testable"``; other verdicts unchanged."""
+    """``"not testable (control gap failed)"`` -> ``"not testable"``; other verdicts (and the secondary rows'
+    :data:`~deepmt.claims.SECONDARY`) unchanged."""
     return NOT_TESTABLE if v.startswith(NOT_TESTABLE) else v
 
 
 def primary_rows(claims: pd.DataFrame) -> pd.DataFrame:
     """One row per claim, in the claims table's order: the claim's **primary** row. Rule: the first row (in the
     order :func:`deepmt.claims.collect_claims` gives, i.e. the claims files by name and their rows in file order)
-    whose metric is the claim's headline metric, the first of :attr:`deepmt.claims.PaperClaim.metrics`
-    (accuracy for C1, C4, C5, C7; AUPR for C2; the map energy inside lesions for C3; lesion PSNR for C6); the
-    claim's first row when none has it (a claim outside :data:`~deepmt.claims.PAPER_CLAIMS`, or one not measured)."""
+    in the claim's primary metric, :attr:`deepmt.claims.PaperClaim.primary` (accuracy for C1, C4, C5, C7; AUPR
+    for C2; the map energy inside lesions for C3; lesion PSNR for C6), the only metric whose rows carry a
+    verdict; the claim's first row when none has it (a claim outside :data:`~deepmt.claims.PAPER_CLAIMS`, which
+    declares no primary metric)."""
     keep = []
-    for cid, rows in claims.groupby("id", sort=False):
-        pc = PAPER_CLAIMS.get(str(cid))
-        headline = rows[rows["metric"] == pc.metrics[0]] if pc else rows.iloc[:0]
-        keep.append((headline if len(headline) else rows).index[0])
+    for _, rows in claims.groupby("id", sort=False):
+        primary = rows[[is_primary(str(i), str(m)) for i, m in zip(rows["id"], rows["metric"])]]
+        keep.append((primary if len(primary) else rows).index[0])
     return claims.loc[keep]
 
 
 def claims_summary_markdown(root: str | Path | None = None) -> str:
     """The README's claim summary from ``root`` (``results/``): one row per claim (C1..C7) with its regime, its
-    primary effect A−B with the 95% interval and seeds, the verdict, the verdicts of its other rows, and the
+    primary effect A−B with the 95% interval, seeds and minimum effect, the verdict, the verdicts of its other rows, and the
     controls it needs with their status in the claim's regime (:func:`control_statuses`; for a claim not
     measured, which has no regime, only their names).
 
     The rows and controls are those of the full tables in docs/RESULTS.md (:func:`results_markdown`): the claims
     from every ``results/*claims*.csv`` and the controls from every ``results/*controls*.csv`` (the collected
     ``11_controls.csv`` / ``11_verdicts.csv`` are not read back), verdicts recomputed. Which row is a claim's
-    primary: :func:`primary_rows` (its headline metric, the first in the claims table's order)."""
+    primary: :func:`primary_rows` (in its primary metric, the first in the claims table's order). "Other rows"
+    groups the claim's other rows by verdict: its other primary-metric rows (other comparisons or regimes) with
+    theirs, its secondary metrics under :data:`~deepmt.claims.SECONDARY`."""
     from deepmt.metrics import format_ci
 
     root = Path(root) if root is not None else results_dir()
@@ -179,8 +185,8 @@ def claims_summary_markdown(root: str | Path | None = None) -> str:
         rows.append({
             "claim": f"**{r['id']}** {r['text']}",
             "regime": r["regime"],
-            "primary effect A−B [95% CI]": (f"{r['metric']} {format_ci(r['effect'], r['lo'], r['hi'], digits=3, signed=True)}{seeds}"
-                                            if measured else NOT_MEASURED),
+            "primary effect A−B [95% CI]": (f"{r['metric']} {format_ci(r['effect'], r['lo'], r['hi'], digits=3, signed=True)}{seeds}, "
+                                            f"minimum {r['min_effect']:g}" if measured else NOT_MEASURED),
             "verdict": r["verdict"],
             "other rows": "; ".join(f"{', '.join(ms)}: {v}" for v, ms in by_verdict.items()),
             "controls needed": (_controls_cell(control_statuses(str(r["id"]), str(r["regime"] or ""), controls)) if measured
@@ -191,9 +197,9 @@ def claims_summary_markdown(root: str | Path | None = None) -> str:
                                                     "other rows", "controls needed", "evidence"]))
     return (
         "*Generated by `python -m deepmt.studies.summary` from `results/*claims*.csv` and `results/*controls*.csv`; "
-        "never edit by hand. Primary row per claim: its headline metric (the first the paper's claim lists), the "
-        "first such row in the claims table; every row, and each control's measurement, is in "
-        "[docs/RESULTS.md](docs/RESULTS.md).*\n\n" + table
+        "never edit by hand. Primary row per claim: the first row in the primary metric the claim declares "
+        "(`deepmt/claims.py`), the only metric that gets a verdict; the others are secondary. Every row, with its "
+        "minimum effect and p-value, and each control's measurement, is in [docs/RESULTS.md](docs/RESULTS.md).*\n\n" + table
     )
 
 
@@ -224,12 +230,21 @@ def results_markdown(root: str | Path | None = None, timing: dict[str, Any] | No
     )
     parts.append("### Claims of the paper\n\n" + regime_sentence(claims) + "\n\n" + claims_markdown(claims))
     parts.append(
-        "Verdict rule (`deepmt/claims.py`): *not testable (control … failed / not measured)* when a control the "
-        "claim needs did not pass in the claim's regime; otherwise *reproduced* when the 95% interval of the "
-        "effect lies above 0, *not reproduced* when it lies below, *inconclusive* otherwise, and *not measured* "
-        "when no notebook has produced the effect. Intervals are paired bootstraps over test images (metrics "
-        "averaged over the training seeds)."
+        "Verdict rule (`deepmt/claims.py`, stated before the results it judges): only a claim's **primary metric** "
+        "gets a verdict; a row in another metric is *secondary (no verdict)*. A primary row is *not testable "
+        "(control … failed / not measured)* when a control the claim needs did not pass in the claim's regime; "
+        "otherwise, with *m* the minimum effect of its unit (the larger of `MIN_EFFECTS`' and the row's own): "
+        "*negligible* when the whole 95% interval lies inside (−*m*, +*m*), whatever the p-value; *not reproduced* "
+        "when it lies below +*m* (and reaches −*m*); *reproduced* when it lies above 0 with the effect at least *m* "
+        "and, where the row has a p-value, the Holm-adjusted p (over every measured primary row) below 0.05; "
+        "*inconclusive* otherwise; *not measured* when no notebook has produced the effect. A primary row without "
+        "a p-value is *not adjusted: no p-value* (the interval alone decides). Intervals are paired bootstraps over "
+        "test images (metrics averaged over the training seeds)."
     )
+    parts.append("Minimum effects (`deepmt.claims.MIN_EFFECTS`; a metric's unit is its name or the part before its "
+                 "first `_`):\n\n" + to_markdown(pd.DataFrame(
+                     [(unit, f"{m.value:g}", m.reason) for unit, m in MIN_EFFECTS.items()],
+                     columns=["unit", "minimum effect", "why"])))
     t01 = _read(root, "01_grading_by_input")
     if t01 is not None:
         parts.append("### Finding 1: grading from each input (notebook 01)\n\n" + to_markdown(

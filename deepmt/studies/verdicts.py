@@ -15,8 +15,10 @@ return; nothing here computes an effect or a verdict::
 
 Effects of different units never share an axis: accuracy/QWK/F1 differences, dB, SSIM, AUPR/Dice and
 map-energy fractions each get a panel (:func:`metric_panel`). Each row is labelled with its claim id,
-metric, a short form of its comparison and its regime, and coloured by verdict ("not testable" in its own
-colour, with a hollow marker).
+metric, a short form of its comparison and its regime, drawn over the band of effects too small to matter
+(± its minimum effect, :data:`deepmt.claims.MIN_EFFECTS`), and coloured by verdict ("not testable" in its own
+colour, with a hollow marker). A secondary row (not the claim's primary metric) carries no verdict: it is drawn
+in grey, hollow and small, and the text lists it apart from the verdicts.
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ import pandas as pd
 
 from deepmt.claims import (
     INCONCLUSIVE,
+    NEGLIGIBLE,
     NOT_MEASURED,
     NOT_REPRODUCED,
     NOT_TESTABLE,
     REPRODUCED,
+    SECONDARY,
     claims_markdown,
     collect_claims,
 )
@@ -56,11 +60,16 @@ ENERGY_PANEL = "map-energy fraction inside lesions"
 PANELS = (GRADING_PANEL, PSNR_PANEL, SSIM_PANEL, SEG_PANEL, ENERGY_PANEL)
 
 #: verdict colours of the claims figure (any "not testable (...)" verdict takes NOT_TESTABLE's)
-VERDICT_COLOURS = {REPRODUCED: "#27ae60", NOT_REPRODUCED: "#c0392b", INCONCLUSIVE: "#7f8c8d", NOT_TESTABLE: "#8e44ad"}
+VERDICT_COLOURS = {REPRODUCED: "#27ae60", NEGLIGIBLE: "#2e86c1", NOT_REPRODUCED: "#c0392b", INCONCLUSIVE: "#7f8c8d",
+                   NOT_TESTABLE: "#8e44ad"}
+#: the colour of a secondary row (no verdict) in the claims figure
+SECONDARY_COLOUR = "#b3b6b7"
+#: the colour of the band ± a row's minimum effect behind it
+BAND_COLOUR = "#e8f1f8"
 #: colours of the result cells of the controls table
 STATUS_COLOURS = {PASS: "#d5f5e3", FAIL: "#fadbd8", CONTROL_NOT_MEASURED: "#eaeded"}
 #: the verdict classes in the order the text lists them
-VERDICT_ORDER = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_TESTABLE, NOT_MEASURED)
+VERDICT_ORDER = (REPRODUCED, NEGLIGIBLE, NOT_REPRODUCED, INCONCLUSIVE, NOT_TESTABLE, NOT_MEASURED)
 
 
 def metric_panel(metric: str) -> str:
@@ -80,7 +89,8 @@ def metric_panel(metric: str) -> str:
 
 
 def verdict_class(v: str) -> str:
-    """``v`` with any "not testable (...)" reason dropped: one of :data:`VERDICT_ORDER`."""
+    """``v`` with any "not testable (...)" reason dropped: one of :data:`VERDICT_ORDER`, or
+    :data:`~deepmt.claims.SECONDARY` for a row that carries no verdict."""
     return NOT_TESTABLE if v.startswith(NOT_TESTABLE) else v
 
 
@@ -128,7 +138,8 @@ def _control_measure(r: Any) -> str:
 def what_we_see(claims: pd.DataFrame, controls: pd.DataFrame, smoke: bool = False) -> str:
     """The "what we see" paragraph of notebook 11, written from the two tables: which controls pass or fail
     (with value and requirement), which claims fall in each verdict class (the decided ones with their
-    effect and CI), and why the not-testable ones cannot be judged."""
+    effect and CI), which rows are secondary (no verdict), how the p-values were adjusted, and why the
+    not-testable ones cannot be judged."""
     lines = []
     status = controls["status"].tolist()
     failed = [f"{r.id} {_control_measure(r)} (required {CONTROLS[r.id].requirement()}"
@@ -143,7 +154,7 @@ def what_we_see(claims: pd.DataFrame, controls: pd.DataFrame, smoke: bool = Fals
     parts = []
     for v in VERDICT_ORDER:
         rows = claims[classes == v]
-        if v in (REPRODUCED, NOT_REPRODUCED):
+        if v in (REPRODUCED, NEGLIGIBLE, NOT_REPRODUCED):
             items = [f"{r.id} {r.metric} ({short_comparison(r.comparison)}) {format_ci(r.effect, r.lo, r.hi, signed=True)}"
                      for r in rows.itertuples()]
         elif v == NOT_TESTABLE:
@@ -156,6 +167,11 @@ def what_we_see(claims: pd.DataFrame, controls: pd.DataFrame, smoke: bool = Fals
                      for cid, n in rows.groupby("id", sort=False).size().items()]
         parts.append(f"{v}: {', '.join(items) if items else 'none'}")
     lines.append(f"Claims: {measured} of {len(claims)} rows measured. " + regime_sentence(claims) + " " + "; ".join(parts) + ".")
+    secondary = claims[classes == SECONDARY]
+    if len(secondary):
+        lines.append("Secondary metrics, reported without a verdict: " + "; ".join(
+            f"{cid} {', '.join(df['metric'])}" for cid, df in secondary.groupby("id", sort=False)) + ".")
+    lines.append(_multiplicity_sentence(claims, classes))
     if (classes == NOT_TESTABLE).any():
         lines.append("A 'not testable' claim is one this benchmark cannot judge until its controls pass: it is evidence "
                      "neither for nor against the paper.")
@@ -164,14 +180,31 @@ def what_we_see(claims: pd.DataFrame, controls: pd.DataFrame, smoke: bool = Fals
     return "\n".join(lines)
 
 
+def _multiplicity_sentence(claims: pd.DataFrame, classes: pd.Series) -> str:
+    """How the measured primary rows' p-values were adjusted (Holm, :func:`deepmt.claims.holm_adjusted`): how many
+    rows the family holds and how many of them have a p-value (none: nothing was adjusted)."""
+    judged = claims[np.isfinite(claims["effect"].to_numpy(dtype=float)) & (classes != SECONDARY)]
+    with_p = int(judged["p_value"].notna().sum())
+    if len(judged) == 0:
+        return "Multiplicity: no primary row measured yet, nothing to adjust."
+    if with_p == 0:
+        return (f"Multiplicity: Holm over the {len(judged)} measured primary rows, but none has a p-value: not adjusted, "
+                "the intervals alone decide.")
+    return (f"Multiplicity: Holm over the {len(judged)} measured primary rows ({with_p} with a p-value; "
+            f"{len(judged) - with_p} without one, not adjusted); \"reproduced\" needs an adjusted p below 0.05.")
+
+
 # --------------------------------------------------------------------------- figure
 def _draw_panel(ax, rows: pd.DataFrame, title: str) -> None:
     for i, r in enumerate(rows.itertuples()):
-        colour = VERDICT_COLOURS.get(verdict_class(r.verdict), "k")
+        if r.min_effect > 0:
+            ax.fill_betweenx([i - 0.3, i + 0.3], -r.min_effect, r.min_effect, color=BAND_COLOUR, lw=0)
+        secondary = r.verdict == SECONDARY
+        colour = SECONDARY_COLOUR if secondary else VERDICT_COLOURS.get(verdict_class(r.verdict), "k")
         if np.isfinite(r.lo) and np.isfinite(r.hi):
-            ax.plot([r.lo, r.hi], [i, i], color=colour, lw=2)
-        hollow = verdict_class(r.verdict) == NOT_TESTABLE
-        ax.plot(r.effect, i, "o", color=colour, mfc="white" if hollow else colour, mew=1.5, ms=6)
+            ax.plot([r.lo, r.hi], [i, i], color=colour, lw=1 if secondary else 2)
+        hollow = secondary or verdict_class(r.verdict) == NOT_TESTABLE
+        ax.plot(r.effect, i, "o", color=colour, mfc="white" if hollow else colour, mew=1.5, ms=4 if secondary else 6)
     ax.axvline(0, color="k", lw=0.8)
     ax.set_yticks(range(len(rows)), [row_label(r) for r in rows.itertuples()], fontsize=7)
     ax.set_ylim(len(rows) - 0.5, -0.5)
@@ -191,10 +224,12 @@ def _controls_cells(controls: pd.DataFrame) -> tuple[list[list[str]], list[list[
 
 
 def claims_figure(claims: pd.DataFrame, controls: pd.DataFrame, title: str = "") -> "Figure":
-    """The claims figure: the measured effects with their 95 % CIs, one panel per metric unit, coloured by
-    verdict, and beside them the controls table (requirement, measured value [CI], regime, pass/fail)."""
+    """The claims figure: the measured effects with their 95 % CIs over the band ± their minimum effect, one
+    panel per metric unit, coloured by verdict (secondary rows grey), and beside them the controls table
+    (requirement, measured value [CI], regime, pass/fail)."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
     measured = claims[np.isfinite(claims["effect"].to_numpy(dtype=float))].reset_index(drop=True)
     panel = measured["metric"].map(metric_panel)
@@ -228,7 +263,9 @@ def claims_figure(claims: pd.DataFrame, controls: pd.DataFrame, title: str = "")
                  fontsize=8, va="top", transform=axc.transAxes)
     handles = [Line2D([], [], color=c, marker="o", mfc="white" if v == NOT_TESTABLE else c, label=v)
                for v, c in VERDICT_COLOURS.items()]
-    fig.legend(handles=handles, loc="outside upper left", ncols=len(handles), fontsize=8, frameon=False)
+    handles.append(Line2D([], [], color=SECONDARY_COLOUR, marker="o", mfc="white", ms=4, lw=1, label=SECONDARY))
+    handles.append(Patch(color=BAND_COLOUR, label="± minimum effect (negligible inside)"))
+    fig.legend(handles=handles, loc="outside lower left", ncols=len(handles), fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
@@ -236,7 +273,7 @@ def claims_figure(claims: pd.DataFrame, controls: pd.DataFrame, title: str = "")
 
 __all__ = [
     "GRADING_PANEL", "PSNR_PANEL", "SSIM_PANEL", "SEG_PANEL", "ENERGY_PANEL", "PANELS", "VERDICT_COLOURS",
-    "STATUS_COLOURS", "VERDICT_ORDER", "metric_panel", "verdict_class", "short_comparison", "row_label", "regimes",
+    "SECONDARY_COLOUR", "BAND_COLOUR", "STATUS_COLOURS", "VERDICT_ORDER", "metric_panel", "verdict_class", "short_comparison", "row_label", "regimes",
     "regime_sentence", "what_we_see", "claims_figure",
     # what notebook 11 calls besides
     "claims_markdown", "collect_claims", "collect_controls", "controls_markdown", "results_dir", "study_config",

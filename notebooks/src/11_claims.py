@@ -20,14 +20,22 @@
 # information DeepMT-DR recovers none (`negative`). Each row: requirement, measured value with its 95% CI,
 # regime (the benchmark setting that produced it), pass / fail.
 #
-# **Claims**: the comparison that tests each, our effect with its 95% CI, the seeds and regime behind it, and
-# a verdict computed from those numbers by one rule (`deepmt.claims.verdict`, `deepmt.claims.apply_controls`):
+# **Claims**: the comparison that tests each, our effect with its 95% CI, the seeds and regime behind it, the
+# minimum effect that would matter, the p-value where the notebook wrote one, and a verdict computed from those
+# numbers by one rule stated in code before the results (`deepmt.claims`, `deepmt.claims.apply_controls`):
 #
+# * **secondary (no verdict)**: each claim declares one **primary metric** (`PaperClaim.primary`); a row in any
+#   other metric is reported with its effect and interval but is not judged;
 # * **not testable (control … failed / not measured)**: a control the claim needs did not pass, so the
 #   benchmark cannot judge it;
-# * **reproduced**: the interval of the effect lies above 0 (in the direction the paper claims);
-# * **not reproduced**: the interval rules out an improvement;
-# * **inconclusive**: the interval holds 0 (too little evidence either way at this profile's size);
+# * **negligible**: the whole interval lies inside ± the minimum effect of the metric's unit
+#   (`deepmt.claims.MIN_EFFECTS`: 0.02 accuracy, 0.01 QWK, 0.1 dB, 0.03 map-energy share, …), whatever the p-value;
+# * **not reproduced**: the interval rules out an improvement as large as the minimum effect (and reaches that
+#   large an effect the other way);
+# * **reproduced**: the interval lies above 0, the effect is at least the minimum and, where the row has a
+#   p-value, its Holm-adjusted p (over every measured primary row) is below 0.05; a row without a p-value is
+#   "not adjusted: no p-value" and the interval alone decides;
+# * **inconclusive**: otherwise (too little evidence either way at this profile's size);
 # * **not measured**: no notebook has produced the effect yet (run the notebook named in `evidence`).
 #
 # Both tables are built from `results/*controls*.csv` and `results/*claims*.csv`, which the other notebooks
@@ -74,7 +82,7 @@ print(regime_sentence(claims))
 display(Markdown(claims_markdown(claims)))
 
 # %% [markdown]
-# ## Figures: effects with their 95% intervals, one panel per unit (positive = in the paper's direction), controls beside them
+# ## Figures: effects with their 95% intervals over the band ± their minimum effect, one panel per unit (positive = in the paper's direction; secondary rows grey), controls beside them
 
 # %%
 fig = claims_figure(claims, controls, title="The paper's claims on the synthetic benchmark" + (" (smoke: not results)" if smoke else ""))
