@@ -103,6 +103,10 @@ def test_grader_batch_and_lr_reach_only_the_stages_that_train_a_grader_alone():
     assert (g.stage_batch_size("single", t), g.stage_lr("single", t)) == (32, pytest.approx(4e-3))
     f = build_method("foo_mt", cfg)
     assert (f.stage_batch_size("single", t), f.stage_lr("single", t)) == (t.batch_size, t.lr)
+    # with few labels (60 graded images at 0.1) a batch of 32 would be one step per epoch: the grader keeps batch 8
+    few = build_method("deepmt_dr", cfg.replace({"data.label_fraction": 0.1}))
+    assert [few.stage_batch_size(s, t) for s in few.stages] == [t.batch_size] * 3
+    assert few.stage_lr("stage1b", t) == t.lr
 
 
 class BatchSpy(DummyMethod):

@@ -121,19 +121,28 @@ class Method(nn.Module):
         )
 
     def stage_lr(self, stage: str, train_cfg) -> float:
-        """Peak learning rate of ``stage``: ``train.grading_learning_rate`` for a stage that trains a grader alone (where
-        set), else ``train.lr``; times ``train.lr_stage2_factor`` in stage 2."""
+        """Peak learning rate of ``stage``: ``train.grading_learning_rate`` for a stage that trains a grader alone on
+        fully graded data (where set; see :meth:`stage_batch_size`), else ``train.lr``; times
+        ``train.lr_stage2_factor`` in stage 2."""
         self.check_stage(stage)
         grading_lr = getattr(train_cfg, "grading_learning_rate", None)
-        lr = grading_lr if grading_lr is not None and self.stage_trains_grader_only(stage) else train_cfg.lr
+        lr = grading_lr if grading_lr is not None and self._grading_settings_apply(stage) else train_cfg.lr
         return float(lr * (train_cfg.lr_stage2_factor if stage == "stage2" else 1.0))
 
     def stage_batch_size(self, stage: str, train_cfg) -> int:
         """Training batch of ``stage``: ``train.grading_batch_size`` for a stage that trains a grader alone (where
-        set), else ``train.batch_size``."""
+        set) while every training image is graded, else ``train.batch_size``."""
         self.check_stage(stage)
         grading_bs = getattr(train_cfg, "grading_batch_size", None)
-        return int(grading_bs if grading_bs is not None and self.stage_trains_grader_only(stage) else train_cfg.batch_size)
+        return int(grading_bs if grading_bs is not None and self._grading_settings_apply(stage) else train_cfg.batch_size)
+
+    def _grading_settings_apply(self, stage: str) -> bool:
+        """Whether ``stage`` takes ``train.grading_batch_size`` / ``train.grading_learning_rate``: it trains a grader
+        alone and every training image is graded (``data.label_fraction`` = 1). With few labels (60 graded images in
+        the quick profile at 0.1) a batch of 32 would leave one optimiser step per epoch, so such a stage keeps
+        ``train.batch_size`` and ``train.lr``."""
+        data = getattr(self.cfg, "data", None)
+        return self.stage_trains_grader_only(stage) and float(getattr(data, "label_fraction", 1.0)) >= 1.0
 
     def stage_trains_grader_only(self, stage: str) -> bool:
         """Whether ``stage`` trains a grader alone on inputs it does not change (no super-resolution or segmentation
