@@ -305,3 +305,14 @@ def test_estimate_line_counts_what_the_cache_holds_and_refuses_a_plan_for_other_
     (tmp_path / "plan.json").write_text(json.dumps(other))
     (tmp_path / "plan.csv").write_text(plan_path.with_suffix(".csv").read_text())
     assert estimate_line(tmp_path / "none", "quick", 2, tmp_path / "plan.json").startswith("time estimate: none")
+
+
+def test_steps_are_timed_with_the_other_workers_busy_unless_asked_alone():
+    """run_all.sh trains two runs side by side, each slower than alone: the plan times steps that way by default."""
+    import argparse
+
+    p = argparse.ArgumentParser()
+    plan_command.add_arguments(p)
+    assert p.parse_args([]).busy and p.parse_args(["--busy"]).busy
+    alone = p.parse_args(["--alone"])
+    assert not alone.busy and "--alone" in plan_command._argv(alone) and "--alone" not in plan_command._argv(p.parse_args([]))
