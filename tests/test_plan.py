@@ -149,9 +149,9 @@ def test_epochs_images_and_validation_passes_per_stage():
         ("stage1b", t.epochs_stage1b, images_per_epoch(600, gb), size, val_passes(t.epochs_stage1b, every), False),
         ("stage2", t.epochs_stage2, 600, size, val_passes(t.epochs_stage2, every), True)]
     grader_epochs = t.epochs_by_method.get("grader_lr", t.epochs_single)
-    # 60 labelled images: whole batches only (7 of 8, or 1 of 32)
-    assert [(s.epochs, s.images_per_epoch) for s in grader.stages] == [(grader_epochs, images_per_epoch(60, gb))]
-    assert [s.images_per_epoch for s in dr_few.stages] == [600, images_per_epoch(60, gb), 56]  # ISR: every image
+    # 60 labelled images: whole batches of train.batch_size (few labels keep it: Method.stage_batch_size), 7 of 8
+    assert [(s.epochs, s.images_per_epoch) for s in grader.stages] == [(grader_epochs, 56)]
+    assert [s.images_per_epoch for s in dr_few.stages] == [600, 56, 56]  # the ISR stage learns from every image
     assert [s.images_per_epoch for s in isr.stages] == [8]  # 5 images padded to one batch
     assert bicubic.stages == [] and bicubic.eval_images == 150 + 300
     assert dr_small.notebook == "02_y"
