@@ -236,8 +236,11 @@ class TrainConfig:
     stage2_max_psnr_drop: float = 0.5  # stage 2 keeps no epoch whose val PSNR is this many dB below stage 1's
     selection_metric: str = "qwk"  # validation metric for model selection (grading); psnr / dice for other tasks
     log_every: int = 10
-    # validate (and so select) after every val_every-th epoch of a stage and after its last; 1 = every epoch
+    # validate (and so select) after every val_every-th epoch of a stage and after its last; 1 = every epoch. A stage
+    # validates at least val_min_points times where it has the epochs (a shorter one more often than val_every): so
+    # notebook 03's levelled-off rule sees more than one point in a short stage's last third; 0 = no minimum
     val_every: int = 1
+    val_min_points: int = 0
     # early stopping: a stage ends once this many epochs have passed since its best validated epoch (checked after
     # each validated epoch; the best epoch is kept, as always). 0 = off: every stage trains all its epochs. The
     # learning-rate schedule still spans the stage's epochs, so a stopped stage never anneals: use it where the
@@ -252,6 +255,14 @@ class TrainConfig:
     # smoke runs on an H200: bit-identical), at a price: deterministic kernels are slower (paper profile at
     # 1024 px, stage 2: 8.8 vs 12.9 img/s); false trades that for speed, and then two runs differ in the last bits.
     deterministic: bool = True
+
+    def validation_interval(self, n_epochs: int) -> int:
+        """Epochs between two validations of a stage of ``n_epochs`` epochs (its last is always validated):
+        ``val_every``, shortened to ``n_epochs // val_min_points`` (at least 1) where that is fewer."""
+        every = max(1, int(self.val_every))
+        if int(self.val_min_points) > 0:
+            every = min(every, max(1, int(n_epochs) // int(self.val_min_points)))
+        return every
 
 
 @dataclass

@@ -43,6 +43,7 @@ KEY_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "loss.seg_dice_empty": "include",
     "data.nongrading_crop_size": None,
     "train.val_every": 1,
+    "train.val_min_points": 0,
     "train.patience": 0,
     "train.grading_batch_size": None,
     "train.grading_learning_rate": None,

@@ -143,8 +143,8 @@ def test_key_neutral_fields_leave_keys_and_stored_configs_as_they_were():
     cfg = get_config("quick", {"train.epochs_by_method": {}})
     assert KEY_NEUTRAL_DEFAULTS == {"data.label_fraction": 1.0, "train.deterministic": True, "loss.stage1b_input": "hr",
                                     "train.epochs_by_method": {}, "loss.seg_dice_empty": "include",
-                                    "data.nongrading_crop_size": None, "train.val_every": 1, "train.patience": 0,
-                                    "train.grading_batch_size": None, "train.grading_learning_rate": None}
+                                    "data.nongrading_crop_size": None, "train.val_every": 1, "train.val_min_points": 0,
+                                    "train.patience": 0, "train.grading_batch_size": None, "train.grading_learning_rate": None}
     assert cfg.replace({"data.label_fraction": 1.0, "train.deterministic": True,
                         "loss.stage1b_input": "hr", "loss.seg_dice_empty": "include"}).key() == GOLDEN_KEYS["quick"]
     assert cfg.replace({"train.epochs_by_method": "isr:3"}).key() != cfg.key()
@@ -157,7 +157,7 @@ def test_key_neutral_fields_leave_keys_and_stored_configs_as_they_were():
     del stored["data"]["label_fraction"], stored["train"]["deterministic"], stored["loss"]["stage1b_input"]  # older
     del stored["train"]["epochs_by_method"], stored["loss"]["seg_dice_empty"]
     del stored["data"]["nongrading_crop_size"], stored["train"]["val_every"], stored["train"]["patience"]
-    del stored["train"]["grading_batch_size"], stored["train"]["grading_learning_rate"]
+    del stored["train"]["grading_batch_size"], stored["train"]["grading_learning_rate"], stored["train"]["val_min_points"]
     assert comparable_config(cfg.to_dict()) == stored and "label_fraction" in cfg.to_dict()["data"]
     assert config_diff(stored, cfg.to_dict()) == [] and config_from_dict(stored) == cfg
     assert config_diff(stored, few.to_dict()) == ["data.label_fraction"]

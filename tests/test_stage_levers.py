@@ -252,3 +252,41 @@ def test_an_interrupted_stage_resumes_to_the_same_early_stop(tmp_path):
     res = train(m, cfg, dummy_datasets(), tmp_path / "cut", resume=True)
     assert list(res.history["epoch"]) == list(ref.history["epoch"]) == [1, 2, 1, 2, 3, 4]
     assert res.best["grade"] == ref.best["grade"]
+
+
+# --------------------------------------------------------------------------- a minimum of validation points per stage
+def test_a_short_stage_validates_more_often_under_val_min_points():
+    from deepmt.config import TrainConfig
+
+    t = TrainConfig(val_every=3, val_min_points=6)
+    # 6 epochs: every epoch; 15: every 2nd (7 points and the last); 36 and 72: every 3rd, as val_every says
+    assert [t.validation_interval(n) for n in (3, 6, 15, 36, 72)] == [1, 1, 2, 3, 3]
+    assert [TrainConfig(val_every=3).validation_interval(n) for n in (3, 6, 15)] == [3, 3, 3]  # 0 = no minimum
+    assert TrainConfig(val_every=1, val_min_points=6).validation_interval(72) == 1  # never less often than val_every
+
+
+def test_the_trainer_and_the_plan_validate_a_short_stage_at_its_own_interval(tmp_path):
+    from deepmt.bench.plan import stage_plan
+
+    seed_everything(0)
+    over = {"train.epochs_stage1a": 5, "train.epochs_stage1b": 3, "train.val_every": 3}
+    base = train(DummyMethod(), tiny_cfg(**over), dummy_datasets(), tmp_path / "base").history
+    seed_everything(0)
+    more = train(DummyMethod(), tiny_cfg(**over, **{"train.val_min_points": 3}), dummy_datasets(), tmp_path / "more").history
+    # val_every 3 alone: epochs 3 and 5 of the 5-epoch stage, epoch 3 of the 3-epoch one; with at least 3 points
+    # (5 // 3 = 1 and 3 // 3 = 1): every epoch of both
+    assert base["val_psnr"].notna().tolist() == [False, False, True, False, True, False, False, True]
+    assert more["val_psnr"].notna().all()
+    cfg = get_config("quick", {"train.val_every": 3, "train.val_min_points": 6, "train.epochs_stage2": 6})
+    with torch.device("meta"):
+        m = build_method("deepmt_dr", cfg)
+    work = {w.stage: w for w in stage_plan(m, cfg)}
+    assert work["stage2"].val_passes == 6 and work["stage1b"].val_passes == cfg.train.epochs_stage1b // 3
+
+
+def test_val_min_points_0_leaves_keys_unchanged():
+    from deepmt.config import comparable_config
+
+    base = get_config("quick", {"train.val_min_points": 0})
+    assert "val_min_points" not in comparable_config(base.to_dict())["train"]
+    assert base.replace({"train.val_min_points": 6}).key() != base.key()

@@ -15,7 +15,8 @@ parameters), as the trainer (:mod:`deepmt.engine.trainer`) runs it:
   stage that does not grade (``method.stage_grades``), where it is set;
 * **epochs**: all of a stage's epochs, also under ``train.patience`` (early stopping cannot be foreseen: the plan is
   then an upper bound);
-* **validation passes** over ``data.n_val`` images: after epoch ``e`` when ``e % train.val_every == 0`` or ``e`` is the
+* **validation passes** over ``data.n_val`` images: after epoch ``e`` when ``e`` is a multiple of the stage's
+  ``train.validation_interval(epochs)`` (``train.val_every``, or less under ``train.val_min_points``) or ``e`` is the
   stage's last, plus the start-of-stage evaluation where
   ``method.keeps_start_candidate(stage)``; then the final validation and test evaluation of the entry.
 
@@ -127,7 +128,6 @@ def stage_plan(method, cfg: Config, start_stage: str | None = None) -> list[Stag
     stages = list(method.stages)
     if start_stage is not None:
         stages = stages[stages.index(start_stage):]
-    val_every = int(cfg.train.val_every)
     out = []
     for stage in stages:
         bs = int(method.stage_batch_size(stage, cfg.train))
@@ -139,7 +139,7 @@ def stage_plan(method, cfg: Config, start_stage: str | None = None) -> list[Stag
         grades = bool(method.stage_grades(stage))
         out.append(StageWork(stage=stage, epochs=epochs, images_per_epoch=images_per_epoch(n, bs),
                              size=train_size(cfg, grades), grades=grades, uses_unlabelled=unl,
-                             val_passes=val_passes(epochs, val_every), start_eval=bool(method.keeps_start_candidate(stage)),
+                             val_passes=val_passes(epochs, cfg.train.validation_interval(epochs)), start_eval=bool(method.keeps_start_candidate(stage)),
                              batch_size=bs))
     return out
 

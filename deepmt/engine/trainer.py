@@ -10,7 +10,8 @@ loss; baselines: e.g. ``("single",)``):
    (cosine annealing after a short warm-up) over ``method.stage_epochs(stage)`` epochs;
 3. every step: ``total, terms = method.training_loss(batch, stage)`` under autocast, backward
    (with a GradScaler for fp16), gradient clipping at ``cfg.train.grad_clip``;
-4. after every epoch (every ``cfg.train.val_every``-th and the stage's last): validation on the ``val`` split
+4. after every epoch (every ``cfg.train.validation_interval(n_epochs)``-th, i.e. ``train.val_every`` or more often in a
+   short stage under ``train.val_min_points``, and the stage's last): validation on the ``val`` split
    (``cfg.train.patience`` > 0: the stage stops once that many epochs have passed since its best validated one), model selection on
    ``method.selection_metric(stage)`` (higher is better; validation only), ``last.pt``, and
    ``best-<stage>.pt`` when the score improved; at the end of the stage the best epoch's
@@ -291,7 +292,7 @@ def _train(method, cfg, datasets, run_dir, resume, *, class_counts, evaluate_tes
     for si in range(start_stage, len(stages)):
         stage = stages[si]
         n_epochs = int(method.stage_epochs(stage, cfg.train))
-        val_every = max(1, int(cfg.train.val_every))
+        val_every = cfg.train.validation_interval(n_epochs)
         patience = int(cfg.train.patience) if val_set is not None else 0
         params = [p for p in method.stage_parameters(stage)]
         if n_epochs <= 0 or not params:
