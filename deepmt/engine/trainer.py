@@ -464,10 +464,10 @@ def _run_epoch(model, method, loader, opt, sched, scaler, params, prec, cfg, ctx
         except ValueError as exc:  # BatchNorm in training mode cannot normalise a single value
             if "more than 1 value per channel" not in str(exc):
                 raise
-            grading = getattr(cfg.train, "grading_batch_size", None) is not None and method.stage_trains_grader_only(stage)
-            setting = "train.grading_batch_size" if grading else "train.batch_size"
+            bs = method.stage_batch_size(stage, cfg.train)
+            setting = "train.batch_size" if bs == cfg.train.batch_size else "train.grading_batch_size"
             raise ConfigMismatchError(
-                f"{setting}={method.stage_batch_size(stage, cfg.train)}: a BatchNorm layer of {method.name!r} (stage "
+                f"{setting}={bs}: a BatchNorm layer of {method.name!r} (stage "
                 f"{stage!r}) sees one value per channel at this batch and image size, which it cannot normalise; use "
                 f"{setting} >= 2"
             ) from exc

@@ -137,10 +137,7 @@ def paired_bootstrap(
         d = sa.get(k, np.full(n_boot, np.nan)) - sb.get(k, np.full(n_boot, np.nan))
         d = d[~np.isnan(d)]
         lo, hi = _percentiles(d, alpha)
-        if d.size:
-            p = min(1.0, 2 * (min((d <= 0).sum(), (d >= 0).sum()) + 1) / (d.size + 1))
-        else:
-            p = math.nan
+        p = _two_sided_p(d)
         out[k] = {"diff": pa[k] - pb.get(k, math.nan), "lo": lo, "hi": hi, "p_value": float(p), "a": pa[k], "b": pb.get(k, math.nan), "n_boot": int(d.size)}
     return out[None] if list(out) == [None] else out  # type: ignore[return-value]
 
@@ -166,6 +163,14 @@ def paired_bootstrap_test(
     names = ["pred_a"] if y_true is None else ["y_true", "pred_a"]
     check_same_length([*args_a, pred_b], names + ["pred_b"])
     return paired_bootstrap(metric_fn, args_a, metric_fn, args_b, n_boot=n_boot, seed=seed, alpha=alpha, use_batched=use_batched)
+
+
+def _two_sided_p(d: np.ndarray) -> float:
+    """Two-sided bootstrap p-value of "no difference" from the resampled differences ``d`` (nan removed):
+    2 * min(share <= 0, share >= 0) with the +1 correction, capped at 1; nan without resamples."""
+    if not d.size:
+        return math.nan
+    return min(1.0, 2 * (min((d <= 0).sum(), (d >= 0).sum()) + 1) / (d.size + 1))
 
 
 def _scalar(metric: Metric, arrays: Sequence[Any]) -> float:
@@ -241,7 +246,7 @@ def hierarchical_paired_bootstrap(
     boot = on_images[drawn, np.arange(n_boot)[:, None]].mean(axis=1)
     boot = boot[~np.isnan(boot)]
     boot_lo, boot_hi = _percentiles(boot, alpha)
-    p_boot = min(1.0, 2 * (min((boot <= 0).sum(), (boot >= 0).sum()) + 1) / (boot.size + 1)) if boot.size else math.nan
+    p_boot = _two_sided_p(boot)
     t_lo, t_hi, p_t = seed_t_interval(per_seed, alpha)
     use_t = not math.isnan(t_lo) and (math.isnan(boot_lo) or t_hi - t_lo > boot_hi - boot_lo)
     lo, hi, p = (t_lo, t_hi, p_t) if use_t else (boot_lo, boot_hi, p_boot)
