@@ -28,6 +28,11 @@ tables to come:
   adds, such as C2's MA AUPR) is reported with its effect and interval, and its verdict column says
   :data:`SECONDARY`, ``"secondary (no verdict)"``. A claim outside :data:`PAPER_CLAIMS` declares no primary
   metric, so none of its rows carries a verdict.
+* **One judged comparison where a claim has several** (:attr:`PaperClaim.primary_comparison`, issue 27): C3 is
+  judged on the plain HR grader's map only, a grader that never saw a lesion mask. DeepMT-DR's map is trained toward
+  the lesions (its visualization-consistency loss and lesion-oriented feature selection pull it onto its lesion
+  maps), so its row is no evidence for Finding 2: it is reported as :data:`SECONDARY`. A row's comparison is named by
+  its label, the text before the first colon of its ``comparison`` (:func:`comparison_label`).
 * **A minimum effect per unit** (:data:`MIN_EFFECTS`, :func:`min_effect`): the smallest effect that would matter.
   A row is judged against the larger of the table's minimum and its own ``min_effect`` column (a notebook may
   state a stricter minimum, never a looser one: the 0 that older notebooks wrote does not lower it). A measured
@@ -46,9 +51,10 @@ every unit of the table), the first line that applies:
 step  condition                                                   verdict
 ====  ==========================================================  ===========================================
 1     the effect is nan (no notebook has produced it)             ``"not measured"``
-2     the metric is not the claim's primary metric                ``"secondary (no verdict)"``
-3     a control the claim needs failed, or was not measured in    ``"not testable (control gap failed)"``
-      its regime                                                  (the reason names the controls)
+2     the metric is not the claim's primary metric, or the        ``"secondary (no verdict)"``
+      comparison not its primary comparison
+3     a control the claim needs failed, or was not measured on    ``"not testable (control gap failed)"``
+      the object the claim names, in its regime                   (the reason names the controls)
 4     no interval (``lo`` or ``hi`` is nan)                       ``"inconclusive"``
 5     the whole interval lies inside the band: ``-m < lo`` and    ``"negligible"``, whatever the p-value
       ``hi < m``
@@ -70,13 +76,34 @@ A :class:`Claim` built by a notebook gets the verdict of :func:`verdict` on its 
 ``min_effect`` and unadjusted p-value; no controls, no primary metric, no table minimum): a notebook's provisional
 reading. :func:`collect_claims` recomputes every verdict by the rule above.
 
-**Controls before claims.** Each paper claim names the controls it needs (``PaperClaim.controls``, families
-of :data:`deepmt.controls.CONTROLS`). :func:`collect_claims` applies them (:func:`apply_controls`): a
-measured primary row whose required control failed gets ``"not testable (control gap failed)"``, one whose
-required control was never measured (in the claim's ``regime``, for a control bound to it) gets
-``"not testable (control gap not measured)"`` (several reasons: ``"not testable (control learnable failed;
-controls gap, negative not measured)"``). ``regime`` names the benchmark setting that produced the claim (a free
-string the notebooks pass, e.g. ``"smudge_match=0.7, x4, all masks"``).
+**Controls before claims.** Each paper claim names the controls it needs (``PaperClaim.controls``: per family of
+:data:`deepmt.controls.CONTROLS`, the object it must be measured on, a :class:`deepmt.controls.Need`), each chosen
+to check the object the claim judges (issue 27):
+
+=====  =====================================================================================================
+claim  controls (family on object)
+=====  =====================================================================================================
+C1     learnable and gap on foo_mt (the benchmark: the grades can be learned at HR, and LR loses some of
+       them); gap on DeepMT-DR's grading pathway (the grader C1 judges gains from HR over bicubic); sr_works
+       (each SR baseline); negative on DeepMT-DR vs its no-ISR twin in grading (C1's own comparison, where
+       nothing is left to recover)
+C2     lesion_resolution (U-Net); sr_works; negative on the twin pair in MA-vs-smudge identity (a segmentation
+       claim: do the MA maps tell MAs from smudges where LR cannot)
+C3     learnable on grader_hr (the grader whose map C3 judges)
+C4     learnable and gap on foo_mt (DeepMT-DR against the best baseline: benchmark-level)
+C5     gap on foo_mt and on DeepMT-DR's grading pathway (the task-aware terms reach grading only through the
+       SR image that pathway reads); sr_works
+C6     sr_works
+C7     learnable on foo_mt (in C7's partial-mask regime)
+=====  =====================================================================================================
+
+:func:`collect_claims` applies them (:func:`apply_controls`): a measured primary row whose required control failed
+gets ``"not testable (control gap failed)"``, one whose required control was never measured on its object (in the
+claim's ``regime``, for a control bound to it) gets ``"not testable (control gap:deepmt_dr not measured)"``
+(several reasons: ``"not testable (control learnable failed; controls gap, negative:grading not measured)"``). A
+control row measured on another object than the one the claim names neither passes nor fails it. ``regime`` names
+the benchmark setting that produced the claim (a free string the notebooks pass, e.g. ``"smudge_match=0.7, x4, all
+masks"``).
 """
 
 from __future__ import annotations
@@ -92,6 +119,7 @@ import numpy as np
 import pandas as pd
 
 from deepmt import controls as K
+from deepmt.controls import Need
 from deepmt.errors import DataError
 from deepmt.results_io import read_result_tables, text_or, to_markdown
 
@@ -187,11 +215,20 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
     return out
 
 
-def is_primary(claim_id: str, metric: str) -> bool:
-    """Whether a row of claim ``claim_id`` in ``metric`` carries a verdict: ``metric`` is the primary metric of a
-    claim of :data:`PAPER_CLAIMS`."""
+def comparison_label(comparison: str) -> str:
+    """The label that names a row's comparison: the text before its first colon (``"HR grader's plain Grad-CAM:
+    ..."`` -> ``"HR grader's plain Grad-CAM"``), else the whole text."""
+    head, colon, _ = text_or(comparison).partition(":")
+    return head.strip() if colon else text_or(comparison).strip()
+
+
+def is_primary(claim_id: str, metric: str, comparison: str) -> bool:
+    """Whether a row of claim ``claim_id`` in ``metric`` comparing ``comparison`` carries a verdict: ``metric`` is
+    the primary metric of a claim of :data:`PAPER_CLAIMS` and, where the claim names a primary comparison, the
+    row's :func:`comparison_label` is that comparison."""
     pc = PAPER_CLAIMS.get(claim_id)
-    return pc is not None and metric == pc.primary
+    return (pc is not None and metric == pc.primary
+            and (not pc.primary_comparison or comparison_label(comparison) == pc.primary_comparison))
 
 
 def holm_adjusted(claims: pd.DataFrame) -> pd.Series:
@@ -200,7 +237,7 @@ def holm_adjusted(claims: pd.DataFrame) -> pd.Series:
     row outside the family or without a p-value."""
     out = pd.Series(math.nan, index=claims.index, dtype=float)
     family = [i for i, r in claims.iterrows()
-              if not math.isnan(r["effect"]) and is_primary(str(r["id"]), str(r["metric"]))]
+              if not math.isnan(r["effect"]) and is_primary(str(r["id"]), str(r["metric"]), r["comparison"])]
     if family:
         given = claims.loc[family, "p_value"].astype(float)
         adjusted = pd.Series(holm(given.fillna(1.0).to_numpy()), index=family)
@@ -242,14 +279,18 @@ def is_verdict(v: str) -> bool:
 @dataclass(frozen=True)
 class PaperClaim:
     """One claim of the paper: its text, the comparison that tests it, its one primary metric (the only one that
-    gets a verdict), the secondary metrics the notebooks report beside it, and the control families it needs."""
+    gets a verdict), the secondary metrics the notebooks report beside it, the controls it needs (per control
+    family, the object it must be measured on: :class:`deepmt.controls.Need`) and, for a claim measured by several
+    comparisons, the one that gets a verdict (``primary_comparison``, a :func:`comparison_label`; empty: every
+    comparison)."""
 
     id: str
     text: str
     comparison: str
     primary: str
     secondary: tuple[str, ...] = ()
-    controls: tuple[str, ...] = ()
+    controls: tuple[Need, ...] = ()
+    primary_comparison: str = ""
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -257,8 +298,13 @@ class PaperClaim:
         return (self.primary, *self.secondary)
 
 
+#: the label of C3's judged comparison: the plain HR grader's map, a grader trained on grades only
+#: (:mod:`deepmt.studies.finding2` starts its comparison with it)
+PLAIN_GRADER_MAP = "HR grader's plain Grad-CAM"
+
 #: The paper's claims that the notebooks test (effects signed so that positive supports the claim). The primary
-#: metric of each was its first-listed metric before any claim was measured (issue 27 made it explicit).
+#: metric of each was its first-listed metric before any claim was measured (issue 27 made it explicit); the
+#: controls each needs, and on which object, are listed in the module docstring.
 PAPER_CLAIMS: dict[str, PaperClaim] = {
     c.id: c
     for c in (
@@ -267,42 +313,44 @@ PAPER_CLAIMS: dict[str, PaperClaim] = {
             "Super-resolving the low-resolution input improves DR grading (Finding 1).",
             "DeepMT-DR SR input vs bicubic-upsampled LR input, same grader",
             "accuracy", ("qwk", "macro_f1"),
-            ("learnable", "gap", "sr_works", "negative"),
+            (Need("learnable", K.FOO_MT), Need("gap", K.FOO_MT), Need("gap", K.DR_PATHWAY), Need("sr_works"),
+             Need("negative", K.TWIN_GRADING)),
         ),
         PaperClaim(
             "C2",
             "Super-resolving the low-resolution input improves lesion segmentation (Finding 1).",
             "segmentation of the SR image vs of the bicubic-upsampled LR image",
             "aupr", ("dice",),
-            ("lesion_resolution", "sr_works", "negative"),
+            (Need("lesion_resolution"), Need("sr_works"), Need("negative", K.TWIN_IDENTITY)),
         ),
         PaperClaim(
             "C3",
             "The lesion segmentation regions agree with the regions that drive the grading decision (Finding 2).",
             "visualization-map energy inside lesion masks vs the same masks at random positions in the FOV",
             "energy_in_lesions", (),
-            ("learnable",),
+            (Need("learnable", K.GRADER_HR),),
+            primary_comparison=PLAIN_GRADER_MAP,
         ),
         PaperClaim(
             "C4",
             "DeepMT-DR grades low-resolution fundus images better than the best baseline.",
             "DeepMT-DR vs best baseline, LR input",
             "accuracy", ("qwk", "macro_f1"),
-            ("learnable", "gap"),
+            (Need("learnable", K.FOO_MT), Need("gap", K.FOO_MT)),
         ),
         PaperClaim(
             "C5",
             "The task-aware loss improves grading and super-resolution in lesion regions.",
             "DeepMT-DR vs the same network trained without the task-aware loss terms",
             "accuracy", ("qwk", "psnr_lesion", "ssim_lesion"),
-            ("gap", "sr_works"),
+            (Need("gap", K.FOO_MT), Need("gap", K.DR_PATHWAY), Need("sr_works")),
         ),
         PaperClaim(
             "C6",
             "DeepMT-DR's super-resolution beats single-task ISR inside lesion regions.",
             "DeepMT-DR ISR vs single-task ISR network (same architecture, pixel loss only)",
             "psnr_lesion", ("ssim_lesion",),
-            ("sr_works",),
+            (Need("sr_works"),),
         ),
         PaperClaim(
             "C7",
@@ -310,7 +358,7 @@ PAPER_CLAIMS: dict[str, PaperClaim] = {
             "have lesion masks (journal extension, unsupervised part).",
             "DeepMT-DR with the pseudo-mask term vs without it, partial-mask training set",
             "accuracy", ("qwk", "macro_f1"),
-            ("learnable",),
+            (Need("learnable", K.FOO_MT),),
         ),
     )
 }
@@ -367,38 +415,55 @@ def claims_table(claims: Iterable[Claim]) -> pd.DataFrame:
     return df.astype({"effect": float, "lo": float, "hi": float, "p_value": float, "min_effect": float})
 
 
-def not_testable_reason(claim_id: str, regime: str, controls: pd.DataFrame) -> str:
-    """Why claim ``claim_id``, measured in ``regime``, cannot be judged; ``""`` when it can.
+#: a control measured on its object, but only in regimes other than the claim's (:func:`control_statuses`)
+OTHER_REGIME = "measured only in another regime"
 
-    ``controls`` is a controls table (:func:`deepmt.controls.collect_controls`). Every member of every
-    control family the claim needs (:attr:`PaperClaim.controls`) must have passed: measured in the same
-    regime for a control bound to it (``same_regime``), in any regime otherwise (every such row must pass).
-    The reason names the controls that failed (``"control gap failed"``), then those that were not measured
-    (``"controls gap, negative not measured"``), then those measured only in other regimes (``"control gap
-    measured only in another regime"``: check the ``regime`` strings), joined by ``"; "``. A claim outside
-    :data:`PAPER_CLAIMS` needs none.
-    """
+
+def control_statuses(claim_id: str, regime: str, controls: pd.DataFrame) -> dict[str, str]:
+    """The status of every control claim ``claim_id``, measured in ``regime``, needs, member by member, in the
+    order of its needs (``{"sr_works:srcnn": "pass", ...}``; a claim outside :data:`PAPER_CLAIMS` needs none).
+
+    ``controls`` is a controls table (:func:`deepmt.controls.collect_controls`). A row applies when it measures
+    the control on the object the claim names (the control's registered object, :attr:`PaperClaim.controls`) and
+    was made in the claim's regime, or in any regime for a control not bound to one (``same_regime=False``, the
+    negative controls). *fail* when a row that applies failed, *pass* when at least one applies and all passed,
+    :data:`OTHER_REGIME` when the only rows on its object are in other regimes, *not measured* otherwise (a row on
+    another object counts for nothing)."""
     pc = PAPER_CLAIMS.get(claim_id)
-    failed, missing, elsewhere = [], [], []
-    for family in pc.controls if pc else ():
-        for cid in K.members(family):
-            rows = controls[(controls["id"] == cid) & (controls["status"] != K.NOT_MEASURED)]
-            here = rows[rows["regime"].fillna("") == regime] if K.CONTROLS[cid].same_regime else rows
+    out: dict[str, str] = {}
+    for need in pc.controls if pc else ():
+        for cid in need.ids():
+            c = K.CONTROLS[cid]
+            rows = controls[(controls["id"] == cid) & (controls["object"] == c.object) & (controls["status"] != K.NOT_MEASURED)]
+            here = rows[rows["regime"].fillna("") == regime] if c.same_regime else rows
             if (here["status"] == K.FAIL).any():
-                failed.append(cid)
-            elif len(here) == 0:
-                (elsewhere if len(rows) else missing).append(cid)
-    return "; ".join(f"control{'s' * (len(ids) > 1)} {', '.join(ids)} {what}"
-                     for ids, what in ((failed, "failed"), (missing, "not measured"),
-                                       (elsewhere, "measured only in another regime")) if ids)
+                out[cid] = K.FAIL
+            elif len(here):
+                out[cid] = K.PASS
+            else:
+                out[cid] = OTHER_REGIME if len(rows) else K.NOT_MEASURED
+    return out
+
+
+def not_testable_reason(claim_id: str, regime: str, controls: pd.DataFrame) -> str:
+    """Why claim ``claim_id``, measured in ``regime``, cannot be judged; ``""`` when it can: every control it needs
+    passed (:func:`control_statuses`). The reason names the controls that failed (``"control gap failed"``),
+    then those not measured on the object the claim names (``"controls gap:deepmt_dr, negative:grading not
+    measured"``), then those measured only in other regimes (``"control gap measured only in another regime"``:
+    check the ``regime`` strings), joined by ``"; "``."""
+    statuses = control_statuses(claim_id, regime, controls)
+    groups = [([cid for cid, s in statuses.items() if s == status], words)
+              for status, words in ((K.FAIL, "failed"), (K.NOT_MEASURED, "not measured"), (OTHER_REGIME, OTHER_REGIME))]
+    return "; ".join(f"control{'s' * (len(ids) > 1)} {', '.join(ids)} {words}" for ids, words in groups if ids)
 
 
 def apply_controls(claims: pd.DataFrame, controls: pd.DataFrame) -> pd.DataFrame:
     """``claims`` judged by the full rule of the module docstring: each row's ``min_effect`` raised to its unit's
     (:func:`min_effect`; a measured row whose metric has none raises ``ValueError``), ``p_holm`` added after
     ``p_value`` (:func:`holm_adjusted`), and each verdict recomputed: "not measured", :data:`SECONDARY` for a
-    row outside its claim's primary metric, ``"not testable (<reason>)"`` (:func:`not_testable_reason`) for a
-    primary row whose controls did not all pass, else :func:`verdict` with the Holm-adjusted p-value."""
+    row outside its claim's primary metric or primary comparison (:func:`is_primary`), ``"not testable
+    (<reason>)"`` (:func:`not_testable_reason`) for a primary row whose controls did not all pass, else
+    :func:`verdict` with the Holm-adjusted p-value."""
     out = claims.copy()
     out["min_effect"] = [min_effect(r.metric, r.min_effect) if not math.isnan(r.effect) or unit_of(r.metric)
                          else r.min_effect for r in out.itertuples(index=False)]
@@ -407,7 +472,7 @@ def apply_controls(claims: pd.DataFrame, controls: pd.DataFrame) -> pd.DataFrame
     for r in out.itertuples(index=False):
         if math.isnan(r.effect):
             verdicts.append(NOT_MEASURED)
-        elif not is_primary(r.id, r.metric):
+        elif not is_primary(r.id, r.metric, r.comparison):
             verdicts.append(SECONDARY)
         else:
             reason = not_testable_reason(r.id, text_or(r.regime), controls)
@@ -503,8 +568,9 @@ def claims_markdown(claims: pd.DataFrame | Sequence[Claim], digits: int = 3) -> 
             "effect A−B [CI]": [format_ci(e, lo, hi, digits=digits, signed=True) for e, lo, hi in zip(df["effect"], df["lo"], df["hi"])],
             "min. effect": [f"{m:g}" for m in df["min_effect"]],
             "seeds": [str(int(n)) if n else "" for n in df["n_seeds"]],
-            "p (Holm)": [_p_cell(is_primary(str(i), str(m)), not math.isnan(e), pv, ph)
-                         for i, m, e, pv, ph in zip(df["id"], df["metric"], df["effect"], df["p_value"], p_holm)],
+            "p (Holm)": [_p_cell(is_primary(str(i), str(m), c), not math.isnan(e), pv, ph)
+                         for i, m, c, e, pv, ph in zip(df["id"], df["metric"], df["comparison"], df["effect"],
+                                                       df["p_value"], p_holm)],
             "verdict": df["verdict"],
             "evidence": df["evidence"],
         }

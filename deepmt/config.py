@@ -182,10 +182,10 @@ class LossConfig:
     tv: float = 1e-6
     seg_dice: float = 1.0
     seg_focal: float = 1.0
-    # which (image, lesion) pairs the per-image soft Dice is averaged over: "include" = every annotated pair, an empty
-    # mask included (the literal reading: there Dice asks for an all-zero map, and for a rare lesion those pairs
-    # dominate); "skip" = only pairs whose mask has a lesion pixel. The focal loss sees every annotated pair either way
-    seg_dice_empty: str = "include"
+    # which (image, lesion) pairs the per-image soft Dice averages: "skip" (default since 2026-12-06) = only pairs
+    # whose mask has a lesion pixel; "include" = every annotated pair (the literal reading: an empty mask asks for an
+    # all-zero map, and for a rare lesion those pairs dominate; notebook 06). Focal sees every annotated pair
+    seg_dice_empty: str = "skip"
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     seg_aware: float = 1.0  # segmentation-aware term
@@ -319,11 +319,12 @@ PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
         "train.progress": False,
     },
     "quick": {
-        # sized for a 2-core CPU. Lesions keep the pilot's pixel sizes (size_reference = hr_size):
-        # MA sigma 0.8-1.1 HR px, so they nearly vanish at LR 24 px.
-        "data.hr_size": 96,
-        "data.crop_size": None,
-        "data.synth.size_reference": 96,
+        # sized for a 2-core CPU: 64-px HR (paper 1024; 96 until 2026-12-06). Lesions keep the pilot's pixel sizes
+        # (size_reference = hr_size): MA sigma 0.8-1.1 HR px, so they nearly vanish at LR 16 px
+        "data.hr_size": 64,
+        "data.crop_size": None,  # paper: HR crops of 256 for every stage
+        "data.synth.size_reference": 64,
+        "data.nongrading_crop_size": 32,  # stages that do not grade: 32 / 8 px crops (paper 256 / 64 for all)
         "data.n_train": 600,
         "data.n_val": 150,
         "data.n_test": 300,
@@ -336,6 +337,12 @@ PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
         "model.grader.fc_hidden": 128,
         "train.eval_batch_size": 64,
         "train.lr": 2e-3,
+        # a stage that trains a grader alone (DeepMT-DR's stage 1b, the grader baselines) on batches of 32 at twice
+        # the rate (paper: one batch for all): 1.7x / 2.3x less time per image at 64 px, and DeepMT-DR graded alike
+        # on 3 seeds (docs/PERFORMANCE.md, 2026-12-06); the stages that segment keep batches of 8 (MA needs steps)
+        "train.grading_batch_size": 32,
+        "train.grading_learning_rate": 4e-3,
+        "train.val_every": 3,  # validate (and select) every 3rd epoch and the last (paper: every epoch)
         # trained to convergence; notebook 03 checks that every curve has levelled off. Measured (benchmark v3,
         # smudge_match 0.8, seed 0, 2-core CPU, 2026-11-30): the lesion-supervised HR net (foo_mt_hr) reached
         # 0.843 test accuracy at 18 epochs and 0.947 at 36 (0.900 at 18 with twice the widths, at about twice
@@ -347,10 +354,11 @@ PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
         "train.epochs_single": 36,
         # the baselines whose validation curves were still rising at 36 epochs on 2 of 3 seeds (notebook 03's
         # rule, quick run of 2026-11-30: foo_mt 11% / 13% of the gain in the last third, grader_lr 12% / 11%,
-        # unet_bicubic 21% on seed 0) get twice the epochs; every other method's key is unchanged. At 72,
+        # unet_bicubic 21% on seed 0) got twice the epochs; every other method's key is unchanged. At 72,
         # unet_bicubic's seed 2 was still rising (19% of its gain in the last third; validation AUPR 0.50 -> 0.61
-        # over epochs 40-72), so it gets twice that again
-        "train.epochs_by_method": {"foo_mt": 72, "grader_lr": 72, "unet_bicubic": 144},
+        # over epochs 40-72), so it gets twice that again. foo_mt's QWK levelled off by epoch 36 at 64 px (seed 0,
+        # 2026-12-06: 4% of its gain in epochs 24-36; 0.962 by 36, 0.969 by 72): 36 again
+        "train.epochs_by_method": {"grader_lr": 72, "unet_bicubic": 144},
     },
     "paper": {},
 }

@@ -12,7 +12,8 @@ from typing import Any, Mapping
 
 #: Defaults of the fields whose default changed when the dataclass defaults became the paper's settings
 #: (before, the defaults matched no profile). A stored config (``config.json``, a checkpoint) written
-#: without one of these fields was made with this value, so :func:`config_from_dict` fills it in.
+#: without one of these fields was made with this value, so :func:`config_from_dict` fills it in. Also the fields
+#: added with a key-neutral default that later changed (``loss.seg_dice_empty``: "include" until 2026-12-06).
 STORED_DEFAULTS: dict[str, Any] = {
     "profile": "quick",
     "data.hr_size": 128,
@@ -28,6 +29,7 @@ STORED_DEFAULTS: dict[str, Any] = {
     "train.epochs_stage1b": 8,
     "train.epochs_stage2": 4,
     "train.epochs_single": 12,
+    "loss.seg_dice_empty": "include",
 }
 
 

@@ -3,9 +3,10 @@
 A replication whose controls fail cannot say "not reproduced", only "not testable": if the HR grader cannot
 learn the grades, or bicubic LR loses nothing that matters, no super-resolution result says anything about
 the paper. Each control in :data:`CONTROLS` has a rule and a threshold **pre-registered here, in code, before
-the measurements** (issue 11). They are minimums: a threshold may be made stricter where the data allow,
-never looser after seeing results. :func:`collect_controls` ignores whatever threshold or pass/fail a CSV
-carries and applies the registry's, as :func:`deepmt.claims.collect_claims` recomputes verdicts.
+the measurements** (issue 11; those added by issue 27 before theirs), each with the reason for its threshold
+(``reason``). They are minimums: a threshold may be made stricter where the data allow, never looser after
+seeing results. :func:`collect_controls` ignores whatever threshold or pass/fail a CSV carries and applies the
+registry's, as :func:`deepmt.claims.collect_claims` recomputes verdicts.
 
 The notebooks measure the controls; the last notebook and docs/RESULTS.md show them above the claims::
 
@@ -31,11 +32,26 @@ numbers are compared as the CSV keeps them (6 significant digits, as :func:`deep
 writes them), so a pass/fail never changes on the way through ``results/``. A missing value, or a missing
 CI where the rule needs one, gives ``"not measured"``.
 
+**Objects** (issue 27). Every control measures one object, a model or pathway named by ``Control.object``
+(the constants :data:`FOO_MT`, :data:`GRADER_HR`, :data:`DR_PATHWAY`, ...): a control says something about
+a claim only when it was measured on the object the claim judges. ``id`` is ``family`` or ``family:member``;
+the members of a family share what they check and differ in the object they check it on (``gap`` on the
+lesion-supervised multi-task net, ``gap:deepmt_dr`` on DeepMT-DR's grading pathway) or, for ``sr_works``, in the SR
+baseline. A claim names, per control family it needs, the object it must be measured on
+(:class:`Need`; :attr:`deepmt.claims.PaperClaim.controls`); a control row measured on another object does not
+gate it. Every row carries its ``object`` column. A file written before that column existed (or a row with an
+empty cell) reads as measured on the control's registered object: the ids kept their meaning when objects were
+added, so those rows were measured on exactly that object. A row whose ``object`` names another object than its
+control's registered one is kept in the table as measured, and gates nothing.
+
 **Regimes.** Every row names the benchmark setting that produced it (``regime``, a free string the
 notebooks pass, e.g. ``"smudge_match=0.7, x4, all masks"``). A control with ``same_regime`` must be
-measured in the regime of the claim that needs it; the negative control is measured where LR carries no
-MA information, a regime of its own. Two rows of one control in one regime raise ``DataError``: each
-control has one source.
+measured in the regime of the claim that needs it; the negative controls are measured where LR carries no
+MA information, a regime of their own. Two rows of one control on one object in one regime raise
+``DataError``: each control has one source.
+
+**Retired controls** (:data:`RETIRED`): an id that no longer gates anything, with why. :func:`collect_controls`
+skips its rows in files written before it was retired, so those files still load.
 """
 
 from __future__ import annotations
@@ -62,24 +78,40 @@ FAIL = "fail"
 NOT_MEASURED = "not measured"
 
 #: Columns of a controls table (and of the ``results/*controls*.csv`` files).
-COLUMNS = ("id", "text", "metric", "unit", "rule", "threshold", "value", "lo", "hi", "n_seeds", "status", "regime", "evidence")
+COLUMNS = ("id", "object", "text", "metric", "unit", "rule", "threshold", "value", "lo", "hi", "n_seeds", "status", "regime",
+           "evidence")
 
 #: The table the last notebook writes from all the others; :func:`collect_controls` never reads it back.
 COLLECTED = "11_controls.csv"
 
+# The objects the controls measure (``Control.object``), each named as the controls table shows it.
+#: the lesion-supervised multi-task net after Foo et al. (``foo_mt`` on bicubic input, ``foo_mt_hr`` on HR)
+FOO_MT = "foo_mt (lesion-supervised seg+grade net)"
+#: the plain ResNet grader on HR, trained on grades only: the grader whose map claim C3 reads
+GRADER_HR = "grader_hr (plain ResNet grader, no masks)"
+#: DeepMT-DR's segmentation and grading subnets (each seed's trained weights) fed another image than its SR one
+DR_PATHWAY = "DeepMT-DR grading pathway"
+#: DeepMT-DR against the same network without its ISR subnet (``deepmt_dr_noisr``), in test accuracy
+TWIN_GRADING = "DeepMT-DR vs no-ISR twin, grading"
+#: the same pair, in how well their MA maps tell microaneurysms from smudges at the generator's lesion centres
+TWIN_IDENTITY = "DeepMT-DR vs no-ISR twin, MA identity"
+
 
 @dataclass(frozen=True)
 class Control:
-    """One pre-registered control: what is measured (``metric`` in ``unit``), and the ``rule`` and
-    ``threshold`` it must meet. ``id`` is ``family`` or ``family:member`` (one row per member, e.g. per SR
-    method); a claim that needs a family needs every member."""
+    """One pre-registered control: what is measured (``metric`` in ``unit``) on which ``object``, and the ``rule``
+    and ``threshold`` it must meet, with the ``reason`` for that threshold. ``id`` is ``family`` or
+    ``family:member`` (one row per member: per object, or per SR method); a claim needs the members of a family on
+    the objects it names (:class:`Need`)."""
 
     id: str
     text: str
+    object: str
     metric: str
     unit: str
     rule: str
     threshold: float
+    reason: str
     same_regime: bool = True
 
     @property
@@ -98,27 +130,60 @@ class Control:
 
 
 _SR_VS_BICUBIC = "PSNR of its SR image minus PSNR of the bicubic-upsampled LR image, test set"
+_NOTHING_LEFT = "where LR carries no MA information (data.synth.smudge_match = 1)"
 
-#: The pre-registered controls (issue 11). Thresholds are minimums: never loosen one after seeing results.
-#: ``sr_works`` has one row per learned SR baseline so that a failure names the method, and because
+#: The pre-registered controls (issue 11; ``learnable:grader_hr``, ``gap:deepmt_dr`` and the two ``negative``
+#: members added by issue 27 before they were measured). Thresholds are minimums: never loosen one after seeing
+#: results. ``sr_works`` has one row per learned SR baseline so that a failure names the method, and because
 #: single-task ISR must clear 2 dB where the others need only beat bicubic. DeepMT-DR's own SR is not a
 #: control: it is the method under test (claims C5 and C6 measure it).
 CONTROLS: dict[str, Control] = {
     c.id: c
     for c in (
         Control("learnable", "The lesion-supervised multi-task grader on HR learns the grades: test accuracy, mean over seeds",
-                "accuracy", "accuracy", AT_LEAST, 0.90),
+                FOO_MT, "accuracy", "accuracy", AT_LEAST, 0.90,
+                "issue 11: a benchmark whose grades the best HR network cannot learn leaves nothing to compare inputs on"),
+        Control("learnable:grader_hr", "The plain grader on HR (trained on grades only, never on masks) learns the grades: "
+                "test accuracy, mean over seeds", GRADER_HR, "accuracy", "accuracy", AT_LEAST, 0.90,
+                "learnable's bar on the grader C3 judges: a grader that has not learned the grades has no decision "
+                "whose map could fall on the lesions"),
         Control("gap", "The same network on bicubic-upsampled LR falls behind it: accuracy on HR minus on bicubic "
-                "(something is left for super-resolution to recover)", "accuracy", "accuracy", DIFF_AT_LEAST, 0.08),
-        Control("sr_works:srcnn", f"SRCNN beats bicubic: {_SR_VS_BICUBIC}", "psnr", "dB", CI_ABOVE, 0.0),
-        Control("sr_works:edsr", f"EDSR-style beats bicubic: {_SR_VS_BICUBIC}", "psnr", "dB", CI_ABOVE, 0.0),
-        Control("sr_works:isr", f"Single-task ISR beats bicubic by 2 dB: {_SR_VS_BICUBIC}", "psnr", "dB", DIFF_AT_LEAST, 2.0),
+                "(something is left for super-resolution to recover)", FOO_MT, "accuracy", "accuracy", DIFF_AT_LEAST, 0.08,
+                "issue 11: more left to recover than run-to-run noise (an independent seg+grade net found about 0.15 "
+                "where LR keeps little)"),
+        Control("gap:deepmt_dr", "DeepMT-DR's grading pathway (its segmentation and grading subnets, each seed's trained "
+                "weights) on [HR, Seg(HR)] minus on [bicubic, Seg(bicubic)]: accuracy (what a perfect super-resolution "
+                "could buy the grader C1 judges)", DR_PATHWAY, "accuracy", "accuracy", DIFF_AT_LEAST, 0.08,
+                "gap's bar on the grader C1 and C5 judge: if HR instead of bicubic buys it less, no super-resolution "
+                "can buy it a gain worth measuring"),
+        Control("sr_works:srcnn", f"SRCNN beats bicubic: {_SR_VS_BICUBIC}", "srcnn (SR baseline)", "psnr", "dB", CI_ABOVE, 0.0,
+                "issue 11: an SR baseline that does not beat bicubic is broken"),
+        Control("sr_works:edsr", f"EDSR-style beats bicubic: {_SR_VS_BICUBIC}", "edsr (EDSR-style SR baseline)", "psnr", "dB",
+                CI_ABOVE, 0.0, "issue 11: an SR baseline that does not beat bicubic is broken"),
+        Control("sr_works:isr", f"Single-task ISR beats bicubic by 2 dB: {_SR_VS_BICUBIC}", "isr (single-task ISR)", "psnr",
+                "dB", DIFF_AT_LEAST, 2.0,
+                "issue 11: C6's reference must be a working super-resolver, well clear of a bicubic copy"),
         Control("lesion_resolution", "Resolution matters for lesions: MA AUPR of U-Net on HR minus U-Net on bicubic",
-                "aupr_MA", "AUPR", CI_ABOVE, 0.0),
-        Control("negative", "Negative control: where LR carries no MA information, DeepMT-DR's MA AUPR minus the same "
-                "network's on bicubic input (nothing is recovered where nothing is left)", "aupr_MA", "AUPR", CI_HOLDS, 0.0,
-                same_regime=False),
+                "U-Net (lesion segmentation only)", "aupr_MA", "AUPR", CI_ABOVE, 0.0,
+                "issue 11: if HR does not segment MAs better than bicubic, no super-resolution can"),
+        Control("negative:grading", f"Negative control, grading: {_NOTHING_LEFT}, DeepMT-DR's test accuracy minus the "
+                "same network's without ISR (nothing is recovered where nothing is left)", TWIN_GRADING, "accuracy",
+                "accuracy", CI_HOLDS, 0.0,
+                "LR keeps nothing there for super-resolution to recover: a grading gain measurably above 0 is not "
+                "recovered information", same_regime=False),
+        Control("negative:identity", f"Negative control, lesion identity: {_NOTHING_LEFT}, the MA-vs-smudge AUC of "
+                "DeepMT-DR's MA map at the generator's lesion centres minus the same network's without ISR",
+                TWIN_IDENTITY, "ma_smudge_auc", "AUC", CI_HOLDS, 0.0,
+                "the SR image must not tell MAs from smudges better where LR cannot; unlike pixel MA AUPR, outlining "
+                "dots more sharply does not raise it", same_regime=False),
     )
+}
+
+#: Controls no longer registered, with why: :func:`collect_controls` skips their rows in older files.
+RETIRED: dict[str, str] = {
+    "negative": "the pixel MA AUPR negative control (issue 11), replaced by negative:grading and negative:identity "
+                "(issue 27): pixel AUPR mixes telling MAs from smudges with outlining 1-2 px dots; notebook 01's dial "
+                "table keeps its number (ma_aupr_gain at smudge_match 1)",
 }
 
 
@@ -128,6 +193,28 @@ def members(family: str) -> list[str]:
     if not ids:
         raise KeyError(f"unknown control {family!r}; the registry has {sorted({c.family for c in CONTROLS.values()})}")
     return ids
+
+
+@dataclass(frozen=True)
+class Need:
+    """What a claim needs of one control family: every member of ``family`` registered on ``object`` passed in
+    the claim's regime (on that object: a row measured on another one does not count); with no ``object``, every
+    member of the family, each on the object it is registered on (``Need("sr_works")``: each SR baseline)."""
+
+    family: str
+    object: str = ""
+
+    def ids(self) -> list[str]:
+        """The registry ids this need takes, in registry order; ``KeyError`` when the family has no member on
+        ``object``."""
+        ids = [cid for cid in members(self.family) if not self.object or CONTROLS[cid].object == self.object]
+        if not ids:
+            raise KeyError(f"control family {self.family!r} has no member registered on {self.object!r}")
+        return ids
+
+    def __str__(self) -> str:
+        """The family when the need takes all of it, else the ids it takes: ``"sr_works"``, ``"gap:deepmt_dr"``."""
+        return ", ".join(self.ids()) if self.object else self.family
 
 
 def _stored(x: float) -> float:
@@ -179,7 +266,8 @@ class ControlResult(Control):
 def control_row(id: str, value: float = math.nan, lo: float = math.nan, hi: float = math.nan, n_seeds: int = 0,
                 evidence: str = "", regime: str = "") -> ControlResult:
     """The row of control ``id`` (a key of :data:`CONTROLS`) for a measured ``value`` with CI ``[lo, hi]``
-    over ``n_seeds`` training seeds; pass/fail is computed from the registry's rule and threshold."""
+    over ``n_seeds`` training seeds, on the control's registered object; pass/fail is computed from the
+    registry's rule and threshold."""
     if id not in CONTROLS:
         raise KeyError(f"unknown control {id!r}; the registry has {list(CONTROLS)}")
     c = CONTROLS[id]
@@ -196,52 +284,62 @@ def controls_table(rows: Iterable[ControlResult]) -> pd.DataFrame:
 def collect_controls(results_dir: str | Path | None = None, pattern: str = "*controls*.csv",
                      include_unmeasured: bool = True) -> pd.DataFrame:
     """Read every ``results/*controls*.csv`` (not :data:`COLLECTED`), recompute each pass/fail from
-    :data:`CONTROLS`, order the rows as the registry.
+    :data:`CONTROLS`, order the rows as the registry (a row on another object than its control's registered one
+    after that control's own rows).
 
-    With ``include_unmeasured``, a registry control that no file mentions appears as one "not measured"
-    row. Raises ``DataError`` naming the file for a file without ``id``, ``value``, ``lo``, ``hi``, an
-    unknown control id, an interval with lo > hi, or a control measured twice in one regime.
+    A row's ``object`` is the file's; a file without that column, or an empty cell, means the control's registered
+    object (module docstring, "Objects"). Rows of a :data:`RETIRED` control are skipped. With
+    ``include_unmeasured``, a registry control that no file measured on its registered object appears as one "not
+    measured" row. Raises ``DataError`` naming the file for a file without ``id``, ``value``, ``lo``, ``hi``, an
+    unknown control id, an interval with lo > hi, or a control measured twice on one object in one regime.
     """
     from deepmt.reporting import results_dir as default_results_dir
 
     root = Path(results_dir) if results_dir is not None else default_results_dir()
     frames = read_result_tables(root, pattern, required=("id", "value", "lo", "hi"), what="controls table",
-                                exclude=(COLLECTED,), text_columns=("id", "regime", "evidence"))
+                                exclude=(COLLECTED,), text_columns=("id", "object", "regime", "evidence"))
     rows: list[ControlResult] = []
-    source: dict[tuple[str, str], str] = {}
+    source: dict[tuple[str, str, str], str] = {}
     for df in frames:
         for rec in df.to_dict("records"):
             cid, where = str(rec["id"]), rec["source"]
+            if cid in RETIRED:
+                continue
             if cid not in CONTROLS:
                 raise DataError(f"{where}: unknown control {cid!r} (the registry, deepmt/controls.py, has {list(CONTROLS)})")
-            regime = text_or(rec.get("regime"))
-            if (cid, regime) in source:
-                raise DataError(f"{where}: control {cid!r} in regime {regime!r} is also measured in {source[cid, regime]} "
-                                "(each control has one source)")
-            source[cid, regime] = where
+            regime, obj = text_or(rec.get("regime")), text_or(rec.get("object")) or CONTROLS[cid].object
+            if (cid, obj, regime) in source:
+                raise DataError(f"{where}: control {cid!r} on {obj!r} in regime {regime!r} is also measured in "
+                                f"{source[cid, obj, regime]} (each control has one source)")
+            source[cid, obj, regime] = where
             n_seeds = rec.get("n_seeds", 0)
             try:
-                rows.append(control_row(cid, float(rec["value"]), float(rec["lo"]), float(rec["hi"]),
-                                        n_seeds=0 if pd.isna(n_seeds) else int(n_seeds),
-                                        evidence=text_or(rec.get("evidence"), where), regime=regime))
+                row = control_row(cid, float(rec["value"]), float(rec["lo"]), float(rec["hi"]),
+                                  n_seeds=0 if pd.isna(n_seeds) else int(n_seeds),
+                                  evidence=text_or(rec.get("evidence"), where), regime=regime)
             except ValueError as e:
                 raise DataError(f"{where}: control {cid!r}: {e}") from e
+            rows.append(dataclasses.replace(row, object=obj))
     if include_unmeasured:
-        seen = {r.id for r in rows}
+        seen = {r.id for r in rows if r.object == CONTROLS[r.id].object}
         rows += [control_row(cid) for cid in CONTROLS if cid not in seen]
     order = {cid: i for i, cid in enumerate(CONTROLS)}
-    rows.sort(key=lambda r: (order[r.id], r.regime))
+    rows.sort(key=lambda r: (order[r.id], r.object != CONTROLS[r.id].object, r.object, r.regime))
     return controls_table(rows)
 
 
 def controls_markdown(controls: pd.DataFrame | Sequence[ControlResult], digits: int = 3) -> str:
-    """The controls table as docs/RESULTS.md shows it: control, requirement, measured [95 % CI], seeds, regime, result."""
+    """The controls table as docs/RESULTS.md shows it: control, the object it was measured on (a row on another
+    object than its control's registered one says that it gates nothing), requirement, measured [95 % CI], seeds,
+    regime, result."""
     from deepmt.metrics import format_ci
 
     df = controls if isinstance(controls, pd.DataFrame) else controls_table(controls)
     shown = pd.DataFrame(
         {
             "control": [f"**{i}** {t}" for i, t in zip(df["id"], df["text"])],
+            "object": [o if o == CONTROLS[i].object else f"{o} (not {CONTROLS[i].object}: gates nothing)"
+                       for i, o in zip(df["id"], df["object"])],
             "required": [CONTROLS[i].requirement() for i in df["id"]],
             "measured [CI]": [format_ci(v, lo, hi, digits=digits) for v, lo, hi in zip(df["value"], df["lo"], df["hi"])],
             "seeds": [str(int(n)) if n else "" for n in df["n_seeds"]],

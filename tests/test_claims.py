@@ -16,16 +16,24 @@ REGIME = "smudge_match=0.7, x4, all masks"
 NOTHING_LEFT = "smudge_match=1.0, x4, all masks"
 
 
+#: the comparison of C3's judged row (the plain HR grader's map), and of DeepMT-DR's row, reported beside it
+C3_PLAIN = f"{C.PLAIN_GRADER_MAP}: map energy inside lesion masks vs the same masks moved"
+C3_TRAINED = "DeepMT-DR's map, trained toward the lesions: not evidence for Finding 2"
+
+
 def passing_controls(regime: str = REGIME) -> list[K.ControlResult]:
-    """One passing measurement of every registered control (the negative one in its own regime)."""
+    """One passing measurement of every registered control (the negative ones in their own regime)."""
     return [
         K.control_row("learnable", 0.93, 0.91, 0.95, n_seeds=3, regime=regime),
+        K.control_row("learnable:grader_hr", 0.92, 0.90, 0.94, n_seeds=3, regime=regime),
         K.control_row("gap", 0.12, 0.08, 0.16, n_seeds=3, regime=regime),
+        K.control_row("gap:deepmt_dr", 0.10, 0.06, 0.14, n_seeds=3, regime=regime),
         K.control_row("sr_works:srcnn", 1.1, 0.9, 1.3, regime=regime),
         K.control_row("sr_works:edsr", 1.5, 1.2, 1.8, regime=regime),
         K.control_row("sr_works:isr", 2.4, 2.1, 2.7, regime=regime),
         K.control_row("lesion_resolution", 0.2, 0.15, 0.25, regime=regime),
-        K.control_row("negative", 0.01, -0.02, 0.04, regime=NOTHING_LEFT),
+        K.control_row("negative:grading", 0.01, -0.02, 0.04, regime=NOTHING_LEFT),
+        K.control_row("negative:identity", 0.0, -0.03, 0.03, regime=NOTHING_LEFT),
     ]
 
 
@@ -73,9 +81,19 @@ def test_paper_claims_and_claim_rows():
                        "C6": "psnr_lesion", "C7": "accuracy"}
     assert C.PAPER_CLAIMS["C1"].metrics == ("accuracy", "qwk", "macro_f1")
     assert all(C.unit_of(m) for pc in C.PAPER_CLAIMS.values() for m in pc.metrics)  # every metric has a minimum
-    assert all(K.members(f) for pc in C.PAPER_CLAIMS.values() for f in pc.controls)  # every family is registered
-    assert C.PAPER_CLAIMS["C1"].controls == ("learnable", "gap", "sr_works", "negative")
-    assert C.PAPER_CLAIMS["C7"].controls == ("learnable",) and "fraction" in C.PAPER_CLAIMS["C7"].text
+    assert all(need.ids() for pc in C.PAPER_CLAIMS.values() for need in pc.controls)  # each need has its controls
+    needs = {cid: [str(n) for n in pc.controls] for cid, pc in C.PAPER_CLAIMS.items()}
+    assert needs == {
+        "C1": ["learnable", "gap", "gap:deepmt_dr", "sr_works", "negative:grading"],
+        "C2": ["lesion_resolution", "sr_works", "negative:identity"],
+        "C3": ["learnable:grader_hr"],
+        "C4": ["learnable", "gap"],
+        "C5": ["gap", "gap:deepmt_dr", "sr_works"],
+        "C6": ["sr_works"],
+        "C7": ["learnable"],
+    }
+    assert C.PAPER_CLAIMS["C1"].controls[2] == K.Need("gap", K.DR_PATHWAY) and "fraction" in C.PAPER_CLAIMS["C7"].text
+    assert [pc.id for pc in C.PAPER_CLAIMS.values() if pc.primary_comparison] == ["C3"]
     c = C.Claim.from_paper("C1", metric="accuracy", effect=0.05, lo=0.01, hi=0.09, n_seeds=3, evidence="03_x")
     assert c.verdict == "reproduced" and c.text == C.PAPER_CLAIMS["C1"].text
     with pytest.raises(KeyError, match="C9"):
@@ -154,7 +172,8 @@ def test_passing_controls_keep_the_verdict_rule():
         (K.control_row("gap", 0.05, 0.01, 0.09, regime=REGIME), "control gap failed"),  # too small a gap
         (K.control_row("learnable", 0.899, 0.88, 0.92, regime=REGIME), "control learnable failed"),
         (K.control_row("sr_works:edsr", -0.3, -0.5, -0.1, regime=REGIME), "control sr_works:edsr failed"),
-        (K.control_row("negative", 0.06, 0.02, 0.10, regime=NOTHING_LEFT), "control negative failed"),  # recovered the unrecoverable
+        (K.control_row("gap:deepmt_dr", 0.02, -0.02, 0.06, regime=REGIME), "control gap:deepmt_dr failed"),  # C1's grader
+        (K.control_row("negative:grading", 0.06, 0.02, 0.10, regime=NOTHING_LEFT), "control negative:grading failed"),  # recovered the unrecoverable
         (K.control_row("gap", regime=REGIME), "control gap not measured"),  # a row without a value
         (K.control_row("gap", 0.12, 0.08, 0.16, regime="smudge_match=0.5, x4, all masks"),
          "control gap measured only in another regime"),
@@ -167,24 +186,62 @@ def test_a_failing_or_missing_control_makes_the_claim_not_testable(row, reason):
 
 
 def test_not_testable_lists_failures_then_missing_and_only_the_needed_controls():
-    rows = [r for r in passing_controls() if r.id != "negative"]  # never measured
+    rows = [r for r in passing_controls() if r.id != "negative:grading"]  # never measured
     rows = [K.control_row("learnable", 0.8, 0.78, 0.82, regime=REGIME) if r.id == "learnable" else r for r in rows]
     controls = K.controls_table(rows)
-    assert _verdict(C1_ROW, controls) == "not testable (control learnable failed; control negative not measured)"
+    assert _verdict(C1_ROW, controls) == "not testable (control learnable failed; control negative:grading not measured)"
     c6 = C.Claim.from_paper("C6", metric="psnr_lesion", effect=0.5, lo=0.2, hi=0.8, regime=REGIME)
     assert _verdict(c6, controls) == "reproduced"  # C6 needs only sr_works
     unmeasured = C.Claim.from_paper("C1", metric="qwk", regime=REGIME)
     assert _verdict(unmeasured, controls) == "not measured"  # nothing to judge: stays not measured
     assert _verdict(C1_ROW, K.controls_table([])) == (
-        "not testable (controls learnable, gap, sr_works:srcnn, sr_works:edsr, sr_works:isr, negative not measured)")
+        "not testable (controls learnable, gap, gap:deepmt_dr, sr_works:srcnn, sr_works:edsr, sr_works:isr, "
+        "negative:grading not measured)")
     two_failed = with_row(rows, K.control_row("gap", 0.01, -0.02, 0.04, regime=REGIME))
-    assert _verdict(C1_ROW, two_failed) == "not testable (controls learnable, gap failed; control negative not measured)"
+    assert _verdict(C1_ROW, two_failed) == "not testable (controls learnable, gap failed; control negative:grading not measured)"
 
 
 def test_negative_control_counts_in_any_regime_but_every_measurement_must_pass():
     rows = passing_controls()
-    rows.append(K.control_row("negative", 0.05, 0.01, 0.09, regime="smudge_match=0.95, x4, all masks"))
-    assert _verdict(C1_ROW, K.controls_table(rows)) == "not testable (control negative failed)"
+    rows.append(K.control_row("negative:grading", 0.05, 0.01, 0.09, regime="smudge_match=0.95, x4, all masks"))
+    assert _verdict(C1_ROW, K.controls_table(rows)) == "not testable (control negative:grading failed)"
+
+
+def _on(row: K.ControlResult, obj: str) -> K.ControlResult:
+    """``row`` as measured on ``obj`` instead of its control's registered object (as a file may say)."""
+    import dataclasses
+
+    return dataclasses.replace(row, object=obj)
+
+
+def test_a_control_measured_on_another_object_than_the_claim_does_not_gate_it():
+    """Each claim is gated by its controls on the objects it names (issue 27). The benchmark's gap (on foo_mt) does
+    not stand in for the gap of the grader C1 judges, nor foo_mt's learnable for the grader C3 judges; a row of the
+    right control but measured on another object counts for nothing, passing or failing; each claim's grading or
+    identity negative control gates that claim only."""
+    rows = passing_controls()
+    without = K.controls_table([r for r in rows if r.id != "gap:deepmt_dr"])
+    assert _verdict(C1_ROW, without) == "not testable (control gap:deepmt_dr not measured)"  # gap on foo_mt passed
+    on_foo = K.controls_table([_on(r, K.FOO_MT) if r.id == "gap:deepmt_dr" else r for r in rows])
+    assert _verdict(C1_ROW, on_foo) == "not testable (control gap:deepmt_dr not measured)"  # passing, on foo_mt
+    failing_elsewhere = K.controls_table(rows + [_on(K.control_row("gap:deepmt_dr", 0.01, -0.03, 0.05, regime=REGIME), K.FOO_MT)])
+    assert _verdict(C1_ROW, failing_elsewhere) == "reproduced"  # failing, on foo_mt: does not gate C1 either
+    c3 = C.Claim.from_paper("C3", metric="energy_in_lesions", effect=0.05, lo=0.04, hi=0.06, regime=REGIME, comparison=C3_PLAIN)
+    foo_fails = with_row(rows, K.control_row("learnable", 0.62, 0.58, 0.66, regime=REGIME))
+    assert _verdict(c3, foo_fails) == "reproduced"  # foo_mt's learnable is not about the grader C3 judges
+    assert _verdict(C1_ROW, foo_fails) == "not testable (control learnable failed)"  # but it is C1's
+    grader_fails = with_row(rows, K.control_row("learnable:grader_hr", 0.626, 0.58, 0.67, regime=REGIME))
+    assert _verdict(c3, grader_fails) == "not testable (control learnable:grader_hr failed)"
+    assert _verdict(C1_ROW, grader_fails) == "reproduced"
+    c2 = C.Claim.from_paper("C2", metric="aupr", effect=0.05, lo=0.03, hi=0.07, regime=REGIME)
+    identity_fails = with_row(rows, K.control_row("negative:identity", 0.1, 0.05, 0.15, regime=NOTHING_LEFT))
+    assert (_verdict(c2, identity_fails), _verdict(C1_ROW, identity_fails)) == (
+        "not testable (control negative:identity failed)", "reproduced")
+    grading_fails = with_row(rows, K.control_row("negative:grading", 0.1, 0.05, 0.15, regime=NOTHING_LEFT))
+    assert (_verdict(c2, grading_fails), _verdict(C1_ROW, grading_fails)) == (
+        "reproduced", "not testable (control negative:grading failed)")
+    statuses = C.control_statuses("C1", REGIME, on_foo)
+    assert statuses["gap:deepmt_dr"] == K.NOT_MEASURED and statuses["gap"] == K.PASS
 
 
 def test_apply_controls_recomputes_stale_verdicts():
@@ -195,13 +252,13 @@ def test_apply_controls_recomputes_stale_verdicts():
 
 def test_collect_claims_applies_the_controls_of_the_same_folder(tmp_path):
     C.claims_table([C1_ROW, C.Claim.from_paper("C3", metric="energy_in_lesions", effect=0.04, lo=0.035, hi=0.045,
-                                              regime=REGIME)]).to_csv(tmp_path / "01_claims.csv", index=False)
+                                              regime=REGIME, comparison=C3_PLAIN)]).to_csv(tmp_path / "01_claims.csv", index=False)
     rows = passing_controls()
     K.controls_table([r for r in rows if r.id != "gap"]).to_csv(tmp_path / "01_controls.csv", index=False)
     K.controls_table([K.control_row("gap", 0.02, -0.01, 0.05, regime=REGIME)]).to_csv(tmp_path / "04_controls.csv", index=False)
     out = C.collect_claims(tmp_path).set_index("id")
     assert out.loc["C1", "verdict"] == "not testable (control gap failed)"
-    assert out.loc["C3", "verdict"] == "reproduced"  # C3 needs only learnable, which passed
+    assert out.loc["C3", "verdict"] == "reproduced"  # C3 needs only learnable:grader_hr, which passed
     assert out.loc["C1", "regime"] == REGIME
     given = K.controls_table(passing_controls())
     assert C.collect_claims(tmp_path, controls=given).set_index("id").loc["C1", "verdict"] == "reproduced"
@@ -249,8 +306,23 @@ def test_secondary_rows_carry_no_verdict():
         assert out["verdict"].tolist()[1:] == [C.SECONDARY, C.SECONDARY, C.SECONDARY, "not measured"]
         assert out.loc[1, ["effect", "lo", "hi"]].tolist() == [0.2, 0.1, 0.3]
     assert out["verdict"].iloc[0].startswith("not testable") and not C.is_verdict(C.SECONDARY)
-    assert [C.is_primary(*k) for k in (("C1", "accuracy"), ("C1", "qwk"), ("C2", "aupr"), ("C2", "aupr_MA"), ("X9", "accuracy"))] == [
-        True, False, True, False, False]
+    assert [C.is_primary(*k, "a vs b") for k in (("C1", "accuracy"), ("C1", "qwk"), ("C2", "aupr"), ("C2", "aupr_MA"),
+                                                 ("X9", "accuracy"))] == [True, False, True, False, False]
+
+
+def test_c3_is_judged_on_the_plain_hr_graders_map_only():
+    """C3's primary comparison is the plain HR grader's map (a grader that never saw a mask): DeepMT-DR's row, whose
+    map is trained toward the lesions, and a row that names no map are reported without a verdict and stay out of
+    Holm's family, however strong their effect."""
+    P = C.Claim.from_paper
+    rows = [P("C3", metric="energy_in_lesions", effect=0.04, lo=0.033, hi=0.044, p_value=0.001, regime=REGIME, comparison=C3_TRAINED),
+            P("C3", metric="energy_in_lesions", effect=0.003, lo=0.0002, hi=0.006, p_value=0.04, regime=REGIME, comparison=C3_PLAIN),
+            P("C3", metric="energy_in_lesions", effect=0.04, lo=0.033, hi=0.044, regime=REGIME)]  # the default comparison
+    out = C.apply_controls(C.claims_table(rows), K.controls_table(passing_controls()))
+    assert out["verdict"].tolist() == [C.SECONDARY, "negligible", C.SECONDARY]  # the minimum lift, 0.03, judges the plain map
+    assert out["p_holm"].notna().tolist() == [False, True, False] and out["p_holm"].iloc[1] == 0.04  # a family of one
+    assert C.comparison_label(C3_TRAINED) == "DeepMT-DR's map, trained toward the lesions"
+    assert C.comparison_label("no colon here ") == "no colon here" and C.comparison_label(math.nan) == ""
 
 
 def test_holm_matches_a_hand_computed_oracle():

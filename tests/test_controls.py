@@ -12,23 +12,39 @@ from deepmt.errors import DataError
 
 
 def test_registry_holds_the_preregistered_thresholds():
-    """The thresholds stated in issue 11 before any measurement; this test fails if one is loosened."""
-    got = {cid: (c.metric, c.unit, c.rule, c.threshold, c.same_regime) for cid, c in K.CONTROLS.items()}
+    """The thresholds stated in issue 11 before any measurement, and those issue 27 added before theirs, each on its
+    object; this test fails if one is loosened or moved to another object."""
+    got = {cid: (c.object, c.metric, c.unit, c.rule, c.threshold, c.same_regime) for cid, c in K.CONTROLS.items()}
     assert got == {
-        "learnable": ("accuracy", "accuracy", "at_least", 0.90, True),
-        "gap": ("accuracy", "accuracy", "diff_at_least", 0.08, True),
-        "sr_works:srcnn": ("psnr", "dB", "ci_above", 0.0, True),
-        "sr_works:edsr": ("psnr", "dB", "ci_above", 0.0, True),
-        "sr_works:isr": ("psnr", "dB", "diff_at_least", 2.0, True),
-        "lesion_resolution": ("aupr_MA", "AUPR", "ci_above", 0.0, True),
-        "negative": ("aupr_MA", "AUPR", "ci_holds", 0.0, False),
+        "learnable": (K.FOO_MT, "accuracy", "accuracy", "at_least", 0.90, True),
+        "learnable:grader_hr": (K.GRADER_HR, "accuracy", "accuracy", "at_least", 0.90, True),
+        "gap": (K.FOO_MT, "accuracy", "accuracy", "diff_at_least", 0.08, True),
+        "gap:deepmt_dr": (K.DR_PATHWAY, "accuracy", "accuracy", "diff_at_least", 0.08, True),
+        "sr_works:srcnn": ("srcnn (SR baseline)", "psnr", "dB", "ci_above", 0.0, True),
+        "sr_works:edsr": ("edsr (EDSR-style SR baseline)", "psnr", "dB", "ci_above", 0.0, True),
+        "sr_works:isr": ("isr (single-task ISR)", "psnr", "dB", "diff_at_least", 2.0, True),
+        "lesion_resolution": ("U-Net (lesion segmentation only)", "aupr_MA", "AUPR", "ci_above", 0.0, True),
+        "negative:grading": (K.TWIN_GRADING, "accuracy", "accuracy", "ci_holds", 0.0, False),
+        "negative:identity": (K.TWIN_IDENTITY, "ma_smudge_auc", "AUC", "ci_holds", 0.0, False),
     }
+    assert all(c.reason and c.text for c in K.CONTROLS.values())  # every threshold says why
     assert K.members("sr_works") == ["sr_works:srcnn", "sr_works:edsr", "sr_works:isr"]
-    assert K.members("gap") == ["gap"]
+    assert K.members("gap") == ["gap", "gap:deepmt_dr"] and K.members("negative") == ["negative:grading", "negative:identity"]
     with pytest.raises(KeyError, match="sr_work"):
         K.members("sr_work")
-    assert [K.CONTROLS[c].requirement() for c in ("learnable", "gap", "sr_works:srcnn", "negative")] == [
-        "≥ 0.9 accuracy", "≥ 0.08 accuracy, CI above 0", "CI above 0 dB", "CI not above 0 AUPR"]
+    assert [K.CONTROLS[c].requirement() for c in ("learnable", "gap", "sr_works:srcnn", "negative:identity")] == [
+        "≥ 0.9 accuracy", "≥ 0.08 accuracy, CI above 0", "CI above 0 dB", "CI not above 0 AUC"]
+    assert "negative" not in K.CONTROLS and "negative" in K.RETIRED
+
+
+def test_a_need_takes_the_members_of_its_family_on_its_object():
+    assert K.Need("gap", K.FOO_MT).ids() == ["gap"] and K.Need("gap", K.DR_PATHWAY).ids() == ["gap:deepmt_dr"]
+    assert K.Need("gap").ids() == ["gap", "gap:deepmt_dr"]  # no object: every member, each on its own
+    assert K.Need("learnable", K.GRADER_HR).ids() == ["learnable:grader_hr"]
+    assert [str(n) for n in (K.Need("sr_works"), K.Need("gap", K.FOO_MT), K.Need("negative", K.TWIN_IDENTITY))] == [
+        "sr_works", "gap", "negative:identity"]
+    with pytest.raises(KeyError, match="no member registered on 'grader_hr"):
+        K.Need("gap", K.GRADER_HR).ids()
 
 
 @pytest.mark.parametrize(
@@ -69,7 +85,8 @@ def test_control_row_takes_rule_and_threshold_from_the_registry():
     r = K.control_row("gap", 0.12, 0.05, 0.19, n_seeds=3, evidence="01_x", regime="r")
     assert (r.threshold, r.rule, r.unit, r.status, r.regime) == (0.08, "diff_at_least", "accuracy", "pass", "r")
     assert K.control_row("gap", 0.06, 0.01, 0.11).status == "fail"
-    assert K.control_row("negative").status == "not measured"
+    assert K.control_row("negative:grading").status == "not measured"
+    assert (r.object, K.control_row("gap:deepmt_dr").object) == (K.FOO_MT, K.DR_PATHWAY)
     with pytest.raises(KeyError, match="sr_works'"):
         K.control_row("sr_works", 1.0, 0.5, 1.5)  # a family: measure each member
     df = K.controls_table([r])
@@ -94,10 +111,11 @@ def test_collect_controls_round_trip_recomputes_from_the_registry(tmp_path):
     full = K.collect_controls(tmp_path)
     assert full["id"].tolist() == list(K.CONTROLS)  # registry order
     assert full.set_index("id").loc["gap", "status"] == "not measured"
-    # a minimal file: only the required columns (evidence from the file name, regime empty)
-    pd.DataFrame({"id": ["negative"], "value": [0.0], "lo": [-0.1], "hi": [0.1]}).to_csv(tmp_path / "00_controls.csv", index=False)
-    neg = K.collect_controls(tmp_path).set_index("id").loc["negative"]
-    assert (neg["status"], neg["evidence"], neg["regime"], neg["n_seeds"]) == ("pass", "00_controls.csv", "", 0)
+    # a minimal file: only the required columns (evidence from the file name, regime empty, the registered object)
+    pd.DataFrame({"id": ["negative:grading"], "value": [0.0], "lo": [-0.1], "hi": [0.1]}).to_csv(tmp_path / "00_controls.csv", index=False)
+    neg = K.collect_controls(tmp_path).set_index("id").loc["negative:grading"]
+    assert (neg["status"], neg["evidence"], neg["regime"], neg["n_seeds"], neg["object"]) == (
+        "pass", "00_controls.csv", "", 0, K.TWIN_GRADING)
 
 
 @pytest.mark.parametrize(
@@ -105,7 +123,8 @@ def test_collect_controls_round_trip_recomputes_from_the_registry(tmp_path):
     [
         (pd.DataFrame({"id": ["learnabel"], "value": [0.9], "lo": [0.8], "hi": [1.0]}), "02_controls.csv: unknown control 'learnabel'"),
         (pd.DataFrame({"id": ["learnable"], "value": [0.9], "lo": [0.8], "hi": [1.0], "regime": ["r"]}),
-         "02_controls.csv: control 'learnable' in regime 'r' is also measured in 01_controls.csv"),
+         r"02_controls.csv: control 'learnable' on 'foo_mt \(lesion-supervised seg\+grade net\)' in regime 'r' is also "
+         "measured in 01_controls.csv"),
         (pd.DataFrame({"id": ["gap"], "value": [0.1], "lo": [0.2], "hi": [0.0]}), "02_controls.csv: control 'gap': .*lo > hi"),
         (pd.DataFrame({"id": ["gap"], "value": [0.1]}), r"02_controls.csv: controls table lacks columns \['lo', 'hi'\]"),
     ],
@@ -117,13 +136,47 @@ def test_collect_controls_names_the_bad_file(tmp_path, other, fragment):
         K.collect_controls(tmp_path)
 
 
-def test_controls_markdown_shows_requirement_measurement_and_result():
+def test_old_files_load_each_row_on_its_controls_object_and_retired_controls_are_skipped(tmp_path):
+    """results/01_controls.csv as committed before issue 27: no object column, and the retired pixel MA AUPR
+    ``negative`` control. It loads; every row is on its control's registered object (the ids kept their meaning),
+    the retired row is dropped, and the controls it lacks are listed as not measured."""
+    old = ("id,text,metric,unit,rule,threshold,value,lo,hi,n_seeds,status,regime,evidence\n"
+           "learnable,t,accuracy,accuracy,at_least,0.9,0.94,0.917778,0.961139,3,pass,\"synthetic, smudge_match=0.8, x4, all masks\",01\n"
+           "gap,t,accuracy,accuracy,diff_at_least,0.08,0.0988889,0.0555556,0.143333,3,pass,\"synthetic, smudge_match=0.8, x4, all masks\",01\n"
+           "negative,t,aupr_MA,AUPR,ci_holds,0,0.0895018,0.081551,0.0979039,3,fail,\"synthetic, smudge_match=1, x4, all masks\",01\n")
+    (tmp_path / "01_controls.csv").write_text(old)
+    df = K.collect_controls(tmp_path)
+    assert df["id"].tolist() == list(K.CONTROLS) and "negative" not in set(df["id"])
+    got = df.set_index("id")
+    assert got.loc["learnable", ["object", "status"]].tolist() == [K.FOO_MT, "pass"]
+    assert got.loc["gap", ["object", "status"]].tolist() == [K.FOO_MT, "pass"]
+    assert got.loc["gap:deepmt_dr", ["object", "status"]].tolist() == [K.DR_PATHWAY, "not measured"]
+    # a file with the column: an empty cell is the registered object, another object is kept as written
+    rows = pd.DataFrame({"id": ["gap:deepmt_dr", "learnable:grader_hr"], "object": [K.FOO_MT, None],
+                         "value": [0.1, 0.95], "lo": [0.05, 0.9], "hi": [0.15, 0.98], "regime": ["r", "r"]})
+    rows.to_csv(tmp_path / "02_controls.csv", index=False)
+    got = K.collect_controls(tmp_path)
+    other = got[got["id"] == "gap:deepmt_dr"]
+    assert other["object"].tolist() == [K.DR_PATHWAY, K.FOO_MT]  # its own object, not measured, listed first
+    assert other["status"].tolist() == ["not measured", "pass"]
+    assert got.set_index("id").loc["learnable:grader_hr", "object"] == K.GRADER_HR
+    md = K.controls_markdown(got)
+    assert f"| {K.FOO_MT} (not {K.DR_PATHWAY}: gates nothing) |" in md
+    # one control on one object in one regime has one source; on two objects it may have two
+    rows.assign(object=[K.DR_PATHWAY, None]).iloc[:1].to_csv(tmp_path / "03_controls.csv", index=False)
+    assert len(K.collect_controls(tmp_path, include_unmeasured=False)) == 5
+    rows.iloc[:1].to_csv(tmp_path / "04_controls.csv", index=False)
+    with pytest.raises(DataError, match="04_controls.csv: control 'gap:deepmt_dr' on 'foo_mt .* also measured in 02_controls.csv"):
+        K.collect_controls(tmp_path)
+
+
+def test_controls_markdown_shows_object_requirement_measurement_and_result():
     md = K.controls_markdown([K.control_row("learnable", 0.75, 0.7, 0.8, n_seeds=3, regime="r", evidence="01_x"),
-                              K.control_row("negative")])
+                              K.control_row("negative:identity")])
     lines = md.strip().split("\n")
-    assert lines[0] == "| control | required | measured [CI] | seeds | regime | result | evidence |"
-    assert "| ≥ 0.9 accuracy | 0.750 [0.700, 0.800] | 3 | r | fail | 01_x |" in lines[2]
-    assert lines[3].endswith("| CI not above 0 AUPR | n/a |  |  | not measured |  |")
+    assert lines[0] == "| control | object | required | measured [CI] | seeds | regime | result | evidence |"
+    assert f"| {K.FOO_MT} | ≥ 0.9 accuracy | 0.750 [0.700, 0.800] | 3 | r | fail | 01_x |" in lines[2]
+    assert lines[3].endswith(f"| {K.TWIN_IDENTITY} | CI not above 0 AUC | n/a |  |  | not measured |  |")
 
 
 def test_regime_of_names_the_dial_the_scale_and_the_masks():

@@ -182,6 +182,8 @@ def test_method_profile_table_matches_the_config():
         cfg = get_config(name)
         d, m, t = cfg.data, cfg.model, cfg.train
         crops = f" (crops {d.crop_size})" if d.crop_size else ""
+        if d.nongrading_crop_size:
+            crops += f" (crops {d.nongrading_crop_size} / {d.nongrading_crop_size // d.scale} for the stages that do not grade)"
         blocks = f"{m.isr.n_resblocks} block" + ("s" if m.isr.n_resblocks > 1 else "")
         assert cells[1:6] == [f"{d.hr_size} / {d.lr_size}{crops}", f"{m.isr.channels} ch x {blocks}",
                               f"base {m.seg.base_channels}, {m.seg.levels} levels", cells[4],

@@ -1,4 +1,4 @@
-"""deepmt.studies.lesion_identity (notebook 01's diagnostic of the negative control): MA scores at the generator's
+"""deepmt.studies.lesion_identity (notebook 01's MA-vs-smudge identity and its negative control): MA scores at the generator's
 lesion centres, the MA-vs-smudge AUC against scikit-learn with its image bootstrap, and the table per dial setting."""
 
 from __future__ import annotations
@@ -76,3 +76,23 @@ def test_identity_table_averages_seeds_and_skips_settings_without_smudges(test_d
     text = LI.what_we_see(t)
     assert f"smudge_match 1: DeepMT-DR {both['auc [95% CI]']}, Seg+grade multi-task on HR {alone['auc [95% CI]']}." in text
     assert "nothing to tell apart" in LI.what_we_see(t.iloc[:0])
+
+
+def test_identity_control_is_the_paired_auc_gain_of_deepmt_dr_over_its_twin(test_ds, monkeypatch):
+    """negative:identity: DeepMT-DR's MA-vs-smudge AUC minus its no-ISR twin's, on the same lesions, with an image
+    bootstrap that draws the same images for both. A map that tells MAs from smudges where its twin's does not
+    recovers identity: the control fails; two maps alike gain nothing: it passes."""
+    from deepmt import controls as K
+
+    monkeypatch.setattr(LI, "test_split", lambda c: test_ds)
+    truth, flat = (MapMethod(lambda b: b["masks"][:, LESIONS.index("MA")]),
+                   MapMethod(lambda b: torch.full(b["hr"].shape[:1] + b["hr"].shape[-2:], 0.3)))
+    recovered = LI.identity_control({"deepmt_dr": [truth], "deepmt_dr_noisr": [flat, flat]}, CFG, n_boot=50, evidence="01_x")
+    centres = LI.lesion_centres(test_ds, CFG.data)
+    gain = (LI.identity_auc(LI.seed_mean_scores([truth], test_ds, centres), n_boot=10)["auc"]
+            - LI.identity_auc(LI.seed_mean_scores([flat], test_ds, centres), n_boot=10)["auc"])
+    assert recovered.value == pytest.approx(gain) and recovered.lo > 0 and recovered.status == K.FAIL
+    assert (recovered.id, recovered.object, recovered.n_seeds, recovered.evidence, recovered.regime) == (
+        "negative:identity", K.TWIN_IDENTITY, 1, "01_x", "synthetic, smudge_match=1, x4, all masks")
+    alike = LI.identity_control({"deepmt_dr": [flat], "deepmt_dr_noisr": [flat]}, CFG, n_boot=50)
+    assert (alike.value, alike.lo, alike.hi, alike.status) == (0.0, 0.0, 0.0, K.PASS)

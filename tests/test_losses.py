@@ -131,7 +131,7 @@ def test_dice_on_empty_masks_include_or_skip():
     masks[1, 1, 5, 5] = 1  # image 1: lesion 1 present; lesions 0 and 2 annotated and empty
     present = torch.tensor([[True, True, False], [True, True, True]])
     assert lesion_pairs(masks, present).tolist() == [[True, False, False], [False, True, False]]
-    incl = segmentation_loss(logits, masks, present, get_config("smoke").loss, sides)
+    incl = segmentation_loss(logits, masks, present, get_config("smoke", {"loss.seg_dice_empty": "include"}).loss, sides)
     skip = segmentation_loss(logits, masks, present, get_config("smoke", {"loss.seg_dice_empty": "skip"}).loss, sides)
     lesion = torch.tensor([[True, False, False], [False, True, False]])
     assert skip["seg_dice"].item() == pytest.approx(dice_loss(logits, masks, lesion).item(), rel=1e-6)
@@ -145,7 +145,7 @@ def test_dice_on_empty_masks_include_or_skip():
     loud = quiet.clone()
     loud[0, 1] = loud[1, 0] = loud[1, 2] = 3.0
     L_skip = get_config("smoke", {"loss.seg_dice_empty": "skip", "loss.seg_focal": 0.0, "loss.seg_deep": 0.0}).loss
-    L_incl = get_config("smoke", {"loss.seg_focal": 0.0, "loss.seg_deep": 0.0}).loss
+    L_incl = get_config("smoke", {"loss.seg_dice_empty": "include", "loss.seg_focal": 0.0, "loss.seg_deep": 0.0}).loss
     assert segmentation_loss(loud, masks, present, L_skip)["seg_dice"].item() == pytest.approx(
         segmentation_loss(quiet, masks, present, L_skip)["seg_dice"].item(), rel=1e-6)
     assert (segmentation_loss(loud, masks, present, L_incl)["seg_dice"]

@@ -143,12 +143,14 @@ def test_epochs_images_and_validation_passes_per_stage():
     dr, grader, dr_few, isr, bicubic, dr_small = build_entries(records, "quick")
     q = get_config("quick")
     size, crop, every, t = q.data.hr_size, q.data.nongrading_crop_size or q.data.hr_size, q.train.val_every, q.train
+    gb = t.grading_batch_size or t.batch_size  # the batch of a stage that trains a grader alone
     assert [(s.stage, s.epochs, s.images_per_epoch, s.size, s.val_passes, s.start_eval) for s in dr.stages] == [
         ("stage1a", t.epochs_stage1a, 600, crop, val_passes(t.epochs_stage1a, every), False),  # crops: no grades
-        ("stage1b", t.epochs_stage1b, 600, size, val_passes(t.epochs_stage1b, every), False),
+        ("stage1b", t.epochs_stage1b, images_per_epoch(600, gb), size, val_passes(t.epochs_stage1b, every), False),
         ("stage2", t.epochs_stage2, 600, size, val_passes(t.epochs_stage2, every), True)]
     grader_epochs = t.epochs_by_method.get("grader_lr", t.epochs_single)
-    assert [(s.epochs, s.images_per_epoch) for s in grader.stages] == [(grader_epochs, 56)]  # 60 labelled: 7 batches
+    # 60 labelled images: whole batches of train.batch_size (few labels keep it: Method.stage_batch_size), 7 of 8
+    assert [(s.epochs, s.images_per_epoch) for s in grader.stages] == [(grader_epochs, 56)]
     assert [s.images_per_epoch for s in dr_few.stages] == [600, 56, 56]  # the ISR stage learns from every image
     assert [s.images_per_epoch for s in isr.stages] == [8]  # 5 images padded to one batch
     assert bicubic.stages == [] and bicubic.eval_images == 150 + 300
@@ -223,7 +225,8 @@ def test_check_against_compares_per_entry_and_stage():
     price(entries, FakeMeter(train=0.01))
     g, d = entries
     compute = pd.DataFrame([
-        {"method": "grader_lr", "entry": g.entry, "stage": "single", "epochs": 72, "images": 43200, "train_s": 216.0},
+        {"method": "grader_lr", "entry": g.entry, "stage": "single", "epochs": g.stages[0].epochs, "images": g.stages[0].images,
+         "train_s": 216.0},
         {"method": "deepmt_dr", "entry": d.entry, "stage": "stage1a", "epochs": 15, "images": 9000, "train_s": 180.0},
         {"method": "deepmt_dr", "entry": "elsewhere", "stage": "stage1a", "epochs": 15, "images": 9000, "train_s": 45.0},
     ])

@@ -9,8 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from deepmt import controls as K
 from deepmt import metrics as M
 from deepmt.claims import Claim, claims_table
+from deepmt.controls import regime_of
 from deepmt.config import get_config
 from deepmt.errors import SettingError
 from deepmt.experiment_cache import ExperimentResult
@@ -152,13 +154,13 @@ def test_readme_results_section_from_results_folder(tmp_path):
     claims_table([Claim.from_paper("C1", metric="accuracy", effect=0.1, lo=0.05, hi=0.15, n_seeds=3, evidence="01")]).to_csv(res / "01_claims.csv", index=False)
     pd.DataFrame({"label": ["A"], "input": ["LR"], "n_seeds": [3], "accuracy [95% CI]": ["0.5 [0.4, 0.6]"]}).to_csv(res / "01_grading_by_input.csv", index=False)
     readme = tmp_path / "README.md"
-    readme.write_text("# x\n<!-- BEGIN results -->\nold\n<!-- END results -->\n")
+    readme.write_text("# x\n<!-- BEGIN results -->\nstale-block\n<!-- END results -->\n")
     timing = {"command": "./run_all.sh", "profile": "quick", "total_s": 1500, "date": "2026-11-25", "machine": "test box",
               "cache_at_start": "empty", "data": "HR 96"}
     assert S.update_readme(readme, res, timing)
     text = readme.read_text()
     assert "25.0 min" in text and "test box" in text and "from an empty cache" in text
-    assert "| **C1**" in text and "reproduced" in text and "0.5 [0.4, 0.6]" in text and "old" not in text
+    assert "| **C1**" in text and "reproduced" in text and "0.5 [0.4, 0.6]" in text and "stale-block" not in text
     assert "not measured" in text  # the other claims are listed too
     (res / "04_grading_table.csv").write_text("not,a\n\"broken")
     with pytest.raises(Exception, match="04_grading_table"):
@@ -170,7 +172,8 @@ def test_readme_results_section_from_results_folder(tmp_path):
 #: how well each fake method does (grading, ISR and segmentation alike)
 QUALITY = {"grader_lr": 0.3, "unet_lr": 0.3, "bicubic": 0.3, "grader_bicubic": 0.4, "unet_bicubic": 0.4, "srcnn": 0.4,
            "foo_mt": 0.45, "two_stage": 0.5, "edsr": 0.5, "deepmt_dr_noisr": 0.6, "isr": 0.6, "deepmt_dr": 0.8,
-           "grader_hr": 0.85, "unet_hr": 0.9, "foo_mt_hr": 0.9, "unet_hr_dice_skip": 0.95, "unet_lr_dice_skip": 0.35,
+           "grader_hr": 0.85, "unet_hr": 0.9, "foo_mt_hr": 0.9, "deepmt_dr_on_hr": 0.9, "deepmt_dr_on_bicubic": 0.5,
+           "unet_hr_dice_skip": 0.95, "unet_lr_dice_skip": 0.35,
            "foo_mt_hr_dice_skip": 0.95, "unet_hr_dice_include": 0.85, "foo_mt_hr_dice_include": 0.85}
 
 
@@ -194,6 +197,21 @@ def fake_training(monkeypatch):
 
     for module in (F1, DIAL, G, I, SEG, FL):  # each study module calls the runner under its own name
         monkeypatch.setattr(module, "run_methods", run_methods)
+
+    def pathway_runs(results, cfg):  # DeepMT-DR's cached weights fed HR / bicubic: fake runs of the same seeds
+        seeds = [r.config.train.seed for r in results]
+        return {name: [fake_run(name, s, QUALITY[name], rng_seed=sum(map(ord, name))) for s in seeds]
+                for name in (F1.PATHWAY_HR, F1.PATHWAY_BICUBIC)}
+
+    def identity_control(runs, cfg, n_boot=1000, evidence=""):  # the MA maps' identity: nothing recovered
+        identity_calls.append((float(cfg.data.synth.smudge_match), sorted(runs), len(runs["deepmt_dr"])))
+        return K.control_row("negative:identity", 0.0, -0.02, 0.02, n_seeds=len(runs["deepmt_dr"]), evidence=evidence,
+                             regime=regime_of(cfg))
+
+    identity_calls: list = []
+    monkeypatch.setattr(F1, "pathway_runs", pathway_runs)
+    monkeypatch.setattr(F1, "identity_control", identity_control)
+    return identity_calls
 
 
 #: how much each fake method of the dial loses with few labels: the bicubic-input nets most, DeepMT-DR least
@@ -236,17 +254,40 @@ def test_what_we_see_01_is_written_from_the_numbers(fake_training):
     assert "(mean of 2 seed(s))" in text
     assert "DeepMT-DR is better than DeepMT-DR without ISR in accuracy" in text
     assert f"microaneurysm AUPR {s.loc['unet_bicubic', 'aupr_MA']:.3f} (bicubic) vs {s.loc['deepmt_dr', 'aupr_MA']:.3f}" in text
-    assert list(res["controls"].id) == ["learnable", "gap", "lesion_resolution", "negative"]  # the dial's control last
+    assert list(res["controls"].id) == ["learnable", "gap", "gap:deepmt_dr", "lesion_resolution", "negative:grading",
+                                        "negative:identity"]  # the dial's controls last
     c = res["controls"].set_index("id")
-    assert f"Controls: learnable {c.loc['learnable', 'value']:.3f} ({c.loc['learnable', 'status']}); gap" in text
+    assert f"Controls: learnable on {K.FOO_MT} {c.loc['learnable', 'value']:.3f} ({c.loc['learnable', 'status']}); gap" in text
+    assert "DeepMT-DR's grading pathway on HR is better than DeepMT-DR's grading pathway on bicubic in accuracy" in text
     d = res["dial"].set_index("smudge_match")
     assert f"smudge_match 1: {d.loc[1.0, 'gap']:+.3f} / {d.loc[1.0, 'gain']:+.3f}." in text
     assert "C1 accuracy: reproduced" in text and "C2 aupr" in text
     assert text.endswith(C.SMOKE_NOTE)
     no_dial = F1.finding1(get_config("smoke"), [0], [0], n_boot=50)
-    assert no_dial["dial"] is None and list(no_dial["controls"].id) == ["learnable", "gap", "lesion_resolution"]
+    assert no_dial["dial"] is None and list(no_dial["controls"].id) == ["learnable", "gap", "gap:deepmt_dr", "lesion_resolution"]
     quiet = F1.what_we_see_01({**no_dial, "smoke": False})
     assert "Dial sweep" not in quiet and "(mean of 1 seed(s))" in quiet and "smoke" not in quiet
+
+
+def test_finding1_measures_each_control_on_its_object(fake_training):
+    """Finding 1 writes every control C1 and C2 need, each on its object: the benchmark's learnable and gap on the
+    multi-task net, gap:deepmt_dr on DeepMT-DR's grading pathway (its cached weights on HR minus on bicubic, no
+    training), and at "nothing left" the grading and identity negative controls of DeepMT-DR against its twin."""
+    cfg = get_config("smoke")
+    res = F1.finding1(cfg, [0, 1], [0], n_boot=20, dial=(1.0,), control_seeds=[0, 1])
+    c = res["controls"].set_index("id")
+    assert c["object"].to_dict() == {cid: K.CONTROLS[cid].object for cid in c.index}
+    main, nothing_left = regime_of(cfg), regime_of(cfg.replace({"data.synth.smudge_match": 1.0}))
+    assert c["regime"].to_dict() == {"learnable": main, "gap": main, "gap:deepmt_dr": main, "lesion_resolution": main,
+                                     "negative:grading": nothing_left, "negative:identity": nothing_left}
+    e = res["effects"].set_index(["a", "b", "metric"])
+    pathway = e.loc[(F1.PATHWAY_HR, F1.PATHWAY_BICUBIC, "accuracy")]
+    assert (c.loc["gap:deepmt_dr", "value"], c.loc["gap:deepmt_dr", "n_seeds"]) == (pathway["diff"], 2)
+    assert c.loc["gap:deepmt_dr", "status"] == "pass"  # fake pathway: 0.9 on HR, 0.5 on bicubic
+    assert c.loc["negative:grading", "value"] == res["dial"].set_index("smudge_match").loc[1.0, "gain"]
+    assert fake_training == [(1.0, sorted(DIAL.DIAL_METHODS), 2)]  # identity from the runs at 1.0, with their seeds
+    g = res["grading"].set_index("method")
+    assert g.loc[F1.PATHWAY_HR, "input"] == "HR (DeepMT-DR's weights)" and g.loc[F1.PATHWAY_HR, "n_seeds"] == 2
 
 
 def test_effect_change_is_the_difference_of_two_paired_effects(runs):

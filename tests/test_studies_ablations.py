@@ -317,8 +317,8 @@ def test_dial_sweep_gap_gain_share_and_the_negative_control(monkeypatch):
     assert t.loc[1.0, "gap"] > t.loc[0.0, "gap"]  # more information lost as the dial rises
     assert t.loc[1.0, "share_recovered"] == pytest.approx(t.loc[1.0, "gain"] / t.loc[1.0, "gap"])
     neg = res["controls"]
-    assert list(neg.id) == ["negative"] and neg.iloc[0]["regime"] == "synthetic, smudge_match=1, x4, all masks"
-    assert neg.iloc[0]["n_seeds"] == 3
+    assert list(neg.id) == ["negative:grading"] and neg.iloc[0]["regime"] == "synthetic, smudge_match=1, x4, all masks"
+    assert neg.iloc[0]["n_seeds"] == 3 and neg.iloc[0]["value"] == t.loc[1.0, "gain"]  # accuracy: C1's comparison
     T.plot_dial(res["table"])
     seen.clear()
     res = T.dial_sweep(cfg, (0.0, 1.0), seeds=(0,), default_seeds=(0, 1, 2), n_boot=200, control_seeds=(0, 1))

@@ -251,7 +251,7 @@ def test_c3_rows_carry_the_regime_and_two_distinct_comparisons(study):
     assert list(c["id"]) == ["C3", "C3"] and (c["regime"] == "synthetic, smudge_match=0.8, x4, all masks").all()
     assert c["comparison"].nunique() == 2
     shorts = [short_comparison(x) for x in c["comparison"]]
-    assert shorts == ["HR grader's plain Grad-CAM", "DeepMT-DR's visualization map (LR input)"]
+    assert shorts == ["HR grader's plain Grad-CAM", "DeepMT-DR's map, trained toward the lesions"]
     assert (c["n_seeds"] == 1).all()
     assert c["effect"].tolist() == pytest.approx(f2.summary["effect"].tolist())
     rows = claims_table(F2.claims_rows(f2.summary.assign(n_seeds=3), regime="r", methods=["deepmt_dr"]))
@@ -295,12 +295,48 @@ def test_what_we_see_is_written_from_the_numbers():
     assert "+0.010 [-0.020, +0.040] (x1.10; not distinguishable from the random baseline, p = 0.500)" in text
     assert "Against its own predicted lesion regions (30 images with any), the excess is +0.300 [+0.200, +0.400]" in text
     assert ("Claim C3, HR grader's plain Grad-CAM: reproduced (regime: synthetic, smudge_match=0.8, x4, all masks). "
-            "Claim C3, DeepMT-DR's visualization map (LR input): inconclusive (regime: ") in text
+            "Claim C3, DeepMT-DR's map, trained toward the lesions: reported without a verdict (regime: ") in text
     assert "smoke profile" not in text and "smoke profile" in F2.what_we_see(_fixed_finding2(smoke=True))
     empty = F2.Finding2(A.AttentionStudy(pd.DataFrame(), notes=["no masks here"]), F2.summary_table(pd.DataFrame()),
                        pd.DataFrame(columns=["method", "grade", "effect"]), pd.DataFrame(columns=["method", "n_images"]),
                        pd.DataFrame(columns=["regime", "comparison", "verdict"]))
     assert F2.what_we_see(empty) == "Nothing was measured: no masks here"
+
+
+def test_finding2_measures_c3s_control_on_the_plain_grader_and_judges_only_its_map():
+    """learnable:grader_hr from the plain HR grader's runs (accuracy, mean over seeds, on that grader's object), not
+    from any other method's; C3's primary row is that grader's map, DeepMT-DR's is labelled as trained toward the
+    lesions and, once collected, carries no verdict."""
+    from pathlib import Path
+
+    from deepmt import controls as K
+    from deepmt.claims import SECONDARY, apply_controls, claims_table, is_primary
+    from deepmt.config import get_config
+    from deepmt.experiment_cache import ExperimentResult
+
+    def run(method, seed, right):
+        y = np.arange(40) % 5
+        pred = np.where(np.arange(40) < right, y, (y + 1) % 5)
+        return ExperimentResult(method=method, config=get_config("smoke", {"train.seed": seed}), metrics={}, val_metrics={},
+                                predictions={"id": np.array([f"i{k}" for k in range(40)]), "grade_true": y,
+                                             "grade_probs": np.eye(5)[pred]},
+                                checkpoint=Path("x"), run_dir=Path("."), train_seconds=1.0, history=pd.DataFrame(), key="k")
+
+    runs = {"grader_hr": [run("grader_hr", 0, 36), run("grader_hr", 1, 38)], "deepmt_dr": [run("deepmt_dr", 0, 24)]}
+    study = A.AttentionStudy(pd.DataFrame(), methods=["grader_hr", "deepmt_dr"])
+    f2 = F2.finding2(study, "r", n_boot=50, runs=runs)
+    c = f2.controls.iloc[0]
+    assert (len(f2.controls), c["id"], c["object"], c["n_seeds"], c["regime"]) == (1, "learnable:grader_hr", K.GRADER_HR, 2, "r")
+    assert c["value"] == pytest.approx((36 + 38) / 80) and c["status"] == "pass"  # 0.925, not DeepMT-DR's 0.6
+    assert "Control learnable:grader_hr (grader_hr (plain ResNet grader, no masks)): test accuracy 0.925, required ≥ 0.9 " \
+           "accuracy: pass." in F2.what_we_see(f2)
+    assert len(F2.finding2(study, "r", n_boot=50).controls) == 0  # no runs given: nothing measured
+    rows = F2.claims_rows(_fixed_finding2().summary, regime="r")
+    assert [r.min_effect for r in rows] == [0.03, 0.03]  # the minimum lift, in the notebook's own reading too
+    claims = apply_controls(claims_table(rows), f2.controls)
+    assert [is_primary("C3", "energy_in_lesions", x) for x in claims["comparison"]] == [True, False]
+    assert claims["verdict"].tolist() == ["reproduced", SECONDARY]
+    assert "trained toward the lesions: not evidence for Finding 2" in claims["comparison"].iloc[1]
 
 
 def test_attention_study_without_masks(cfg):

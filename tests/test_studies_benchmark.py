@@ -134,7 +134,8 @@ def test_measure_config_and_describe():
     # measured at the size the profile trains at: its lesions are the ones its networks see
     assert B.measure_config(smoke) is smoke.data
     quick = get_config("quick")
-    assert B.measure_config(quick).hr_size == 96 and B.measure_config(quick).synth.size_reference == 96
+    q_size = quick.data.hr_size
+    assert B.measure_config(quick).hr_size == q_size and B.measure_config(quick).synth.size_reference == q_size
     assert B.describe(smoke) == "profile smoke: HR 64px, LR 16px (x4), 16/8/8 train/val/test images, prior 'balanced'"
 
 
@@ -146,9 +147,9 @@ def test_benchmark_study_measures_what_it_is_asked_and_smoke_what_smoke_allows()
     assert s.train_grades == [1, 1, 1, 1, 2] and s.scale == 4 and s.class_prior == "balanced"
     pd.testing.assert_frame_equal(s.contrast_table, B.contrast_summary(s.contrast))
     q = B.benchmark_study(get_config("quick"), splits, n_images=1, smudge_matches=[0.25], scales=[2, 8], dial_images=1)
-    # quick measures at its own 96 px: x8 (12 px LR) is below MIN_LR_SIZE
+    # quick measures at its own size (64 px): x8 (8 px LR) is below MIN_LR_SIZE
     assert not q.smoke and q.contrast.image.nunique() == 1 and list(zip(q.dial.smudge_match, q.dial.scale)) == [(0.25, 2)]
-    assert q.measure_cfg.hr_size == 96
+    assert q.measure_cfg.hr_size == get_config("quick").data.hr_size
 
 
 def _study(dial_rows, smoke=False):

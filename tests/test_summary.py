@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from deepmt import controls as K
-from deepmt.claims import Claim, claims_table, collect_claims, not_testable_reason
+from deepmt.claims import PLAIN_GRADER_MAP, Claim, claims_table, collect_claims, not_testable_reason
 from deepmt.errors import DataError
 from deepmt.results_io import update_sections
 from deepmt.studies import summary as S
@@ -18,6 +18,9 @@ from deepmt.studies import summary as S
 ROOT = Path(__file__).resolve().parent.parent
 
 MAIN = "smudge_match=0.7, x4, all masks"
+#: C3's judged comparison (the plain HR grader's map) and DeepMT-DR's, reported beside it without a verdict
+C3_PLAIN = f"{PLAIN_GRADER_MAP}: map energy vs random placements"
+C3_TRAINED = "DeepMT-DR's map, trained toward the lesions: not evidence for Finding 2"
 
 
 def test_readme_shows_controls_above_claims_with_regime_and_not_testable(tmp_path):
@@ -25,9 +28,11 @@ def test_readme_shows_controls_above_claims_with_regime_and_not_testable(tmp_pat
     res.mkdir()
     claims_table([
         Claim.from_paper("C1", metric="accuracy", effect=0.1, lo=0.05, hi=0.15, n_seeds=3, evidence="01", regime=MAIN),
-        Claim.from_paper("C3", metric="energy_in_lesions", effect=0.04, lo=0.035, hi=0.045, n_seeds=3, evidence="02", regime=MAIN),
+        Claim.from_paper("C3", metric="energy_in_lesions", effect=0.04, lo=0.035, hi=0.045, n_seeds=3, evidence="02", regime=MAIN,
+                         comparison=C3_PLAIN),
     ]).to_csv(res / "01_claims.csv", index=False)
     K.controls_table([K.control_row("learnable", 0.93, 0.91, 0.95, n_seeds=3, evidence="01", regime=MAIN),
+                      K.control_row("learnable:grader_hr", 0.92, 0.90, 0.94, n_seeds=3, evidence="02", regime=MAIN),
                       K.control_row("gap", 0.05, 0.01, 0.09, n_seeds=3, evidence="01", regime=MAIN)]).to_csv(res / "01_controls.csv", index=False)
     pd.DataFrame({"label": ["A"], "input": ["LR"], "n_seeds": [3], "accuracy [95% CI]": ["0.5 [0.4, 0.6]"]}).to_csv(res / "01_grading_by_input.csv", index=False)
     text = S.results_markdown(res, {"command": "./run_all.sh", "profile": "quick", "total_s": 60, "machine": "box"})
@@ -36,9 +41,12 @@ def test_readme_shows_controls_above_claims_with_regime_and_not_testable(tmp_pat
     controls_part, claims_part = text[i_controls:i_claims], text[i_claims:text.index("### Finding 1")]
     assert "| **learnable**" in controls_part and "| ≥ 0.08 accuracy, CI above 0 | 0.050 [0.010, 0.090] | 3 |" in controls_part
     assert "| fail |" in controls_part and "| not measured |" in controls_part and "before the measurements" in controls_part
+    assert f"| **gap:deepmt_dr** | {K.DR_PATHWAY} | ≥ 0.08 accuracy, CI above 0 | gap's bar" in controls_part  # the registry
+    assert f"| {K.TWIN_IDENTITY} | CI not above 0 AUC | the SR image must not tell MAs from smudges" in controls_part
     assert f"The claims come from regime `{MAIN}` (C1, C3)." in claims_part
-    assert "not testable (control gap failed; controls sr_works:srcnn, sr_works:edsr, sr_works:isr, negative not measured)" in claims_part
-    assert "| 0.03 | 3 | not adjusted: no p-value | reproduced | 02 |" in claims_part  # C3 needs only learnable, which passed
+    assert ("not testable (control gap failed; controls gap:deepmt_dr, sr_works:srcnn, sr_works:edsr, sr_works:isr, "
+            "negative:grading not measured)") in claims_part
+    assert "| 0.03 | 3 | not adjusted: no p-value | reproduced | 02 |" in claims_part  # C3 needs only learnable:grader_hr
     assert "*not testable (control … failed / not measured)*" in claims_part and "*not measured*" in claims_part
     assert "*secondary (no verdict)*" in claims_part and "*negligible* when the whole 95% interval" in claims_part
     assert "Holm-adjusted p" in claims_part and "*not adjusted: no p-value*" in claims_part
@@ -108,7 +116,7 @@ def test_readme_shows_the_dial_the_few_labels_regime_and_convergence(tmp_path):
                  ).to_csv(res / "01_ma_vs_smudge.csv", index=False)
     text = S.results_markdown(res)
     dial = text[text.index("### The LR-information dial"):text.index("### Few labels")]
-    assert "| label | smudge_match 0.8 | smudge_match 1 |" in dial  # the diagnostic of the negative control, wide
+    assert "| label | smudge_match 0.8 | smudge_match 1 |" in dial  # the identity table, wide
     assert "| DeepMT-DR | 0.635 [0.619, 0.650] | 0.533 [0.517, 0.549] |" in dial
     assert "| 1.000 | 1 | +0.150 [+0.1, +0.2] | +0.000 [-0.1, +0.1] | 0.000 | +0.001 [-0.01, +0.01] |" in dial
     few = text[text.index("### Few labels"):text.index("### Convergence")]
@@ -160,28 +168,34 @@ def test_claim_summary_picks_the_headline_row_and_shows_each_controls_status(tmp
     claims_table([
         Claim.from_paper("C1", metric="qwk", effect=-0.1, lo=-0.15, hi=-0.05, n_seeds=3, evidence="01", regime=MAIN),
         Claim.from_paper("C1", metric="accuracy", effect=0.1, lo=0.05, hi=0.15, n_seeds=3, evidence="01", regime=MAIN),
-        Claim.from_paper("C3", metric="energy_in_lesions", effect=0.01, lo=0.005, hi=0.015, n_seeds=1, evidence="02", regime=MAIN),
-        Claim.from_paper("C3", metric="energy_in_lesions", effect=0.04, lo=0.035, hi=0.045, n_seeds=1, evidence="02", regime=MAIN),
+        Claim.from_paper("C3", metric="energy_in_lesions", effect=0.04, lo=0.035, hi=0.045, n_seeds=1, evidence="02", regime=MAIN,
+                         comparison=C3_TRAINED),
+        Claim.from_paper("C3", metric="energy_in_lesions", effect=0.01, lo=0.005, hi=0.015, n_seeds=1, evidence="02", regime=MAIN,
+                         comparison=C3_PLAIN),
         Claim.from_paper("C6", metric="psnr_lesion", effect=-0.5, lo=-0.6, hi=-0.4, n_seeds=3, evidence="05", regime=MAIN),
     ]).to_csv(res / "01_claims.csv", index=False)
     K.controls_table([K.control_row("learnable", 0.93, 0.91, 0.95, n_seeds=3, evidence="01", regime=MAIN),
-                      K.control_row("gap", 0.05, 0.01, 0.09, n_seeds=3, evidence="01", regime=MAIN),
+                      K.control_row("learnable:grader_hr", 0.626, 0.58, 0.67, n_seeds=3, evidence="02", regime=MAIN),
+                      K.control_row("gap", 0.12, 0.08, 0.16, n_seeds=3, evidence="01", regime=MAIN),
+                      K.control_row("gap:deepmt_dr", -0.04, -0.08, 0.0, n_seeds=3, evidence="01", regime=MAIN),
                       K.control_row("sr_works:srcnn", 1.0, 0.5, 1.5, n_seeds=3, evidence="05", regime=MAIN),
                       K.control_row("sr_works:edsr", -0.2, -0.4, 0.1, n_seeds=3, evidence="05", regime=MAIN),
                       K.control_row("sr_works:isr", 3.0, 2.5, 3.5, n_seeds=3, evidence="05", regime="elsewhere"),
-                      K.control_row("negative", 0.0, -0.01, 0.01, n_seeds=3, evidence="01", regime="smudge_match=1"),
+                      K.control_row("negative:grading", 0.0, -0.01, 0.01, n_seeds=3, evidence="01", regime="smudge_match=1"),
                       ]).to_csv(res / "01_controls.csv", index=False)
     rows = {r.split("**")[1]: [c.strip() for c in r.strip("|").split("|")]
             for r in S.claims_summary_markdown(res).splitlines() if r.startswith("| **C")}
     assert list(rows) == [f"C{i}" for i in range(1, 8)]
     c1 = rows["C1"]
     assert c1[2] == "accuracy +0.100 [+0.050, +0.150], 3 seeds, minimum 0.02" and c1[4] == "qwk: secondary (no verdict)"
-    assert c1[5] == "learnable pass, gap **fail**, sr_works **fail** (edsr), negative pass"  # negative: any regime
-    assert c1[3].startswith("not testable (controls gap, sr_works:edsr failed")
-    assert rows["C3"][2:6] == ["energy_in_lesions +0.010 [+0.005, +0.015], 1 seed, minimum 0.03", "negligible",
-                               "energy_in_lesions: reproduced", "learnable pass"]  # its second row: another primary row
+    assert c1[5] == "learnable pass, gap **fail** (deepmt_dr), sr_works **fail** (edsr), negative:grading pass"  # negative: any regime
+    assert c1[3].startswith("not testable (controls gap:deepmt_dr, sr_works:edsr failed")
+    # C3: the plain grader's row is primary though DeepMT-DR's comes first; its control is on that grader
+    assert rows["C3"][2:6] == ["energy_in_lesions +0.010 [+0.005, +0.015], 1 seed, minimum 0.03",
+                               "not testable (control learnable:grader_hr failed)",
+                               "energy_in_lesions: secondary (no verdict)", "learnable:grader_hr **fail**"]
     assert rows["C2"][2:4] == ["not measured", "not measured"]
-    assert rows["C2"][5] == "lesion_resolution, sr_works, negative"  # not measured: no regime to judge them in
+    assert rows["C2"][5] == "lesion_resolution, sr_works, negative:identity"  # not measured: no regime to judge them in
     assert rows["C6"][5] == "sr_works **fail** (edsr)"  # the worst status, naming its members
     assert rows["C6"][3] == "not testable (control sr_works:edsr failed; control sr_works:isr measured only in another regime)"
     controls = K.collect_controls(res)

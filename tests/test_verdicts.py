@@ -21,25 +21,29 @@ NOTHING_LEFT = "smudge_match=1.0, x4, all masks"
 
 
 def fixed_tables() -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Controls: learnable passes, gap fails, negative and lesion_resolution not measured. Claims of every kind."""
+    """Controls: learnable passes (on foo_mt and on the plain HR grader), gap on foo_mt fails, gap:deepmt_dr is
+    missing, the negative ones and lesion_resolution not measured. Claims of every kind; C3 with the plain HR
+    grader's row (judged) and DeepMT-DR's (reported without a verdict)."""
     controls = K.controls_table([
         K.control_row("learnable", 0.93, 0.91, 0.95, n_seeds=3, regime=MAIN),
         K.control_row("learnable", 0.92, 0.90, 0.94, n_seeds=3, regime=PARTIAL),
         K.control_row("gap", 0.05, 0.02, 0.08, n_seeds=3, regime=MAIN),
+        K.control_row("learnable:grader_hr", 0.91, 0.89, 0.93, n_seeds=3, regime=MAIN),
         K.control_row("sr_works:srcnn", 1.1, 0.9, 1.3, regime=MAIN),
         K.control_row("sr_works:edsr", 1.5, 1.2, 1.8, regime=MAIN),
         K.control_row("sr_works:isr", 2.4, 2.1, 2.7, regime=MAIN),
         K.control_row("lesion_resolution"),
-        K.control_row("negative"),
+        K.control_row("negative:grading"),
+        K.control_row("negative:identity"),
     ])
     P = C.Claim.from_paper
     claims = C.claims_table([
         P("C1", metric="accuracy", effect=0.03, lo=0.01, hi=0.05, n_seeds=3, regime=MAIN),
         P("C1", metric="qwk", effect=0.02, lo=-0.01, hi=0.05, n_seeds=3, regime=MAIN),
         P("C3", metric="energy_in_lesions", effect=0.04, lo=0.035, hi=0.045, n_seeds=3, regime=MAIN,
-          comparison="DeepMT-DR: map energy inside lesion masks vs the same masks moved"),
+          comparison="DeepMT-DR's map, trained toward the lesions: not evidence for Finding 2"),
         P("C3", metric="energy_in_lesions", effect=0.003, lo=0.0002, hi=0.006, n_seeds=3, regime=MAIN,
-          comparison="Grader on HR: map energy inside lesion masks vs the same masks moved"),
+          comparison=f"{C.PLAIN_GRADER_MAP}: map energy inside lesion masks vs the same masks moved"),
         P("C6", metric="psnr_lesion", effect=-1.19, lo=-1.24, hi=-1.14, n_seeds=3, regime=MAIN),
         P("C6", metric="ssim_lesion", effect=0.004, lo=-0.001, hi=0.009, n_seeds=3, regime=MAIN),
         P("C2", metric="aupr", effect=0.05, lo=0.01, hi=0.09, n_seeds=3, regime=MAIN),
@@ -52,9 +56,9 @@ def fixed_tables() -> tuple[pd.DataFrame, pd.DataFrame]:
 def test_fixture_verdicts():
     claims, _ = fixed_tables()
     assert claims["verdict"].tolist() == [
-        "not testable (control gap failed; control negative not measured)", "secondary (no verdict)",
-        "reproduced", "negligible", "not reproduced", "secondary (no verdict)",
-        "not testable (controls lesion_resolution, negative not measured)",
+        "not testable (control gap failed; controls gap:deepmt_dr, negative:grading not measured)", "secondary (no verdict)",
+        "secondary (no verdict)", "negligible", "not reproduced", "secondary (no verdict)",
+        "not testable (controls lesion_resolution, negative:identity not measured)",
         "inconclusive", "not measured",
     ]
 
@@ -91,25 +95,25 @@ def test_what_we_see_is_written_from_the_numbers():
     claims, controls = fixed_tables()
     text = V.what_we_see(claims, controls)
     assert text.split("\n") == [
-        f"Controls: 5 of 8 pass; failed: gap 0.050 [0.020, 0.080] (required ≥ 0.08 accuracy, CI above 0, regime {MAIN}); "
-        "not measured: lesion_resolution, negative.",
+        f"Controls: 6 of 10 pass; failed: gap on {K.FOO_MT} 0.050 [0.020, 0.080] (required ≥ 0.08 accuracy, CI above 0, "
+        f"regime {MAIN}); not measured: lesion_resolution, negative:grading, negative:identity.",
         f"Claims: 8 of 9 rows measured. The main claims come from regime `{MAIN}` (C1, C3, C6, C2); the others from "
         f"regime `{PARTIAL}` (C7). "
-        "reproduced: C3 energy_in_lesions (DeepMT-DR) +0.040 [+0.035, +0.045]; "
-        "negligible: C3 energy_in_lesions (Grader on HR) +0.003 [+0.000, +0.006]; "
+        "reproduced: none; "
+        "negligible: C3 energy_in_lesions (HR grader's plain Grad-CAM) +0.003 [+0.000, +0.006]; "
         "not reproduced: C6 psnr_lesion (DeepMT-DR ISR vs single-task ISR network…) -1.190 [-1.240, -1.140]; "
         "inconclusive: C7 (1 row); "
-        "not testable: C1 (1 row: control gap failed; control negative not measured), "
-        "C2 (1 row: controls lesion_resolution, negative not measured); "
+        "not testable: C1 (1 row: control gap failed; controls gap:deepmt_dr, negative:grading not measured), "
+        "C2 (1 row: controls lesion_resolution, negative:identity not measured); "
         "not measured: C4.",
-        "Secondary metrics, reported without a verdict: C1 qwk; C6 ssim_lesion.",
-        "Multiplicity: Holm over the 6 measured primary rows, but none has a p-value: not adjusted, the intervals alone decide.",
+        "Secondary metrics, reported without a verdict: C1 qwk; C3 energy_in_lesions; C6 ssim_lesion.",
+        "Multiplicity: Holm over the 5 measured primary rows, but none has a p-value: not adjusted, the intervals alone decide.",
         "A 'not testable' claim is one this benchmark cannot judge until its controls pass: it is evidence neither for "
         "nor against the paper.",
     ]
     assert V.what_we_see(claims, controls, smoke=True).endswith("(smoke profile: mechanics only, these numbers are not results.)")
     with_p = claims.assign(p_value=[0.01] + [float("nan")] * 8)
-    assert ("Multiplicity: Holm over the 6 measured primary rows (1 with a p-value; 5 without one, not adjusted); "
+    assert ("Multiplicity: Holm over the 5 measured primary rows (1 with a p-value; 4 without one, not adjusted); "
             "\"reproduced\" needs an adjusted p below 0.05.") in V.what_we_see(with_p, controls)
     assert "Multiplicity: no primary row measured yet, nothing to adjust." in V.what_we_see(claims[claims["id"] == "C4"], controls)
     passing = claims[~claims["verdict"].str.startswith("not testable")]
@@ -127,7 +131,8 @@ def test_claims_figure_one_panel_per_unit_with_labels_colours_and_controls():
     assert labels[0] == f"C1 accuracy · DeepMT-DR SR input vs bicubic-upsampled LR…\n{MAIN}"
     assert labels[2].startswith("C7 accuracy") and labels[2].endswith(PARTIAL)
     energy = [t.get_text() for t in axes[4].get_yticklabels()]
-    assert energy[0] != energy[1] and energy[1].startswith("C3 energy_in_lesions · Grader on HR")
+    assert energy[0] != energy[1] and energy[1].startswith("C3 energy_in_lesions · HR grader's plain Grad-CAM")
+    assert energy[0].startswith("C3 energy_in_lesions · DeepMT-DR's map, trained toward the lesions")
     # not testable rows in their own colour, hollow; secondary rows grey, hollow, small; reproduced rows green and filled
     dots = [l for l in grading.lines if l.get_marker() == "o"]
     assert dots[0].get_color() == V.VERDICT_COLOURS["not testable"] and dots[0].get_markerfacecolor() == "white"
@@ -135,8 +140,8 @@ def test_claims_figure_one_panel_per_unit_with_labels_colours_and_controls():
     assert dots[1].get_markersize() < dots[0].get_markersize()
     assert dots[2].get_color() == V.VERDICT_COLOURS["inconclusive"]
     energy_dots = [l for l in axes[4].lines if l.get_marker() == "o"]
-    assert energy_dots[0].get_color() == V.VERDICT_COLOURS["reproduced"] == energy_dots[0].get_markerfacecolor()
-    assert energy_dots[1].get_color() == V.VERDICT_COLOURS["negligible"]
+    assert energy_dots[0].get_color() == V.SECONDARY_COLOUR  # DeepMT-DR's map: no verdict
+    assert energy_dots[1].get_color() == V.VERDICT_COLOURS["negligible"] == energy_dots[1].get_markerfacecolor()
     # each row over its band ± the minimum effect: accuracy 0.02, QWK 0.01
     bands = [c.get_paths()[0].get_extents() for c in grading.collections]
     assert [(b.x0, b.x1) for b in bands] == [pytest.approx((-0.02, 0.02)), pytest.approx((-0.01, 0.01)), pytest.approx((-0.02, 0.02))]
@@ -147,7 +152,8 @@ def test_claims_figure_one_panel_per_unit_with_labels_colours_and_controls():
     table = side.tables[0]
     cells = table.get_celld()
     rows = [[cells[i, j].get_text().get_text() for j in range(5)] for i in range(1, len(controls) + 1)]
-    assert rows[2][0] == "gap" and rows[2][2] == "0.050 [0.020, 0.080]" and rows[2][4] == "fail"
+    assert rows[2][0] == "gap\non foo_mt (lesion-\nsupervised seg+grade\nnet)" and rows[2][2] == "0.050 [0.020, 0.080]"
+    assert rows[2][4] == "fail" and rows[3][0].startswith("learnable:grader_hr\non grader_hr")
     assert rows[2][1] == "≥ 0.08 accuracy,\nCI above 0"
     assert cells[3, 4].get_facecolor()[:3] == pytest.approx(matplotlib.colors.to_rgb(V.STATUS_COLOURS["fail"]))
     assert [t.get_text() for t in side.texts] == ["claims not measured (not drawn): C4"]

@@ -35,6 +35,8 @@ terms then vanish.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from deepmt.data.degradation import bicubic_upsample
@@ -175,16 +177,23 @@ class DeepMTDR(Method):
         return out, vis
 
     def forward(self, batch: dict) -> MethodOutput:
-        grad_on = torch.is_grad_enabled()
         sr = self.super_resolve(batch["lr"])
-        logits = self.seg(sr)
+        return dataclasses.replace(self.grade_image(sr, need_vis=self.compute_vis), sr=sr)
+
+    def grade_image(self, image: torch.Tensor, need_vis: bool = False) -> MethodOutput:
+        """The segmentation and grading subnets on a full-size ``image``: ``P = sigmoid(Seg(image))``,
+        ``logits = Grader([image, P])`` and, with ``need_vis``, the visualization map (predicted grade); ``sr``
+        left None. ``forward`` feeds it the SR image; :mod:`deepmt.studies.pathway` feeds it the HR image or the
+        bicubic-upsampled LR image instead (the grading pathway without its ISR)."""
+        grad_on = torch.is_grad_enabled()
+        logits = self.seg(image)
         probs = torch.sigmoid(logits.float())
-        out, vis = self.grade_and_visualize(sr, probs, None, need_vis=self.compute_vis, create_graph=False)
+        out, vis = self.grade_and_visualize(image, probs, None, need_vis=need_vis, create_graph=False)
         grade_logits = out.logits
         if not grad_on:  # Grad-CAM ran under enable_grad: do not hand out graphs at inference
             grade_logits = grade_logits.detach()
             vis = vis.detach() if vis is not None else None
-        return MethodOutput(sr=sr, lesion_logits=logits, lesion_probs=probs, grade_logits=grade_logits, vis_map=vis)
+        return MethodOutput(lesion_logits=logits, lesion_probs=probs, grade_logits=grade_logits, vis_map=vis)
 
     def _visualize(self, batch, grade):
         """The visualization map from the LR input (super-resolution and segmentation without gradients)."""

@@ -9,8 +9,9 @@ Notebook -> study module:
 
 * 00 :mod:`deepmt.studies.benchmark` – the synthetic benchmark measured and shown.
 * 01 :mod:`deepmt.studies.finding1` – Finding 1; with :mod:`~deepmt.studies.dial` (the LR-information dial),
-  :mod:`~deepmt.studies.few_labels` (few labels, many unlabelled HR images) and :mod:`~deepmt.studies.lesion_identity`
-  (does an MA map tell MAs from smudges? the negative control's diagnostic).
+  :mod:`~deepmt.studies.few_labels` (few labels, many unlabelled HR images), :mod:`~deepmt.studies.lesion_identity`
+  (does an MA map tell MAs from smudges? the control ``negative:identity``) and :mod:`~deepmt.studies.pathway`
+  (DeepMT-DR's grading pathway on HR and bicubic images: the control ``gap:deepmt_dr``).
 * 02 :mod:`deepmt.studies.finding2` – Finding 2: visualization maps vs lesion masks (the maps:
   :mod:`~deepmt.studies.attention`).
 * 03 :mod:`deepmt.studies.training` – the staged schedule and its curves (tables: :mod:`~deepmt.studies.training_tables`,

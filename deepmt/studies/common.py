@@ -52,6 +52,9 @@ LABELS: dict[str, str] = {
     "foo_mt_hr": "Seg+grade multi-task on HR",
     "deepmt_dr": "DeepMT-DR",
     "deepmt_dr_noisr": "DeepMT-DR without ISR",
+    # DeepMT-DR's trained segmentation and grading subnets fed another image (deepmt.studies.pathway)
+    "deepmt_dr_on_hr": "DeepMT-DR's grading pathway on HR",
+    "deepmt_dr_on_bicubic": "DeepMT-DR's grading pathway on bicubic",
 }
 #: notebook 06's loss check trains a method again with the other ``loss.seg_dice_empty`` setting under the name
 #: ``METHOD_dice_SETTING``; its label is the method's followed by these words

@@ -16,7 +16,7 @@ from deepmt.studies.paper_tables import effect_control, effect_row
 
 #: the LR-information dial: MA-vs-smudge LR contrast from "easy" (no smudges) to "nothing left" (LR peaks matched)
 DIAL_SETTINGS = (0.0, 0.5, 0.8, 1.0)
-#: the dial setting at which LR carries no MA information (the negative control's regime)
+#: the dial setting at which LR carries no MA information (the negative controls' regime)
 NOTHING_LEFT = 1.0
 #: methods of the dial sweep: the gap (HR vs bicubic, same lesion-supervised net) and what DeepMT-DR recovers
 DIAL_METHODS = ("foo_mt_hr", "foo_mt", "deepmt_dr", "deepmt_dr_noisr")
@@ -32,9 +32,12 @@ def dial_sweep(cfg: Config, settings: Sequence[float] = DIAL_SETTINGS, seeds: Se
     bicubic LR (``foo_mt_hr`` - ``foo_mt``), DeepMT-DR's gain over the same network without ISR
     (``deepmt_dr`` - ``deepmt_dr_noisr``), the share of the gap that gain recovers, and the MA AUPR gain.
     The setting of ``cfg`` itself uses ``default_seeds`` (it is the main claims' regime, shared with the
-    rest of notebook 01); the others ``seeds``. The negative control is read at :data:`NOTHING_LEFT`, trained
-    with ``control_seeds`` (default: ``default_seeds``): it decides whether claims C1 and C2 can be judged, so it
-    is measured with as many seeds as they are (the bootstrap interval covers the test images, not training noise).
+    rest of notebook 01); the others ``seeds``. The grading negative control (``negative:grading``: DeepMT-DR's
+    accuracy gain over its no-ISR twin, C1's comparison) is read at :data:`NOTHING_LEFT`, trained with
+    ``control_seeds`` (default: ``default_seeds``): with ``negative:identity`` from the same runs
+    (:func:`deepmt.studies.lesion_identity.identity_control`) it decides whether claims C1 and C2 can be judged,
+    so it is measured with as many seeds as they are (the bootstrap interval covers the test images, not
+    training noise). ``controls`` holds it; ``runs`` the runs per setting.
     """
     default = float(cfg.data.synth.smudge_match)
     rows, controls = [], []
@@ -52,7 +55,8 @@ def dial_sweep(cfg: Config, settings: Sequence[float] = DIAL_SETTINGS, seeds: Se
         numbers, e = gap_and_gain(runs, n_boot)
         rows.append({"smudge_match": float(sm), "regime": regime_of(c), "n_seeds": len(use), **numbers})
         if float(sm) == NOTHING_LEFT:
-            controls.append(effect_control("negative", e, "deepmt_dr", "deepmt_dr_noisr", "aupr_MA", "01_finding1_isr_helps", regime_of(c)))
+            controls.append(effect_control("negative:grading", e, "deepmt_dr", "deepmt_dr_noisr", "accuracy",
+                                           "01_finding1_isr_helps", regime_of(c)))
     return {"table": pd.DataFrame(rows), "controls": controls_table(controls), "runs": runs_by_setting}
 
 

@@ -7,25 +7,34 @@ share inside the lesions against random placements.
     study = F2.attention_study({"grader_hr": runs_hr, "deepmt_dr": runs_mt}, cfg, n_images=200)  # a run or a list per seed
     F2.summary_table(study.per_image)          # energy share observed vs random, effect with CI, ROC-AUC
     F2.claims_rows(F2.summary_table(...), regime=regime_of(cfg))   # claim C3 rows for the claims table
-    f2 = F2.finding2(study, regime_of(cfg))    # all the tables at once; F2.what_we_see(f2) writes the text
+    f2 = F2.finding2(study, regime_of(cfg), runs=runs)   # all the tables at once; F2.what_we_see(f2) writes the text
     F2.figure_examples(study); F2.figure_energy(study.per_image, f2.summary)
+
+**Which row judges C3** (issue 27). Only the plain HR grader's map, a grader trained on grades only, never on a
+lesion mask (:attr:`deepmt.claims.PaperClaim.primary_comparison`), with the minimum lift of
+:data:`deepmt.claims.MIN_EFFECTS` (``energy_in_lesions``). DeepMT-DR's row is reported beside it without a verdict:
+its visualization-consistency loss and lesion-oriented feature selection pull its map onto its lesion maps, so
+agreement with the lesions is trained in and is no evidence for Finding 2. The control C3 needs,
+``learnable:grader_hr`` (that grader learns the grades), is measured here from the same runs (:func:`finding2`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from deepmt import GRADES, LESIONS
 from deepmt import metrics as M
-from deepmt.controls import regime_of
+from deepmt.claims import PAPER_CLAIMS, PLAIN_GRADER_MAP, Claim, claims_table, is_primary, min_effect
+from deepmt.controls import CONTROLS, control_row, controls_table, regime_of
+from deepmt.experiment_cache import ExperimentResult
 from deepmt.reporting import save_figure, save_table
 from deepmt.studies.attention import EVIDENCE, AttentionStudy, attention_study, test_split
-from deepmt.studies.common import describe_config, run_methods, study_config, study_seeds
+from deepmt.studies.common import describe_config, method_ci, run_methods, study_config, study_seeds
 
 # --------------------------------------------------------------------------- tables
 def _mean_ci(x: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, float]:
@@ -127,19 +136,21 @@ def by_lesion_table(per_image: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["method", "lesion", "n_images", "auc"])
 
 
-#: what each method's C3 row compares (the part before the colon names it in the claims figure)
+#: the grader whose map C3 judges (never trained on masks), and whose control ``learnable:grader_hr`` is measured here
+PLAIN_GRADER = "grader_hr"
+#: what each method's C3 row compares (the part before the colon names it: in the claims figure, and for the
+#: judged row, :data:`deepmt.claims.PLAIN_GRADER_MAP`)
 COMPARISONS: dict[str, str] = {
-    "grader_hr": "HR grader's plain Grad-CAM: a grader trained on HR grades only (never on masks), "
-                 "multi-stage Grad-CAM of its predicted grade",
-    "deepmt_dr": "DeepMT-DR's visualization map (LR input): lesion-oriented Grad-CAM fusion, trained to agree with "
-                 "its lesion maps",
+    PLAIN_GRADER: f"{PLAIN_GRADER_MAP}: a grader trained on HR grades only (never on masks), multi-stage Grad-CAM of "
+                  "its predicted grade",
+    "deepmt_dr": "DeepMT-DR's map, trained toward the lesions: not evidence for Finding 2 (its visualization-"
+                 "consistency loss and lesion-oriented feature selection pull its map onto its lesion maps); LR input",
 }
 
 
 def comparison(method: str) -> str:
     """The ``comparison`` of ``method``'s C3 row: which map (:data:`COMPARISONS`, else the method's label),
     then the measure."""
-    from deepmt.claims import PAPER_CLAIMS
     from deepmt.studies.common import label
 
     return f"{COMPARISONS.get(method, f'{label(method)} map')}; {PAPER_CLAIMS['C3'].comparison}"
@@ -149,9 +160,9 @@ def claims_rows(summary: pd.DataFrame, regime: str = "", evidence: str = EVIDENC
     """Claim C3 rows (one per method, in ``methods`` order, each with its own :func:`comparison`): effect =
     mean energy share inside the real lesion regions minus inside randomly placed ones, each image averaged
     over the seeds, with its paired-bootstrap CI over images; ``n_seeds`` from the summary; ``regime`` the
-    benchmark setting (:func:`deepmt.controls.regime_of`). A missing method gives a "not measured" row."""
-    from deepmt.claims import Claim
-
+    benchmark setting (:func:`deepmt.controls.regime_of`); ``min_effect`` the minimum lift of
+    :data:`deepmt.claims.MIN_EFFECTS`, so that the row's own verdict already reads it. A missing method gives a
+    "not measured" row."""
     methods = list(methods) if methods is not None else list(summary["method"]) if len(summary) else ["grader_hr"]
     claims = []
     for m in methods:
@@ -163,6 +174,7 @@ def claims_rows(summary: pd.DataFrame, regime: str = "", evidence: str = EVIDENC
             lo=float(r["effect_lo"]) if r is not None else math.nan,
             hi=float(r["effect_hi"]) if r is not None else math.nan,
             n_seeds=int(r["n_seeds"]) if r is not None else 0, evidence=evidence, comparison=comparison(m), regime=regime,
+            min_effect=min_effect("energy_in_lesions"),
         ))
     return claims
 
@@ -171,7 +183,8 @@ def claims_rows(summary: pd.DataFrame, regime: str = "", evidence: str = EVIDENC
 @dataclass
 class Finding2:
     """Everything notebook 02 shows, from one :class:`AttentionStudy`: the tables, the claim C3 rows
-    (a claims table), the regime they were measured in, and whether the numbers are smoke-profile mechanics."""
+    (a claims table), the regime they were measured in, whether the numbers are smoke-profile mechanics, and the
+    control C3 needs (a controls table; empty when the plain grader's runs were not given)."""
 
     study: AttentionStudy
     summary: pd.DataFrame
@@ -180,17 +193,24 @@ class Finding2:
     claims: pd.DataFrame
     regime: str = ""
     smoke: bool = False
+    controls: pd.DataFrame = field(default_factory=lambda: controls_table([]))
 
 
 def finding2(study: AttentionStudy, regime: str, methods: Sequence[str] | None = None, n_boot: int = 1000, seed: int = 0,
-             smoke: bool = False) -> Finding2:
+             smoke: bool = False, runs: Mapping[str, Sequence[ExperimentResult]] | None = None) -> Finding2:
     """The tables and claim rows of ``study`` (:func:`summary_table`, :func:`by_grade_table`,
-    :func:`by_lesion_table`, :func:`claims_rows` in ``regime`` for ``methods``, default the study's)."""
-    from deepmt.claims import claims_table
-
+    :func:`by_lesion_table`, :func:`claims_rows` in ``regime`` for ``methods``, default the study's) and, from
+    ``runs`` (the trained runs per method, the study's), the control ``learnable:grader_hr``: the test accuracy of
+    :data:`PLAIN_GRADER`, mean over its seeds, with a bootstrap interval over test images."""
     summary = summary_table(study.per_image, n_boot=n_boot, seed=seed)
     claims = claims_table(claims_rows(summary, regime=regime, methods=list(methods or study.methods)))
-    return Finding2(study, summary, by_grade_table(study.per_image), by_lesion_table(study.per_image), claims, regime, smoke)
+    rows = []
+    if runs and runs.get(PLAIN_GRADER):
+        acc, lo, hi = method_ci(runs[PLAIN_GRADER], "accuracy", n_boot=n_boot, seed=seed)
+        rows.append(control_row("learnable:grader_hr", value=acc, lo=lo, hi=hi, n_seeds=len(runs[PLAIN_GRADER]),
+                                evidence=EVIDENCE, regime=regime))
+    return Finding2(study, summary, by_grade_table(study.per_image), by_lesion_table(study.per_image), claims, regime, smoke,
+                    controls_table(rows))
 
 
 def _relation(lo: float, hi: float) -> str:
@@ -203,7 +223,8 @@ def what_we_see(result: Finding2) -> str:
     """Notebook 02's "what we see", written from the numbers of ``result``: per method the energy share
     inside the lesion regions against random placements (effect, CI, lift, p), the map as a pixel-level
     lesion detector, the grades with the largest and smallest excess, the lesion type it detects best,
-    the agreement with its own predicted lesions, then each C3 row's verdict and regime."""
+    the agreement with its own predicted lesions, then the control C3 needs and each C3 row's verdict and regime
+    (a row outside C3's primary comparison, DeepMT-DR's map: reported without a verdict)."""
     from deepmt.studies.common import label
 
     summary, by_grade, by_lesion = result.summary, result.by_grade, result.by_lesion
@@ -237,9 +258,13 @@ def what_we_see(result: Finding2) -> str:
                 f"{M.format_ci(r['effect_pred'], r['effect_pred_lo'], r['effect_pred_hi'], signed=True)} -- partly by "
                 f"construction, since its training pulls the map towards its lesion maps."
             )
+    for _, c in result.controls.iterrows():
+        parts.append(f"Control {c['id']} ({c['object']}): test accuracy {c['value']:.3f}, required "
+                     f"{CONTROLS[c['id']].requirement()}: {c['status']}.")
     for _, c in result.claims.iterrows():
         regime = f" (regime: {c['regime']})" if c["regime"] else ""
-        parts.append(f"Claim C3, {c['comparison'].split(':')[0]}: {c['verdict']}{regime}.")
+        judged = c["verdict"] if is_primary(c["id"], c["metric"], c["comparison"]) else "reported without a verdict"
+        parts.append(f"Claim C3, {c['comparison'].split(':')[0]}: {judged}{regime}.")
     if result.smoke:
         parts.append("(smoke profile: a few images and barely trained models -- these numbers check the mechanics; "
                      "they are not results.)")
@@ -349,7 +374,8 @@ def figure_energy(per_image: pd.DataFrame, summary: pd.DataFrame):
 
 
 __all__ = [
-    "seed_means", "summary_table", "by_grade_table", "by_lesion_table", "COMPARISONS", "comparison", "claims_rows",
+    "seed_means", "summary_table", "by_grade_table", "by_lesion_table", "PLAIN_GRADER", "COMPARISONS", "comparison",
+    "claims_rows",
     "Finding2", "finding2", "what_we_see", "figure_examples", "figure_energy",
     # what notebook 02 calls besides: the study itself (deepmt.studies.attention), the regime, the config and runs
     "AttentionStudy", "attention_study", "test_split", "regime_of", "describe_config", "run_methods", "study_config",

@@ -1,10 +1,11 @@
-"""Does a method's microaneurysm map tell MAs from their look-alike smudges? A diagnostic of notebook 01's
-negative control, on the synthetic benchmark only.
+"""Does a method's microaneurysm map tell MAs from their look-alike smudges? Notebook 01's segmentation-level
+negative control (``negative:identity``) and its table across the dial, on the synthetic benchmark only.
 
     from deepmt.studies import lesion_identity as LI
     centres = LI.lesion_centres(test_split(cfg), cfg.data)     # one row per MA / smudge of the test split
     LI.lesion_scores(method, test_split(cfg), centres)         # ... with the method's MA score there
     LI.identity_table(dial_runs, cfg)                          # per dial setting and method: AUC MA vs smudge [CI]
+    LI.identity_control(dial_runs[1.0], cfg_at_1)              # the control: DeepMT-DR's AUC minus its no-ISR twin's
 
 **Why.** MA AUPR is a pixel metric: it rises when a map finds MA-sized dark dots *and* when it outlines them
 more sharply. The benchmark's smudges (``data.synth.smudge_match``) are dots that match an MA's LR peak; at 1
@@ -19,8 +20,12 @@ over test images (:func:`deepmt.metrics.bootstrap_ci`). 0.5: the map scores smud
 them. Several seeds: each lesion's score is averaged over them first (as every other metric here). The HR
 reference (``foo_mt_hr``) shows what there is to find.
 
-This is a diagnostic added after the negative control had failed, not a control: it explains that result and
-changes no verdict.
+**The control** (:func:`identity_control`, issue 27). Where LR carries no MA information (``smudge_match`` = 1),
+DeepMT-DR's AUC minus that of the same network without ISR (``deepmt_dr_noisr``) must not be measurably above 0
+(:data:`deepmt.controls.CONTROLS` ``negative:identity``): the paired difference on the same lesions, its interval
+from a bootstrap over test images that draws the same images for both. It replaced the pixel MA AUPR negative
+control, which this measure was first added to explain: pixel AUPR mixes telling MAs from smudges with outlining
+1-2 px dots.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import torch
 from deepmt import LESIONS
 from deepmt import metrics as M
 from deepmt.config import Config
+from deepmt.controls import ControlResult, control_row, regime_of
 from deepmt.experiment_cache import ExperimentResult, load_method
 from deepmt.studies.attention import batch_to, device_of, test_split
 from deepmt.studies.common import label
@@ -151,6 +157,21 @@ def identity_table(runs_by_setting: Mapping[float, Mapping[str, Sequence[Any]]],
                                        "n_ma", "n_smudge"])
 
 
+def identity_control(runs: Mapping[str, Sequence[Any]], cfg: Config, n_boot: int = 1000,
+                     evidence: str = "01_finding1_isr_helps") -> ControlResult:
+    """The control ``negative:identity`` from ``runs`` trained at ``cfg``'s setting (notebook 01's runs at
+    ``smudge_match`` = 1, ``{method: [runs per seed]}`` holding ``deepmt_dr`` and ``deepmt_dr_noisr``): the AUC of
+    MA vs smudge of DeepMT-DR's MA map minus its no-ISR twin's, each lesion's score averaged over the seeds, with a
+    paired percentile bootstrap over test images (:func:`deepmt.metrics.paired_bootstrap`); regime from ``cfg``."""
+    ds = test_split(cfg)
+    centres = lesion_centres(ds, cfg.data)
+    a, b = (_per_image(seed_mean_scores(runs[m], ds, centres)) for m in ("deepmt_dr", "deepmt_dr_noisr"))
+    e = M.paired_bootstrap(_pooled_auc, a, _pooled_auc, b, n_boot=n_boot, use_batched=False)
+    return control_row("negative:identity", value=e["diff"], lo=e["lo"], hi=e["hi"],
+                       n_seeds=min(len(runs["deepmt_dr"]), len(runs["deepmt_dr_noisr"])), evidence=evidence,
+                       regime=regime_of(cfg))
+
+
 def what_we_see(table: pd.DataFrame) -> str:
     """The table in words: per dial setting, each method's AUC with its interval (0.5: no separation)."""
     if not len(table):
@@ -162,4 +183,5 @@ def what_we_see(table: pd.DataFrame) -> str:
             "like MAs; mean over seeds): " + "; ".join(parts) + ".")
 
 
-__all__ = ["WINDOW", "METHODS", "lesion_centres", "lesion_scores", "identity_auc", "seed_mean_scores", "identity_table", "what_we_see"]
+__all__ = ["WINDOW", "METHODS", "lesion_centres", "lesion_scores", "identity_auc", "seed_mean_scores", "identity_table",
+           "identity_control", "what_we_see"]

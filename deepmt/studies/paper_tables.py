@@ -31,6 +31,7 @@ INPUTS = {
     "deepmt_dr_noisr": "bicubic", "deepmt_dr": "SR (DeepMT-DR)", "two_stage": "SR (single-task ISR)",
     "foo_mt": "bicubic", "grader_hr": "HR", "unet_hr": "HR", "foo_mt_hr": "HR", "bicubic": "bicubic",
     "srcnn": "SR", "edsr": "SR", "isr": "SR", "edsr_": "SR",
+    "deepmt_dr_on_hr": "HR (DeepMT-DR's weights)", "deepmt_dr_on_bicubic": "bicubic (DeepMT-DR's weights)",
 }
 
 

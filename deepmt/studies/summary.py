@@ -35,15 +35,15 @@ from typing import Any
 import pandas as pd
 
 from deepmt import LESIONS
-from deepmt.claims import (MIN_EFFECTS, NOT_MEASURED, NOT_TESTABLE, PAPER_CLAIMS, claims_markdown, collect_claims,
-                           is_primary)
+from deepmt.claims import (MIN_EFFECTS, NOT_TESTABLE, PAPER_CLAIMS, claims_markdown, collect_claims,
+                           control_statuses, is_primary)
 from deepmt.config import LossConfig, get_config
-from deepmt.controls import CONTROLS, FAIL, PASS, collect_controls, controls_markdown, members
+from deepmt.controls import FAIL, NOT_MEASURED, PASS, collect_controls, controls_markdown
 from deepmt.errors import DataError
 from deepmt.reporting import results_dir
 from deepmt.results_io import to_markdown, update_readme_section, update_sections
 from deepmt.studies.convergence import COLLAPSE_SHARE, LEVEL_SHARE, convergence_summary, lesion_channel_summary
-from deepmt.studies.verdicts import regime_sentence
+from deepmt.studies.verdicts import controls_needed_markdown, regime_sentence
 
 
 def _default_note(dice_empty: str) -> str:
@@ -92,48 +92,25 @@ def data_line(profile: str) -> str:
 CLAIMS_SUMMARY = "claims-summary"
 #: the marker of docs/RESULTS.md's results block (:func:`results_markdown`)
 RESULTS = "results"
-#: a control measured, but only in regimes other than the claim's (:func:`control_statuses`)
-OTHER_REGIME = "measured only in another regime"
-
-
-def control_statuses(claim_id: str, regime: str, controls: pd.DataFrame) -> dict[str, str]:
-    """The status of every control the claim needs, member by member (``{"sr_works:srcnn": "pass", ...}``):
-    *fail* when a measurement that applies to the claim failed, *pass* when at least one applies and all passed,
-    *not measured* when none was made, :data:`OTHER_REGIME` when the only ones are in other regimes. A
-    measurement applies when it was made in the claim's regime, or in any regime for a control that is not bound
-    to one (``same_regime=False``, e.g. the negative control). The same rule as
-    :func:`deepmt.claims.not_testable_reason`, which turns the statuses into the verdict's reason."""
-    pc = PAPER_CLAIMS.get(claim_id)
-    out: dict[str, str] = {}
-    for family in pc.controls if pc else ():
-        for cid in members(family):
-            rows = controls[(controls["id"] == cid) & (controls["status"] != NOT_MEASURED)]
-            here = rows[rows["regime"].fillna("") == regime] if CONTROLS[cid].same_regime else rows
-            if (here["status"] == FAIL).any():
-                out[cid] = FAIL
-            elif len(here):
-                out[cid] = PASS
-            else:
-                out[cid] = OTHER_REGIME if len(rows) else NOT_MEASURED
-    return out
-
-
 def _controls_cell(statuses: dict[str, str]) -> str:
-    """The controls a claim needs, one per family: ``learnable pass, sr_works fail (edsr), negative **fail**``;
-    a family passes when every member passed, else the members that did not are named with their status."""
+    """The controls a claim needs (:func:`deepmt.claims.control_statuses`), one per family:
+    ``learnable pass, sr_works fail (edsr), negative:grading **fail**``; a family passes when every member passed,
+    else the members that did not are named with their status (``gap **fail** (deepmt_dr)``); a family of which the
+    claim needs one member only is named by that member's id."""
     families: dict[str, list[tuple[str, str]]] = {}
     for cid, status in statuses.items():
         family, _, member = cid.partition(":")
         families.setdefault(family, []).append((member, status))
     cells = []
     for family, rows in families.items():
+        name = f"{family}:{rows[0][0]}" if len(rows) == 1 and rows[0][0] else family
         bad = [(m, s) for m, s in rows if s != PASS]
         if not bad:
-            cells.append(f"{family} {PASS}")
+            cells.append(f"{name} {PASS}")
             continue
         worst = FAIL if any(s == FAIL for _, s in bad) else bad[0][1]
-        named = [m for m, s in bad if m and s == worst]
-        cells.append(f"{family} **{worst}**" + (f" ({', '.join(named)})" if named and len(named) < len(rows) else ""))
+        named = [m or family for m, s in bad if s == worst]  # the bare member (``gap``) by its family's name
+        cells.append(f"{name} **{worst}**" + (f" ({', '.join(named)})" if named and len(named) < len(rows) else ""))
     return ", ".join(cells) if cells else "none"
 
 
@@ -147,12 +124,13 @@ def primary_rows(claims: pd.DataFrame) -> pd.DataFrame:
     """One row per claim, in the claims table's order: the claim's **primary** row. Rule: the first row (in the
     order :func:`deepmt.claims.collect_claims` gives, i.e. the claims files by name and their rows in file order)
     in the claim's primary metric, :attr:`deepmt.claims.PaperClaim.primary` (accuracy for C1, C4, C5, C7; AUPR
-    for C2; the map energy inside lesions for C3; lesion PSNR for C6), the only metric whose rows carry a
-    verdict; the claim's first row when none has it (a claim outside :data:`~deepmt.claims.PAPER_CLAIMS`, which
+    for C2; the map energy inside lesions for C3; lesion PSNR for C6) and, for C3, its primary comparison (the
+    plain HR grader's map, :attr:`deepmt.claims.PaperClaim.primary_comparison`): the only rows that carry a
+    verdict; the claim's first row when none is one (a claim outside :data:`~deepmt.claims.PAPER_CLAIMS`, which
     declares no primary metric)."""
     keep = []
     for _, rows in claims.groupby("id", sort=False):
-        primary = rows[[is_primary(str(i), str(m)) for i, m in zip(rows["id"], rows["metric"])]]
+        primary = rows[[is_primary(str(i), str(m), c) for i, m, c in zip(rows["id"], rows["metric"], rows["comparison"])]]
         keep.append((primary if len(primary) else rows).index[0])
     return claims.loc[keep]
 
@@ -190,7 +168,8 @@ def claims_summary_markdown(root: str | Path | None = None) -> str:
             "verdict": r["verdict"],
             "other rows": "; ".join(f"{', '.join(ms)}: {v}" for v, ms in by_verdict.items()),
             "controls needed": (_controls_cell(control_statuses(str(r["id"]), str(r["regime"] or ""), controls)) if measured
-                                else ", ".join(PAPER_CLAIMS[r["id"]].controls) if r["id"] in PAPER_CLAIMS else "none"),
+                                else ", ".join(map(str, PAPER_CLAIMS[r["id"]].controls)) if r["id"] in PAPER_CLAIMS
+                                else "none"),
             "evidence": r["evidence"],
         })
     table = to_markdown(pd.DataFrame(rows, columns=["claim", "regime", "primary effect A−B [95% CI]", "verdict",
@@ -226,7 +205,9 @@ def results_markdown(root: str | Path | None = None, timing: dict[str, Any] | No
     parts.append(
         "Controls (`deepmt/controls.py`): each requirement was stated in code before the measurements and is a "
         "minimum, never loosened after seeing results; *pass* / *fail* is recomputed from the measured value and "
-        "its 95% interval. A claim whose controls did not all pass cannot be judged on this benchmark."
+        "its 95% interval. Each control measures one object, and a claim is gated only by controls measured on the "
+        "objects it names; a claim whose controls did not all pass cannot be judged on this benchmark. The registry, "
+        "with the reason for each threshold and the claims each control gates:\n\n" + controls_needed_markdown()
     )
     parts.append("### Claims of the paper\n\n" + regime_sentence(claims) + "\n\n" + claims_markdown(claims))
     parts.append(
@@ -262,9 +243,10 @@ def results_markdown(root: str | Path | None = None, timing: dict[str, Any] | No
         wide = identity.pivot_table(index="label", columns="smudge_match", values="auc [95% CI]", aggfunc="first", sort=False)
         wide.columns = [f"smudge_match {c:g}" for c in wide.columns]
         parts.append(
-            "**Does the MA map tell microaneurysms from smudges?** (notebook 01's diagnostic of the negative control, "
-            "`deepmt/studies/lesion_identity.py`): AUC of MA vs smudge of each method's MA probability at the "
-            "generator's lesion centres, 95% CI over test images; 0.5 = smudges scored like MAs.\n\n"
+            "**Does the MA map tell microaneurysms from smudges?** (notebook 01, `deepmt/studies/lesion_identity.py`; "
+            "at smudge_match 1, DeepMT-DR minus its no-ISR twin is the control `negative:identity`): AUC of MA vs "
+            "smudge of each method's MA probability at the generator's lesion centres, 95% CI over test images; 0.5 = "
+            "smudges scored like MAs.\n\n"
             + to_markdown(wide.reset_index()))
     few = _read(root, "01_few_labels")
     if few is not None:

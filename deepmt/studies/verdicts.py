@@ -12,6 +12,7 @@ return; nothing here computes an effect or a verdict::
     fig = claims_figure(claims, controls)       # one panel per metric unit, the controls table beside them
     print(what_we_see(claims, controls))        # the notebook's "what we see", written from the numbers
     print(regime_sentence(claims))              # which benchmark setting the claims come from
+    print(controls_needed_markdown())           # the registry: each control's object, threshold, reason, claims
 
 Effects of different units never share an axis: accuracy/QWK/F1 differences, dB, SSIM, AUPR/Dice and
 map-energy fractions each get a panel (:func:`metric_panel`). Each row is labelled with its claim id,
@@ -37,6 +38,7 @@ from deepmt.claims import (
     NOT_REPRODUCED,
     NOT_TESTABLE,
     REPRODUCED,
+    PAPER_CLAIMS,
     SECONDARY,
     claims_markdown,
     collect_claims,
@@ -45,7 +47,7 @@ from deepmt.controls import CONTROLS, FAIL, PASS, collect_controls, controls_mar
 from deepmt.controls import NOT_MEASURED as CONTROL_NOT_MEASURED
 from deepmt.metrics import format_ci
 from deepmt.reporting import results_dir, save_figure, save_table
-from deepmt.results_io import text_or
+from deepmt.results_io import text_or, to_markdown
 from deepmt.studies.common import study_config
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -135,6 +137,17 @@ def _control_measure(r: Any) -> str:
     return format_ci(r.value, r.lo, r.hi)
 
 
+def controls_needed_markdown() -> str:
+    """The controls as registered (:data:`deepmt.controls.CONTROLS`), one row each: the control, the object it
+    measures, its requirement, why that threshold, and the claims it gates (:attr:`deepmt.claims.PaperClaim.controls`:
+    the claims that need it on that object)."""
+    gates = {cid: [pc.id for pc in PAPER_CLAIMS.values() if any(cid in need.ids() for need in pc.controls)]
+             for cid in CONTROLS}
+    return to_markdown(pd.DataFrame(
+        [(f"**{cid}**", c.object, c.requirement(), c.reason, ", ".join(gates[cid]) or "none") for cid, c in CONTROLS.items()],
+        columns=["control", "object", "required", "why this threshold", "gates"]))
+
+
 def what_we_see(claims: pd.DataFrame, controls: pd.DataFrame, smoke: bool = False) -> str:
     """The "what we see" paragraph of notebook 11, written from the two tables: which controls pass or fail
     (with value and requirement), which claims fall in each verdict class (the decided ones with their
@@ -142,7 +155,7 @@ def what_we_see(claims: pd.DataFrame, controls: pd.DataFrame, smoke: bool = Fals
     not-testable ones cannot be judged."""
     lines = []
     status = controls["status"].tolist()
-    failed = [f"{r.id} {_control_measure(r)} (required {CONTROLS[r.id].requirement()}"
+    failed = [f"{r.id} on {r.object} {_control_measure(r)} (required {CONTROLS[r.id].requirement()}"
               + (f", regime {r.regime}" if text_or(r.regime) else "") + ")"
               for r in controls.itertuples() if r.status == FAIL]
     unmeasured = [r.id for r in controls.itertuples() if r.status == CONTROL_NOT_MEASURED]
@@ -218,7 +231,8 @@ def _controls_cells(controls: pd.DataFrame) -> tuple[list[list[str]], list[list[
     for r in controls.itertuples():
         regime = "\n".join(textwrap.wrap(text_or(r.regime), 17)) or "—"
         required = ",\n".join("\n".join(textwrap.wrap(part, 15)) for part in CONTROLS[r.id].requirement().split(", "))
-        text.append([r.id, required, _control_measure(r), regime, r.status])
+        text.append([f"{r.id}\n" + "\n".join(textwrap.wrap(f"on {r.object}", 22)), required, _control_measure(r), regime,
+                     r.status])
         colours.append(["white"] * 4 + [STATUS_COLOURS.get(r.status, "white")])
     return text, colours
 
@@ -274,7 +288,7 @@ def claims_figure(claims: pd.DataFrame, controls: pd.DataFrame, title: str = "")
 __all__ = [
     "GRADING_PANEL", "PSNR_PANEL", "SSIM_PANEL", "SEG_PANEL", "ENERGY_PANEL", "PANELS", "VERDICT_COLOURS",
     "SECONDARY_COLOUR", "BAND_COLOUR", "STATUS_COLOURS", "VERDICT_ORDER", "metric_panel", "verdict_class", "short_comparison", "row_label", "regimes",
-    "regime_sentence", "what_we_see", "claims_figure",
+    "regime_sentence", "controls_needed_markdown", "what_we_see", "claims_figure",
     # what notebook 11 calls besides
     "claims_markdown", "collect_claims", "collect_controls", "controls_markdown", "results_dir", "study_config",
     "save_figure", "save_table",

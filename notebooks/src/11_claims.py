@@ -14,11 +14,15 @@
 # whose controls fail cannot say "not reproduced"; it can only say "not tested".
 #
 # **Controls** (thresholds pre-registered in `deepmt/controls.py` before any measurement; minimums, never
-# loosened after seeing results): the lesion-supervised multi-task grader learns the grades on HR (`learnable`);
-# bicubic LR falls behind it (`gap`); every learned SR baseline beats bicubic, single-task ISR by 2 dB
-# (`sr_works:*`); resolution matters for MA segmentation (`lesion_resolution`); and where LR carries no MA
-# information DeepMT-DR recovers none (`negative`). Each row: requirement, measured value with its 95% CI,
-# regime (the benchmark setting that produced it), pass / fail.
+# loosened after seeing results), each measured on one **object**, the model or pathway whose numbers it checks:
+# the lesion-supervised multi-task grader learns the grades on HR (`learnable`) and bicubic LR falls behind it
+# (`gap`), the benchmark-level pair; the plain HR grader whose map C3 reads learns them too (`learnable:grader_hr`);
+# DeepMT-DR's own grading pathway gains from HR over bicubic (`gap:deepmt_dr`, the grader C1 and C5 judge); every
+# learned SR baseline beats bicubic, single-task ISR by 2 dB (`sr_works:*`); resolution matters for MA segmentation
+# (`lesion_resolution`); and where LR carries no MA information DeepMT-DR recovers none over its no-ISR twin, in
+# grading (`negative:grading`, for C1) and in telling MAs from smudges (`negative:identity`, for C2). A claim is
+# gated only by the controls on the objects it names; a row measured on another object gates nothing. Each row:
+# object, requirement, measured value with its 95% CI, regime (the benchmark setting that produced it), pass / fail.
 #
 # **Claims**: the comparison that tests each, our effect with its 95% CI, the seeds and regime behind it, the
 # minimum effect that would matter, the p-value where the notebook wrote one, and a verdict computed from those
@@ -51,7 +55,8 @@ data_root = ""
 from IPython.display import Markdown
 
 from deepmt.studies.verdicts import (claims_figure, claims_markdown, collect_claims, collect_controls, controls_markdown,
-                                     regime_sentence, results_dir, save_figure, save_table, study_config, what_we_see)
+                                     controls_needed_markdown, regime_sentence, results_dir, save_figure, save_table,
+                                     study_config, what_we_see)
 
 cfg = study_config(profile, dataset, data_root)
 smoke = cfg.profile == "smoke"
@@ -68,6 +73,14 @@ print("claims from", sorted({e for e in claims["evidence"] if isinstance(e, str)
 
 # %% [markdown]
 # ## Results: the controls first
+#
+# As registered: each control's object, requirement, the reason for its threshold, and the claims it gates.
+
+# %%
+display(Markdown(controls_needed_markdown()))
+
+# %% [markdown]
+# As measured, recomputed against the registry:
 
 # %%
 save_table(controls, "11_controls")
