@@ -246,6 +246,11 @@ class TrainConfig:
     # learning-rate schedule still spans the stage's epochs, so a stopped stage never anneals: use it where the
     # curves level off long before the end (notebook 03)
     patience: int = 0
+    # which epoch a stage that trains several subnets keeps: "per_module" = a subnet with a validation metric of its
+    # own (Method.selection_groups) at its own best validated epoch, the rest at the stage's selection metric
+    # (DeepMT-DR's stage 1a: the ISR at its best PSNR, the segmentation at its best AUPR); "joint" = the whole
+    # stage at its selection metric's best epoch (until 2026-12-07: it rolled the ISR back to the AUPR-best epoch)
+    module_selection: str = "per_module"
     progress: bool = True
     # torch CPU threads of a run (trainer: torch.set_num_threads; the runner's workers also set OMP_NUM_THREADS).
     # Part of the run's key because CPU results depend on it; 0 = torch's default (all cores: machine-dependent).
@@ -422,6 +427,7 @@ ALLOWED: dict[str, Allowed] = {
     "loss.feedback_scaling": Allowed(choices=("authors", "calibrated")),
     "loss.stage1b_input": Allowed(choices=("hr", "sr")),
     "loss.seg_dice_empty": Allowed(choices=("include", "skip")),
+    "train.module_selection": Allowed(choices=("per_module", "joint")),
     "loss.feedback_ratio": _POSITIVE,
     "loss.calibration_batches": _AT_LEAST_1,
     "train.device": Allowed(pattern=r"auto|cpu|cuda(:\d+)?", text="auto, cpu, cuda or cuda:N"),

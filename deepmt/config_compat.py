@@ -13,7 +13,8 @@ from typing import Any, Mapping
 #: Defaults of the fields whose default changed when the dataclass defaults became the paper's settings
 #: (before, the defaults matched no profile). A stored config (``config.json``, a checkpoint) written
 #: without one of these fields was made with this value, so :func:`config_from_dict` fills it in. Also the fields
-#: added with a key-neutral default that later changed (``loss.seg_dice_empty``: "include" until 2026-12-06).
+#: added with a key-neutral default that later changed (``loss.seg_dice_empty``: "include" until 2026-12-06;
+#: ``train.module_selection``: "joint" until 2026-12-07).
 STORED_DEFAULTS: dict[str, Any] = {
     "profile": "quick",
     "data.hr_size": 128,
@@ -30,6 +31,7 @@ STORED_DEFAULTS: dict[str, Any] = {
     "train.epochs_stage2": 4,
     "train.epochs_single": 12,
     "loss.seg_dice_empty": "include",
+    "train.module_selection": "joint",
 }
 
 
@@ -49,6 +51,7 @@ KEY_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "train.patience": 0,
     "train.grading_batch_size": None,
     "train.grading_learning_rate": None,
+    "train.module_selection": "joint",
 }
 
 

@@ -294,3 +294,87 @@ def test_val_min_points_0_leaves_keys_unchanged():
     base = get_config("quick", {"train.val_min_points": 0})
     assert "val_min_points" not in comparable_config(base.to_dict())["train"]
     assert base.replace({"train.val_min_points": 6}).key() != base.key()
+
+
+# --------------------------------------------------------------------------- selection per module
+class TwoMetrics(DummyMethod):
+    """The isr_seg stage is selected on AUPR, its ISR on PSNR (as DeepMT-DR's stage 1a)."""
+
+    def selection_metric(self, stage):
+        return "aupr" if stage == "isr_seg" else "qwk"
+
+    def selection_groups(self, stage):
+        return {"isr": (("isr.",), "psnr")} if stage == "isr_seg" else {}
+
+
+def _scripted_validation(monkeypatch, psnr, aupr, start=0):
+    """Stage isr_seg's validation reads the scripts (from index ``start``) and snapshots the weights it saw."""
+    real, seen = T.evaluate, []
+
+    def fake(method, ds, cfg, progress=True, desc=""):
+        if desc != "val isr_seg":
+            return real(method, ds, cfg, progress=progress, desc=desc)
+        i = start + len(seen)
+        seen.append({k: v.detach().clone() for k, v in method.state_dict().items()})
+        return {"psnr": psnr[i], "aupr": aupr[i], "qwk": 0.0}, None
+
+    monkeypatch.setattr(T, "evaluate", fake)
+    return seen
+
+
+PSNR = [30.0, 32.0, 31.0, 33.0, 32.5]  # the ISR is best at epoch 4
+AUPR = [0.2, 0.5, 0.4, 0.3, 0.1]  # the segmentation (the stage's metric) at epoch 2
+
+
+def _same(state, ref, prefix):
+    keys = [k for k in state if k.startswith(prefix)]
+    return bool(keys) and all(torch.equal(state[k], ref[k]) for k in keys)
+
+
+@pytest.mark.parametrize("mode", ["per_module", "joint"])
+def test_stage_1a_keeps_each_module_at_its_own_best_epoch(tmp_path, monkeypatch, mode):
+    seen = _scripted_validation(monkeypatch, PSNR, AUPR)
+    seed_everything(0)
+    m = TwoMetrics()
+    cfg = tiny_cfg(**{"train.epochs_stage1a": 5, "train.epochs_stage1b": 1, "train.module_selection": mode})
+    res = train(m, cfg, dummy_datasets(), tmp_path)
+    assert len(seen) == 5 and res.best["isr_seg"]["epoch"] == 2
+    final = torch.load(res.checkpoint, weights_only=False)["model"]
+    assert _same(final, seen[1], "seg.")  # the segmentation of the AUPR-best epoch
+    if mode == "per_module":
+        assert _same(final, seen[3], "isr.") and not _same(final, seen[1], "isr.")  # the ISR of the PSNR-best epoch
+        assert res.best["isr_seg"]["groups"] == {"isr": {"score": 33.0, "epoch": 4, "metric": "psnr"}}
+        h = res.history[res.history["stage"] == "isr_seg"]
+        assert h["best_isr"].tolist() == [True, True, False, True, False] and h["best"].tolist() == [True, True, False, False, False]
+    else:  # the whole stage at the AUPR-best epoch: the ISR rolled back with it
+        assert _same(final, seen[1], "isr.") and "groups" not in res.best["isr_seg"]
+
+
+def test_selection_per_module_resumes_exactly(tmp_path, monkeypatch):
+    """Cut in the 4th epoch (the ISR's best is still to come) and resumed: the same kept weights and records."""
+    from deepmt.errors import TrainingError
+
+    cfg = tiny_cfg(**{"train.epochs_stage1a": 5, "train.epochs_stage1b": 1})
+    _scripted_validation(monkeypatch, PSNR, AUPR)
+    seed_everything(0)
+    ref = train(TwoMetrics(), cfg, dummy_datasets(), tmp_path / "ref")
+    _scripted_validation(monkeypatch, PSNR, AUPR)
+    seed_everything(0)
+    with pytest.raises(TrainingError):  # 4 steps per epoch: a NaN in the 2nd step of epoch 4
+        train(TwoMetrics(nan_at_call=4 * 3 + 2, nan_term="pixel"), cfg, dummy_datasets(), tmp_path / "cut")
+    _scripted_validation(monkeypatch, PSNR, AUPR, start=3)
+    res = train(TwoMetrics(), cfg, dummy_datasets(), tmp_path / "cut", resume=True)
+    assert res.best == ref.best and res.best["isr_seg"]["groups"]["isr"]["epoch"] == 4
+    a = torch.load(res.checkpoint, weights_only=False)["model"]
+    b = torch.load(ref.checkpoint, weights_only=False)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_deepmt_dr_names_its_isr_group_in_stage_1a_only():
+    cfg = get_config("smoke")
+    m = build_method("deepmt_dr", cfg)
+    assert m.selection_groups("stage1a") == {"isr": (("isr.",), "psnr")}
+    assert m.selection_groups("stage1b") == m.selection_groups("stage2") == {}
+    assert build_method("deepmt_dr", cfg.replace({"train.module_selection": "joint"})).selection_groups("stage1a") == {}
+    assert build_method("deepmt_dr_noisr", cfg).selection_groups("stage1a") == {}  # no ISR: one module, one metric
+    assert all(k.startswith("isr.") for k in m.state_dict() if "isr" in k.split(".")[0])

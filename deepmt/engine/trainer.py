@@ -19,6 +19,9 @@ loss; baselines: e.g. ``("single",)``):
    the selection metric). Where ``method.keeps_start_candidate(stage)`` (DeepMT-DR's stage 2), the
    weights the stage starts from are evaluated first and compete as "epoch 0": the stage never keeps
    a model worse on validation than the one it started from, and says so when it keeps that one.
+   Under ``train.module_selection="per_module"`` a subnet named by ``method.selection_groups(stage)`` is
+   kept at the best epoch of its own validation metric instead (DeepMT-DR's stage 1a: the ISR at its best
+   PSNR, the segmentation at its best AUPR); ``best_info[stage]["groups"]`` records those epochs.
 
 At the end of every stage the RNG states (all ranks) are also written to ``stage-end-<stage>.pt``
 (no weights: those are in ``best-<stage>.pt``), so that a warm-started run (below) can continue from
@@ -322,6 +325,11 @@ def _train(method, cfg, datasets, run_dir, resume, *, class_counts, evaluate_tes
         )
         scaler = prec.grad_scaler()
         best: dict[str, Any] = {"score": -math.inf, "epoch": 0, "model": None}
+        # subnets kept at their own best epoch (train.module_selection): their keys in best["model"] come from
+        # group_best's epoch, the rest from best["epoch"]; resumed from best_info like every other record
+        groups_of = getattr(method, "selection_groups", None)  # optional in the Method contract
+        groups = dict(groups_of(stage)) if groups_of is not None and cfg.train.module_selection == "per_module" else {}
+        group_best = {g: {"score": -math.inf, "epoch": 0, "metric": metric} for g, (_, metric) in groups.items()}
         first_epoch = 0
         if ckpt is not None and si == start_stage and start_epoch > 0:
             opt.load_state_dict(ckpt["optimizer"])
@@ -329,6 +337,9 @@ def _train(method, cfg, datasets, run_dir, resume, *, class_counts, evaluate_tes
             scaler.load_state_dict(ckpt["scaler"])
             if "best_model" in ckpt:
                 best = {"score": float(ckpt["best_score"]), "epoch": int(ckpt["best_epoch"]), "model": ckpt["best_model"]}
+            for g, rec in dict(best_info.get(stage, {}).get("groups") or {}).items():
+                if g in group_best:
+                    group_best[g] = {"score": float(rec["score"]), "epoch": int(rec["epoch"]), "metric": rec["metric"]}
             first_epoch = start_epoch
         # the weights the stage starts from compete for selection (e.g. stage 2 vs the stage-1 weights)
         start_val = dict(best_info.get(stage, {}).get("start_val") or {}) or None
@@ -351,12 +362,13 @@ def _train(method, cfg, datasets, run_dir, resume, *, class_counts, evaluate_tes
         for epoch in bar:
             # early stopping (train.patience), checked before each epoch from the restored best: a resumed stage
             # stops exactly where the uninterrupted one did
+            last_gain = max([best["epoch"], *(r["epoch"] for r in group_best.values())])
             if (patience and epoch > 0 and epoch % val_every == 0 and best["model"] is not None
-                    and epoch - best["epoch"] >= patience):
+                    and epoch - last_gain >= patience):
                 best_info[stage]["stopped_after"] = epoch
                 if ctx.is_main:
                     print(f"{method.name}:{stage}: stopped after epoch {epoch} of {n_epochs}: no better validation "
-                          f"{metric_name} for {epoch - best['epoch']} epochs (train.patience={patience}); kept epoch "
+                          f"{metric_name} for {epoch - last_gain} epochs (train.patience={patience}); kept epoch "
                           f"{best['epoch']}", flush=True)
                 break
             if sampler is not None:
@@ -371,11 +383,12 @@ def _train(method, cfg, datasets, run_dir, resume, *, class_counts, evaluate_tes
                 if ctx.is_main:
                     val, _ = evaluate(method, val_set, cfg, progress=False, desc=f"val {stage}")
                 val = ddp.broadcast_object(val, ctx)
-                if metric_name not in val:
-                    raise TrainingError(
-                        f"stage {stage!r}: selection metric {metric_name!r} is not among the validation metrics "
-                        f"{sorted(val)}"
-                    )
+                for name in [metric_name, *(r["metric"] for r in group_best.values())]:
+                    if name not in val:
+                        raise TrainingError(
+                            f"stage {stage!r}: selection metric {name!r} is not among the validation metrics "
+                            f"{sorted(val)}"
+                        )
             if val_set is None:  # no val split: the last epoch wins
                 score = float(epoch)
                 improved = best["model"] is None or score > best["score"]
@@ -385,21 +398,35 @@ def _train(method, cfg, datasets, run_dir, resume, *, class_counts, evaluate_tes
             else:  # not validated after this epoch (train.val_every): it cannot be selected
                 score, improved = math.nan, False
             if improved:
-                best = {"score": score, "epoch": epoch + 1, "model": _state_copy(method)}
+                new_best = _state_copy(method)
+                for g, (prefixes, _) in groups.items():  # a group keeps its own best epoch's weights
+                    if group_best[g]["epoch"] > 0 and best["model"] is not None:
+                        new_best.update({k: v for k, v in best["model"].items() if k.startswith(prefixes)})
+                best = {"score": score, "epoch": epoch + 1, "model": new_best}
+            group_improved = []
+            if validated and best["model"] is not None:
+                for g, (prefixes, metric) in groups.items():
+                    g_score = _finite_or_neg_inf(float(val[metric]))
+                    if group_best[g]["epoch"] == 0 or g_score > group_best[g]["score"]:
+                        group_best[g] = {"score": g_score, "epoch": epoch + 1, "metric": metric}
+                        best["model"].update({k: v for k, v in _state_copy(method).items() if k.startswith(prefixes)})
+                        group_improved.append(g)
             row = {
                 "stage": stage, "epoch": epoch + 1, "global_epoch": len(history) + 1,
                 **{f"loss_{k}": v for k, v in terms_mean.items()},
                 **{f"val_{k}": v for k, v in val.items()},
                 "selection_metric": metric_name, "selection_score": score, "best": bool(improved),
+                **{f"best_{g}": g in group_improved for g in groups},
                 "lr": float(sched.get_last_lr()[0]), "seconds": seconds, "images_per_s": n_images / max(seconds, 1e-9),
             }
             history.append(row)
             best_info[stage] = {"score": best["score"], "epoch": best["epoch"], "metric": metric_name,
-                                **({"start_val": start_val} if start_val else {})}
-            if improved and ctx.is_main:
+                                **({"start_val": start_val} if start_val else {}),
+                                **({"groups": {g: dict(r) for g, r in group_best.items()}} if groups else {})}
+            if (improved or group_improved) and ctx.is_main:
                 save_checkpoint(run_dir / f"best-{stage}.pt", {
                     **meta, "kind": "best", "model": best["model"], "stage_index": si, "stage": stage,
-                    "epoch": epoch + 1, "score": score,
+                    "epoch": best["epoch"], "score": best["score"],
                 })
             save_last(si, epoch + 1, opt, sched, scaler, best)
             if ctx.is_main:

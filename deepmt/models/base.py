@@ -180,6 +180,12 @@ class Method(nn.Module):
         loss calibrations): kept when the trainer restores a stage's best epoch. Default: none."""
         return ()
 
+    def selection_groups(self, stage: str) -> dict[str, tuple[tuple[str, ...], str]]:
+        """Subnets of ``stage`` kept at their own best validated epoch (``train.module_selection="per_module"``):
+        name -> (``state_dict`` key prefixes, validation metric, higher is better). The rest of the stage is kept
+        at :meth:`selection_score`'s best epoch. Default: none (the whole stage at one epoch)."""
+        return {}
+
     def selection_score(self, stage: str, val: dict[str, float], start_val: dict[str, float] | None = None) -> float:
         """The score (higher is better) that selects the epoch of ``stage`` from its validation metrics
         ``val``; ``start_val`` are those of the stage's starting weights when :meth:`keeps_start_candidate`."""

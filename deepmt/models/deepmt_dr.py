@@ -136,6 +136,16 @@ class DeepMTDR(Method):
         """The feedback calibration measured in stage 2 is kept even when stage 2 falls back to its start weights."""
         return ("feedback_calibration.",) if self.feedback_calibration is not None else ()
 
+    def selection_groups(self, stage):
+        """Stage 1a under ``train.module_selection="per_module"``: the ISR is kept at its best validation PSNR, the
+        segmentation at its best AUPR (the stage's metric). Selecting the whole stage on AUPR rolled the ISR back
+        to an earlier, blurrier epoch (issue 27: 31.4-32.0 dB kept against 32.4-32.6 at the last epoch, 96 px),
+        which confounds the comparison with the single-task ISR, kept at its own best PSNR."""
+        self.check_stage(stage)
+        if stage == "stage1a" and self.isr is not None and self.cfg.train.module_selection == "per_module":
+            return {"isr": (("isr.",), "psnr")}
+        return {}
+
     def selection_score(self, stage, val, start_val=None):
         """Stage 2: the grading metric, but an epoch whose validation PSNR fell more than
         ``train.stage2_max_psnr_drop`` dB below the stage-1 weights' is not eligible (-inf), so stage 2
