@@ -347,13 +347,19 @@ PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
         # on 3 seeds (docs/PERFORMANCE.md, 2026-12-06); the stages that segment keep batches of 8 (MA needs steps)
         "train.grading_batch_size": 32,
         "train.grading_learning_rate": 4e-3,
-        "train.val_every": 3,  # validate (and select) every 3rd epoch and the last (paper: every epoch)
+        "train.val_every": 3,  # validate (and select) every 3rd epoch and the last (paper: every epoch) ...
+        # ... but at least 6 times a stage: stage 2 (6 epochs) every epoch, so that notebook 03's levelled-off rule
+        # reads more than two points (64-px rehearsal, 2026-12-06: at every 3rd, stage 2 read as levelled on 7 of 15)
+        "train.val_min_points": 6,
         # trained to convergence; notebook 03 checks that every curve has levelled off. Measured (benchmark v3,
         # smudge_match 0.8, seed 0, 2-core CPU, 2026-11-30): the lesion-supervised HR net (foo_mt_hr) reached
         # 0.843 test accuracy at 18 epochs and 0.947 at 36 (0.900 at 18 with twice the widths, at about twice
         # the FLOPs of 36 narrow epochs); DeepMT-DR's stage-1b grader was still at 0.61 validation accuracy after
         # 12 epochs; stage 1a's validation AUPR peaked at epoch 5 of 15 and its PSNR levelled off by epoch 13
-        "train.epochs_stage1a": 15,
+        # stage 1a at 30 (15 until 2026-12-07): at 15 its mean AUPR was still rising on 16 of 23 runs of the 64-px
+        # rehearsal; at 30 it levelled off on 3 of 3 seeds (shares 0.017 / 0.020 / 0.011, AUPR 0.746 / 0.726 / 0.745
+        # against 0.709 / 0.711 / 0.720 at 15)
+        "train.epochs_stage1a": 30,
         "train.epochs_stage1b": 36,
         "train.epochs_stage2": 6,
         "train.epochs_single": 36,

@@ -145,9 +145,9 @@ def test_epochs_images_and_validation_passes_per_stage():
     size, crop, every, t = q.data.hr_size, q.data.nongrading_crop_size or q.data.hr_size, q.train.val_every, q.train
     gb = t.grading_batch_size or t.batch_size  # the batch of a stage that trains a grader alone
     assert [(s.stage, s.epochs, s.images_per_epoch, s.size, s.val_passes, s.start_eval) for s in dr.stages] == [
-        ("stage1a", t.epochs_stage1a, 600, crop, val_passes(t.epochs_stage1a, every), False),  # crops: no grades
-        ("stage1b", t.epochs_stage1b, images_per_epoch(600, gb), size, val_passes(t.epochs_stage1b, every), False),
-        ("stage2", t.epochs_stage2, 600, size, val_passes(t.epochs_stage2, every), True)]
+        ("stage1a", t.epochs_stage1a, 600, crop, val_passes(t.epochs_stage1a, t.validation_interval(t.epochs_stage1a)), False),  # crops: no grades
+        ("stage1b", t.epochs_stage1b, images_per_epoch(600, gb), size, val_passes(t.epochs_stage1b, t.validation_interval(t.epochs_stage1b)), False),
+        ("stage2", t.epochs_stage2, 600, size, val_passes(t.epochs_stage2, t.validation_interval(t.epochs_stage2)), True)]
     grader_epochs = t.epochs_by_method.get("grader_lr", t.epochs_single)
     # 60 labelled images: whole batches of train.batch_size (few labels keep it: Method.stage_batch_size), 7 of 8
     assert [(s.epochs, s.images_per_epoch) for s in grader.stages] == [(grader_epochs, 56)]
@@ -163,9 +163,12 @@ def test_the_levers_change_sizes_and_validation_where_they_exist():
     train, data = get_config("quick").train, get_config("quick").data
     if not (hasattr(train, "val_every") and hasattr(data, "nongrading_crop_size")):
         pytest.skip("train.val_every / data.nongrading_crop_size not in this config yet")
-    (dr,) = build_entries([_rec("deepmt_dr")], "quick", {"train.val_every": 4, "data.nongrading_crop_size": 48})
+    (dr,) = build_entries([_rec("deepmt_dr")], "quick",
+                         {"train.val_every": 4, "train.val_min_points": 0, "data.nongrading_crop_size": 48})
     size = data.hr_size
-    assert [(s.stage, s.size, s.val_passes) for s in dr.stages] == [("stage1a", 48, 4), ("stage1b", size, 9), ("stage2", size, 2)]
+    assert [(s.stage, s.size, s.val_passes) for s in dr.stages] == [
+        ("stage1a", 48, val_passes(train.epochs_stage1a, 4)), ("stage1b", size, val_passes(train.epochs_stage1b, 4)),
+        ("stage2", size, val_passes(train.epochs_stage2, 4))]  # quick's 30 / 36 / 6 epochs: 8 / 9 / 2
     (ts,) = build_entries([_rec("two_stage")], "quick", {"data.nongrading_crop_size": 48})
     assert [(s.stage, s.size) for s in ts.stages] == [("isr", 48), ("grade", size)]
 
@@ -227,14 +230,16 @@ def test_check_against_compares_per_entry_and_stage():
     compute = pd.DataFrame([
         {"method": "grader_lr", "entry": g.entry, "stage": "single", "epochs": g.stages[0].epochs, "images": g.stages[0].images,
          "train_s": 216.0},
-        {"method": "deepmt_dr", "entry": d.entry, "stage": "stage1a", "epochs": 15, "images": 9000, "train_s": 180.0},
-        {"method": "deepmt_dr", "entry": "elsewhere", "stage": "stage1a", "epochs": 15, "images": 9000, "train_s": 45.0},
+        {"method": "deepmt_dr", "entry": d.entry, "stage": "stage1a", "epochs": d.stages[0].epochs, "images": d.stages[0].images,
+         "train_s": 180.0},
+        {"method": "deepmt_dr", "entry": "elsewhere", "stage": "stage1a", "epochs": d.stages[0].epochs, "images": d.stages[0].images,
+         "train_s": 45.0},
     ])
     rows, overall = plan_command.check_against(entries, compute)
     by = {(r["method"], r["stage"]): r for r in rows}
     assert by[("grader_lr", "single")]["ratio"] == pytest.approx(g.stages[0].train_s / 216.0)  # predicted / measured
-    # two rows: its own entry's and one priced by the median of its kind, each 9000 images as planned
-    assert d.stages[0].images == 9000 and by[("deepmt_dr", "stage1a")]["predicted_s"] == pytest.approx(2 * d.stages[0].train_s)
+    # two rows: its own entry's and one priced by the median of its kind, each with the images planned
+    assert d.stages[0].images == d.stages[0].epochs * 600 and by[("deepmt_dr", "stage1a")]["predicted_s"] == pytest.approx(2 * d.stages[0].train_s)
     assert overall["matched_by_entry"] == 2 and overall["same_epochs_and_images"] == 2 and overall["compared"] == 3
 
 
