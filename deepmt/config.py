@@ -141,6 +141,10 @@ class GraderConfig:
     fc_hidden: int = 512
     dropout: float = 0.5
     use_lesion_maps: bool = True  # False: ablation "without segmentation" (3-channel input)
+    spp_pool: str = "max"  # spatial pyramid pooling: "max" (SPP-net, the paper) or "avg" (notebook 08's diagnosis)
+    # diagnosis only (notebook 08): the grader reads the ground-truth lesion masks instead of Seg's probabilities,
+    # in training and at test time: the grading pathway's ceiling with a perfect segmentation (needs every mask)
+    oracle_maps: bool = False
 
 
 @dataclass
@@ -203,6 +207,9 @@ class LossConfig:
     # stage 1b's grader input: "hr" = [HR, Seg(HR)] (the paper); "sr" = [SR, Seg(SR)] from the LR input, the path the
     # grader is validated and tested on (an ablation of the paper's schedule, notebook 08)
     stage1b_input: str = "hr"
+    # stage 2: the grading loss also trains the segmentation subnet through the lesion maps it feeds the grader
+    # ("attached"); False = the maps reach the grader detached, segmentation learns from its own losses only
+    grading_into_seg: bool = False
 
 
 # --------------------------------------------------------------------------- engine
@@ -432,6 +439,7 @@ ALLOWED: dict[str, Allowed] = {
     "loss.class_weights": Allowed(choices=("auto", "none"), length=5),
     "loss.feedback_scaling": Allowed(choices=("authors", "calibrated")),
     "loss.stage1b_input": Allowed(choices=("hr", "sr")),
+    "model.grader.spp_pool": Allowed(choices=("max", "avg")),
     "loss.seg_dice_empty": Allowed(choices=("include", "skip")),
     "train.module_selection": Allowed(choices=("per_module", "joint")),
     "loss.feedback_ratio": _POSITIVE,

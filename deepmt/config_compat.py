@@ -52,6 +52,9 @@ KEY_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "train.grading_batch_size": None,
     "train.grading_learning_rate": None,
     "train.module_selection": "joint",
+    "model.grader.spp_pool": "max",
+    "model.grader.oracle_maps": False,
+    "loss.grading_into_seg": False,
 }
 
 

@@ -148,7 +148,8 @@ def test_key_neutral_fields_leave_keys_and_stored_configs_as_they_were():
                                     "train.epochs_by_method": {}, "loss.seg_dice_empty": "include",
                                     "data.nongrading_crop_size": None, "train.val_every": 1, "train.val_min_points": 0,
                                     "train.patience": 0, "train.grading_batch_size": None, "train.grading_learning_rate": None,
-                                    "train.module_selection": "joint"}
+                                    "train.module_selection": "joint", "model.grader.spp_pool": "max",
+                                    "model.grader.oracle_maps": False, "loss.grading_into_seg": False}
     assert cfg.replace({"train.epochs_by_method": "isr:3"}).key() != cfg.key()
     assert cfg.replace({"train.deterministic": False}).key() != cfg.key()
     assert cfg.replace({"loss.stage1b_input": "sr"}).key() != cfg.key()
@@ -161,7 +162,8 @@ def test_key_neutral_fields_leave_keys_and_stored_configs_as_they_were():
     del stored["train"]["epochs_by_method"], stored["loss"]["seg_dice_empty"]
     del stored["data"]["nongrading_crop_size"], stored["train"]["val_every"], stored["train"]["patience"]
     del stored["train"]["grading_batch_size"], stored["train"]["grading_learning_rate"], stored["train"]["val_min_points"]
-    del stored["train"]["module_selection"]
+    del stored["train"]["module_selection"], stored["model"]["grader"]["spp_pool"], stored["model"]["grader"]["oracle_maps"]
+    del stored["loss"]["grading_into_seg"]
     assert comparable_config(cfg.to_dict()) == stored and "label_fraction" in cfg.to_dict()["data"]
     assert config_diff(stored, cfg.to_dict()) == [] and config_from_dict(stored) == cfg
     assert config_diff(stored, few.to_dict()) == ["data.label_fraction"]

@@ -91,3 +91,85 @@ def test_pathway_runs_evaluates_each_seeds_cached_run_on_each_image(untrained_ch
     runs[1].predictions = {"id": ids[::-1]}
     with pytest.raises(ValueError, match="not the one its run was measured on"):
         P.pathway_runs(runs, CFG, sources=("hr",))
+
+
+# --------------------------------------------------------------------------- notebook 08's diagnosis of the pathway
+def _seeded(name: str, cfg):
+    torch.manual_seed(0)
+    return build_method(name, cfg).eval()
+
+
+def test_the_oracle_grader_reads_the_ground_truth_masks_not_the_segmentation(batch):
+    """With model.grader.oracle_maps the grade depends on the masks and not on the segmentation subnet, in the
+    method's forward and on the HR pathway; without it, the other way round."""
+    other_masks = {**batch, "masks": 1.0 - batch["masks"]}
+    with torch.no_grad():
+        for run in (lambda m, b: m(b).grade_logits, lambda m, b: P.Pathway(m, "hr")(b).grade_logits):
+            oracle = _seeded("deepmt_dr", CFG.replace({"model.grader.oracle_maps": True}))
+            plain = _seeded("deepmt_dr", CFG)
+            a = run(oracle, batch)
+            assert not torch.allclose(a, run(oracle, other_masks))  # the masks decide
+            plain_a = run(plain, batch)
+            assert torch.equal(plain_a, run(plain, other_masks))  # the plain grader never reads them
+            for p in [*oracle.seg.parameters(), *plain.seg.parameters()]:  # another segmentation subnet
+                p.add_(0.5)
+            assert torch.equal(a, run(oracle, batch)) and not torch.equal(plain_a, run(plain, batch))
+
+
+def test_the_oracle_needs_every_mask():
+    from deepmt.errors import ConfigMismatchError
+
+    with pytest.raises(ConfigMismatchError, match="oracle_maps"):
+        build_method("deepmt_dr", CFG.replace({"model.grader.oracle_maps": True, "data.mask_fraction": 0.1}))
+
+
+@pytest.mark.parametrize("attached", [False, True])
+def test_grading_reaches_the_segmentation_only_with_the_maps_attached(batch, attached):
+    """Stage 2 with every term but the grading loss off: its gradient reaches the segmentation subnet only under
+    loss.grading_into_seg."""
+    off = {"loss.seg_aware": 0.0, "loss.cls_aware": 0.0, "loss.grading_feedback": 0.0, "loss.vis_consistency": 0.0,
+           "loss.seg_weight_in_joint": 0.0, "loss.grading_into_seg": attached}
+    m = _seeded("deepmt_dr", CFG.replace(off)).train()
+    total, terms = m.training_loss(batch, "stage2")
+    assert set(terms) <= {"grade_ce", "isr_pixel", "isr_tv"}
+    terms["grade_ce"].backward()
+    seg_grad = sum(float(p.grad.abs().sum()) for p in m.seg.parameters() if p.grad is not None)
+    assert (seg_grad > 0) == attached
+    assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in m.grader.parameters())
+
+
+def test_spp_average_pooling_is_torchs_and_max_stays_the_default():
+    from deepmt.models.grading import spatial_pyramid_pool
+
+    x = torch.randn(2, 3, 5, 4)
+    ref = torch.cat([torch.nn.functional.adaptive_avg_pool2d(x, l).flatten(1) for l in (1, 2, 4)], 1)
+    assert torch.allclose(spatial_pyramid_pool(x, (1, 2, 4), "avg"), ref)
+    assert torch.equal(spatial_pyramid_pool(x, (1, 2)), torch.cat([torch.nn.functional.adaptive_max_pool2d(x, l).flatten(1) for l in (1, 2)], 1))
+    with pytest.raises(ValueError, match="spp pool"):
+        spatial_pyramid_pool(x, (1,), "median")
+
+
+def test_the_diagnosis_warm_starts_where_each_change_acts_and_fits_the_spp_levels():
+    from deepmt.studies.ablation_structure import fitting_spp_levels, pathway_variants
+    from deepmt.studies.ablations import start_stage
+
+    quick = get_config("quick")
+    assert fitting_spp_levels(quick) == tuple(l for l in quick.model.grader.spp_levels if l <= quick.data.hr_size // 32)
+    assert fitting_spp_levels(get_config("paper")) == (1, 2, 4)  # 1024 px: a 32 x 32 map, every level fits
+    how = {v.name: start_stage(v.method, quick, quick.replace(dict(v.overrides))) for v in pathway_variants(quick)}
+    assert how == {"oracle_maps": "stage1b", "spp_avg": "stage1b", "spp_fit": "full", "stage1b_on_sr": "stage1b",
+                   "maps_attached": "stage2"}
+
+
+def test_the_diagnosis_settings_leave_every_key_at_their_defaults():
+    from deepmt.config import comparable_config
+
+    q = get_config("quick")
+    for field, other in (("model.grader.spp_pool", "avg"), ("model.grader.oracle_maps", True), ("loss.grading_into_seg", True)):
+        section, name = field.rsplit(".", 1)
+        d = comparable_config(q.to_dict())
+        node = d
+        for part in section.split("."):
+            node = node[part]
+        assert name not in node  # not hashed at the default
+        assert q.replace({field: other}).key() != q.key()

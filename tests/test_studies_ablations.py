@@ -323,3 +323,34 @@ def test_dial_sweep_gap_gain_share_and_the_negative_control(monkeypatch):
     seen.clear()
     res = T.dial_sweep(cfg, (0.0, 1.0), seeds=(0,), default_seeds=(0, 1, 2), n_boot=200, control_seeds=(0, 1))
     assert seen == [(0.0, (0,)), (1.0, (0, 1))] and res["controls"].iloc[0]["n_seeds"] == 2
+
+
+# --------------------------------------------------------------------------- notebook 08: the grading pathway's diagnosis
+def _fake_pathway(quality_of):
+    """pathway_runs as a function of each run's config: the HR pathway grades with ``quality_of(cfg)``."""
+
+    def pathway_runs(results, cfg, sources=("hr",), device=None):
+        name = f"{results[0].method}_on_{sources[0]}"
+        return {name: [_fake(results[0].method, r.config.replace({"train.seed": r.config.train.seed}), quality_of(r.config))
+                       for r in results]}
+
+    return pathway_runs
+
+
+@pytest.mark.parametrize("oracle_quality, testable", [(8.0, True), (-3.0, False)])
+def test_pathway_diagnosis_trains_each_change_where_it_acts_and_reads_the_oracle(cfg, fake_runs, monkeypatch,
+                                                                               oracle_quality, testable):
+    monkeypatch.setattr(AS, "pathway_runs", _fake_pathway(lambda c: oracle_quality if c.model.grader.oracle_maps else 0.0))
+    diag = AS.pathway_diagnosis(cfg, [0, 1, 2], n_boot=100)
+    plan = diag["plan"].set_index("variant")
+    assert plan.loc["oracle_maps", "trained"] == plan.loc["spp_avg", "trained"] == "warm start at stage1b"
+    assert plan.loc["maps_attached", "trained"] == "warm start at stage2"
+    t = diag["table"]
+    assert set(t.input) == {"SR (the method)", "HR pathway"} and (t.n_seeds == 3).all()
+    oracle = t[(t.variant == "oracle_maps") & (t.input == "HR pathway")].iloc[0]
+    assert oracle.accuracy == pytest.approx(diag["oracle_hr_accuracy"]) and diag["testable"] is testable
+    assert bool(oracle.accuracy_effect > 0) is testable and oracle.accuracy_lo <= oracle.accuracy_effect <= oracle.accuracy_hi
+    assert np.isnan(t[t.variant == "deepmt_dr"].accuracy_effect).all()  # the reference has no effect against itself
+    text = AS.what_we_see_pathway(diag)
+    assert f"{diag['oracle_hr_accuracy']:.3f}" in text
+    assert ("C1 / C4 are testable" in text) is testable and ("cannot be tested at this size" in text) is not testable

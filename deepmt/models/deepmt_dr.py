@@ -26,7 +26,7 @@ Gradient routing (one optimiser, but each loss trains the part it belongs to, as
 authors' per-subnet optimisers): the segmentation and grading subnets consume a detached copy of SR;
 the task-aware feedback terms reach the ISR parameters only, via
 :func:`deepmt.losses.task_aware.feedback_terms`. The lesion maps fed to the grader are detached
-(the grader treats them as input; segmentation is trained by its own losses). A term whose weight
+(the grader treats them as input; segmentation is trained by its own losses), unless ``loss.grading_into_seg``. A term whose weight
 is 0 is never computed, so it has no gradient path at all.
 
 ``deepmt_dr_noisr`` (``use_isr=False``) replaces the ISR subnet by bicubic up-sampling; the ISR
@@ -71,13 +71,13 @@ class DeepMTDR(Method):
         "stage1a": frozenset(),
         "stage1b": frozenset({
             "train.epochs_stage1b", "train.selection_metric", "loss.vis_consistency", "loss.class_weights",
-            "loss.stage1b_input",
+            "loss.stage1b_input", "model.grader.spp_pool", "model.grader.oracle_maps",
             "model.vis.feature_selection", "model.vis.iou_threshold", "model.vis.binarize_threshold",
         }),
         "stage2": frozenset({
             "train.epochs_stage2", "train.lr_stage2_factor", "loss.seg_aware", "loss.cls_aware",
             "loss.grading_feedback", "loss.unsupervised", "loss.seg_weight_in_joint", "loss.feedback_scaling",
-            "loss.feedback_ratio", "loss.calibration_batches", "train.stage2_max_psnr_drop",
+            "loss.feedback_ratio", "loss.calibration_batches", "train.stage2_max_psnr_drop", "loss.grading_into_seg",
         }),
     }
 
@@ -98,6 +98,11 @@ class DeepMTDR(Method):
         #: either setting, so checkpoints load across them (an ablation warm-starts "authors" from a calibrated base).
         self.feedback_calibration = FeedbackCalibration(L.feedback_ratio, L.calibration_batches) if use_isr else None
         self.calibrate_feedback = use_isr and L.feedback_scaling == "calibrated"
+        #: notebook 08's diagnosis: the grader reads the ground-truth lesion masks (``model.grader.oracle_maps``)
+        self.oracle_maps = bool(getattr(m.grader, "oracle_maps", False))
+        if self.oracle_maps and (cfg.data.mask_fraction < 1 or cfg.data.label_fraction < 1):
+            raise ConfigMismatchError("model.grader.oracle_maps=True needs the lesion masks of every training image "
+                                      "(data.mask_fraction=1 and data.label_fraction=1)")
 
     # ------------------------------------------------------------------ stages
     def stage_modules(self, stage):
@@ -186,19 +191,26 @@ class DeepMTDR(Method):
             vis = self.vis(score, out.features, image.shape[-2:], union, create_graph=create_graph)
         return out, vis
 
+    def grader_maps(self, batch: dict, probs: torch.Tensor) -> torch.Tensor:
+        """The lesion maps the grader reads: the segmentation's probabilities ``probs``, or under
+        ``model.grader.oracle_maps`` the ground-truth masks of ``batch`` (notebook 08's diagnosis)."""
+        return batch["masks"].to(probs.dtype) if self.oracle_maps else probs
+
     def forward(self, batch: dict) -> MethodOutput:
         sr = self.super_resolve(batch["lr"])
-        return dataclasses.replace(self.grade_image(sr, need_vis=self.compute_vis), sr=sr)
+        maps = batch["masks"].float() if self.oracle_maps else None
+        return dataclasses.replace(self.grade_image(sr, need_vis=self.compute_vis, maps=maps), sr=sr)
 
-    def grade_image(self, image: torch.Tensor, need_vis: bool = False) -> MethodOutput:
+    def grade_image(self, image: torch.Tensor, need_vis: bool = False, maps: torch.Tensor | None = None) -> MethodOutput:
         """The segmentation and grading subnets on a full-size ``image``: ``P = sigmoid(Seg(image))``,
-        ``logits = Grader([image, P])`` and, with ``need_vis``, the visualization map (predicted grade); ``sr``
-        left None. ``forward`` feeds it the SR image; :mod:`deepmt.studies.pathway` feeds it the HR image or the
-        bicubic-upsampled LR image instead (the grading pathway without its ISR)."""
+        ``logits = Grader([image, P])`` (``[image, maps]`` when ``maps`` are given: the oracle diagnosis) and, with
+        ``need_vis``, the visualization map (predicted grade); ``sr`` left None. ``forward`` feeds it the SR image;
+        :mod:`deepmt.studies.pathway` feeds it the HR image or the bicubic-upsampled LR image instead (the grading
+        pathway without its ISR)."""
         grad_on = torch.is_grad_enabled()
         logits = self.seg(image)
         probs = torch.sigmoid(logits.float())
-        out, vis = self.grade_and_visualize(image, probs, None, need_vis=need_vis, create_graph=False)
+        out, vis = self.grade_and_visualize(image, probs if maps is None else maps, None, need_vis=need_vis, create_graph=False)
         grade_logits = out.logits
         if not grad_on:  # Grad-CAM ran under enable_grad: do not hand out graphs at inference
             grade_logits = grade_logits.detach()
@@ -211,7 +223,7 @@ class DeepMTDR(Method):
             sr = self.super_resolve(batch["lr"])
             logits = self.seg(sr)
             probs = torch.sigmoid(logits.float())
-        out, vis = self.grade_and_visualize(sr, probs, grade, need_vis=True, create_graph=False)
+        out, vis = self.grade_and_visualize(sr, self.grader_maps(batch, probs), grade, need_vis=True, create_graph=False)
         return MethodOutput(sr=sr, lesion_logits=logits, lesion_probs=probs, grade_logits=out.logits.detach(), vis_map=vis.detach())
 
     # ------------------------------------------------------------------ losses
@@ -238,7 +250,7 @@ class DeepMTDR(Method):
         grade = batch["grade"]
         with torch.no_grad():  # ISR and segmentation are frozen in this stage
             image = self.super_resolve(batch["lr"]) if L.stage1b_input == "sr" else batch["hr"]
-            probs = torch.sigmoid(self.seg(image).float())
+            probs = self.grader_maps(batch, torch.sigmoid(self.seg(image).float()))
         need_vis = bool(L.vis_consistency)
         out, vis = self.grade_and_visualize(image, probs, grade, need_vis=need_vis, create_graph=True)
         terms = {"grade_ce": weighted_cross_entropy(out.logits, grade, self.class_weight)}
@@ -276,17 +288,19 @@ class DeepMTDR(Method):
             with torch.no_grad():
                 probs_hr = torch.sigmoid(self.seg(hr).float())
         if need_vis_hr:
-            _, vis_hr = self.grade_and_visualize(hr, probs_hr, grade, need_vis=True, create_graph=False)
+            _, vis_hr = self.grade_and_visualize(hr, self.grader_maps(batch, probs_hr), grade, need_vis=True, create_graph=False)
             vis_hr = vis_hr.detach()
 
         # high level: grading (+ visualization map) of SR
         need_vis_sr = bool(w_cls_aware or L.vis_consistency)
-        out, vis_sr = self.grade_and_visualize(sr_cut, probs.detach(), grade, need_vis=need_vis_sr, create_graph=True)
+        # the maps reach the grader detached (segmentation learns from its own losses) unless loss.grading_into_seg
+        maps = self.grader_maps(batch, probs if L.grading_into_seg else probs.detach())
+        out, vis_sr = self.grade_and_visualize(sr_cut, maps, grade, need_vis=need_vis_sr, create_graph=True)
         ce = weighted_cross_entropy(out.logits, grade, self.class_weight)
         terms["grade_ce"] = ce
         grading_loss = ce
         if L.vis_consistency:
-            terms["vis_consistency"] = L.vis_consistency * vis_consistency_loss(vis_sr, probs)
+            terms["vis_consistency"] = L.vis_consistency * vis_consistency_loss(vis_sr, self.grader_maps(batch, probs))
             grading_loss = grading_loss + terms["vis_consistency"]
 
         # journal: pseudo masks from the HR visualization map for images without annotations

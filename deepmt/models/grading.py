@@ -83,10 +83,14 @@ def adaptive_max_pool2d_by_slices(x: torch.Tensor, size: int) -> torch.Tensor:
     return torch.stack(rows, dim=-2)
 
 
-def spatial_pyramid_pool(x: torch.Tensor, levels: tuple[int, ...]) -> torch.Tensor:
-    """Max-pool (B,C,H,W) to an l x l grid for each level l, flatten and concatenate -> (B, C*sum(l^2)).
-    On CUDA with torch's deterministic algorithms on, :func:`adaptive_max_pool2d_by_slices` (same values,
-    deterministic backward)."""
+def spatial_pyramid_pool(x: torch.Tensor, levels: tuple[int, ...], pool: str = "max") -> torch.Tensor:
+    """Max-pool (``pool="avg"``: average-pool) (B,C,H,W) to an l x l grid for each level l, flatten and concatenate
+    -> (B, C*sum(l^2)). On CUDA with torch's deterministic algorithms on, max pooling uses
+    :func:`adaptive_max_pool2d_by_slices` (same values, deterministic backward)."""
+    if pool == "avg":
+        return torch.cat([F.adaptive_avg_pool2d(x, l).flatten(1) for l in levels], dim=1)
+    if pool != "max":
+        raise ValueError(f"spp pool must be 'max' or 'avg', got {pool!r}")
     pool = adaptive_max_pool2d_by_slices if x.is_cuda and torch.are_deterministic_algorithms_enabled() else F.adaptive_max_pool2d
     return torch.cat([pool(x, l).flatten(1) for l in levels], dim=1)
 
@@ -104,9 +108,11 @@ class GraderOutput:
 class GradingNet(nn.Module):
     """ResNet-18 + SPP + FC-hidden-ReLU-dropout-FC-5 on [image, lesion probs] (or the image only)."""
 
-    def __init__(self, width: int = 64, spp_levels: tuple[int, ...] = (1, 2, 4), fc_hidden: int = 512, dropout: float = 0.5, use_lesion_maps: bool = True, n_lesions: int = 4):
+    def __init__(self, width: int = 64, spp_levels: tuple[int, ...] = (1, 2, 4), fc_hidden: int = 512, dropout: float = 0.5, use_lesion_maps: bool = True, n_lesions: int = 4,
+                 spp_pool: str = "max"):
         super().__init__()
         self.use_lesion_maps = use_lesion_maps
+        self.spp_pool = spp_pool
         self.in_channels = 3 + (n_lesions if use_lesion_maps else 0)
         self.spp_levels = tuple(int(l) for l in spp_levels)
         self.trunk = resnet18_trunk(self.in_channels, width)
@@ -118,7 +124,7 @@ class GradingNet(nn.Module):
     @classmethod
     def from_config(cls, cfg, use_lesion_maps: bool | None = None) -> "GradingNet":
         use = cfg.use_lesion_maps if use_lesion_maps is None else use_lesion_maps
-        return cls(cfg.width, cfg.spp_levels, cfg.fc_hidden, cfg.dropout, use)
+        return cls(cfg.width, cfg.spp_levels, cfg.fc_hidden, cfg.dropout, use, spp_pool=getattr(cfg, "spp_pool", "max"))
 
     def make_input(self, image: torch.Tensor, lesion_probs: torch.Tensor | None) -> torch.Tensor:
         """Concatenate the image with the lesion probability maps when this grader uses them."""
@@ -131,7 +137,7 @@ class GradingNet(nn.Module):
         return torch.cat([image, lesion_probs.to(image.dtype)], dim=1)
 
     def _head(self, feat: torch.Tensor, dropout: bool) -> torch.Tensor:
-        h = F.relu(self.fc1(spatial_pyramid_pool(feat, self.spp_levels)))
+        h = F.relu(self.fc1(spatial_pyramid_pool(feat, self.spp_levels, self.spp_pool)))
         return self.fc2(self.dropout(h) if dropout else h)
 
     def forward(self, x: torch.Tensor, return_features: bool = False):

@@ -26,7 +26,17 @@ from deepmt.studies.ablations import (
     summary,
     wide_effects,
 )
-from deepmt.studies.common import SMOKE_NOTE, describe_config, effects_table, run_methods, study_config, study_seeds
+from deepmt.studies.common import (
+    SMOKE_NOTE,
+    describe_config,
+    effects_table,
+    hierarchical_effect,
+    metric_value,
+    run_methods,
+    study_config,
+    study_seeds,
+)
+from deepmt.studies.pathway import pathway_runs
 
 # the studies' defaults, mirrored by the notebooks' parameters cells (tests/test_notebook_defaults.py)
 #: weight of the journal's unsupervised term in its variants (notebook 08, claim C7)
@@ -58,6 +68,98 @@ def structure_variants(scales: Sequence[int] = (), base_scale: int = 4, unsuperv
     out += [Variant(f"scale_x{int(s)}", f"scale x{int(s)}", {"data.scale": int(s)}, group="scale")
             for s in scales if int(s) != int(base_scale)]
     return out
+
+
+# --------------------------------------------------------------------------- the grading pathway (issue 27)
+#: notebook 08's diagnosis of DeepMT-DR's grading pathway: its training seeds, and the accuracy its grader must
+#: reach on the HR pathway with ground-truth lesion maps for claims C1 and C4 to be testable at this size (below
+#: it, even a perfect segmentation and a perfect super-resolution would leave the grader short of the
+#: lesion-supervised network on HR, 0.94-0.96 on the synthetic benchmark)
+PATHWAY_SEEDS = (0, 1, 2)
+ORACLE_FLOOR = 0.90
+#: ResNet-18's total stride: the grader's last feature map is the input side / 32
+GRADER_STRIDE = 32
+
+
+def fitting_spp_levels(cfg: Config) -> tuple[int, ...]:
+    """The SPP levels of ``cfg``'s grader no finer than its last feature map (``data.hr_size`` / 32 on a side:
+    the stages that grade see whole images). A finer level repeats the map's cells: at 64 px (a 2 x 2 map) the
+    paper's (1, 2, 4) pools 4 x 4 copies of 4 values."""
+    side = max(1, int(cfg.data.hr_size) // GRADER_STRIDE)
+    return tuple(int(l) for l in cfg.model.grader.spp_levels if int(l) <= side) or (1,)
+
+
+def pathway_variants(cfg: Config) -> list[Variant]:
+    """Notebook 08's diagnosis of DeepMT-DR's grading pathway (issue 27): each one change to the full DeepMT-DR,
+    warm-started from its cached stage-1 weights where the change acts later. A variant equal to the base (SPP
+    levels that already fit) reuses the base's runs."""
+    levels = fitting_spp_levels(cfg)
+    return [
+        Variant("oracle_maps", "ground-truth lesion maps into the grader (oracle)", {"model.grader.oracle_maps": True},
+                group="pathway"),
+        Variant("spp_avg", "average- instead of max-pooled SPP", {"model.grader.spp_pool": "avg"}, group="pathway"),
+        Variant("spp_fit", f"SPP levels {levels} (fit the grader's last feature map)",
+                {"model.grader.spp_levels": levels}, group="pathway"),
+        Variant("stage1b_on_sr", "grader trained on SR in stage 1b (paper: on HR)", {"loss.stage1b_input": "sr"},
+                group="pathway"),
+        Variant("maps_attached", "lesion maps attached in stage 2 (grading also trains segmentation)",
+                {"loss.grading_into_seg": True}, group="pathway"),
+    ]
+
+
+def pathway_diagnosis(cfg: Config, seeds: Sequence[int] = PATHWAY_SEEDS, n_boot: int = 1000) -> dict[str, Any]:
+    """Train (or load) :func:`pathway_variants` over ``seeds`` and measure each on two inputs: the method's own
+    (LR -> SR -> grader: what the claims judge) and its grading pathway fed ``[HR, Seg(HR)]``
+    (:mod:`deepmt.studies.pathway`: what the grader can do when the image is perfect). ``table``: per variant and
+    input, test accuracy and QWK as means over seeds and, for each variant, variant − full with a hierarchical
+    interval (seeds, then images: :func:`deepmt.studies.common.hierarchical_effect`). ``oracle_hr_accuracy``: the
+    oracle variant on the HR pathway; ``testable``: whether it reaches :data:`ORACLE_FLOOR`."""
+    ab = run_ablation(cfg, seeds, pathway_variants(cfg))
+    inputs = {"SR (the method)": ab.runs,
+              "HR pathway": {name: next(iter(pathway_runs(res, cfg, sources=("hr",)).values())) for name, res in ab.runs.items()}}
+    rows = []
+    for name in ab.runs:
+        for where, runs in inputs.items():
+            row = {"variant": name, "label": ab.labels.get(name, name), "input": where, "n_seeds": len(runs[name])}
+            for met in ("accuracy", "qwk"):
+                row[met] = float(np.mean([metric_value(r, met) for r in runs[name]]))
+                if name != BASE:
+                    e = hierarchical_effect(runs[name], runs[BASE], met, n_boot=n_boot)
+                    row.update({f"{met}_effect": e["diff"], f"{met}_lo": e["lo"], f"{met}_hi": e["hi"]})
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    oracle = table[(table.variant == "oracle_maps") & (table.input == "HR pathway")]
+    oracle_hr = float(oracle.accuracy.iloc[0]) if len(oracle) else math.nan
+    return {"ablation": ab, "plan": ab.plan, "timing": ab.timing, "table": table, "oracle_hr_accuracy": oracle_hr,
+            "testable": bool(oracle_hr >= ORACLE_FLOOR), "floor": ORACLE_FLOOR, "smoke": cfg.profile == "smoke"}
+
+
+def what_we_see_pathway(diag: Mapping[str, Any]) -> str:
+    """The diagnosis in words, from :func:`pathway_diagnosis`'s result: the full method's accuracy on both inputs,
+    each variant's change with its interval, and whether the oracle reaches the floor C1 and C4 need."""
+    t = diag["table"]
+    full = t[t.variant == BASE].set_index("input")
+
+    def clause(r) -> str:
+        if not np.isfinite(r.get("accuracy_effect", math.nan)):
+            return f"{r['label']} ({r['input']}): {r['accuracy']:.3f}"
+        return (f"{r['label']} ({r['input']}): {r['accuracy']:.3f}, {r['accuracy_effect']:+.3f} "
+                f"[{r['accuracy_lo']:+.3f}, {r['accuracy_hi']:+.3f}]")
+
+    text = (f"The full DeepMT-DR grades with accuracy {full.loc['SR (the method)', 'accuracy']:.3f} from LR and "
+            f"{full.loc['HR pathway', 'accuracy']:.3f} when its pathway reads [HR, Seg(HR)] ({int(full['n_seeds'].iloc[0])} "
+            "seed(s); variant − full, hierarchical 95% interval over seeds and images): "
+            + "; ".join(clause(r) for r in t[t.variant != BASE].to_dict("records")) + ".")
+    oracle = diag["oracle_hr_accuracy"]
+    if np.isfinite(oracle):
+        text += (f" With ground-truth lesion maps the grader reaches {oracle:.3f} on HR: "
+                 + (f"at least {diag['floor']:.2f}, so the pathway can grade this benchmark and C1 / C4 are testable here."
+                    if diag["testable"] else
+                    f"below {diag['floor']:.2f}, so even perfect super-resolution and segmentation would leave it short: "
+                    "C1 and C4 cannot be tested at this size."))
+    if diag.get("smoke"):
+        text += " (smoke profile: the numbers mean nothing.)"
+    return text
 
 
 def annotated_everywhere(cfg: Config) -> bool:
@@ -190,6 +292,7 @@ def what_we_see_08(res: Mapping[str, Any], c7: Mapping[str, Any]) -> str:
 __all__ = [
     "UNSUPERVISED", "MASK_FRACTION", "STRUCTURE_SCALES", "STRUCTURE_SEEDS", "C7_METRICS", "structure_variants",
     "annotated_everywhere", "scale_alignment", "plot_scales", "unsupervised_study", "structure_study", "what_we_see_08",
+    "PATHWAY_SEEDS", "ORACLE_FLOOR", "fitting_spp_levels", "pathway_variants", "pathway_diagnosis", "what_we_see_pathway",
     # what notebook 08 calls besides
     "METRICS", "plot_effects", "describe_config", "study_config", "study_seeds", "save_figure", "save_table",
 ]
