@@ -174,7 +174,8 @@ QUALITY = {"grader_lr": 0.3, "unet_lr": 0.3, "bicubic": 0.3, "grader_bicubic": 0
            "foo_mt": 0.45, "two_stage": 0.5, "edsr": 0.5, "deepmt_dr_noisr": 0.6, "isr": 0.6, "deepmt_dr": 0.8,
            "grader_hr": 0.85, "unet_hr": 0.9, "foo_mt_hr": 0.9, "deepmt_dr_on_hr": 0.9, "deepmt_dr_on_bicubic": 0.5,
            "unet_hr_dice_skip": 0.95, "unet_lr_dice_skip": 0.35,
-           "foo_mt_hr_dice_skip": 0.95, "unet_hr_dice_include": 0.85, "foo_mt_hr_dice_include": 0.85}
+           "foo_mt_hr_dice_skip": 0.95, "unet_hr_dice_include": 0.85, "foo_mt_hr_dice_include": 0.85,
+           "unet_lr_dice_include": 0.25}
 
 
 @pytest.fixture
