@@ -142,7 +142,10 @@ NOT_ADJUSTED = "not adjusted: no p-value"
 #: Columns of a claims table (and of the ``results/*claims*.csv`` files). The collected table
 #: (:func:`apply_controls`) adds ``p_holm`` after ``p_value``.
 COLUMNS = ("id", "text", "metric", "comparison", "regime", "effect", "lo", "hi", "p_value", "min_effect", "n_seeds",
-           "verdict", "evidence")
+           "verdict", "evidence", "interval", "stage2_fallbacks")
+
+#: what each ``interval`` of a claims row resamples (:func:`deepmt.studies.common.effect`), as the tables show it
+INTERVAL_OVER = {"hierarchical": "seeds + images", "seed t": "seeds (t)", "images": "images"}
 
 
 @dataclass(frozen=True)
@@ -372,7 +375,8 @@ class Claim:
     confidence interval; ``p_value`` the two-sided p-value of "no effect" (nan where none was computed);
     ``n_seeds`` training seeds behind it; ``evidence`` the notebook that measured it; ``regime`` the benchmark
     setting that produced it; ``min_effect`` a minimum stricter than the unit's (:data:`MIN_EFFECTS`), 0 for the
-    unit's own. ``verdict`` is computed from the row's own numbers by :func:`verdict` when left empty;
+    unit's own; ``interval`` what the interval resamples (:data:`INTERVAL_OVER`); ``stage2_fallbacks`` on how many
+    seeds A's last stage kept the weights it started from (DeepMT-DR's stage 2 falling back to stage 1's). ``verdict`` is computed from the row's own numbers by :func:`verdict` when left empty;
     :func:`collect_claims` recomputes it by the full rule (module docstring).
     """
 
@@ -389,6 +393,8 @@ class Claim:
     evidence: str = ""
     min_effect: float = 0.0
     p_value: float = math.nan
+    interval: str = ""
+    stage2_fallbacks: int = 0
 
     def __post_init__(self) -> None:
         computed = verdict(self.effect, self.lo, self.hi, self.min_effect, self.p_value)
@@ -499,7 +505,7 @@ def collect_claims(results_dir: str | Path | None = None, pattern: str = "*claim
 
     root = Path(results_dir) if results_dir is not None else default_results_dir()
     frames = read_result_tables(root, pattern, required=("id", "metric", "effect", "lo", "hi"), what="claims table",
-                                text_columns=("id", "text", "metric", "comparison", "regime", "evidence"))
+                                text_columns=("id", "text", "metric", "comparison", "regime", "evidence", "interval"))
     claims = []
     for df in frames:
         for row in df.to_dict("records"):
@@ -523,6 +529,8 @@ def collect_claims(results_dir: str | Path | None = None, pattern: str = "*claim
                     n_seeds=0 if pd.isna(n_seeds) else int(n_seeds),
                     evidence=text_or(row.get("evidence"), row["source"]),
                     min_effect=0.0 if pd.isna(min_eff) else float(min_eff),
+                    interval=text_or(row.get("interval")),
+                    stage2_fallbacks=0 if pd.isna(row.get("stage2_fallbacks", 0)) else int(row.get("stage2_fallbacks", 0)),
                 )
                 if not math.isnan(claim.effect):
                     min_effect(claim.metric, claim.min_effect)  # a measured row needs a stated minimum
@@ -554,7 +562,7 @@ def _p_cell(primary: bool, measured: bool, p: float, p_holm: float) -> str:
 
 def claims_markdown(claims: pd.DataFrame | Sequence[Claim], digits: int = 3) -> str:
     """The claims table as docs/RESULTS.md shows it: claim, comparison, regime, metric, effect [95 % CI], the
-    minimum effect, seeds, the p-value (Holm-adjusted over the primary rows: :func:`holm_adjusted`), verdict."""
+    minimum effect, seeds, what the interval resamples (:data:`INTERVAL_OVER`), the p-value (Holm-adjusted over the primary rows: :func:`holm_adjusted`), verdict."""
     df = claims if isinstance(claims, pd.DataFrame) else claims_table(claims)
     from deepmt.metrics import format_ci
 
@@ -567,7 +575,9 @@ def claims_markdown(claims: pd.DataFrame | Sequence[Claim], digits: int = 3) -> 
             "metric": df["metric"],
             "effect A−B [CI]": [format_ci(e, lo, hi, digits=digits, signed=True) for e, lo, hi in zip(df["effect"], df["lo"], df["hi"])],
             "min. effect": [f"{m:g}" for m in df["min_effect"]],
-            "seeds": [str(int(n)) if n else "" for n in df["n_seeds"]],
+            "seeds": [(str(int(n)) if n else "") + (f" (stage 2 fell back on {int(f)})" if f and not pd.isna(f) else "")
+                      for n, f in zip(df["n_seeds"], df.get("stage2_fallbacks", [0] * len(df)))],
+            "CI over": [INTERVAL_OVER.get(text_or(i), text_or(i)) for i in df.get("interval", [""] * len(df))],
             "p (Holm)": [_p_cell(is_primary(str(i), str(m), c), not math.isnan(e), pv, ph)
                          for i, m, c, e, pv, ph in zip(df["id"], df["metric"], df["comparison"], df["effect"],
                                                        df["p_value"], p_holm)],

@@ -108,13 +108,15 @@ def test_paper_claims_and_claim_rows():
 
 
 def test_claims_markdown_formats_effect_and_ci():
-    df = C.claims_table([C.Claim.from_paper("C4", metric="accuracy", effect=0.031, lo=-0.002, hi=0.064, n_seeds=3, regime=REGIME),
+    df = C.claims_table([C.Claim.from_paper("C4", metric="accuracy", effect=0.031, lo=-0.002, hi=0.064, n_seeds=3, regime=REGIME,
+                                            interval="seed t", stage2_fallbacks=1),
                          C.Claim.from_paper("C4", metric="qwk", effect=0.02, lo=0.01, hi=0.03, p_value=0.004, regime=REGIME)])
     md = C.claims_markdown(df)
     assert "+0.031 [-0.002, +0.064]" in md and "inconclusive" in md and "**C4**" in md
     assert md.split("\n")[0].split(" | ")[2] == "regime" and f"| {REGIME} |" in md
-    assert "| 0 | 3 | not adjusted: no p-value | inconclusive |" in md  # a primary row: no p-value to adjust
-    assert "| qwk | +0.020 [+0.010, +0.030] | 0 |  | 0.004 | reproduced |" in md  # a secondary row: its own p
+    # a primary row: no p-value to adjust; what its interval resamples; stage 2 fell back on one of its seeds
+    assert "| 0 | 3 (stage 2 fell back on 1) | seeds (t) | not adjusted: no p-value | inconclusive |" in md
+    assert "| qwk | +0.020 [+0.010, +0.030] | 0 |  |  | 0.004 | reproduced |" in md  # a secondary row: its own p
 
 
 def test_collect_claims_reads_results_and_recomputes_verdicts(tmp_path):

@@ -46,7 +46,7 @@ def test_readme_shows_controls_above_claims_with_regime_and_not_testable(tmp_pat
     assert f"The claims come from regime `{MAIN}` (C1, C3)." in claims_part
     assert ("not testable (control gap failed; controls gap:deepmt_dr, sr_works:srcnn, sr_works:edsr, sr_works:isr, "
             "negative:grading not measured)") in claims_part
-    assert "| 0.03 | 3 | not adjusted: no p-value | reproduced | 02 |" in claims_part  # C3 needs only learnable:grader_hr
+    assert "| 0.03 | 3 |  | not adjusted: no p-value | reproduced | 02 |" in claims_part  # C3 needs only learnable:grader_hr
     assert "*not testable (control … failed / not measured)*" in claims_part and "*not measured*" in claims_part
     assert "*secondary (no verdict)*" in claims_part and "*negligible* when the whole 95% interval" in claims_part
     assert "Holm-adjusted p" in claims_part and "*not adjusted: no p-value*" in claims_part

@@ -234,7 +234,9 @@ def unsupervised_study(cfg: Config, seeds: Sequence[int], mask_fraction: float =
     comparison = (f"DeepMT-DR with vs without the unsupervised term (pseudo masks), masks on {100 * float(mask_fraction):g}% "
                   "of the training images; stages 1a/1b shared (warm start)")
     claims = claims_table([Claim.from_paper("C7", metric=r.metric, effect=float(r.diff), lo=float(r.lo), hi=float(r.hi),
-                                            n_seeds=int(r.n_seeds), evidence=evidence, comparison=comparison, regime=regime)
+                                            n_seeds=int(r.n_seeds), p_value=float(r.p_value), interval=r.interval,
+                                            stage2_fallbacks=int(r.stage2_fallbacks),
+                                            evidence=evidence, comparison=comparison, regime=regime)
                            for r in eff.itertuples()])
     hr = run_methods(["foo_mt_hr"], cfg_p, seeds)["foo_mt_hr"]
     acc, lo, hi = method_ci(hr, "accuracy", n_boot=n_boot)

@@ -16,11 +16,14 @@ both methods) and, for each resample, averages the metric over the seeds of each
 covers image sampling, and the seed-to-seed spread enters through the averaged point estimates. Report
 the across-seed standard deviation beside it (:func:`summary_table`). :func:`hierarchical_effect` pairs A and B
 by training seed and resamples seeds, then images (or takes the seed-level t interval when that is wider), so
-its interval covers training noise too (issue 27; the notebooks move to it with the next from-empty run).
+its interval covers training noise too (issue 27). :func:`effect` picks between them, and :func:`effects_table`
+(every notebook's effects, claims and effect controls) uses it: over seeds and images wherever A and B were trained
+with the same seeds.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from typing import Any, Iterable, Mapping, Sequence
@@ -310,6 +313,45 @@ def effect_change(a1: Sequence[ExperimentResult], b1: Sequence[ExperimentResult]
     return _effect_record(e, min(len(a1), len(b1), len(a2), len(b2)), len(ids))
 
 
+# --------------------------------------------------------------------------- stages kept
+def stage_order(history: pd.DataFrame) -> list[str]:
+    """The stages of a run in the order they ran."""
+    if history.empty or "stage" not in history:
+        return []
+    return list(dict.fromkeys(history["stage"].tolist()))
+
+
+def best_info(res: ExperimentResult) -> dict[str, dict[str, Any]]:
+    """``{stage: {"score", "epoch", "metric"}}``: the epoch each stage kept, from the run's ``result.json``
+    (or, for an entry without it, the last epoch of the stage whose ``best`` flag is set)."""
+    try:
+        best = json.loads((res.run_dir / "result.json").read_text()).get("best") or {}
+    except (OSError, ValueError):
+        best = {}
+    h = res.history
+    for stage in stage_order(h):
+        if stage in best:
+            continue
+        rows = h[(h["stage"] == stage) & h.get("best", pd.Series(False, index=h.index)).astype(bool)]
+        if len(rows):
+            r = rows.iloc[-1]
+            best[stage] = {"score": float(r.get("selection_score", math.nan)), "epoch": int(r["epoch"]),
+                           "metric": str(r.get("selection_metric", ""))}
+    return best
+
+
+def stage2_fallbacks(results: Sequence[ExperimentResult]) -> int:
+    """How many of ``results`` kept, in their last stage, the weights that stage started from (``best_info`` epoch 0):
+    for DeepMT-DR, stage 2 fell back to the stage-1 weights (issue 27 asks the claims table to say so). 0 for a
+    one-stage method."""
+    n = 0
+    for r in results:
+        order = stage_order(r.history)
+        if len(order) > 1 and best_info(r).get(order[-1], {}).get("epoch") == 0:
+            n += 1
+    return n
+
+
 # --------------------------------------------------------------------------- tables
 def long_table(runs: Runs, metrics: Sequence[str]) -> pd.DataFrame:
     """One row per method, seed and metric (test split), plus training time."""
@@ -337,16 +379,38 @@ def summary_table(runs: Runs, metrics: Sequence[str], digits: int = 3) -> pd.Dat
     return pd.DataFrame(rows)
 
 
+def seed_paired(a: Sequence[ExperimentResult], b: Sequence[ExperimentResult]) -> bool:
+    """Whether A and B were trained with the same seeds in the same order (so :func:`hierarchical_effect` pairs them)."""
+    return bool(a) and [r.config.train.seed for r in a] == [r.config.train.seed for r in b]
+
+
+def effect(a: Sequence[ExperimentResult], b: Sequence[ExperimentResult], metric: str, n_boot: int = 1000,
+           seed: int = 0) -> dict[str, Any]:
+    """metric(A) - metric(B) on the same test images with the interval the tables report (issue 27): over training
+    seeds and images (:func:`hierarchical_effect`) when A and B were trained with the same seeds, else over the test
+    images only (:func:`paired_effect`). ``interval`` names it: ``"hierarchical"`` or ``"seed t"`` (seeds and
+    images), ``"images"`` (one seed, or runs not paired by seed: training noise is not in the interval)."""
+    a, b = list(a), list(b)
+    if seed_paired(a, b):
+        e = hierarchical_effect(a, b, metric, n_boot=n_boot, seed=seed)
+        return {**e, "interval": e["interval"] if len(a) > 1 else "images"}
+    return {**paired_effect(a, b, metric, n_boot=n_boot, seed=seed), "interval": "images"}
+
+
 def effects_table(runs: Runs, pairs: Sequence[tuple[str, str]], metrics: Sequence[str], n_boot: int = 1000) -> pd.DataFrame:
-    """Paired effects A - B with 95% CIs and p-values for each (A, B) pair and metric."""
+    """Effects A - B with 95% CIs and p-values for each (A, B) pair and metric (:func:`effect`: over seeds and
+    images where A and B share their training seeds; ``interval`` says which), and ``stage2_fallbacks``: on how many
+    of A's seeds the last stage kept its starting weights (:func:`stage2_fallbacks`)."""
     rows = []
     for a, b in pairs:
         for met in metrics:
-            e = paired_effect(runs[a], runs[b], met, n_boot=n_boot)
+            e = effect(runs[a], runs[b], met, n_boot=n_boot)
             rows.append({"a": a, "b": b, "metric": met, "diff": e["diff"], "lo": e["lo"], "hi": e["hi"],
                          "p_value": e["p_value"], "value_a": e["a"], "value_b": e["b"], "n_seeds": e["n_seeds"],
+                         "interval": e["interval"], "stage2_fallbacks": stage2_fallbacks(runs[a]),
                          "effect": M.format_ci(e["diff"], e["lo"], e["hi"], signed=True)})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["a", "b", "metric", "diff", "lo", "hi", "p_value", "value_a", "value_b", "n_seeds",
+                                       "interval", "stage2_fallbacks", "effect"])
 
 
 def sentence(effects: pd.DataFrame, a: str, b: str, metric: str) -> str:

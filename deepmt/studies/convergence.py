@@ -23,13 +23,12 @@ selection metric of a segmenting stage is the mean AUPR over the lesions, which 
 one rare lesion dies; a channel has *collapsed* when the kept epoch's validation AUPR for that lesion is below
 :data:`COLLAPSE_SHARE` of the best it reached in the stage.
 
-The epoch a stage kept comes from the run's ``result.json`` (:func:`best_info`); the curves from its per-epoch
+The epoch a stage kept comes from the run's ``result.json`` (:func:`deepmt.studies.common.best_info`); the curves from its per-epoch
 history (:mod:`deepmt.engine.trainer`). No training happens here.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any, Mapping, Sequence
 
@@ -38,7 +37,7 @@ import pandas as pd
 
 from deepmt import LESIONS
 from deepmt.experiment_cache import ExperimentResult
-from deepmt.studies.common import label
+from deepmt.studies.common import best_info, label, stage_order
 
 #: validation metrics drawn beside a stage's selection metric (where the run recorded them): DeepMT-DR's
 #: stage 1a selects on mean AUPR and trains the ISR too; stage 2 selects on grading and must keep the SR
@@ -54,32 +53,6 @@ MIN_EPOCHS = 3
 #: channel was seen to fall from 0.5-0.7 to 0.01-0.02 validation AUPR at epoch 5 on three seeds while the mean AUPR
 #: that selects its epoch kept rising (the levelled-off rule reads the mean only, so it could not see this)
 COLLAPSE_SHARE = 0.5
-
-
-def stage_order(history: pd.DataFrame) -> list[str]:
-    """The stages of a run in the order they ran."""
-    if history.empty or "stage" not in history:
-        return []
-    return list(dict.fromkeys(history["stage"].tolist()))
-
-
-def best_info(res: ExperimentResult) -> dict[str, dict[str, Any]]:
-    """``{stage: {"score", "epoch", "metric"}}``: the epoch each stage kept, from the run's ``result.json``
-    (or, for an entry without it, the last epoch of the stage whose ``best`` flag is set)."""
-    try:
-        best = json.loads((res.run_dir / "result.json").read_text()).get("best") or {}
-    except (OSError, ValueError):
-        best = {}
-    h = res.history
-    for stage in stage_order(h):
-        if stage in best:
-            continue
-        rows = h[(h["stage"] == stage) & h.get("best", pd.Series(False, index=h.index)).astype(bool)]
-        if len(rows):
-            r = rows.iloc[-1]
-            best[stage] = {"score": float(r.get("selection_score", math.nan)), "epoch": int(r["epoch"]),
-                           "metric": str(r.get("selection_metric", ""))}
-    return best
 
 
 # --------------------------------------------------------------------------- convergence
@@ -284,7 +257,7 @@ def collapse_sentence(channels: pd.DataFrame) -> str:
 
 
 __all__ = [
-    "CURVE_EXTRA", "LEVEL_SHARE", "MIN_EPOCHS", "COLLAPSE_SHARE", "stage_order", "best_info", "curve_metrics",
+    "CURVE_EXTRA", "LEVEL_SHARE", "MIN_EPOCHS", "COLLAPSE_SHARE", "curve_metrics",
     "convergence_curves", "level_check", "convergence_table", "convergence_summary", "lesion_channels",
     "lesion_channel_summary", "levelled_sentence", "collapse_sentence",
 ]

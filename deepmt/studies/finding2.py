@@ -174,7 +174,7 @@ def claims_rows(summary: pd.DataFrame, regime: str = "", evidence: str = EVIDENC
             lo=float(r["effect_lo"]) if r is not None else math.nan,
             hi=float(r["effect_hi"]) if r is not None else math.nan,
             n_seeds=int(r["n_seeds"]) if r is not None else 0, evidence=evidence, comparison=comparison(m), regime=regime,
-            min_effect=min_effect("energy_in_lesions"),
+            min_effect=min_effect("energy_in_lesions"), interval="images" if r is not None else "",
         ))
     return claims
 

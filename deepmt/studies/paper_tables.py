@@ -74,7 +74,9 @@ def effect_claims(cid: str, effects: pd.DataFrame, a: str, b: str, metrics: Sequ
         r = r.iloc[0]
         kw = {"comparison": comparison} if comparison else {}
         claims.append(Claim.from_paper(cid, metric=met, effect=float(r["diff"]), lo=float(r["lo"]), hi=float(r["hi"]),
-                                       n_seeds=int(r["n_seeds"]), evidence=evidence, regime=regime, **kw))
+                                       p_value=float(r.get("p_value", np.nan)), n_seeds=int(r["n_seeds"]),
+                                       interval=str(r.get("interval", "") or ""), stage2_fallbacks=int(r.get("stage2_fallbacks", 0)),
+                                       evidence=evidence, regime=regime, **kw))
     return claims_table(claims)
 
 

@@ -19,7 +19,7 @@ import pandas as pd
 
 from deepmt.experiment_cache import ExperimentResult
 from deepmt.studies.common import label
-from deepmt.studies.convergence import stage_order
+from deepmt.studies.common import stage_order
 from deepmt.studies.training_tables import STAGE_TEXT, loss_curves, validation_curves
 
 

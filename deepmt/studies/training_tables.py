@@ -23,7 +23,7 @@ import pandas as pd
 from deepmt.experiment_cache import ExperimentResult
 from deepmt.losses.task_aware import FEEDBACK_TERMS
 from deepmt.studies.common import label
-from deepmt.studies.convergence import best_info, stage_order
+from deepmt.studies.common import best_info, stage_order
 
 
 #: what each stage trains and on what, in the paper's words (DeepMT-DR), and the baselines' single stages
