@@ -257,6 +257,7 @@ def fake_training(monkeypatch):
 
     identity_calls: list = []
     monkeypatch.setattr(F1, "pathway_runs", pathway_runs)
+    monkeypatch.setattr(FL, "pathway_runs", pathway_runs)
     monkeypatch.setattr(F1, "identity_control", identity_control)
     return identity_calls
 
@@ -374,6 +375,34 @@ def test_few_labels_study_compares_the_gain_with_few_and_with_all_labels(fake_tr
         FL.few_labels_study(cfg.replace({"data.label_fraction": 0.5}), [0], 0.1)
     fig = FL.plot_few_labels(t)
     assert len(fig.axes) == 2 and list(fig.axes[0].get_xticks()) == [1.0, 0.1]
+
+
+def test_few_labels_is_a_claim_regime_with_its_own_controls(fake_training, tmp_path):
+    """Issue 27, item 5: C1 and C4 judged with few labels, gated by controls measured in that regime; a failing
+    control of the few-labels regime makes those rows not testable and leaves the all-labels rows alone."""
+    from deepmt.claims import collect_claims
+
+    cfg = get_config("smoke")
+    res = FL.few_labels_study(cfg, [0, 1], 0.1, n_boot=200)
+    few_regime = "synthetic, smudge_match=0.8, x4, labels on 10% of training images"
+    cl, co = res["claims"], res["controls"]
+    assert set(cl.id) == {"C1", "C4"} and set(cl.regime) == {few_regime} and set(cl.metric) == {"accuracy", "qwk", "macro_f1"}
+    c1 = cl[(cl.id == "C1") & (cl.metric == "accuracy")].iloc[0]
+    e = C.paired_effect(res["runs"][0.1]["deepmt_dr"], res["runs"][0.1]["deepmt_dr_noisr"], "accuracy", n_boot=200)
+    assert c1.effect == pytest.approx(e["diff"]) and c1.n_seeds == 2
+    c4 = cl[(cl.id == "C4") & (cl.metric == "accuracy")].iloc[0]
+    assert "multi-task net on bicubic" in c4.comparison
+    assert list(co.id) == ["learnable", "gap", "gap:deepmt_dr"] and set(co.regime) == {few_regime}
+    gap = co.set_index("id").loc["gap"]
+    assert gap.value == pytest.approx(FL.effects_table(res["runs"][0.1], [("foo_mt_hr", "foo_mt")], ["accuracy"], 200).iloc[0]["diff"])
+    # a failing gap in the few-labels regime gates only the few-labels rows
+    few_fail = co.assign(status=["pass", "fail", "pass"])
+    all_rows = cl.assign(regime="synthetic, smudge_match=0.8, x4, all masks")
+    pd.concat([cl, all_rows], ignore_index=True).to_csv(tmp_path / "01_claims.csv", index=False)
+    table = collect_claims(tmp_path, controls=few_fail, include_unmeasured=False)
+    primary = table[(table.metric == "accuracy") & (table.id == "C1")].set_index("regime")["verdict"]
+    assert primary[few_regime].startswith("not testable") and "gap failed" in primary[few_regime]
+    assert "gap failed" not in primary["synthetic, smudge_match=0.8, x4, all masks"]
 
 
 def _few_labels_result(gain_lo: float, gain_hi: float, ma_lo: float, ma_hi: float, smoke: bool) -> dict:

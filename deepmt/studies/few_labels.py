@@ -26,10 +26,18 @@ import pandas as pd
 
 from deepmt import metrics as M
 from deepmt.config import Config
-from deepmt.controls import regime_of
+from deepmt.controls import control_row, controls_table, regime_of
 from deepmt.errors import SettingError
-from deepmt.studies.common import SMOKE_NOTE, effect_change, run_methods
+from deepmt.studies.common import SMOKE_NOTE, effect_change, effects_table, method_ci, run_methods
 from deepmt.studies.dial import DIAL_METHODS, gap_and_gain, plot_gap_and_gain
+from deepmt.studies.paper_tables import effect_claims, effect_control
+from deepmt.studies.pathway import pathway_name, pathway_runs
+
+#: the notebook whose claims and controls the few-labels regime adds to
+EVIDENCE = "01_finding1_isr_helps"
+#: claim C4's baseline in the few-labels regime: the one baseline trained there (the lesion-supervised multi-task net
+#: on bicubic input, also the best baseline on validation with all labels)
+FEW_LABELS_C4_BASELINE = "foo_mt"
 
 #: what :func:`few_labels_study` compares between the two settings: (name, A, B, metric) of the effect A - B
 QUANTITIES = (
@@ -73,8 +81,37 @@ def few_labels_study(cfg: Config, seeds: Sequence[int], label_fraction: float = 
         change.append({"quantity": name, "a": a, "b": b, "metric": metric, "few_labels": e["a"], "all_labels": e["b"],
                        "change": e["diff"], "change_lo": e["lo"], "change_hi": e["hi"], "p_value": e["p_value"],
                        "change [95% CI]": M.format_ci(e["diff"], e["lo"], e["hi"], signed=True), "n_seeds": e["n_seeds"]})
+    claims, controls = few_labels_claims(cfg.replace({"data.label_fraction": f}), few, n_boot)
     return {"table": pd.DataFrame(rows), "change": pd.DataFrame(change), "runs": runs, "label_fraction": f,
-            "smoke": cfg.profile == "smoke"}
+            "claims": claims, "controls": controls, "smoke": cfg.profile == "smoke"}
+
+
+def few_labels_claims(cfg: Config, runs: dict, n_boot: int = 1000) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Claims C1 and C4 in the few-labels regime (issue 27, item 5: the setting in which a learned ISR has a real
+    advantage), with their own controls measured in that regime. ``cfg`` is the few-labels config (its
+    ``regime_of`` names the rows), ``runs`` its :data:`DIAL_METHODS` runs. C1: DeepMT-DR vs its no-ISR twin; C4:
+    DeepMT-DR vs :data:`FEW_LABELS_C4_BASELINE`. Controls: learnable and gap on the lesion-supervised multi-task
+    net, gap on DeepMT-DR's grading pathway (HR vs bicubic on its own weights, no training); the negative
+    control is not bound to a regime (``deepmt.controls``) and comes from the dial sweep."""
+    regime = regime_of(cfg)
+    hr, bicubic = pathway_name("deepmt_dr", "hr"), pathway_name("deepmt_dr", "bicubic")
+    all_runs = {**runs, **pathway_runs(runs["deepmt_dr"], cfg)}
+    metrics = ("accuracy", "qwk", "macro_f1")
+    eff = effects_table(all_runs, [("deepmt_dr", "deepmt_dr_noisr"), ("deepmt_dr", FEW_LABELS_C4_BASELINE),
+                                   ("foo_mt_hr", "foo_mt"), (hr, bicubic)], list(metrics), n_boot)
+    claims = pd.concat([
+        effect_claims("C1", eff, "deepmt_dr", "deepmt_dr_noisr", metrics, EVIDENCE, regime=regime),
+        effect_claims("C4", eff, "deepmt_dr", FEW_LABELS_C4_BASELINE, metrics, EVIDENCE, regime=regime,
+                      comparison="DeepMT-DR vs the lesion-supervised multi-task net on bicubic input (the baseline "
+                                 "trained with few labels), LR input"),
+    ], ignore_index=True)
+    acc, lo, hi = method_ci(runs["foo_mt_hr"], "accuracy", n_boot=n_boot)
+    controls = controls_table([
+        control_row("learnable", value=acc, lo=lo, hi=hi, n_seeds=len(runs["foo_mt_hr"]), evidence=EVIDENCE, regime=regime),
+        effect_control("gap", eff, "foo_mt_hr", "foo_mt", "accuracy", EVIDENCE, regime),
+        effect_control("gap:deepmt_dr", eff, hr, bicubic, "accuracy", EVIDENCE, regime),
+    ])
+    return claims, controls
 
 
 def plot_few_labels(table: pd.DataFrame):
