@@ -303,14 +303,21 @@ def effect_change(a1: Sequence[ExperimentResult], b1: Sequence[ExperimentResult]
     """How much an effect changes between two settings scored on the same test images: (metric(A1) - metric(B1))
     - (metric(A2) - metric(B2)), e.g. DeepMT-DR's gain over its no-ISR twin with few labels minus the same gain with
     all labels. Paired bootstrap over the images (each resample draws the same images for all four), so the CI is
-    that of the change itself, not two intervals to compare by eye. Returns what :func:`paired_effect` returns,
-    ``a`` and ``b`` being the two effects."""
+    that of the change itself, not two intervals to compare by eye; when all four were trained with the same seeds,
+    over seeds too (:func:`hierarchical_paired_bootstrap`, as :func:`effect`). Returns what :func:`paired_effect`
+    returns, ``a`` and ``b`` being the two effects, and ``interval``."""
     a1, b1, a2, b2 = list(a1), list(b1), list(a2), list(b2)
     ids = _check_aligned(a1 + b1 + a2 + b2)
+    if seed_paired(a1, b1) and seed_paired(a1, a2) and seed_paired(a1, b2):
+        # one seed's four runs per draw: the interval covers training noise too (as :func:`effect`)
+        per = [(_effect_metric([x1], [y1], metric), _effect_metric([x2], [y2], metric)) for x1, y1, x2, y2 in zip(a1, b1, a2, b2)]
+        e = hierarchical_paired_bootstrap(per[0][0][0], [p1[1] for p1, _ in per], per[0][1][0], [p2[1] for _, p2 in per],
+                                          n_boot=n_boot, seed=seed, alpha=alpha)
+        return {**_effect_record(e, len(a1), len(ids)), "interval": e["interval"] if len(a1) > 1 else "images"}
     f1, arrays1 = _effect_metric(a1, b1, metric)
     f2, arrays2 = _effect_metric(a2, b2, metric)
     e = M.paired_bootstrap(f1, arrays1, f2, arrays2, n_boot=n_boot, seed=seed, alpha=alpha)
-    return _effect_record(e, min(len(a1), len(b1), len(a2), len(b2)), len(ids))
+    return {**_effect_record(e, min(len(a1), len(b1), len(a2), len(b2)), len(ids)), "interval": "images"}
 
 
 # --------------------------------------------------------------------------- stages kept
