@@ -101,6 +101,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         **CONFIG,
         "seeds": ablation_structure.STRUCTURE_SEEDS,
         "c7_seeds": SEEDS,
+        "pathway_seeds": list(ablation_structure.PATHWAY_SEEDS),
         "scales": ablation_structure.STRUCTURE_SCALES,
         "unsupervised": ablation_structure.UNSUPERVISED,
         "mask_fraction": ablation_structure.MASK_FRACTION,
