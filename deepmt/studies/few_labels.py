@@ -26,11 +26,11 @@ import pandas as pd
 
 from deepmt import metrics as M
 from deepmt.config import Config
-from deepmt.controls import control_row, controls_table, regime_of
+from deepmt.controls import controls_table, regime_of
 from deepmt.errors import SettingError
-from deepmt.studies.common import SMOKE_NOTE, effect_change, effects_table, method_ci, run_methods
+from deepmt.studies.common import SMOKE_NOTE, effect_change, effects_table, run_methods
 from deepmt.studies.dial import DIAL_METHODS, gap_and_gain, plot_gap_and_gain
-from deepmt.studies.paper_tables import effect_claims, effect_control
+from deepmt.studies.paper_tables import effect_claims, grading_controls
 from deepmt.studies.pathway import pathway_name, pathway_runs
 
 #: the notebook whose claims and controls the few-labels regime adds to
@@ -105,13 +105,7 @@ def few_labels_claims(cfg: Config, runs: dict, n_boot: int = 1000) -> tuple[pd.D
                       comparison="DeepMT-DR vs the lesion-supervised multi-task net on bicubic input (the baseline "
                                  "trained with few labels), LR input"),
     ], ignore_index=True)
-    acc, lo, hi = method_ci(runs["foo_mt_hr"], "accuracy", n_boot=n_boot)
-    controls = controls_table([
-        control_row("learnable", value=acc, lo=lo, hi=hi, n_seeds=len(runs["foo_mt_hr"]), evidence=EVIDENCE, regime=regime),
-        effect_control("gap", eff, "foo_mt_hr", "foo_mt", "accuracy", EVIDENCE, regime),
-        effect_control("gap:deepmt_dr", eff, hr, bicubic, "accuracy", EVIDENCE, regime),
-    ])
-    return claims, controls
+    return claims, controls_table(grading_controls(runs, eff, hr, bicubic, EVIDENCE, regime, n_boot))
 
 
 def plot_few_labels(table: pd.DataFrame):

@@ -20,14 +20,13 @@ from typing import Any, Sequence
 import pandas as pd
 
 from deepmt.config import Config
-from deepmt.controls import control_row, controls_table, regime_of
+from deepmt.controls import controls_table, regime_of
 from deepmt.reporting import save_figure, save_table
 from deepmt.studies.common import (
     GRADING_METRICS,
     SMOKE_NOTE,
     describe_config,
     effects_table,
-    method_ci,
     run_methods,
     sentence,
     sentences,
@@ -39,7 +38,7 @@ from deepmt.studies.dial import DIAL_SETTINGS, NOTHING_LEFT, dial_sweep, plot_di
 from deepmt.studies.few_labels import few_labels_study, plot_few_labels, what_we_see_few_labels
 from deepmt.studies.lesion_identity import identity_control, identity_table
 from deepmt.studies.lesion_identity import what_we_see as what_we_see_lesion_identity
-from deepmt.studies.paper_tables import ci_table, effect_claims, effect_control, plot_metric_bars, verdict_list
+from deepmt.studies.paper_tables import ci_table, effect_claims, effect_control, grading_controls, plot_metric_bars, verdict_list
 from deepmt.studies.pathway import pathway_name, pathway_runs
 
 #: Finding 1, grading: the same task from each kind of input (LR, bicubic, SR, HR).
@@ -86,11 +85,8 @@ def finding1(cfg: Config, seeds: Sequence[int], seg_seeds: Sequence[int] = (0,),
         effect_claims("C2", s_effects, "deepmt_dr", "deepmt_dr_noisr", ("aupr", "dice", "aupr_MA"), ev,
                 comparison="DeepMT-DR segmentation of its SR image vs the same network on the bicubic image", regime=regime),
     ], ignore_index=True)
-    acc, lo, hi = method_ci(grading["foo_mt_hr"], "accuracy", n_boot=n_boot)
     controls = controls_table([
-        control_row("learnable", value=acc, lo=lo, hi=hi, n_seeds=len(grading["foo_mt_hr"]), evidence=ev, regime=regime),
-        effect_control("gap", g_effects, "foo_mt_hr", "foo_mt", "accuracy", ev, regime),
-        effect_control("gap:deepmt_dr", g_effects, PATHWAY_HR, PATHWAY_BICUBIC, "accuracy", ev, regime),
+        *grading_controls(grading, g_effects, PATHWAY_HR, PATHWAY_BICUBIC, ev, regime, n_boot),
         effect_control("lesion_resolution", s_effects, "unet_hr", "unet_bicubic", "aupr_MA", ev, regime),
     ])
     sweep = (dial_sweep(cfg, dial, dial_seeds, default_seeds=seeds, n_boot=n_boot, control_seeds=control_seeds)

@@ -64,6 +64,20 @@ def effect_control(cid: str, effects: pd.DataFrame, a: str, b: str, metric: str,
                        evidence=evidence, regime=regime)
 
 
+def grading_controls(runs: Runs, effects: pd.DataFrame, hr: str, bicubic: str, evidence: str, regime: str,
+                     n_boot: int = 1000) -> list[dict[str, Any]]:
+    """The controls a grading claim (C1, C4) needs, measured on its own runs in its regime: *learnable* (the
+    lesion-supervised multi-task net on HR, ``foo_mt_hr``: test accuracy with its CI), *gap* (``foo_mt_hr`` -
+    ``foo_mt``, a row of ``effects``) and *gap:deepmt_dr* (DeepMT-DR's grading pathway fed HR minus fed bicubic: the
+    ``effects`` row ``hr`` - ``bicubic``, :mod:`deepmt.studies.pathway`)."""
+    acc, lo, hi = method_ci(runs["foo_mt_hr"], "accuracy", n_boot=n_boot)
+    return [
+        control_row("learnable", value=acc, lo=lo, hi=hi, n_seeds=len(runs["foo_mt_hr"]), evidence=evidence, regime=regime),
+        effect_control("gap", effects, "foo_mt_hr", "foo_mt", "accuracy", evidence, regime),
+        effect_control("gap:deepmt_dr", effects, hr, bicubic, "accuracy", evidence, regime),
+    ]
+
+
 def effect_claims(cid: str, effects: pd.DataFrame, a: str, b: str, metrics: Sequence[str], evidence: str, comparison: str | None = None,
             regime: str = "") -> pd.DataFrame:
     claims = []
@@ -107,4 +121,4 @@ def plot_metric_bars(table: pd.DataFrame, metrics: Sequence[str], title: str = "
     return fig
 
 
-__all__ = ["INPUTS", "ci_table", "effect_row", "effect_control", "effect_claims", "verdict_list", "plot_metric_bars"]
+__all__ = ["INPUTS", "ci_table", "effect_row", "effect_control", "grading_controls", "effect_claims", "verdict_list", "plot_metric_bars"]
