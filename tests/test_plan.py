@@ -324,3 +324,15 @@ def test_steps_are_timed_with_the_other_workers_busy_unless_asked_alone():
     assert p.parse_args([]).busy and p.parse_args(["--busy"]).busy
     alone = p.parse_args(["--alone"])
     assert not alone.busy and "--alone" in plan_command._argv(alone) and "--alone" not in plan_command._argv(p.parse_args([]))
+
+
+def test_the_notebooks_own_time_leaves_out_the_grid_queue(tmp_path):
+    """run_all.json records the grid queue's seconds beside the notebooks'; they are training, which the plan prices
+    entry by entry, so counting them as a notebook's own time would count them twice."""
+    path = tmp_path / "run_all.json"
+    path.write_text(json.dumps({"profile": "quick", "cache_at_start": "warm", "date": "2026-12-07", "notebooks": [
+        {"name": "grid_queue", "seconds": 1474.0, "status": "ok"}, {"name": "00_benchmark", "seconds": 24.0, "status": "ok"},
+        {"name": "01_finding1_isr_helps", "seconds": 193.0, "status": "ok"}]}))
+    own, note = plan_command._own_seconds(path, "quick")
+    assert own == {"00_benchmark": 24.0, "01_finding1_isr_helps": 193.0} and "cache warm" in note
+    assert plan_command._own_seconds(path, "paper")[0] == {}

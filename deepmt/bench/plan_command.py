@@ -110,6 +110,10 @@ def _log(line: str) -> None:
     print(line, flush=True)
 
 
+#: the name under which ``./run_all.sh`` records its grid queue's seconds in ``results/timing/run_all.json``
+GRID_QUEUE = "grid_queue"
+
+
 def _own_seconds(path: Path, profile: str) -> tuple[dict[str, float], str]:
     """Each notebook's seconds in a warm ``run_all.sh`` pass of ``profile``, and a note on where they came from."""
     from deepmt.bench.performance_page import load_timing
@@ -119,7 +123,9 @@ def _own_seconds(path: Path, profile: str) -> tuple[dict[str, float], str]:
         return {}, f"{path}: no timing file; the notebooks' own time is left out"
     if timing.get("profile") != profile:
         return {}, f"{path} timed profile {timing.get('profile')!r}, not {profile!r}; the notebooks' own time is left out"
-    own = {str(n["name"]): float(n["seconds"]) for n in timing.get("notebooks", []) if "seconds" in n}
+    # run_all.sh's grid queue is training, which the plan prices entry by entry: not a notebook's own time
+    own = {str(n["name"]): float(n["seconds"]) for n in timing.get("notebooks", [])
+           if "seconds" in n and n.get("name") != GRID_QUEUE}
     note = f"{path} ({timing.get('date', '?')}, cache {timing.get('cache_at_start', '?')} at start)"
     if timing.get("cache_at_start") != "warm":
         note += "; not a warm pass: its seconds include training, so the prediction counts that twice"
