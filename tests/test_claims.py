@@ -26,6 +26,7 @@ def passing_controls(regime: str = REGIME) -> list[K.ControlResult]:
     return [
         K.control_row("learnable", 0.93, 0.91, 0.95, n_seeds=3, regime=regime),
         K.control_row("learnable:grader_hr", 0.92, 0.90, 0.94, n_seeds=3, regime=regime),
+        K.control_row("learnable:deepmt_dr_oracle", 0.93, 0.91, 0.95, n_seeds=3, regime=regime),
         K.control_row("gap", 0.12, 0.08, 0.16, n_seeds=3, regime=regime),
         K.control_row("gap:deepmt_dr", 0.10, 0.06, 0.14, n_seeds=3, regime=regime),
         K.control_row("sr_works:srcnn", 1.1, 0.9, 1.3, regime=regime),
@@ -84,15 +85,15 @@ def test_paper_claims_and_claim_rows():
     assert all(need.ids() for pc in C.PAPER_CLAIMS.values() for need in pc.controls)  # each need has its controls
     needs = {cid: [str(n) for n in pc.controls] for cid, pc in C.PAPER_CLAIMS.items()}
     assert needs == {
-        "C1": ["learnable", "gap", "gap:deepmt_dr", "sr_works", "negative:grading"],
+        "C1": ["learnable", "learnable:deepmt_dr_oracle", "gap", "gap:deepmt_dr", "sr_works", "negative:grading"],
         "C2": ["lesion_resolution", "sr_works", "negative:identity"],
         "C3": ["learnable:grader_hr"],
-        "C4": ["learnable", "gap"],
+        "C4": ["learnable", "learnable:deepmt_dr_oracle", "gap"],
         "C5": ["gap", "gap:deepmt_dr", "sr_works"],
         "C6": ["sr_works"],
         "C7": ["learnable"],
     }
-    assert C.PAPER_CLAIMS["C1"].controls[2] == K.Need("gap", K.DR_PATHWAY) and "fraction" in C.PAPER_CLAIMS["C7"].text
+    assert C.PAPER_CLAIMS["C1"].controls[3] == K.Need("gap", K.DR_PATHWAY) and "fraction" in C.PAPER_CLAIMS["C7"].text
     assert [pc.id for pc in C.PAPER_CLAIMS.values() if pc.primary_comparison] == ["C3"]
     c = C.Claim.from_paper("C1", metric="accuracy", effect=0.05, lo=0.01, hi=0.09, n_seeds=3, evidence="03_x")
     assert c.verdict == "reproduced" and c.text == C.PAPER_CLAIMS["C1"].text
@@ -197,7 +198,7 @@ def test_not_testable_lists_failures_then_missing_and_only_the_needed_controls()
     unmeasured = C.Claim.from_paper("C1", metric="qwk", regime=REGIME)
     assert _verdict(unmeasured, controls) == "not measured"  # nothing to judge: stays not measured
     assert _verdict(C1_ROW, K.controls_table([])) == (
-        "not testable (controls learnable, gap, gap:deepmt_dr, sr_works:srcnn, sr_works:edsr, sr_works:isr, "
+        "not testable (controls learnable, learnable:deepmt_dr_oracle, gap, gap:deepmt_dr, sr_works:srcnn, sr_works:edsr, sr_works:isr, "
         "negative:grading not measured)")
     two_failed = with_row(rows, K.control_row("gap", 0.01, -0.02, 0.04, regime=REGIME))
     assert _verdict(C1_ROW, two_failed) == "not testable (controls learnable, gap failed; control negative:grading not measured)"

@@ -18,6 +18,7 @@ def test_registry_holds_the_preregistered_thresholds():
     assert got == {
         "learnable": (K.FOO_MT, "accuracy", "accuracy", "at_least", 0.90, True),
         "learnable:grader_hr": (K.GRADER_HR, "accuracy", "accuracy", "at_least", 0.90, True),
+        "learnable:deepmt_dr_oracle": (K.DR_ORACLE, "accuracy", "accuracy", "at_least", 0.90, False),
         "gap": (K.FOO_MT, "accuracy", "accuracy", "diff_at_least", 0.08, True),
         "gap:deepmt_dr": (K.DR_PATHWAY, "accuracy", "accuracy", "diff_at_least", 0.08, True),
         "sr_works:srcnn": ("srcnn (SR baseline)", "psnr", "dB", "ci_above", 0.0, True),

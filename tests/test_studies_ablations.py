@@ -354,3 +354,13 @@ def test_pathway_diagnosis_trains_each_change_where_it_acts_and_reads_the_oracle
     text = AS.what_we_see_pathway(diag)
     assert f"{diag['oracle_hr_accuracy']:.3f}" in text
     assert ("C1 / C4 are testable" in text) is testable and ("cannot be tested at this size" in text) is not testable
+    # the floor is a control that C1 and C4 need: it passes exactly when the oracle reaches it
+    from deepmt import controls as K
+    from deepmt.claims import PAPER_CLAIMS
+
+    c = diag["controls"].iloc[0]
+    assert c["id"] == AS.ORACLE_CONTROL and c["object"] == K.DR_ORACLE and c["n_seeds"] == 3
+    assert c["value"] == pytest.approx(diag["oracle_hr_accuracy"]) and c["lo"] <= c["value"] <= c["hi"]
+    assert (c["status"] == "pass") is testable and AS.ORACLE_FLOOR == K.CONTROLS[AS.ORACLE_CONTROL].threshold == 0.90
+    for cid in ("C1", "C4"):
+        assert AS.ORACLE_CONTROL in [i for need in PAPER_CLAIMS[cid].controls for i in need.ids()]

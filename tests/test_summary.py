@@ -44,7 +44,7 @@ def test_readme_shows_controls_above_claims_with_regime_and_not_testable(tmp_pat
     assert f"| **gap:deepmt_dr** | {K.DR_PATHWAY} | ≥ 0.08 accuracy, CI above 0 | gap's bar" in controls_part  # the registry
     assert f"| {K.TWIN_IDENTITY} | CI not above 0 AUC | the SR image must not tell MAs from smudges" in controls_part
     assert f"The claims come from regime `{MAIN}` (C1, C3)." in claims_part
-    assert ("not testable (control gap failed; controls gap:deepmt_dr, sr_works:srcnn, sr_works:edsr, sr_works:isr, "
+    assert ("not testable (control gap failed; controls learnable:deepmt_dr_oracle, gap:deepmt_dr, sr_works:srcnn, sr_works:edsr, sr_works:isr, "
             "negative:grading not measured)") in claims_part
     assert "| 0.03 | 3 |  | not adjusted: no p-value | reproduced | 02 |" in claims_part  # C3 needs only learnable:grader_hr
     assert "*not testable (control … failed / not measured)*" in claims_part and "*not measured*" in claims_part
@@ -176,6 +176,7 @@ def test_claim_summary_picks_the_headline_row_and_shows_each_controls_status(tmp
     ]).to_csv(res / "01_claims.csv", index=False)
     K.controls_table([K.control_row("learnable", 0.93, 0.91, 0.95, n_seeds=3, evidence="01", regime=MAIN),
                       K.control_row("learnable:grader_hr", 0.626, 0.58, 0.67, n_seeds=3, evidence="02", regime=MAIN),
+                      K.control_row("learnable:deepmt_dr_oracle", 0.93, 0.91, 0.95, n_seeds=3, evidence="08", regime=MAIN),
                       K.control_row("gap", 0.12, 0.08, 0.16, n_seeds=3, evidence="01", regime=MAIN),
                       K.control_row("gap:deepmt_dr", -0.04, -0.08, 0.0, n_seeds=3, evidence="01", regime=MAIN),
                       K.control_row("sr_works:srcnn", 1.0, 0.5, 1.5, n_seeds=3, evidence="05", regime=MAIN),

@@ -56,7 +56,7 @@ def fixed_tables() -> tuple[pd.DataFrame, pd.DataFrame]:
 def test_fixture_verdicts():
     claims, _ = fixed_tables()
     assert claims["verdict"].tolist() == [
-        "not testable (control gap failed; controls gap:deepmt_dr, negative:grading not measured)", "secondary (no verdict)",
+        "not testable (control gap failed; controls learnable:deepmt_dr_oracle, gap:deepmt_dr, negative:grading not measured)", "secondary (no verdict)",
         "secondary (no verdict)", "negligible", "not reproduced", "secondary (no verdict)",
         "not testable (controls lesion_resolution, negative:identity not measured)",
         "inconclusive", "not measured",
@@ -103,7 +103,7 @@ def test_what_we_see_is_written_from_the_numbers():
         "negligible: C3 energy_in_lesions (HR grader's plain Grad-CAM) +0.003 [+0.000, +0.006]; "
         "not reproduced: C6 psnr_lesion (DeepMT-DR ISR vs single-task ISR network…) -1.190 [-1.240, -1.140]; "
         "inconclusive: C7 (1 row); "
-        "not testable: C1 (1 row: control gap failed; controls gap:deepmt_dr, negative:grading not measured), "
+        "not testable: C1 (1 row: control gap failed; controls learnable:deepmt_dr_oracle, gap:deepmt_dr, negative:grading not measured), "
         "C2 (1 row: controls lesion_resolution, negative:identity not measured); "
         "not measured: C4.",
         "Secondary metrics, reported without a verdict: C1 qwk; C3 energy_in_lesions; C6 ssim_lesion.",

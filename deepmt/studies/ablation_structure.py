@@ -13,6 +13,7 @@ import pandas as pd
 
 from deepmt.claims import Claim, claims_table
 from deepmt.config import Config
+from deepmt.controls import CONTROLS, control_row, controls_table, regime_of
 from deepmt.reporting import save_figure, save_table
 from deepmt.studies.ablations import (
     BASE,
@@ -31,6 +32,7 @@ from deepmt.studies.common import (
     describe_config,
     effects_table,
     hierarchical_effect,
+    method_ci,
     metric_value,
     run_methods,
     study_config,
@@ -76,7 +78,9 @@ def structure_variants(scales: Sequence[int] = (), base_scale: int = 4, unsuperv
 #: it, even a perfect segmentation and a perfect super-resolution would leave the grader short of the
 #: lesion-supervised network on HR, 0.94-0.96 on the synthetic benchmark)
 PATHWAY_SEEDS = (0, 1, 2)
-ORACLE_FLOOR = 0.90
+#: the control that carries the floor (its threshold: :data:`ORACLE_FLOOR`), gating C1 and C4
+ORACLE_CONTROL = "learnable:deepmt_dr_oracle"
+ORACLE_FLOOR = CONTROLS[ORACLE_CONTROL].threshold
 #: ResNet-18's total stride: the grader's last feature map is the input side / 32
 GRADER_STRIDE = 32
 
@@ -107,13 +111,15 @@ def pathway_variants(cfg: Config) -> list[Variant]:
     ]
 
 
-def pathway_diagnosis(cfg: Config, seeds: Sequence[int] = PATHWAY_SEEDS, n_boot: int = 1000) -> dict[str, Any]:
+def pathway_diagnosis(cfg: Config, seeds: Sequence[int] = PATHWAY_SEEDS, n_boot: int = 1000,
+                      evidence: str = "08_ablation_structure") -> dict[str, Any]:
     """Train (or load) :func:`pathway_variants` over ``seeds`` and measure each on two inputs: the method's own
     (LR -> SR -> grader: what the claims judge) and its grading pathway fed ``[HR, Seg(HR)]``
     (:mod:`deepmt.studies.pathway`: what the grader can do when the image is perfect). ``table``: per variant and
     input, test accuracy and QWK as means over seeds and, for each variant, variant − full with a hierarchical
     interval (seeds, then images: :func:`deepmt.studies.common.hierarchical_effect`). ``oracle_hr_accuracy``: the
-    oracle variant on the HR pathway; ``testable``: whether it reaches :data:`ORACLE_FLOOR`."""
+    oracle variant on the HR pathway; ``testable``: whether it reaches :data:`ORACLE_FLOOR`; ``controls``: that
+    measurement as the control :data:`ORACLE_CONTROL` (with its CI over images), which gates C1 and C4."""
     ab = run_ablation(cfg, seeds, pathway_variants(cfg))
     inputs = {"SR (the method)": ab.runs,
               "HR pathway": {name: next(iter(pathway_runs(res, cfg, sources=("hr",)).values())) for name, res in ab.runs.items()}}
@@ -130,8 +136,13 @@ def pathway_diagnosis(cfg: Config, seeds: Sequence[int] = PATHWAY_SEEDS, n_boot:
     table = pd.DataFrame(rows)
     oracle = table[(table.variant == "oracle_maps") & (table.input == "HR pathway")]
     oracle_hr = float(oracle.accuracy.iloc[0]) if len(oracle) else math.nan
+    hr_oracle = inputs["HR pathway"].get("oracle_maps", [])
+    acc, lo, hi = method_ci(hr_oracle, "accuracy", n_boot=n_boot) if hr_oracle else (math.nan,) * 3
+    controls = controls_table([control_row(ORACLE_CONTROL, value=acc, lo=lo, hi=hi, n_seeds=len(hr_oracle),
+                                           evidence=evidence, regime=regime_of(cfg))])
     return {"ablation": ab, "plan": ab.plan, "timing": ab.timing, "table": table, "oracle_hr_accuracy": oracle_hr,
-            "testable": bool(oracle_hr >= ORACLE_FLOOR), "floor": ORACLE_FLOOR, "smoke": cfg.profile == "smoke"}
+            "testable": bool(oracle_hr >= ORACLE_FLOOR), "floor": ORACLE_FLOOR, "controls": controls,
+            "smoke": cfg.profile == "smoke"}
 
 
 def what_we_see_pathway(diag: Mapping[str, Any]) -> str:
@@ -223,9 +234,6 @@ def unsupervised_study(cfg: Config, seeds: Sequence[int], mask_fraction: float =
     unsupervised term (pseudo masks from the HR visualization map for the grade-only images, weight
     ``unsupervised``) vs the same run without it, warm-started at stage 2 from it (stages 1a/1b shared).
     Its control ``learnable`` is measured in the same regime (the multi-task net on HR, same masks)."""
-    from deepmt.controls import control_row, controls_table, regime_of
-    from deepmt.studies.common import method_ci
-
     cfg_p = cfg.replace({"data.mask_fraction": float(mask_fraction)})
     regime = regime_of(cfg_p)
     ab = run_ablation(cfg_p, seeds, [Variant("unsupervised", f"with the unsupervised part (weight {unsupervised:g})",
@@ -294,7 +302,7 @@ def what_we_see_08(res: Mapping[str, Any], c7: Mapping[str, Any]) -> str:
 __all__ = [
     "UNSUPERVISED", "MASK_FRACTION", "STRUCTURE_SCALES", "STRUCTURE_SEEDS", "C7_METRICS", "structure_variants",
     "annotated_everywhere", "scale_alignment", "plot_scales", "unsupervised_study", "structure_study", "what_we_see_08",
-    "PATHWAY_SEEDS", "ORACLE_FLOOR", "fitting_spp_levels", "pathway_variants", "pathway_diagnosis", "what_we_see_pathway",
+    "PATHWAY_SEEDS", "ORACLE_CONTROL", "ORACLE_FLOOR", "fitting_spp_levels", "pathway_variants", "pathway_diagnosis", "what_we_see_pathway",
     # what notebook 08 calls besides
     "METRICS", "plot_effects", "describe_config", "study_config", "study_seeds", "save_figure", "save_table",
 ]
