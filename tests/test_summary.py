@@ -205,6 +205,22 @@ def test_claim_summary_picks_the_headline_row_and_shows_each_controls_status(tmp
         assert (not_testable_reason(r.id, r.regime, controls) != "") == any(s != K.PASS for s in statuses.values()), r.id
 
 
+def test_a_claim_judged_in_two_regimes_keeps_its_main_regime_row_as_headline():
+    """C4 measured with few labels (notebook 01) before its main-regime row (notebook 04) in the claims table's order:
+    the headline is the row in the regime most rows come from; a claim measured only elsewhere keeps its own row."""
+    few = "smudge_match=0.7, x4, labels on 10% of training images"
+    claims = claims_table([
+        Claim.from_paper("C1", metric="accuracy", effect=0.01, lo=-0.1, hi=0.1, n_seeds=3, regime=MAIN),
+        Claim.from_paper("C4", metric="accuracy", effect=-0.06, lo=-0.12, hi=0.0, n_seeds=3, regime=few),
+        Claim.from_paper("C4", metric="qwk", effect=-0.04, lo=-0.08, hi=0.0, n_seeds=3, regime=MAIN),
+        Claim.from_paper("C4", metric="accuracy", effect=-0.13, lo=-0.2, hi=-0.08, n_seeds=3, regime=MAIN),
+        Claim.from_paper("C7", metric="accuracy", effect=-0.02, lo=-0.1, hi=0.1, n_seeds=3, regime=few),
+    ])
+    got = S.primary_rows(claims).set_index("id")
+    assert (got.loc["C4", "regime"], got.loc["C4", "metric"], got.loc["C4", "effect"]) == (MAIN, "accuracy", -0.13)
+    assert got.loc["C7", "regime"] == few and got.loc["C1", "regime"] == MAIN
+
+
 def test_each_block_goes_to_the_files_that_hold_it(tmp_path):
     """update_sections writes a block into every named file that holds it and leaves the others alone; a block
     no file holds, or a malformed one anywhere, is an error before anything is written. The performance block
