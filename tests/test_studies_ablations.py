@@ -353,6 +353,11 @@ def test_pathway_diagnosis_trains_each_change_where_it_acts_and_reads_the_oracle
     assert np.isnan(t[t.variant == "deepmt_dr"].accuracy_effect).all()  # the reference has no effect against itself
     text = AS.what_we_see_pathway(diag)
     assert f"{diag['oracle_hr_accuracy']:.3f}" in text
+    # validation, what a fix is chosen on: the method's own input only, and the sentence names its best variant
+    sr, hr = t[t.input == AS.METHOD_INPUT], t[t.input == "HR pathway"]
+    assert np.isfinite(sr.val_qwk).all() and np.isnan(hr.val_qwk).all() and np.isnan(hr.val_accuracy).all()
+    best = sr.loc[sr.val_qwk.idxmax()]
+    assert f"the highest QWK from LR is {best['label']}'s ({best['val_qwk']:.3f}" in text
     assert ("C1 / C4 are testable" in text) is testable and ("cannot be tested at this size" in text) is not testable
     # the floor is a control that C1 and C4 need: it passes exactly when the oracle reaches it
     from deepmt import controls as K

@@ -78,6 +78,8 @@ def structure_variants(scales: Sequence[int] = (), base_scale: int = 4, unsuperv
 #: it, even a perfect segmentation and a perfect super-resolution would leave the grader short of the
 #: lesion-supervised network on HR, 0.94-0.96 on the synthetic benchmark)
 PATHWAY_SEEDS = (0, 1, 2)
+#: the diagnosis table's name for the method's own input (LR -> SR -> grader), beside "HR pathway"
+METHOD_INPUT = "SR (the method)"
 #: the control that carries the floor (its threshold: :data:`ORACLE_FLOOR`), gating C1 and C4
 ORACLE_CONTROL = "learnable:deepmt_dr_oracle"
 ORACLE_FLOOR = CONTROLS[ORACLE_CONTROL].threshold
@@ -117,11 +119,12 @@ def pathway_diagnosis(cfg: Config, seeds: Sequence[int] = PATHWAY_SEEDS, n_boot:
     (LR -> SR -> grader: what the claims judge) and its grading pathway fed ``[HR, Seg(HR)]``
     (:mod:`deepmt.studies.pathway`: what the grader can do when the image is perfect). ``table``: per variant and
     input, test accuracy and QWK as means over seeds and, for each variant, variant − full with a hierarchical
-    interval (seeds, then images: :func:`deepmt.studies.common.hierarchical_effect`). ``oracle_hr_accuracy``: the
+    interval (seeds, then images: :func:`deepmt.studies.common.hierarchical_effect`), and on the method's input its
+    validation accuracy and QWK (``val_accuracy``, ``val_qwk``: what a fix is chosen on). ``oracle_hr_accuracy``: the
     oracle variant on the HR pathway; ``testable``: whether it reaches :data:`ORACLE_FLOOR`; ``controls``: that
     measurement as the control :data:`ORACLE_CONTROL` (with its CI over images), which gates C1 and C4."""
     ab = run_ablation(cfg, seeds, pathway_variants(cfg))
-    inputs = {"SR (the method)": ab.runs,
+    inputs = {METHOD_INPUT: ab.runs,
               "HR pathway": {name: next(iter(pathway_runs(res, cfg, sources=("hr",)).values())) for name, res in ab.runs.items()}}
     rows = []
     for name in ab.runs:
@@ -132,6 +135,9 @@ def pathway_diagnosis(cfg: Config, seeds: Sequence[int] = PATHWAY_SEEDS, n_boot:
                 if name != BASE:
                     e = hierarchical_effect(runs[name], runs[BASE], met, n_boot=n_boot)
                     row.update({f"{met}_effect": e["diff"], f"{met}_lo": e["lo"], f"{met}_hi": e["hi"]})
+                # validation, the split a fix may be chosen on: the method's own input only (the HR pathway has none)
+                row[f"val_{met}"] = (float(np.mean([float(r.val_metrics.get(met, math.nan)) for r in runs[name]]))
+                                     if where == METHOD_INPUT else math.nan)
             rows.append(row)
     table = pd.DataFrame(rows)
     oracle = table[(table.variant == "oracle_maps") & (table.input == "HR pathway")]
@@ -161,6 +167,13 @@ def what_we_see_pathway(diag: Mapping[str, Any]) -> str:
             f"{full.loc['HR pathway', 'accuracy']:.3f} when its pathway reads [HR, Seg(HR)] ({int(full['n_seeds'].iloc[0])} "
             "seed(s); variant − full, hierarchical 95% interval over seeds and images): "
             + "; ".join(clause(r) for r in t[t.variant != BASE].to_dict("records")) + ".")
+    val = t[(t.input == METHOD_INPUT) & np.isfinite(t.get("val_qwk", pd.Series(np.nan, index=t.index)))]
+    if len(val) > 1:
+        best = val.loc[val["val_qwk"].idxmax()]
+        base = val[val.variant == BASE]
+        text += (f" On validation, the split a fix may be chosen on, the highest QWK from LR is {best['label']}'s "
+                 f"({best['val_qwk']:.3f}" + (f" against {base['val_qwk'].iloc[0]:.3f} for the full method" if len(base) else "")
+                 + ").")
     oracle = diag["oracle_hr_accuracy"]
     if np.isfinite(oracle):
         text += (f" With ground-truth lesion maps the grader reaches {oracle:.3f} on HR: "
