@@ -18,4 +18,12 @@ fi
 if [ $# -gt 0 ]; then
   exec python -m pytest "$@"
 fi
+# the whole suite on every core (pytest-xdist; DEEPMT_TEST_WORKERS=1: one process): --dist loadscope keeps each
+# module's tests, and each notebook's cells, in one worker and in order (nbval needs its cells run in sequence); one
+# thread per worker, as the runner trains (two workers x one thread beat one x two on this 2-core CPU)
+workers="${DEEPMT_TEST_WORKERS:-$(nproc)}"
+if [ "$workers" -gt 1 ]; then
+  export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+  exec python -m pytest tests notebooks --nbval --nbval-current-env -p no:cacheprovider -n "$workers" --dist loadscope
+fi
 exec python -m pytest tests notebooks --nbval --nbval-current-env -p no:cacheprovider
