@@ -78,6 +78,8 @@ def structure_variants(scales: Sequence[int] = (), base_scale: int = 4, unsuperv
 #: it, even a perfect segmentation and a perfect super-resolution would leave the grader short of the
 #: lesion-supervised network on HR, 0.94-0.96 on the synthetic benchmark)
 PATHWAY_SEEDS = (0, 1, 2)
+#: the variant that feeds the grader the ground-truth lesion maps (a diagnosis: never a fix, it reads the truth)
+ORACLE_VARIANT = "oracle_maps"
 #: the diagnosis table's name for the method's own input (LR -> SR -> grader), beside "HR pathway"
 METHOD_INPUT = "SR (the method)"
 #: the control that carries the floor (its threshold: :data:`ORACLE_FLOOR`), gating C1 and C4
@@ -101,7 +103,7 @@ def pathway_variants(cfg: Config) -> list[Variant]:
     levels that already fit) reuses the base's runs."""
     levels = fitting_spp_levels(cfg)
     return [
-        Variant("oracle_maps", "ground-truth lesion maps into the grader (oracle)", {"model.grader.oracle_maps": True},
+        Variant(ORACLE_VARIANT, "ground-truth lesion maps into the grader (oracle)", {"model.grader.oracle_maps": True},
                 group="pathway"),
         Variant("spp_avg", "average- instead of max-pooled SPP", {"model.grader.spp_pool": "avg"}, group="pathway"),
         Variant("spp_fit", f"SPP levels {levels} (fit the grader's last feature map)",
@@ -140,9 +142,9 @@ def pathway_diagnosis(cfg: Config, seeds: Sequence[int] = PATHWAY_SEEDS, n_boot:
                                      if where == METHOD_INPUT else math.nan)
             rows.append(row)
     table = pd.DataFrame(rows)
-    oracle = table[(table.variant == "oracle_maps") & (table.input == "HR pathway")]
+    oracle = table[(table.variant == ORACLE_VARIANT) & (table.input == "HR pathway")]
     oracle_hr = float(oracle.accuracy.iloc[0]) if len(oracle) else math.nan
-    hr_oracle = inputs["HR pathway"].get("oracle_maps", [])
+    hr_oracle = inputs["HR pathway"].get(ORACLE_VARIANT, [])
     acc, lo, hi = method_ci(hr_oracle, "accuracy", n_boot=n_boot) if hr_oracle else (math.nan,) * 3
     controls = controls_table([control_row(ORACLE_CONTROL, value=acc, lo=lo, hi=hi, n_seeds=len(hr_oracle),
                                            evidence=evidence, regime=regime_of(cfg))])
@@ -168,10 +170,12 @@ def what_we_see_pathway(diag: Mapping[str, Any]) -> str:
             "seed(s); variant − full, hierarchical 95% interval over seeds and images): "
             + "; ".join(clause(r) for r in t[t.variant != BASE].to_dict("records")) + ".")
     val = t[(t.input == METHOD_INPUT) & np.isfinite(t.get("val_qwk", pd.Series(np.nan, index=t.index)))]
-    if len(val) > 1:
-        best = val.loc[val["val_qwk"].idxmax()]
+    fixes = val[~val.variant.isin([BASE, ORACLE_VARIANT])]  # the oracle reads ground truth: a diagnosis, not a fix
+    if len(fixes):
+        best = fixes.loc[fixes["val_qwk"].idxmax()]
         base = val[val.variant == BASE]
-        text += (f" On validation, the split a fix may be chosen on, the highest QWK from LR is {best['label']}'s "
+        text += (f" On validation, the split a fix may be chosen on, the highest QWK from LR among the fixes (the oracle "
+                 f"left out: it reads the ground truth) is {best['label']}'s "
                  f"({best['val_qwk']:.3f}" + (f" against {base['val_qwk'].iloc[0]:.3f} for the full method" if len(base) else "")
                  + ").")
     oracle = diag["oracle_hr_accuracy"]
@@ -315,7 +319,7 @@ def what_we_see_08(res: Mapping[str, Any], c7: Mapping[str, Any]) -> str:
 __all__ = [
     "UNSUPERVISED", "MASK_FRACTION", "STRUCTURE_SCALES", "STRUCTURE_SEEDS", "C7_METRICS", "structure_variants",
     "annotated_everywhere", "scale_alignment", "plot_scales", "unsupervised_study", "structure_study", "what_we_see_08",
-    "PATHWAY_SEEDS", "ORACLE_CONTROL", "ORACLE_FLOOR", "fitting_spp_levels", "pathway_variants", "pathway_diagnosis", "what_we_see_pathway",
+    "PATHWAY_SEEDS", "ORACLE_VARIANT", "METHOD_INPUT", "ORACLE_CONTROL", "ORACLE_FLOOR", "fitting_spp_levels", "pathway_variants", "pathway_diagnosis", "what_we_see_pathway",
     # what notebook 08 calls besides
     "METRICS", "plot_effects", "describe_config", "study_config", "study_seeds", "save_figure", "save_table",
 ]
