@@ -227,6 +227,9 @@ def test_attention_study_over_seeds_averages_each_image_before_the_bootstrap(cfg
     assert s.loc["grader_hr", "n_seeds"] == 2 and s.loc["grader_hr", "n_images"] == 4
     assert s.loc["grader_hr", "energy"] == pytest.approx(per_img["energy"].mean())
     assert s.loc["grader_hr", "effect"] == pytest.approx((per_img["energy"] - per_img["energy_random"]).mean())
+    # C3's number has its interval over the seeds and the images, as every effect of the tables (issue 27)
+    assert s.loc["grader_hr", "interval"] in ("hierarchical", "seed t")
+    assert s.loc["grader_hr", "effect_lo"] <= s.loc["grader_hr", "effect"] <= s.loc["grader_hr", "effect_hi"]
     means = F2.seed_means(pi)
     assert len(means) == 2 * 4 and (means["n_seeds"] == 2).all() and "grade_pred" not in means
     assert F2.by_grade_table(pi)["n_images"].sum() == 2 * 4
@@ -236,7 +239,7 @@ def test_attention_study_over_seeds_averages_each_image_before_the_bootstrap(cfg
     # one seed gives the numbers of a single-run study
     single = A.attention_study({n: r[0] for n, r in runs.items()}, cfg, n_images=4, n_random=3, dataset=make_split(8), batch_size=3)
     one = F2.summary_table(single.per_image, n_boot=200)
-    assert (one["n_seeds"] == 1).all()
+    assert (one["n_seeds"] == 1).all() and (one["interval"] == "images").all()
     np.testing.assert_array_equal(single.per_image["energy"], pi[pi.seed == 0]["energy"])
     with pytest.raises(ValueError, match="no trained run"):
         A.attention_study({"grader_hr": []}, cfg, dataset=make_split(2))
@@ -423,3 +426,22 @@ def test_real_photo_study_through_predict(cfg, tmp_path):
     assert real.table["predicted"].sum() == 1 and real.summary["image"] == "test photo"
     assert real.sr.shape == (H, H, 3) and real.lr.shape == (H // 4, H // 4, 3) and real.vis.shape == (H, H)
     plt.close(Q.figure_real_photo(real))
+
+
+def test_c3_interval_widens_when_seeds_disagree():
+    """Two seeds whose maps put very different shares of energy on the lesions: the image-level interval of the seed
+    means stays narrow, the interval over seeds and images does not."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed, lift in ((0, 0.02), (1, 0.30)):
+        for i in range(60):
+            r = rng.uniform(0.1, 0.3)
+            rows.append({"method": "grader_hr", "seed": seed, "id": f"img{i}", "grade": i % 5, "grade_pred": 0,
+                         "energy": r + lift + rng.normal(0, 0.01), "energy_random": r, "area_share": 0.3, "auc": 0.6,
+                         "auc_random": 0.5, "energy_pred": np.nan, "energy_pred_random": np.nan})
+    pi = pd.DataFrame(rows)
+    s = F2.summary_table(pi, n_boot=300).iloc[0]
+    images = F2._paired(*(F2.seed_means(pi)[c].to_numpy() for c in ("energy", "energy_random")), n_boot=300, seed=0)
+    assert s["interval"] in ("hierarchical", "seed t") and s["effect"] == pytest.approx(images["diff"], abs=1e-9)
+    assert s["effect_hi"] - s["effect_lo"] > 5 * (images["hi"] - images["lo"])
+

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,7 @@ from deepmt.claims import PAPER_CLAIMS, PLAIN_GRADER_MAP, Claim, claims_table, i
 from deepmt.controls import CONTROLS, control_row, controls_table, regime_of
 from deepmt.experiment_cache import ExperimentResult
 from deepmt.reporting import save_figure, save_table
+from deepmt.metrics.uncertainty import hierarchical_paired_bootstrap
 from deepmt.studies.attention import EVIDENCE, AttentionStudy, attention_study, test_split
 from deepmt.studies.common import describe_config, method_ci, run_methods, study_config, study_seeds
 
@@ -51,6 +52,25 @@ def _paired(a: np.ndarray, b: np.ndarray, n_boot: int, seed: int) -> dict[str, f
         return {"diff": math.nan, "lo": math.nan, "hi": math.nan, "p_value": math.nan, "n": 0}
     out = M.paired_bootstrap_test(np.mean, None, a[ok], b[ok], n_boot=n_boot, seed=seed)
     return {"diff": out["diff"], "lo": out["lo"], "hi": out["hi"], "p_value": out["p_value"], "n": int(ok.sum())}
+
+
+def _over_seeds(runs: pd.DataFrame, a: str, b: str, n_boot: int, seed: int) -> dict[str, Any] | None:
+    """mean(``a``) - mean(``b``) over the images of one method's ``per_image`` rows with an interval over its training
+    seeds and the test images (:func:`deepmt.metrics.uncertainty.hierarchical_paired_bootstrap`, each seed's own
+    per-image values, images paired across seeds by id), as every other effect of the tables (issue 27); None with
+    fewer than 2 seeds, or seeds not measured on the same images (then :func:`_paired` on the seed means)."""
+    if "seed" not in runs or runs["seed"].nunique() < 2:
+        return None
+    by_seed = [df.set_index("id") for _, df in runs.groupby("seed", sort=True)]
+    ids = by_seed[0].index
+    if any(len(d.index) != len(ids) or not d.index.isin(ids).all() for d in by_seed):
+        return None
+    xa = [(d.loc[ids, a].to_numpy(np.float64),) for d in by_seed]
+    xb = [(d.loc[ids, b].to_numpy(np.float64),) for d in by_seed]
+    if not all(np.isfinite(x[0]).any() for x in xa + xb):
+        return None
+    e = hierarchical_paired_bootstrap(M.nanmean, xa, M.nanmean, xb, n_boot=n_boot, seed=seed)
+    return {"diff": e["diff"], "lo": e["lo"], "hi": e["hi"], "p_value": e["p_value"], "interval": e["interval"]}
 
 
 #: columns of ``per_image`` that describe a run's image rather than measure it (not averaged over seeds)
@@ -79,9 +99,10 @@ def summary_table(per_image: pd.DataFrame, n_boot: int = 1000, seed: int = 0) ->
     pixel ROC-AUC (mean, CI) and its random-placement value, and -- for methods that segment -- the energy
     share inside their own predicted lesion regions vs random placements of those. Each image's measures
     are first averaged over the training seeds (:func:`seed_means`; ``n_seeds`` the most seeds behind an
-    image); the intervals resample images."""
+    image); the intervals of the levels resample images, that of ``effect`` (the claim's number) seeds and images
+    where there are 2 seeds or more (``interval``: ``"hierarchical"`` or ``"seed t"``; ``"images"`` otherwise)."""
     cols = ["method", "n_seeds", "n_images", "energy", "energy_lo", "energy_hi", "energy_random", "effect", "effect_lo",
-            "effect_hi", "p_value", "lift", "area_share", "auc", "auc_lo", "auc_hi", "auc_random", "energy_pred",
+            "effect_hi", "p_value", "interval", "lift", "area_share", "auc", "auc_lo", "auc_hi", "auc_random", "energy_pred",
             "energy_pred_random", "effect_pred", "effect_pred_lo", "effect_pred_hi", "n_pred"]
     rows = []
     if per_image is None or not len(per_image):
@@ -89,12 +110,15 @@ def summary_table(per_image: pd.DataFrame, n_boot: int = 1000, seed: int = 0) ->
     for method, df in seed_means(per_image).groupby("method", sort=False):
         e, lo, hi = _mean_ci(df["energy"].to_numpy(), n_boot, seed)
         eff = _paired(df["energy"].to_numpy(), df["energy_random"].to_numpy(), n_boot, seed)
+        eff["interval"] = "images"
+        eff.update(_over_seeds(per_image[per_image["method"] == method], "energy", "energy_random", n_boot, seed) or {})
         a, alo, ahi = _mean_ci(df["auc"].to_numpy(), n_boot, seed)
         pred = _paired(df["energy_pred"].to_numpy(), df["energy_pred_random"].to_numpy(), n_boot, seed)
         er = float(np.nanmean(df["energy_random"])) if df["energy_random"].notna().any() else math.nan
         rows.append({
             "method": method, "n_seeds": int(df["n_seeds"].max()), "n_images": int(len(df)), "energy": e, "energy_lo": lo, "energy_hi": hi, "energy_random": er,
             "effect": eff["diff"], "effect_lo": eff["lo"], "effect_hi": eff["hi"], "p_value": eff["p_value"],
+            "interval": eff["interval"],
             "lift": e / er if er and np.isfinite(er) and er > 0 else math.nan,
             "area_share": float(df["area_share"].mean()),
             "auc": a, "auc_lo": alo, "auc_hi": ahi,
@@ -158,8 +182,8 @@ def comparison(method: str) -> str:
 
 def claims_rows(summary: pd.DataFrame, regime: str = "", evidence: str = EVIDENCE, methods: Sequence[str] | None = None):
     """Claim C3 rows (one per method, in ``methods`` order, each with its own :func:`comparison`): effect =
-    mean energy share inside the real lesion regions minus inside randomly placed ones, each image averaged
-    over the seeds, with its paired-bootstrap CI over images; ``n_seeds`` from the summary; ``regime`` the
+    mean energy share inside the real lesion regions minus inside randomly placed ones, with its interval over
+    seeds and images (:func:`summary_table`) and p-value; ``n_seeds`` from the summary; ``regime`` the
     benchmark setting (:func:`deepmt.controls.regime_of`); ``min_effect`` the minimum lift of
     :data:`deepmt.claims.MIN_EFFECTS`, so that the row's own verdict already reads it. A missing method gives a
     "not measured" row."""
@@ -174,7 +198,8 @@ def claims_rows(summary: pd.DataFrame, regime: str = "", evidence: str = EVIDENC
             lo=float(r["effect_lo"]) if r is not None else math.nan,
             hi=float(r["effect_hi"]) if r is not None else math.nan,
             n_seeds=int(r["n_seeds"]) if r is not None else 0, evidence=evidence, comparison=comparison(m), regime=regime,
-            min_effect=min_effect("energy_in_lesions"), interval="images" if r is not None else "",
+            p_value=float(r.get("p_value", math.nan)) if r is not None else math.nan,
+            min_effect=min_effect("energy_in_lesions"), interval=str(r.get("interval", "images")) if r is not None else "",
         ))
     return claims
 
