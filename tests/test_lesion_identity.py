@@ -96,3 +96,29 @@ def test_identity_control_is_the_paired_auc_gain_of_deepmt_dr_over_its_twin(test
         "negative:identity", K.TWIN_IDENTITY, 1, "01_x", "synthetic, smudge_match=1, x4, all masks")
     alike = LI.identity_control({"deepmt_dr": [flat], "deepmt_dr_noisr": [flat]}, CFG, n_boot=50)
     assert (alike.value, alike.lo, alike.hi, alike.status) == (0.0, 0.0, 0.0, K.PASS)
+
+
+def test_identity_control_covers_training_seeds_when_the_twins_share_them(test_ds, monkeypatch):
+    """With the twins trained on the same seeds, negative:identity is the mean of each seed's AUC difference with an
+    interval over seeds and lesions' images: seeds that disagree (one recovers identity, one does not) widen it past
+    what the image bootstrap of the seed-mean scores gives."""
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(LI, "test_split", lambda c: test_ds)
+
+    def seeded(fn, seed):
+        m = MapMethod(fn)
+        m.config = SimpleNamespace(train=SimpleNamespace(seed=seed))
+        return m
+
+    ma = lambda b: b["masks"][:, LESIONS.index("MA")]  # noqa: E731
+    flat = lambda b: torch.full(b["hr"].shape[:1] + b["hr"].shape[-2:], 0.3)  # noqa: E731
+    a, b = [seeded(ma, 0), seeded(flat, 1)], [seeded(flat, 0), seeded(flat, 1)]
+    got = LI.identity_control({"deepmt_dr": a, "deepmt_dr_noisr": b}, CFG, n_boot=100)
+    centres = LI.lesion_centres(test_ds, CFG.data)
+    per_seed = [LI.identity_auc(LI.seed_mean_scores([x], test_ds, centres), n_boot=10)["auc"]
+                - LI.identity_auc(LI.seed_mean_scores([y], test_ds, centres), n_boot=10)["auc"] for x, y in zip(a, b)]
+    assert got.value == pytest.approx(np.mean(per_seed)) and got.n_seeds == 2
+    pooled = LI.identity_control({"deepmt_dr": [MapMethod(ma), MapMethod(flat)], "deepmt_dr_noisr": [MapMethod(flat)] * 2},
+                                 CFG, n_boot=100)  # no seeds to pair: the image bootstrap of seed-mean scores
+    assert got.hi - got.lo > 2 * (pooled.hi - pooled.lo)

@@ -41,6 +41,7 @@ from deepmt import metrics as M
 from deepmt.config import Config
 from deepmt.controls import ControlResult, control_row, regime_of
 from deepmt.experiment_cache import ExperimentResult, load_method
+from deepmt.metrics.uncertainty import hierarchical_paired_bootstrap
 from deepmt.studies.attention import batch_to, device_of, test_split
 from deepmt.studies.common import label
 
@@ -157,16 +158,32 @@ def identity_table(runs_by_setting: Mapping[float, Mapping[str, Sequence[Any]]],
                                        "n_ma", "n_smudge"])
 
 
+def _train_seed(run: Any) -> int | None:
+    """The training seed of a cached run (None for a bare trained Method, which does not say)."""
+    cfg = getattr(run, "config", None)
+    return int(cfg.train.seed) if cfg is not None and hasattr(cfg, "train") else None
+
+
 def identity_control(runs: Mapping[str, Sequence[Any]], cfg: Config, n_boot: int = 1000,
                      evidence: str = "01_finding1_isr_helps") -> ControlResult:
     """The control ``negative:identity`` from ``runs`` trained at ``cfg``'s setting (notebook 01's runs at
     ``smudge_match`` = 1, ``{method: [runs per seed]}`` holding ``deepmt_dr`` and ``deepmt_dr_noisr``): the AUC of
-    MA vs smudge of DeepMT-DR's MA map minus its no-ISR twin's, each lesion's score averaged over the seeds, with a
-    paired percentile bootstrap over test images (:func:`deepmt.metrics.paired_bootstrap`); regime from ``cfg``."""
+    MA vs smudge of DeepMT-DR's MA map minus its no-ISR twin's. With the twins trained on the same 2 seeds or more:
+    the mean over seeds of each seed's AUC difference, with the interval over seeds and test images of
+    :func:`deepmt.metrics.uncertainty.hierarchical_paired_bootstrap` (as every effect of the tables, issue 27);
+    otherwise each lesion's score averaged over the seeds, with a paired percentile bootstrap over test images
+    (:func:`deepmt.metrics.paired_bootstrap`). Regime from ``cfg``."""
     ds = test_split(cfg)
     centres = lesion_centres(ds, cfg.data)
-    a, b = (_per_image(seed_mean_scores(runs[m], ds, centres)) for m in ("deepmt_dr", "deepmt_dr_noisr"))
-    e = M.paired_bootstrap(_pooled_auc, a, _pooled_auc, b, n_boot=n_boot, use_batched=False)
+    a_runs, b_runs = list(runs["deepmt_dr"]), list(runs["deepmt_dr_noisr"])
+    seeds = [[_train_seed(r) for r in rs] for rs in (a_runs, b_runs)]
+    if len(a_runs) > 1 and seeds[0] == seeds[1] and None not in seeds[0]:
+        # each seed's twin pair on the same lesions: the interval covers training noise too (issue 27)
+        per = [[_per_image(seed_mean_scores([r], ds, centres)) for r in rs] for rs in (a_runs, b_runs)]
+        e = hierarchical_paired_bootstrap(_pooled_auc, per[0], _pooled_auc, per[1], n_boot=n_boot, use_batched=False)
+    else:
+        a, b = (_per_image(seed_mean_scores(rs, ds, centres)) for rs in (a_runs, b_runs))
+        e = M.paired_bootstrap(_pooled_auc, a, _pooled_auc, b, n_boot=n_boot, use_batched=False)
     return control_row("negative:identity", value=e["diff"], lo=e["lo"], hi=e["hi"],
                        n_seeds=min(len(runs["deepmt_dr"]), len(runs["deepmt_dr_noisr"])), evidence=evidence,
                        regime=regime_of(cfg))
