@@ -596,3 +596,16 @@ def test_seed_t_interval_is_scipys():
     assert U.seed_t_interval(d, alpha=0.1)[1] < hi
     assert all(math.isnan(v) for v in U.seed_t_interval([0.1]))
     assert U.seed_t_interval([0.1, 0.1]) == (0.1, 0.1, 0.0)
+
+
+def test_hierarchical_bootstrap_ci_is_the_level_of_the_hierarchical_effect():
+    """A level's interval over seeds and images: one seed gives bootstrap_ci's interval exactly; seeds that disagree
+    widen it (the seed-level t interval)."""
+    from deepmt.metrics.uncertainty import hierarchical_bootstrap_ci
+
+    rng = np.random.default_rng(0)
+    x = [rng.normal(m, 1.0, 300) for m in (0.0, 0.1, 2.0)]
+    assert hierarchical_bootstrap_ci(M.as_metric(np.mean), [(x[0],)], n_boot=200, seed=3) == M.bootstrap_ci(np.mean, x[0], n_boot=200, seed=3)
+    v, lo, hi = hierarchical_bootstrap_ci(M.as_metric(np.mean), [(a,) for a in x], n_boot=200)
+    assert v == pytest.approx(np.mean([a.mean() for a in x])) and lo < v < hi and hi - lo > 2.0
+

@@ -95,8 +95,28 @@ def test_paired_effect_numbers_are_pinned(metric):
     assert C.paired_effect(good, bad, metric, n_boot=100, seed=1) == {
         "diff": diff, "lo": lo, "hi": hi, "p_value": 0.019801980198019802, "a": a, "b": b,
         "n_seeds": 2, "n_images": 200, "n_boot": 100}
-    if metric == "qwk":
-        assert C.method_ci(good, "aupr", n_boot=100, seed=2) == (0.40241066417246973, 0.39052769432840095, 0.4146452211623076)
+    if metric == "qwk":  # the image bootstrap of the seed-averaged metric (method_ci's path for one run)
+        fn, arrays = C.per_image_metric(good, "aupr")
+        assert M.bootstrap_ci(fn, *arrays, n_boot=100, seed=2) == (0.40241066417246973, 0.39052769432840095, 0.4146452211623076)
+
+
+def test_method_ci_covers_training_seeds():
+    """A method's level with its interval over seeds and images when its runs have 2 seeds or more (wider when the
+    seeds disagree), over images for one run."""
+    from deepmt.metrics.uncertainty import hierarchical_bootstrap_ci
+
+    good = [fake_run("good", s, 0.8) for s in range(3)]
+    per = [C.per_image_metric([r], "accuracy") for r in good]
+    assert C.method_ci(good, "accuracy", n_boot=200) == hierarchical_bootstrap_ci(per[0][0], [x for _, x in per], n_boot=200)
+    v, lo, hi = C.method_ci(good, "accuracy", n_boot=200)
+    assert v == pytest.approx(np.mean([C.metric_value(r, "accuracy") for r in good])) and lo <= v <= hi
+    fn, arrays = C.per_image_metric(good[:1], "accuracy")
+    assert C.method_ci(good[:1], "accuracy", n_boot=200) == M.bootstrap_ci(fn, *arrays, n_boot=200, seed=0)
+    mixed = [good[0], fake_run("good", 1, 0.3, rng_seed=9), good[2]]
+    fn, arrays = C.per_image_metric(mixed, "accuracy")
+    image_lo, image_hi = M.bootstrap_ci(fn, *arrays, n_boot=200, seed=0)[1:]
+    lo, hi = C.method_ci(mixed, "accuracy", n_boot=200)[1:]
+    assert hi - lo > 2 * (image_hi - image_lo)
 
 
 def test_hierarchical_effect_pairs_runs_by_seed(runs):

@@ -257,6 +257,22 @@ def hierarchical_paired_bootstrap(
             "n_images": int(n), "n_boot": int(boot.size)}
 
 
+#: a metric that is 0 on any rows and resamples: :func:`hierarchical_bootstrap_ci` is an effect against it
+_ZERO = Metric(lambda *arrays: 0.0, lambda weights, *arrays: np.zeros(np.shape(weights)[0]))
+
+
+def hierarchical_bootstrap_ci(metric: Metric | str | Callable[..., Any], arrays: Sequence[Sequence[Any]], n_boot: int = 1000,
+                              seed: int = 0, alpha: float = 0.05, use_batched: bool = True) -> tuple[float, float, float]:
+    """``(value, lo, hi)``: ``metric`` averaged over training seeds (``arrays[s]``: seed ``s``'s arrays, the same test
+    images in the same order for every seed) with an interval over the seeds *and* the images: the interval
+    :func:`hierarchical_paired_bootstrap` gives the effect of ``metric`` against a metric that is 0 everywhere
+    (seeds, then images, resampled; or the seed-level t interval when wider). A level's counterpart of that effect,
+    for the controls that read one method's number; with one seed, :func:`bootstrap_ci`'s interval."""
+    e = hierarchical_paired_bootstrap(metric, arrays, _ZERO, arrays, n_boot=n_boot, seed=seed, alpha=alpha,
+                                      use_batched=use_batched)
+    return e["diff"], e["lo"], e["hi"]
+
+
 def mean_std(values: Any) -> tuple[float, float]:
     """Mean and sample standard deviation (ddof=1) across seeds, skipping nan; std is nan for one value."""
     a = to_numpy(values, "values").astype(np.float64).ravel()

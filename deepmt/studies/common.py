@@ -35,7 +35,7 @@ from deepmt import LESIONS
 from deepmt import metrics as M
 from deepmt.config import Config, get_config
 from deepmt.experiment_cache import ExperimentResult
-from deepmt.metrics.uncertainty import hierarchical_paired_bootstrap
+from deepmt.metrics.uncertainty import hierarchical_bootstrap_ci, hierarchical_paired_bootstrap
 from deepmt.worker_pool import Job, run_jobs
 
 #: readable names of the methods in tables and figures
@@ -239,7 +239,13 @@ def per_image_metric(results: Sequence[ExperimentResult], metric: str) -> tuple[
 
 
 def method_ci(results: Sequence[ExperimentResult], metric: str, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
-    """(value, lo, hi): ``metric`` on the test split averaged over seeds, with a 95% bootstrap CI over images."""
+    """(value, lo, hi): ``metric`` on the test split averaged over seeds, with a 95% CI over the training seeds and
+    the test images where the runs were trained with 2 seeds or more (:func:`hierarchical_bootstrap_ci`: seeds,
+    then images; or the seed-level t interval when wider), over the images alone for one run."""
+    results = list(results)
+    if len({r.config.train.seed for r in results}) > 1:  # one per_image_metric function serves every seed
+        per = [per_image_metric([r], metric) for r in results]
+        return hierarchical_bootstrap_ci(per[0][0], [x for _, x in per], n_boot=n_boot, seed=seed)
     fn, arrays = per_image_metric(results, metric)
     return M.bootstrap_ci(fn, *arrays, n_boot=n_boot, seed=seed)
 
