@@ -11,7 +11,6 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from deepmt.claims import Claim, claims_table
 from deepmt.config import Config
 from deepmt.controls import CONTROLS, control_row, controls_table, regime_of
 from deepmt.reporting import save_figure, save_table
@@ -38,6 +37,7 @@ from deepmt.studies.common import (
     study_config,
     study_seeds,
 )
+from deepmt.studies.paper_tables import effect_claims
 from deepmt.studies.pathway import pathway_runs
 
 # the studies' defaults, mirrored by the notebooks' parameters cells (tests/test_notebook_defaults.py)
@@ -124,7 +124,7 @@ def pathway_diagnosis(cfg: Config, seeds: Sequence[int] = PATHWAY_SEEDS, n_boot:
     interval (seeds, then images: :func:`deepmt.studies.common.hierarchical_effect`), and on the method's input its
     validation accuracy and QWK (``val_accuracy``, ``val_qwk``: what a fix is chosen on). ``oracle_hr_accuracy``: the
     oracle variant on the HR pathway; ``testable``: whether it reaches :data:`ORACLE_FLOOR`; ``controls``: that
-    measurement as the control :data:`ORACLE_CONTROL` (with its CI over images), which gates C1 and C4."""
+    measurement as the control :data:`ORACLE_CONTROL` (with its CI over seeds and images), which gates C1 and C4."""
     ab = run_ablation(cfg, seeds, pathway_variants(cfg))
     inputs = {METHOD_INPUT: ab.runs,
               "HR pathway": {name: next(iter(pathway_runs(res, cfg, sources=("hr",)).values())) for name, res in ab.runs.items()}}
@@ -165,7 +165,7 @@ def what_we_see_pathway(diag: Mapping[str, Any]) -> str:
         return (f"{r['label']} ({r['input']}): {r['accuracy']:.3f}, {r['accuracy_effect']:+.3f} "
                 f"[{r['accuracy_lo']:+.3f}, {r['accuracy_hi']:+.3f}]")
 
-    text = (f"The full DeepMT-DR grades with accuracy {full.loc['SR (the method)', 'accuracy']:.3f} from LR and "
+    text = (f"The full DeepMT-DR grades with accuracy {full.loc[METHOD_INPUT, 'accuracy']:.3f} from LR and "
             f"{full.loc['HR pathway', 'accuracy']:.3f} when its pathway reads [HR, Seg(HR)] ({int(full['n_seeds'].iloc[0])} "
             "seed(s); variant − full, hierarchical 95% interval over seeds and images): "
             + "; ".join(clause(r) for r in t[t.variant != BASE].to_dict("records")) + ".")
@@ -258,11 +258,7 @@ def unsupervised_study(cfg: Config, seeds: Sequence[int], mask_fraction: float =
     eff = effects_table(ab.runs, [("unsupervised", BASE)], C7_METRICS, n_boot)
     comparison = (f"DeepMT-DR with vs without the unsupervised term (pseudo masks), masks on {100 * float(mask_fraction):g}% "
                   "of the training images; stages 1a/1b shared (warm start)")
-    claims = claims_table([Claim.from_paper("C7", metric=r.metric, effect=float(r.diff), lo=float(r.lo), hi=float(r.hi),
-                                            n_seeds=int(r.n_seeds), p_value=float(r.p_value), interval=r.interval,
-                                            stage2_fallbacks=int(r.stage2_fallbacks),
-                                            evidence=evidence, comparison=comparison, regime=regime)
-                           for r in eff.itertuples()])
+    claims = effect_claims("C7", eff, "unsupervised", BASE, C7_METRICS, evidence, comparison=comparison, regime=regime)
     hr = run_methods(["foo_mt_hr"], cfg_p, seeds)["foo_mt_hr"]
     acc, lo, hi = method_ci(hr, "accuracy", n_boot=n_boot)
     controls = controls_table([control_row("learnable", value=acc, lo=lo, hi=hi, n_seeds=len(hr), evidence=evidence, regime=regime)])

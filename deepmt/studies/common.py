@@ -271,9 +271,9 @@ def hierarchical_effect(a: Sequence[ExperimentResult], b: Sequence[ExperimentRes
     what :func:`paired_effect` returns (``a``/``b`` each metric averaged over its seeds), plus ``interval``:
     ``"hierarchical"`` or ``"seed t"``, the one that gave ``lo``, ``hi`` and ``p_value``."""
     a, b = list(a), list(b)
-    seeds_a, seeds_b = [r.config.train.seed for r in a], [r.config.train.seed for r in b]
-    if not a or seeds_a != seeds_b:
-        raise ValueError(f"A and B must be paired by training seed, in the same order: {seeds_a} vs {seeds_b}")
+    if not seed_paired(a, b):
+        seeds = [[r.config.train.seed for r in x] for x in (a, b)]
+        raise ValueError(f"A and B must be paired by training seed, in the same order: {seeds[0]} vs {seeds[1]}")
     ids = _check_aligned(a + b)
     per_a = [per_image_metric([r], metric) for r in a]
     per_b = [per_image_metric([r], metric) for r in b]
@@ -319,7 +319,7 @@ def effect_change(a1: Sequence[ExperimentResult], b1: Sequence[ExperimentResult]
         per = [(_effect_metric([x1], [y1], metric), _effect_metric([x2], [y2], metric)) for x1, y1, x2, y2 in zip(a1, b1, a2, b2)]
         e = hierarchical_paired_bootstrap(per[0][0][0], [p1[1] for p1, _ in per], per[0][1][0], [p2[1] for _, p2 in per],
                                           n_boot=n_boot, seed=seed, alpha=alpha)
-        return {**_effect_record(e, len(a1), len(ids)), "interval": e["interval"] if len(a1) > 1 else "images"}
+        return {**_effect_record(e, len(a1), len(ids)), "interval": _interval(e, len(a1))}
     f1, arrays1 = _effect_metric(a1, b1, metric)
     f2, arrays2 = _effect_metric(a2, b2, metric)
     e = M.paired_bootstrap(f1, arrays1, f2, arrays2, n_boot=n_boot, seed=seed, alpha=alpha)
@@ -354,15 +354,10 @@ def best_info(res: ExperimentResult) -> dict[str, dict[str, Any]]:
 
 
 def stage2_fallbacks(results: Sequence[ExperimentResult]) -> int:
-    """How many of ``results`` kept, in their last stage, the weights that stage started from (``best_info`` epoch 0):
-    for DeepMT-DR, stage 2 fell back to the stage-1 weights (issue 27 asks the claims table to say so). 0 for a
-    one-stage method."""
-    n = 0
-    for r in results:
-        order = stage_order(r.history)
-        if len(order) > 1 and best_info(r).get(order[-1], {}).get("epoch") == 0:
-            n += 1
-    return n
+    """How many of ``results`` kept, in their last stage (of 2 or more), the weights that stage started from
+    (``best_info`` epoch 0): DeepMT-DR's stage 2 falling back to the stage-1 weights (issue 27)."""
+    orders = [stage_order(r.history) for r in results]
+    return sum(len(o) > 1 and best_info(r).get(o[-1], {}).get("epoch") == 0 for r, o in zip(results, orders))
 
 
 # --------------------------------------------------------------------------- tables
@@ -392,6 +387,11 @@ def summary_table(runs: Runs, metrics: Sequence[str], digits: int = 3) -> pd.Dat
     return pd.DataFrame(rows)
 
 
+def _interval(e: Mapping[str, Any], n_seeds: int) -> str:
+    """What a hierarchical interval resampled: its own kind, or ``"images"`` for one seed (nothing else to draw)."""
+    return e["interval"] if n_seeds > 1 else "images"
+
+
 def seed_paired(a: Sequence[ExperimentResult], b: Sequence[ExperimentResult]) -> bool:
     """Whether A and B were trained with the same seeds in the same order (so :func:`hierarchical_effect` pairs them)."""
     return bool(a) and [r.config.train.seed for r in a] == [r.config.train.seed for r in b]
@@ -399,14 +399,13 @@ def seed_paired(a: Sequence[ExperimentResult], b: Sequence[ExperimentResult]) ->
 
 def effect(a: Sequence[ExperimentResult], b: Sequence[ExperimentResult], metric: str, n_boot: int = 1000,
            seed: int = 0) -> dict[str, Any]:
-    """metric(A) - metric(B) on the same test images with the interval the tables report (issue 27): over training
-    seeds and images (:func:`hierarchical_effect`) when A and B were trained with the same seeds, else over the test
-    images only (:func:`paired_effect`). ``interval`` names it: ``"hierarchical"`` or ``"seed t"`` (seeds and
-    images), ``"images"`` (one seed, or runs not paired by seed: training noise is not in the interval)."""
+    """metric(A) - metric(B) on the same test images with the tables' interval (issue 27): over seeds and images
+    (:func:`hierarchical_effect`) when A and B share their training seeds, else over the images (:func:`paired_effect`).
+    ``interval``: ``"hierarchical"`` or ``"seed t"``, or ``"images"`` (one seed, or runs not paired by seed)."""
     a, b = list(a), list(b)
     if seed_paired(a, b):
         e = hierarchical_effect(a, b, metric, n_boot=n_boot, seed=seed)
-        return {**e, "interval": e["interval"] if len(a) > 1 else "images"}
+        return {**e, "interval": _interval(e, len(a))}
     return {**paired_effect(a, b, metric, n_boot=n_boot, seed=seed), "interval": "images"}
 
 
@@ -416,11 +415,12 @@ def effects_table(runs: Runs, pairs: Sequence[tuple[str, str]], metrics: Sequenc
     of A's seeds the last stage kept its starting weights (:func:`stage2_fallbacks`)."""
     rows = []
     for a, b in pairs:
+        fallbacks = stage2_fallbacks(runs[a])  # reads each run's result.json: once per pair, not per metric
         for met in metrics:
             e = effect(runs[a], runs[b], met, n_boot=n_boot)
             rows.append({"a": a, "b": b, "metric": met, "diff": e["diff"], "lo": e["lo"], "hi": e["hi"],
                          "p_value": e["p_value"], "value_a": e["a"], "value_b": e["b"], "n_seeds": e["n_seeds"],
-                         "interval": e["interval"], "stage2_fallbacks": stage2_fallbacks(runs[a]),
+                         "interval": e["interval"], "stage2_fallbacks": fallbacks,
                          "effect": M.format_ci(e["diff"], e["lo"], e["hi"], signed=True)})
     return pd.DataFrame(rows, columns=["a", "b", "metric", "diff", "lo", "hi", "p_value", "value_a", "value_b", "n_seeds",
                                        "interval", "stage2_fallbacks", "effect"])

@@ -109,9 +109,8 @@ def summary_table(per_image: pd.DataFrame, n_boot: int = 1000, seed: int = 0) ->
         return pd.DataFrame(columns=cols)
     for method, df in seed_means(per_image).groupby("method", sort=False):
         e, lo, hi = _mean_ci(df["energy"].to_numpy(), n_boot, seed)
-        eff = _paired(df["energy"].to_numpy(), df["energy_random"].to_numpy(), n_boot, seed)
-        eff["interval"] = "images"
-        eff.update(_over_seeds(per_image[per_image["method"] == method], "energy", "energy_random", n_boot, seed) or {})
+        eff = (_over_seeds(per_image[per_image["method"] == method], "energy", "energy_random", n_boot, seed)
+               or {**_paired(df["energy"].to_numpy(), df["energy_random"].to_numpy(), n_boot, seed), "interval": "images"})
         a, alo, ahi = _mean_ci(df["auc"].to_numpy(), n_boot, seed)
         pred = _paired(df["energy_pred"].to_numpy(), df["energy_pred_random"].to_numpy(), n_boot, seed)
         er = float(np.nanmean(df["energy_random"])) if df["energy_random"].notna().any() else math.nan

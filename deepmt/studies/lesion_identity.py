@@ -43,7 +43,7 @@ from deepmt.controls import ControlResult, control_row, regime_of
 from deepmt.experiment_cache import ExperimentResult, load_method
 from deepmt.metrics.uncertainty import hierarchical_paired_bootstrap
 from deepmt.studies.attention import batch_to, device_of, test_split
-from deepmt.studies.common import label
+from deepmt.studies.common import label, seed_paired
 
 #: half-width (HR px) of the square around a lesion centre over which its MA probability is maximised
 WINDOW = 1
@@ -158,12 +158,6 @@ def identity_table(runs_by_setting: Mapping[float, Mapping[str, Sequence[Any]]],
                                        "n_ma", "n_smudge"])
 
 
-def _train_seed(run: Any) -> int | None:
-    """The training seed of a cached run (None for a bare trained Method, which does not say)."""
-    cfg = getattr(run, "config", None)
-    return int(cfg.train.seed) if cfg is not None and hasattr(cfg, "train") else None
-
-
 def identity_control(runs: Mapping[str, Sequence[Any]], cfg: Config, n_boot: int = 1000,
                      evidence: str = "01_finding1_isr_helps") -> ControlResult:
     """The control ``negative:identity`` from ``runs`` trained at ``cfg``'s setting (notebook 01's runs at
@@ -176,8 +170,8 @@ def identity_control(runs: Mapping[str, Sequence[Any]], cfg: Config, n_boot: int
     ds = test_split(cfg)
     centres = lesion_centres(ds, cfg.data)
     a_runs, b_runs = list(runs["deepmt_dr"]), list(runs["deepmt_dr_noisr"])
-    seeds = [[_train_seed(r) for r in rs] for rs in (a_runs, b_runs)]
-    if len(a_runs) > 1 and seeds[0] == seeds[1] and None not in seeds[0]:
+    # a bare trained Method (no config) does not say its seed: then the runs cannot be paired by seed
+    if len(a_runs) > 1 and all(hasattr(r, "config") for r in a_runs + b_runs) and seed_paired(a_runs, b_runs):
         # each seed's twin pair on the same lesions: the interval covers training noise too (issue 27)
         per = [[_per_image(seed_mean_scores([r], ds, centres)) for r in rs] for rs in (a_runs, b_runs)]
         e = hierarchical_paired_bootstrap(_pooled_auc, per[0], _pooled_auc, per[1], n_boot=n_boot, use_batched=False)
