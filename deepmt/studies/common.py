@@ -77,13 +77,14 @@ SEG_METRICS = ("aupr", "auc", "dice")
 
 def label(name: str) -> str:
     """The readable name of a method (:data:`LABELS`), of a loss-check run (``unet_hr_dice_skip``: "U-Net on HR,
-    Dice skips empty masks"), or the name itself."""
+    Dice skips empty masks"), of a tuned configuration, or the name itself."""
     if name in LABELS:
         return LABELS[name]
     method, sep, setting = name.rpartition("_dice_")
     if sep and method in LABELS and setting in DICE_EMPTY_WORDS:
         return f"{LABELS[method]}, {DICE_EMPTY_WORDS[setting]}"
-    return name
+    method, sep, change = name.partition(" (")  # a configuration tuned on validation (table 04): "foo_mt (lr x2)"
+    return f"{LABELS[method]} ({change}" if sep and method in LABELS else name
 
 
 # --------------------------------------------------------------------------- config and seeds
@@ -97,7 +98,6 @@ def study_config(profile: str = "", dataset: str = "synthetic", data_root: str =
     if dataset != "synthetic" and not data_root:
         raise ValueError(f"dataset {dataset!r} needs data_root (the folder holding it in its published layout)")
     return cfg
-
 
 #: environment variable: ``all`` keeps every seed under ``smoke`` too (:func:`study_seeds`)
 STUDY_SEEDS_ENV = "DEEPMT_STUDY_SEEDS"
