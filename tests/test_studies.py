@@ -550,10 +550,14 @@ def test_the_best_baseline_gets_deepmt_drs_tuning_budget_and_c4_judges_the_confi
     assert c4.set_index("metric").loc["qwk", "effect"] == pytest.approx(float(e.loc[("deepmt_dr_noisr (lr x2)", "qwk"), "diff"]))
 
 
-def test_tuning_overrides_scale_the_learning_rate_and_epochs_the_method_trains_with():
+def test_the_tuning_scales_the_learning_rate_and_epochs_a_method_trains_with():
+    from deepmt.models.methods import build_method
+
     q = get_config("quick")
-    lr = G.tuning_overrides("foo_mt", q, {"lr": 2.0})
-    assert lr == {"train.lr": 2 * q.train.lr, "train.grading_learning_rate": 2 * q.train.grading_learning_rate}
-    ep = G.tuning_overrides("unet_bicubic", q, {"epochs": 0.5})
-    assert ep["train.epochs_single"] == q.train.epochs_by_method["unet_bicubic"] // 2  # its own epochs, not epochs_single
-    assert ep["train.epochs_stage1b"] == q.train.epochs_stage1b // 2 and ep["train.epochs_by_method"] == {}
+    for name, stage in (("foo_mt", "single"), ("grader_hr", "single"), ("deepmt_dr", "stage2")):
+        m = build_method(name, q)
+        lr, ep = m.stage_lr(stage, q.train), m.stage_epochs(stage, q.train)
+        assert m.stage_lr(stage, q.replace(G.BASELINE_TUNING["lr x2"]).train) == pytest.approx(2 * lr)
+        assert m.stage_epochs(stage, q.replace(G.BASELINE_TUNING["epochs x0.5"]).train) == round(ep / 2)
+    assert q.replace({"train.lr_scale": 1.0, "train.epochs_scale": 1.0}).key() == q.key()  # neutral at 1: no key moved
+    assert q.replace(G.BASELINE_TUNING["lr x2"]).key() != q.key()
