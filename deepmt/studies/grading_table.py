@@ -4,7 +4,6 @@ confusion matrices (what the tables share: :mod:`deepmt.studies.paper_tables`).
 
 from __future__ import annotations
 
-import os
 from typing import Any, Sequence
 
 import numpy as np
@@ -16,12 +15,12 @@ from deepmt.controls import regime_of
 from deepmt.reporting import save_figure, save_table
 from deepmt.studies.common import (
     GRADING_METRICS,
-    STUDY_SEEDS_ENV,
     SMOKE_NOTE,
     Runs,
     describe_config,
     effects_table,
     label,
+    recording_grid_shape,
     run_methods,
     sentences,
     study_config,
@@ -86,8 +85,8 @@ def grading_table(cfg: Config, seeds: Sequence[int], baselines: Sequence[str] = 
     metrics = list(GRADING_METRICS)
     val = {m: float(np.mean([r.val_metrics.get("qwk", np.nan) for r in runs[m]])) for m in runs}
     best = max(baselines, key=lambda m: val[m])
-    if cfg.profile == "smoke" and os.environ.get(STUDY_SEEDS_ENV, "").strip().lower() == "all" and INVENTORY_TUNED_BASELINE in baselines:
-        best = INVENTORY_TUNED_BASELINE  # recording the quick grid's shape (INVENTORY_TUNED_BASELINE)
+    if recording_grid_shape(cfg) and INVENTORY_TUNED_BASELINE in baselines:
+        best = INVENTORY_TUNED_BASELINE  # smoke's one-epoch runs cannot say which baseline is best
     tuned, tuning_runs, tuning_table = tune_on_validation(best, cfg, seeds, runs[best], tuning)
     pairs = [("deepmt_dr", b) for b in baselines]
     if tuned != best:  # the kept configuration joins the table beside its method's own settings
