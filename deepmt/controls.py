@@ -25,7 +25,10 @@ The notebooks measure the controls; the last notebook and docs/RESULTS.md show t
 * ``at_least``: ``value >= t`` (the point estimate, e.g. a mean over seeds);
 * ``diff_at_least``: a difference ``value >= t`` *and* its CI excludes 0 (``lo > 0``);
 * ``ci_above``: the CI lies above ``t`` (``lo > t``);
-* ``ci_holds``: the CI holds ``t`` or lies below it (``lo <= t``): nothing measurable is gained.
+* ``ci_holds``: the CI holds ``t`` or lies below it (``lo <= t``): nothing measurable is gained; and, for a control
+  with a ``margin`` ``m`` > 0, its upper end lies below ``t + m`` (``hi < t + m``): the measurement could have seen a
+  gain of ``m``, the minimum effect of the claims it gates. Without that, a wide interval (three seeds of a noisy
+  grader span ±0.5 accuracy) would pass a negative control that could not have failed.
 
 Boundaries: ``>=`` passes at equality; "above" is strict (``lo == 0`` is not above 0; it holds 0). The
 numbers are compared as the CSV keeps them (6 significant digits, as :func:`deepmt.reporting.save_table`
@@ -116,6 +119,8 @@ class Control:
     threshold: float
     reason: str
     same_regime: bool = True
+    #: ``ci_holds`` only: the gain the interval must exclude (its power); 0 = none asked
+    margin: float = 0.0
 
     @property
     def family(self) -> str:
@@ -128,7 +133,7 @@ class Control:
             AT_LEAST: f"≥ {t}",
             DIFF_AT_LEAST: f"≥ {t}, CI above 0",
             CI_ABOVE: f"CI above {t}",
-            CI_HOLDS: f"CI not above {t}",
+            CI_HOLDS: f"CI not above {t}" + (f", below {self.threshold + self.margin:+g}" if self.margin > 0 else ""),
         }[self.rule]
 
 
@@ -180,12 +185,17 @@ CONTROLS: dict[str, Control] = {
                 "same network's without ISR (nothing is recovered where nothing is left)", TWIN_GRADING, "accuracy",
                 "accuracy", CI_HOLDS, 0.0,
                 "LR keeps nothing there for super-resolution to recover: a grading gain measurably above 0 is not "
-                "recovered information", same_regime=False),
+                "recovered information; the interval must also exclude a gain of 0.02 accuracy, C1's minimum effect "
+                "(deepmt.claims.MIN_EFFECTS; the power asked on 2026-12-07, a tightening: the committed grid's "
+                "-0.008 [-0.538, +0.522] was known and fails it)",
+                same_regime=False, margin=0.02),
         Control("negative:identity", f"Negative control, lesion identity: {_NOTHING_LEFT}, the MA-vs-smudge AUC of "
                 "DeepMT-DR's MA map at the generator's lesion centres minus the same network's without ISR",
                 TWIN_IDENTITY, "ma_smudge_auc", "AUC", CI_HOLDS, 0.0,
                 "the SR image must not tell MAs from smudges better where LR cannot; unlike pixel MA AUPR, outlining "
-                "dots more sharply does not raise it", same_regime=False),
+                "dots more sharply does not raise it. The interval must also exclude a gain of 0.02 AUC (2 points of a "
+                "[0, 1] score, as for AUPR: the power asked on 2026-12-07, a tightening: the committed grid's "
+                "+0.026 [-0.001, +0.053] was known and fails it)", same_regime=False, margin=0.02),
     )
 }
 
@@ -232,9 +242,9 @@ def _stored(x: float) -> float:
     return float(f"{x:.6g}")
 
 
-def check(rule: str, threshold: float, value: float, lo: float = math.nan, hi: float = math.nan) -> str:
+def check(rule: str, threshold: float, value: float, lo: float = math.nan, hi: float = math.nan, margin: float = 0.0) -> str:
     """``"pass"``, ``"fail"`` or ``"not measured"`` for one measurement under ``rule`` (see the module
-    docstring). ``lo`` must not exceed ``hi``."""
+    docstring; ``margin``: ``ci_holds``'s power). ``lo`` must not exceed ``hi``."""
     if rule not in RULES:
         raise ValueError(f"unknown control rule {rule!r} (one of {RULES})")
     if value is None or math.isnan(value):
@@ -254,7 +264,7 @@ def check(rule: str, threshold: float, value: float, lo: float = math.nan, hi: f
     elif rule == CI_ABOVE:
         ok = lo > threshold
     else:  # CI_HOLDS
-        ok = lo <= threshold
+        ok = lo <= threshold and (margin <= 0 or hi < threshold + margin)
     return PASS if ok else FAIL
 
 
@@ -282,7 +292,7 @@ def control_row(id: str, value: float = math.nan, lo: float = math.nan, hi: floa
         raise KeyError(f"unknown control {id!r}; the registry has {list(CONTROLS)}")
     c = CONTROLS[id]
     return ControlResult(**dataclasses.asdict(c), value=value, lo=lo, hi=hi, n_seeds=n_seeds,
-                         status=check(c.rule, c.threshold, value, lo, hi), regime=regime, evidence=evidence)
+                         status=check(c.rule, c.threshold, value, lo, hi, c.margin), regime=regime, evidence=evidence)
 
 
 def controls_table(rows: Iterable[ControlResult]) -> pd.DataFrame:
@@ -336,6 +346,45 @@ def collect_controls(results_dir: str | Path | None = None, pattern: str = "*con
     order = {cid: i for i, cid in enumerate(CONTROLS)}
     rows.sort(key=lambda r: (order[r.id], r.object != CONTROLS[r.id].object, r.object, r.regime))
     return controls_table(rows)
+
+
+def rejudge_tables(results_dir: str | Path | None = None) -> list[Path]:
+    """Judge every notebook's ``results/*controls*.csv`` (not :data:`COLLECTED`) again from its own numbers: each
+    row of a registry control gets today's registry text, metric, unit, rule and threshold and the status
+    :func:`check` gives its value and interval, exactly as the notebook would write the row today. No training: a
+    change to a control's rule, threshold or margin reaches the committed tables without the cache (then run
+    notebook 11 and ``python -m deepmt.studies.summary``). Rows of a :data:`RETIRED` control are left as written.
+    Returns the files whose contents changed; raises ``DataError`` naming the file for a table
+    :func:`collect_controls` would refuse."""
+    from deepmt.reporting import results_dir as default_results_dir
+    from deepmt.utils import atomic_path
+
+    root = Path(results_dir) if results_dir is not None else default_results_dir()
+    changed = []
+    for df in read_result_tables(root, "*controls*.csv", required=("id", "value", "lo", "hi"), what="controls table",
+                                 exclude=(COLLECTED,), text_columns=("id", "object", "regime", "evidence")):
+        path = root / df.pop("source").iloc[0]
+        for i, rec in df.iterrows():
+            cid = str(rec["id"])
+            if cid in RETIRED:
+                continue
+            if cid not in CONTROLS:
+                raise DataError(f"{path}: unknown control {cid!r} (the registry, deepmt/controls.py, has {list(CONTROLS)})")
+            c = CONTROLS[cid]
+            try:
+                status = check(c.rule, c.threshold, float(rec["value"]), float(rec["lo"]), float(rec["hi"]), c.margin)
+            except ValueError as e:
+                raise DataError(f"{path}: control {cid!r}: {e}") from e
+            for col, v in (("text", c.text), ("metric", c.metric), ("unit", c.unit), ("rule", c.rule),
+                           ("threshold", c.threshold), ("status", status)):
+                if col in df.columns:
+                    df.at[i, col] = v
+        text = df.to_csv(index=False, float_format="%.6g")
+        if text != path.read_text():
+            with atomic_path(path) as tmp:
+                Path(tmp).write_text(text)
+            changed.append(path)
+    return changed
 
 
 def controls_markdown(controls: pd.DataFrame | Sequence[ControlResult], digits: int = 3) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pandas as pd
@@ -34,7 +35,9 @@ def test_registry_holds_the_preregistered_thresholds():
     with pytest.raises(KeyError, match="sr_work"):
         K.members("sr_work")
     assert [K.CONTROLS[c].requirement() for c in ("learnable", "gap", "sr_works:srcnn", "negative:identity")] == [
-        "≥ 0.9 accuracy", "≥ 0.08 accuracy, CI above 0", "CI above 0 dB", "CI not above 0 AUC"]
+        "≥ 0.9 accuracy", "≥ 0.08 accuracy, CI above 0", "CI above 0 dB", "CI not above 0 AUC, below +0.02"]
+    # a negative control must be able to fail: each asks its interval to exclude the minimum effect it guards
+    assert {c: K.CONTROLS[c].margin for c in K.members("negative")} == {"negative:grading": 0.02, "negative:identity": 0.02}
     assert "negative" not in K.CONTROLS and "negative" in K.RETIRED
 
 
@@ -75,6 +78,22 @@ def test_rules_at_their_boundaries(rule, t, value, lo, hi, expected):
     assert K.check(rule, t, value, lo, hi) == expected
 
 
+@pytest.mark.parametrize(
+    "value, lo, hi, expected",
+    [
+        (0.0, -0.015, 0.015, "pass"),  # nothing gained, and a gain of 0.02 is ruled out
+        (0.0, -0.03, 0.02, "fail"),  # the interval reaches the margin: a gain of 0.02 is not ruled out
+        (-0.008, -0.538, 0.522, "fail"),  # holds 0 only because it is wide: could not have failed
+        (0.01, 0.001, 0.019, "fail"),  # narrow, but above 0: a recovered effect
+        (-0.05, -0.08, -0.02, "pass"),
+    ],
+)
+def test_a_negative_control_with_a_margin_passes_only_where_it_could_have_failed(value, lo, hi, expected):
+    assert K.check("ci_holds", 0.0, value, lo, hi, margin=0.02) == expected
+    row = K.control_row("negative:grading", value, lo, hi, n_seeds=3)
+    assert row.status == expected  # the registry's margin is applied
+
+
 def test_check_rejects_bad_input():
     with pytest.raises(ValueError, match="lo > hi"):
         K.check("ci_above", 0.0, 0.1, 0.2, 0.0)
@@ -113,10 +132,56 @@ def test_collect_controls_round_trip_recomputes_from_the_registry(tmp_path):
     assert full["id"].tolist() == list(K.CONTROLS)  # registry order
     assert full.set_index("id").loc["gap", "status"] == "not measured"
     # a minimal file: only the required columns (evidence from the file name, regime empty, the registered object)
-    pd.DataFrame({"id": ["negative:grading"], "value": [0.0], "lo": [-0.1], "hi": [0.1]}).to_csv(tmp_path / "00_controls.csv", index=False)
+    pd.DataFrame({"id": ["negative:grading"], "value": [0.0], "lo": [-0.01], "hi": [0.01]}).to_csv(tmp_path / "00_controls.csv", index=False)
     neg = K.collect_controls(tmp_path).set_index("id").loc["negative:grading"]
     assert (neg["status"], neg["evidence"], neg["regime"], neg["n_seeds"], neg["object"]) == (
         "pass", "00_controls.csv", "", 0, K.TWIN_GRADING)
+
+
+def test_rejudge_rewrites_only_what_todays_registry_changes(tmp_path, monkeypatch):
+    """A change of a control's rule, threshold or margin reaches a notebook's table without training: the row gets
+    the registry's rule, threshold and status, every other byte stays, a table already judged by today's registry
+    is left untouched, and the collected table the last notebook writes is never rewritten."""
+    rows = [K.control_row("learnable", 0.95, 0.93, 0.97, n_seeds=3, evidence="01_x", regime="r"),
+            K.control_row("negative:grading", 0.0, -0.01, 0.015, n_seeds=3, evidence="01_x", regime="r1")]
+    (tmp_path / "01_controls.csv").write_text(K.controls_table(rows).to_csv(index=False, float_format="%.6g"))
+    K.controls_table(rows[:1]).to_csv(tmp_path / K.COLLECTED, index=False)
+    before = {p.name: p.read_text() for p in tmp_path.iterdir()}
+    assert K.rejudge_tables(tmp_path) == []
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == before
+    # a tightened margin: the negative control's interval [-0.01, 0.015] no longer excludes a gain of the margin
+    monkeypatch.setitem(K.CONTROLS, "negative:grading", dataclasses.replace(K.CONTROLS["negative:grading"], margin=0.01))
+    assert K.rejudge_tables(tmp_path) == [tmp_path / "01_controls.csv"]
+    after = (tmp_path / "01_controls.csv").read_text().splitlines()
+    old = before["01_controls.csv"].splitlines()
+    assert [i for i, (a, b) in enumerate(zip(old, after)) if a != b] == [2] and after[2] == old[2].replace(",pass,", ",fail,")
+    assert (tmp_path / K.COLLECTED).read_text() == before[K.COLLECTED]
+    # a raised threshold reaches the file's threshold column too
+    monkeypatch.setitem(K.CONTROLS, "learnable", dataclasses.replace(K.CONTROLS["learnable"], threshold=0.96))
+    K.rejudge_tables(tmp_path)
+    back = pd.read_csv(tmp_path / "01_controls.csv").set_index("id")
+    assert (back.loc["learnable", "threshold"], back.loc["learnable", "status"]) == (0.96, "fail")
+
+
+def test_rejudge_names_the_bad_file(tmp_path):
+    pd.DataFrame({"id": ["gap"], "value": [0.1], "lo": [0.2], "hi": [0.0]}).to_csv(tmp_path / "02_controls.csv", index=False)
+    with pytest.raises(DataError, match="02_controls.csv: control 'gap': .*lo > hi"):
+        K.rejudge_tables(tmp_path)
+
+
+def test_committed_controls_tables_are_judged_by_todays_registry(tmp_path):
+    """Every committed results/*controls*.csv carries the status main's registry gives its numbers (the statuses'
+    counterpart of tests/test_stale_tables.py): a rule, threshold or margin changed without
+    ``python -m deepmt.studies.summary --rejudge`` fails here. No training."""
+    import shutil
+
+    from deepmt.utils import repo_root
+
+    for path in (repo_root() / "results").glob("*controls*.csv"):
+        shutil.copy(path, tmp_path / path.name)
+    changed = K.rejudge_tables(tmp_path)
+    assert not changed, (f"{[p.name for p in changed]}: statuses are not what deepmt/controls.py gives their numbers; "
+                         "run python -m deepmt.studies.summary --rejudge, then notebook 11 (./run_all.sh --only 11)")
 
 
 @pytest.mark.parametrize(
@@ -177,7 +242,7 @@ def test_controls_markdown_shows_object_requirement_measurement_and_result():
     lines = md.strip().split("\n")
     assert lines[0] == "| control | object | required | measured [CI] | seeds | regime | result | evidence |"
     assert f"| {K.FOO_MT} | ≥ 0.9 accuracy | 0.750 [0.700, 0.800] | 3 | r | fail | 01_x |" in lines[2]
-    assert lines[3].endswith(f"| {K.TWIN_IDENTITY} | CI not above 0 AUC | n/a |  |  | not measured |  |")
+    assert lines[3].endswith(f"| {K.TWIN_IDENTITY} | CI not above 0 AUC, below +0.02 | n/a |  |  | not measured |  |")
 
 
 def test_regime_of_names_the_dial_the_scale_and_the_masks():

@@ -42,7 +42,7 @@ def test_readme_shows_controls_above_claims_with_regime_and_not_testable(tmp_pat
     assert "| **learnable**" in controls_part and "| ≥ 0.08 accuracy, CI above 0 | 0.050 [0.010, 0.090] | 3 |" in controls_part
     assert "| fail |" in controls_part and "| not measured |" in controls_part and "before the measurements" in controls_part
     assert f"| **gap:deepmt_dr** | {K.DR_PATHWAY} | ≥ 0.08 accuracy, CI above 0 | gap's bar" in controls_part  # the registry
-    assert f"| {K.TWIN_IDENTITY} | CI not above 0 AUC | the SR image must not tell MAs from smudges" in controls_part
+    assert f"| {K.TWIN_IDENTITY} | CI not above 0 AUC, below +0.02 | the SR image must not tell MAs from smudges" in controls_part
     assert f"The claims come from regime `{MAIN}` (C1, C3)." in claims_part
     assert ("not testable (control gap failed; controls learnable:deepmt_dr_oracle, gap:deepmt_dr, sr_works:srcnn, sr_works:edsr, sr_works:isr, "
             "negative:grading not measured)") in claims_part

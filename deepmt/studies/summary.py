@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,8 @@ from deepmt import LESIONS
 from deepmt.claims import (MIN_EFFECTS, NOT_TESTABLE, PAPER_CLAIMS, claims_markdown, collect_claims,
                            control_statuses, is_primary)
 from deepmt.config import LossConfig, get_config
-from deepmt.controls import FAIL, NOT_MEASURED, PASS, collect_controls, controls_markdown
-from deepmt.errors import DataError
+from deepmt.controls import FAIL, NOT_MEASURED, PASS, collect_controls, controls_markdown, rejudge_tables
+from deepmt.errors import DataError, DeepMTError
 from deepmt.reporting import results_dir
 from deepmt.results_io import text_or, to_markdown, update_readme_section, update_sections
 from deepmt.studies.convergence import COLLAPSE_SHARE, LEVEL_SHARE, convergence_summary, lesion_channel_summary
@@ -343,7 +344,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", default=None, help="results folder (default: $DEEPMT_RESULTS or results/)")
     p.add_argument("--timing", default=None,
                    help="JSON written by run_all.sh (results/timing/run_all.json): command, profile, total_s, date")
+    p.add_argument("--rejudge", action="store_true",
+                   help="first judge every notebook's results/*controls*.csv again from its numbers by today's "
+                   "deepmt/controls.py (deepmt.controls.rejudge_tables: a changed rule, threshold or margin, no "
+                   "training); then run notebook 11 (./run_all.sh --only 11) and this command again")
     args = p.parse_args(argv)
+    if args.rejudge:
+        try:
+            changed = rejudge_tables(args.results)
+        except DeepMTError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        print("controls re-judged: " + (", ".join(str(c) for c in changed) or "every status already today's"))
     timing = None
     if args.timing:
         timing = json.loads(Path(args.timing).read_text())
