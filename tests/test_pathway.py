@@ -149,12 +149,23 @@ def test_spp_average_pooling_is_torchs_and_max_stays_the_default():
         spatial_pyramid_pool(x, (1,), "median")
 
 
+@pytest.mark.parametrize("hr_size", [32, 48, 64, 80, 100, 1024])
+def test_last_feature_map_side_is_the_trunks(hr_size):
+    """The side fitting_spp_levels reads is the side the grader's ResNet-18 trunk really gives (80 px: 3, not 80 // 32)."""
+    from deepmt.models.grading import last_feature_map_side, resnet18_trunk
+
+    trunk = resnet18_trunk(3, 4).eval()
+    x = trunk.maxpool(trunk.relu(trunk.bn1(trunk.conv1(torch.zeros(1, 3, hr_size, hr_size)))))
+    x = trunk.layer4(trunk.layer3(trunk.layer2(trunk.layer1(x))))
+    assert x.shape[-1] == last_feature_map_side(hr_size)
+
+
 def test_the_diagnosis_warm_starts_where_each_change_acts_and_fits_the_spp_levels():
     from deepmt.studies.ablation_structure import fitting_spp_levels, pathway_variants
     from deepmt.studies.ablations import start_stage
 
     quick = get_config("quick")
-    assert fitting_spp_levels(quick) == tuple(l for l in quick.model.grader.spp_levels if l <= quick.data.hr_size // 32)
+    assert fitting_spp_levels(quick) == (1, 2)  # 64 px: a 2 x 2 map
     assert fitting_spp_levels(get_config("paper")) == (1, 2, 4)  # 1024 px: a 32 x 32 map, every level fits
     how = {v.name: start_stage(v.method, quick, quick.replace(dict(v.overrides))) for v in pathway_variants(quick)}
     assert how == {"oracle_maps": "stage1b", "spp_avg": "stage1b", "spp_fit": "full", "stage1b_on_sr": "stage1b",

@@ -54,6 +54,15 @@ class _ResNet18Trunk(nn.Module):
         return nn.Sequential(*layers)
 
 
+def last_feature_map_side(hr_size: int) -> int:
+    """The side of the ResNet-18 trunk's last feature map for a square input of ``hr_size`` px: five stride-2 steps
+    (conv1, maxpool, layer2-4), each padded so that it keeps ceil(n / 2) cells (80 px gives 3, not 80 // 32)."""
+    side = int(hr_size)
+    for _ in range(5):
+        side = (side + 1) // 2
+    return side
+
+
 def resnet18_trunk(in_channels: int, width: int) -> nn.Module:
     """A from-scratch ResNet-18 body (conv1, bn1, relu, maxpool, layer1..4) with ``in_channels`` inputs."""
     if width == 64:

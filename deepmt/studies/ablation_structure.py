@@ -13,6 +13,7 @@ import pandas as pd
 
 from deepmt.config import Config
 from deepmt.controls import CONTROLS, control_row, controls_table, regime_of
+from deepmt.models.grading import last_feature_map_side
 from deepmt.reporting import save_figure, save_table
 from deepmt.studies.ablations import (
     BASE,
@@ -85,15 +86,13 @@ METHOD_INPUT = "SR (the method)"
 #: the control that carries the floor (its threshold: :data:`ORACLE_FLOOR`), gating C1 and C4
 ORACLE_CONTROL = "learnable:deepmt_dr_oracle"
 ORACLE_FLOOR = CONTROLS[ORACLE_CONTROL].threshold
-#: ResNet-18's total stride: the grader's last feature map is the input side / 32
-GRADER_STRIDE = 32
 
 
 def fitting_spp_levels(cfg: Config) -> tuple[int, ...]:
-    """The SPP levels of ``cfg``'s grader no finer than its last feature map (``data.hr_size`` / 32 on a side:
+    """The SPP levels of ``cfg``'s grader no finer than its last feature map (``data.hr_size`` / 32 on a side, rounded up:
     the stages that grade see whole images). A finer level repeats the map's cells: at 64 px (a 2 x 2 map) the
     paper's (1, 2, 4) pools 4 x 4 copies of 4 values."""
-    side = max(1, int(cfg.data.hr_size) // GRADER_STRIDE)
+    side = last_feature_map_side(cfg.data.hr_size)
     return tuple(int(l) for l in cfg.model.grader.spp_levels if int(l) <= side) or (1,)
 
 
