@@ -24,6 +24,8 @@
 # notebooks load their trainings from the cache; if it fails, nothing else runs unless --keep-going.
 # Per-notebook wall times: results/timing/run_all.json (a complete run of a real profile; else
 # results/executed/<profile>/timing.json), kept out of the result tables.
+# Trained models: the experiment cache $DEEPMT_CACHE, default ~/.cache/deepmt/<profile> (outside the checkout);
+# from an empty cache: DEEPMT_CACHE=$(mktemp -d) ./run_all.sh.
 set -uo pipefail
 cd "$(dirname "$0")"
 
@@ -101,7 +103,10 @@ fi
 
 # every argument is good: from here on, things run and results/ changes
 export DEEPMT_PROFILE="$profile"
-export DEEPMT_CACHE="${DEEPMT_CACHE:-$PWD/.cache/$profile}"
+# the experiment cache lives outside the checkout (~/.cache/deepmt/<profile>): a machine handed to the next session as
+# it was keeps it even where the work tree is laid anew, so an interrupted grid resumes there; the cache keys make
+# it safe to share between clones (an entry is what its full config trained). From empty: DEEPMT_CACHE=$(mktemp -d)
+export DEEPMT_CACHE="${DEEPMT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/deepmt/$profile}"
 executed="results/executed/$profile"
 if [ "$profile" = smoke ]; then  # smoke numbers are not results: keep the committed figures/ and results/ intact
   export DEEPMT_FIGURES="${DEEPMT_FIGURES:-$PWD/results/executed/smoke/figures}"

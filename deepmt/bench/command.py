@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "without the block is left alone, but one of them must hold it")
     parser.add_argument("--grid", metavar="CACHE", default=None,
                         help="instead of the benchmark, count the training FLOPs of every finished run in this "
-                        "experiment cache (e.g. .cache/quick) and compare them with the bf16 peak of this machine's "
+                        "experiment cache (e.g. ~/.cache/deepmt/quick) and compare them with the bf16 peak of this machine's "
                         "bench file in --out (or --peak-gflops); writes results/timing/grid_compute.csv")
     parser.add_argument("--peak-gflops", type=float, default=None,
                         help="the machine's peak GFLOP/s for --grid (default: the bf16 matmul median of its bench file)")

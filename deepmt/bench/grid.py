@@ -1,7 +1,7 @@
 """What a whole experiment grid costs: training FLOPs of every cached run, against the machine's peak.
 
 ``python -m deepmt bench --grid CACHE`` reads every finished run of an experiment cache (``$DEEPMT_CACHE``, e.g.
-``.cache/quick`` after ``./run_all.sh``) and counts, per run and training stage, the images it trained on
+``~/.cache/deepmt/quick`` after ``./run_all.sh``) and counts, per run and training stage, the images it trained on
 (``images_per_s`` x ``seconds`` of each epoch in ``metrics.csv``), the stage's GFLOPs per training image
 (:func:`deepmt.models.cost.train_gflops`, the same counter as the bench) and the training seconds. Summed over
 the grid this gives the floor no kernel work can beat: the grid's training FLOPs divided by the machine's peak.

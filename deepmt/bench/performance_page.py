@@ -8,7 +8,7 @@ Sources, never typed by hand:
 * ``results/timing/run_all.json`` – the per-notebook wall times of the last complete ``./run_all.sh``
   (:func:`deepmt.run_all_timing.write_run_all_timing`), kept apart from the result tables;
 * ``results/timing/grid.json`` – the training FLOPs of every run in an experiment cache and the floor they set at
-  the machine's peak (``python -m deepmt bench --grid .cache/quick``, :mod:`deepmt.bench.grid`).
+  the machine's peak (``python -m deepmt bench --grid ~/.cache/deepmt/quick``, :mod:`deepmt.bench.grid`).
 
 ::
 
@@ -271,7 +271,7 @@ def performance_markdown(benches: Sequence[tuple[Path, dict[str, Any]]], timing:
                  "cache)\n\n" + "\n".join(_runner_table(benches)))
     parts.append("**`./run_all.sh`, per notebook**\n\n" + "\n".join(_timing_lines(timing)))
     if grid:
-        parts.append("**What the grid's training FLOPs allow** (`python -m deepmt bench --grid .cache/quick`)\n\n"
+        parts.append("**What the grid's training FLOPs allow** (`python -m deepmt bench --grid ~/.cache/deepmt/quick`)\n\n"
                      + "\n".join(_grid_lines(grid, timing)))
     if any(b.get("targets") for _, b in benches):
         parts.append("**Targets**\n\n" + "\n".join(_targets_table(benches)))

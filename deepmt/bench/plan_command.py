@@ -4,7 +4,7 @@
     python -m deepmt plan --set train.val_every=3           # what a setting would change
     python -m deepmt plan --check-against results/timing/grid_compute.csv   # predicted vs measured training seconds
     python -m deepmt plan --record-inventory                # re-record results/timing/grid_inventory.jsonl (smoke)
-    python -m deepmt plan --estimate .cache/quick           # one line: time left with this cache (run_all.sh)
+    python -m deepmt plan --estimate ~/.cache/deepmt/quick   # one line: time left with this cache (run_all.sh)
 
 The inventory (:mod:`deepmt.bench.plan_inventory`) lists the grid's entries; :mod:`deepmt.bench.plan` maps them onto
 the profile and counts their work, :mod:`deepmt.bench.plan_measure` times that work here and
