@@ -301,6 +301,24 @@ def controls_table(rows: Iterable[ControlResult]) -> pd.DataFrame:
     return df.astype({"threshold": float, "value": float, "lo": float, "hi": float, "n_seeds": int})
 
 
+def _judged_record(rec, where) -> ControlResult | None:
+    """The row one record of a notebook's controls table (``id``, ``value``, ``lo``, ``hi`` and optional ``n_seeds``,
+    ``regime``, ``evidence``) gets from today's registry, on the control's registered object; ``None`` for a
+    :data:`RETIRED` control. Raises ``DataError`` naming ``where`` for an unknown control or a bad interval."""
+    cid = str(rec["id"])
+    if cid in RETIRED:
+        return None
+    if cid not in CONTROLS:
+        raise DataError(f"{where}: unknown control {cid!r} (the registry, deepmt/controls.py, has {list(CONTROLS)})")
+    n_seeds = rec.get("n_seeds", 0)
+    try:
+        return control_row(cid, float(rec["value"]), float(rec["lo"]), float(rec["hi"]),
+                           n_seeds=0 if pd.isna(n_seeds) else int(n_seeds),
+                           evidence=text_or(rec.get("evidence"), str(where)), regime=text_or(rec.get("regime")))
+    except ValueError as e:
+        raise DataError(f"{where}: control {cid!r}: {e}") from e
+
+
 def collect_controls(results_dir: str | Path | None = None, pattern: str = "*controls*.csv",
                      include_unmeasured: bool = True) -> pd.DataFrame:
     """Read every ``results/*controls*.csv`` (not :data:`COLLECTED`), recompute each pass/fail from
@@ -322,23 +340,15 @@ def collect_controls(results_dir: str | Path | None = None, pattern: str = "*con
     source: dict[tuple[str, str, str], str] = {}
     for df in frames:
         for rec in df.to_dict("records"):
-            cid, where = str(rec["id"]), rec["source"]
-            if cid in RETIRED:
+            where = rec["source"]
+            row = _judged_record(rec, where)
+            if row is None:
                 continue
-            if cid not in CONTROLS:
-                raise DataError(f"{where}: unknown control {cid!r} (the registry, deepmt/controls.py, has {list(CONTROLS)})")
-            regime, obj = text_or(rec.get("regime")), text_or(rec.get("object")) or CONTROLS[cid].object
-            if (cid, obj, regime) in source:
-                raise DataError(f"{where}: control {cid!r} on {obj!r} in regime {regime!r} is also measured in "
-                                f"{source[cid, obj, regime]} (each control has one source)")
-            source[cid, obj, regime] = where
-            n_seeds = rec.get("n_seeds", 0)
-            try:
-                row = control_row(cid, float(rec["value"]), float(rec["lo"]), float(rec["hi"]),
-                                  n_seeds=0 if pd.isna(n_seeds) else int(n_seeds),
-                                  evidence=text_or(rec.get("evidence"), where), regime=regime)
-            except ValueError as e:
-                raise DataError(f"{where}: control {cid!r}: {e}") from e
+            cid, obj = row.id, text_or(rec.get("object")) or CONTROLS[row.id].object
+            if (cid, obj, row.regime) in source:
+                raise DataError(f"{where}: control {cid!r} on {obj!r} in regime {row.regime!r} is also measured in "
+                                f"{source[cid, obj, row.regime]} (each control has one source)")
+            source[cid, obj, row.regime] = where
             rows.append(dataclasses.replace(row, object=obj))
     if include_unmeasured:
         seen = {r.id for r in rows if r.object == CONTROLS[r.id].object}
@@ -365,20 +375,12 @@ def rejudge_tables(results_dir: str | Path | None = None) -> list[Path]:
                                  exclude=(COLLECTED,), text_columns=("id", "object", "regime", "evidence")):
         path = root / df.pop("source").iloc[0]
         for i, rec in df.iterrows():
-            cid = str(rec["id"])
-            if cid in RETIRED:
+            row = _judged_record(rec, path)
+            if row is None:
                 continue
-            if cid not in CONTROLS:
-                raise DataError(f"{path}: unknown control {cid!r} (the registry, deepmt/controls.py, has {list(CONTROLS)})")
-            c = CONTROLS[cid]
-            try:
-                status = check(c.rule, c.threshold, float(rec["value"]), float(rec["lo"]), float(rec["hi"]), c.margin)
-            except ValueError as e:
-                raise DataError(f"{path}: control {cid!r}: {e}") from e
-            for col, v in (("text", c.text), ("metric", c.metric), ("unit", c.unit), ("rule", c.rule),
-                           ("threshold", c.threshold), ("status", status)):
+            for col in ("text", "metric", "unit", "rule", "threshold", "status"):
                 if col in df.columns:
-                    df.at[i, col] = v
+                    df.at[i, col] = getattr(row, col)
         text = df.to_csv(index=False, float_format="%.6g")
         if text != path.read_text():
             with atomic_path(path) as tmp:

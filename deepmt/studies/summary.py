@@ -347,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rejudge", action="store_true",
                    help="first judge every notebook's results/*controls*.csv again from its numbers by today's "
                    "deepmt/controls.py (deepmt.controls.rejudge_tables: a changed rule, threshold or margin, no "
-                   "training); then run notebook 11 (./run_all.sh --only 11) and this command again")
+                   "training) and refresh the generated blocks from them; ./run_all.sh --only 11 then remakes notebook 11's "
+                   "collected tables and figure")
     args = p.parse_args(argv)
     if args.rejudge:
         try:
