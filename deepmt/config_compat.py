@@ -49,6 +49,8 @@ KEY_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "train.val_every": 1,
     "train.val_min_points": 0,
     "train.patience": 0,
+    "train.lr_scale": 1.0,
+    "train.epochs_scale": 1.0,
     "train.grading_batch_size": None,
     "train.grading_learning_rate": None,
     "train.module_selection": "joint",

@@ -17,9 +17,9 @@ def test_profiles_build_and_roundtrip(profile):
 #: The cache keys of the three profiles' runs (of a method without its own epochs in
 #: ``train.epochs_by_method``, e.g. DeepMT-DR). A refactoring of the config must leave them as they are; a new
 #: field or a changed setting changes them on purpose (every cached run is then retrained): update them here.
-GOLDEN_KEYS = {"smoke": "c4fe25db50e18632", "quick": "5a9cdf8529e281a7", "paper": "166cc8e72c3f1579"}
+GOLDEN_KEYS = {"smoke": "6f6a7c15a7d3023d", "quick": "9f46b26ac9de1fc0", "paper": "166cc8e72c3f1579"}
 #: the quick profile's key with every key-neutral field at its neutral value (the fields are then not hashed)
-NEUTRAL_QUICK_KEY = "d627d046a62894bd"
+NEUTRAL_QUICK_KEY = "fe6d4becc83d51a1"
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -31,7 +31,7 @@ def test_epochs_by_method_changes_only_the_named_methods_keys():
     """The quick profile gives two baselines more epochs: their runs are those of ``epochs_single`` at that value,
     every other method keeps the key it had before the mapping existed (its cache entries stay valid)."""
     cfg = get_config("quick")
-    assert cfg.train.epochs_by_method == {"grader_lr": 72, "unet_bicubic": 144}
+    assert cfg.train.epochs_by_method == {"grader_lr": 72, "unet_bicubic": 72}
     for name in ("deepmt_dr", "isr", "foo_mt", "foo_mt_hr", "grader_hr", "two_stage"):
         assert method_config(cfg, name).key() == GOLDEN_KEYS["quick"], name
     longer = method_config(cfg, "grader_lr")
@@ -148,6 +148,7 @@ def test_key_neutral_fields_leave_keys_and_stored_configs_as_they_were():
                                     "train.epochs_by_method": {}, "loss.seg_dice_empty": "include",
                                     "data.nongrading_crop_size": None, "train.val_every": 1, "train.val_min_points": 0,
                                     "train.patience": 0, "train.grading_batch_size": None, "train.grading_learning_rate": None,
+                                    "train.lr_scale": 1.0, "train.epochs_scale": 1.0,
                                     "train.module_selection": "joint", "model.grader.spp_pool": "max",
                                     "model.grader.oracle_maps": False, "loss.grading_into_seg": False}
     assert cfg.replace({"train.epochs_by_method": "isr:3"}).key() != cfg.key()
@@ -163,7 +164,7 @@ def test_key_neutral_fields_leave_keys_and_stored_configs_as_they_were():
     del stored["data"]["nongrading_crop_size"], stored["train"]["val_every"], stored["train"]["patience"]
     del stored["train"]["grading_batch_size"], stored["train"]["grading_learning_rate"], stored["train"]["val_min_points"]
     del stored["train"]["module_selection"], stored["model"]["grader"]["spp_pool"], stored["model"]["grader"]["oracle_maps"]
-    del stored["loss"]["grading_into_seg"]
+    del stored["loss"]["grading_into_seg"], stored["train"]["lr_scale"], stored["train"]["epochs_scale"]
     assert comparable_config(cfg.to_dict()) == stored and "label_fraction" in cfg.to_dict()["data"]
     assert config_diff(stored, cfg.to_dict()) == [] and config_from_dict(stored) == cfg
     assert config_diff(stored, few.to_dict()) == ["data.label_fraction"]

@@ -189,7 +189,9 @@ def test_method_profile_table_matches_the_config():
                               f"base {m.seg.base_channels}, {m.seg.levels} levels", cells[4],
                               f"{t.epochs_stage1a} / {t.epochs_stage1b} / {t.epochs_stage2} / {t.epochs_single}"
                               + _own_epochs(t.epochs_by_method)], name
-        assert cells[4].split()[0] == str(m.grader.width), name
+        assert cells[4].split(",")[0].split()[0] == str(m.grader.width), name
+        spp = tuple(m.grader.spp_levels)  # named where a profile leaves the paper's levels
+        assert ("SPP levels" in cells[4]) == (spp != (1, 2, 4)) and (spp == (1, 2, 4) or f"SPP levels {spp}" in cells[4]), name
 
 
 def _own_epochs(mapping: dict) -> str:

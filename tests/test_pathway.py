@@ -168,8 +168,16 @@ def test_the_diagnosis_warm_starts_where_each_change_acts_and_fits_the_spp_level
     assert fitting_spp_levels(quick) == (1, 2)  # 64 px: a 2 x 2 map
     assert fitting_spp_levels(get_config("paper")) == (1, 2, 4)  # 1024 px: a 32 x 32 map, every level fits
     how = {v.name: start_stage(v.method, quick, quick.replace(dict(v.overrides))) for v in pathway_variants(quick)}
-    assert how == {"oracle_maps": "stage1b", "spp_avg": "stage1b", "spp_fit": "full", "stage1b_on_sr": "stage1b",
+    # quick takes the levels that fit (a named scale-down): the paper's levels are the variant
+    assert how == {"oracle_maps": "stage1b", "spp_avg": "stage1b", "spp_paper": "full", "stage1b_on_sr": "stage1b",
                    "maps_attached": "stage2"}
+    spp = {v.name: dict(v.overrides) for v in pathway_variants(quick)}
+    assert quick.model.grader.spp_levels == (1, 2) and spp["spp_paper"] == {"model.grader.spp_levels": (1, 2, 4)}
+    # a profile whose levels are finer than the map gets the fitting ones as the variant; the paper's fit already
+    paper_levels_at_64 = quick.replace({"model.grader.spp_levels": (1, 2, 4)})
+    assert {v.name: dict(v.overrides) for v in pathway_variants(paper_levels_at_64)}["spp_fit"] == {"model.grader.spp_levels": (1, 2)}
+    paper = get_config("paper")
+    assert {v.name: dict(v.overrides) for v in pathway_variants(paper)}["spp_fit"] == {"model.grader.spp_levels": (1, 2, 4)}
 
 
 def test_the_diagnosis_settings_leave_every_key_at_their_defaults():

@@ -241,7 +241,9 @@ QUALITY = {"grader_lr": 0.3, "unet_lr": 0.3, "bicubic": 0.3, "grader_bicubic": 0
            "grader_hr": 0.85, "unet_hr": 0.9, "foo_mt_hr": 0.9, "deepmt_dr_on_hr": 0.9, "deepmt_dr_on_bicubic": 0.5,
            "unet_hr_dice_skip": 0.95, "unet_lr_dice_skip": 0.35,
            "foo_mt_hr_dice_skip": 0.95, "unet_hr_dice_include": 0.85, "foo_mt_hr_dice_include": 0.85,
-           "unet_lr_dice_include": 0.25}
+           "unet_lr_dice_include": 0.25,
+           # table 04's tuning budget: twice the learning rate helps the best baseline, half of it hurts
+           "deepmt_dr_noisr (lr x2)": 0.62, "deepmt_dr_noisr (lr x0.5)": 0.55}
 
 
 @pytest.fixture
@@ -252,10 +254,11 @@ def fake_training(monkeypatch):
 
     clock = itertools.count(1)
 
-    def run_methods(methods, cfg, seeds=(0,), overrides=None, **kw):
+    def run_methods(methods, cfg, seeds=(0,), overrides=None, names=None):
         few = cfg.data.label_fraction < 1
-        runs = {m: [fake_run(m, s, QUALITY[m] - (FEW_LABELS_LOSS[m] if few else 0), rng_seed=sum(map(ord, m)),
-                             train_seconds=float(next(clock))) for s in seeds]
+        quality = {m: QUALITY.get(m, QUALITY[(names or {}).get(m, m)]) for m in methods}  # a named variant: its method's
+        runs = {m: [fake_run((names or {}).get(m, m), s, quality[m] - (FEW_LABELS_LOSS[m] if few else 0),
+                             rng_seed=sum(map(ord, m)), train_seconds=float(next(clock))) for s in seeds]
                 for m in methods}
         for m, rs in runs.items():  # each run's config holds the settings it was trained with
             for r in rs:
@@ -461,13 +464,15 @@ def test_what_we_see_04_05_06_are_written_from_the_numbers(fake_training):
     cfg = get_config("smoke")
     g = G.grading_table(cfg, [0, 1], n_boot=100)
     assert g["best_baseline"] == "deepmt_dr_noisr"  # the best validation QWK among the baselines
+    assert g["best_tuned"] == "deepmt_dr_noisr (lr x2)"  # then the best of its five configurations on validation
     text = G.what_we_see_04(g)
     t = g["table"].set_index("method")
     assert text.startswith(f"DeepMT-DR: accuracy {t.loc['deepmt_dr', 'accuracy']}, QWK {t.loc['deepmt_dr', 'qwk']}")
     assert "± " in text and "(mean ± std over 2 seed(s)). The best baseline on validation is DeepMT-DR without ISR" in text
-    assert "DeepMT-DR is better than DeepMT-DR without ISR in qwk" in text
+    assert "of its 5 configurations, validation kept DeepMT-DR without ISR (lr x2)" in text
+    assert "DeepMT-DR is not distinguishable from DeepMT-DR without ISR (lr x2) in qwk (" in text  # against the kept one
     assert f"the multi-task net {t.loc['foo_mt_hr', 'accuracy']}." in text
-    assert "Verdicts (C4): accuracy: reproduced; qwk: reproduced; macro_f1: reproduced." in text and text.endswith(C.SMOKE_NOTE)
+    assert "Verdicts (C4): accuracy: inconclusive; qwk: inconclusive; macro_f1: inconclusive." in text and text.endswith(C.SMOKE_NOTE)
     isr = I.isr_table(cfg, [0], n_boot=100)
     text = I.what_we_see_05({**isr, "smoke": False})
     i = isr["table"].set_index("method")
@@ -529,3 +534,30 @@ def test_dice_empty_check_trains_the_other_setting_and_compares_it(fake_training
         assert C.sentence(e, a, b, met) in text
     assert "U-Net on HR is not distinguishable from U-Net on HR, Dice on every mask in aupr" in text
     assert C.label("unet_lr_dice_include") == "U-Net on LR, Dice on every mask" and C.label("x_dice_skip") == "x_dice_skip"
+
+
+def test_the_best_baseline_gets_deepmt_drs_tuning_budget_and_c4_judges_the_configuration_validation_kept(fake_training):
+    cfg = get_config("smoke")
+    g = G.grading_table(cfg, [0, 1], n_boot=50)
+    tuning = g["tuning_table"].set_index("configuration")
+    assert len(tuning) == 1 + len(G.BASELINE_TUNING) and tuning["n_seeds"].eq(2).all()
+    assert tuning["kept"].sum() == 1 and tuning.loc["deepmt_dr_noisr (lr x2)", "kept"]  # the best mean validation QWK
+    assert tuning["val_qwk_mean"].idxmax() == "deepmt_dr_noisr (lr x2)"
+    assert "deepmt_dr_noisr (lr x2)" in set(g["table"].method)  # in the table beside its method's own settings
+    c4 = g["claims"]
+    assert c4.comparison.str.contains(r"DeepMT-DR without ISR; lr x2 kept on validation among 5", regex=False).all()
+    e = g["effects"].set_index(["b", "metric"])
+    assert c4.set_index("metric").loc["qwk", "effect"] == pytest.approx(float(e.loc[("deepmt_dr_noisr (lr x2)", "qwk"), "diff"]))
+
+
+def test_the_tuning_scales_the_learning_rate_and_epochs_a_method_trains_with():
+    from deepmt.models.methods import build_method
+
+    q = get_config("quick")
+    for name, stage in (("foo_mt", "single"), ("grader_hr", "single"), ("deepmt_dr", "stage2")):
+        m = build_method(name, q)
+        lr, ep = m.stage_lr(stage, q.train), m.stage_epochs(stage, q.train)
+        assert m.stage_lr(stage, q.replace(G.BASELINE_TUNING["lr x2"]).train) == pytest.approx(2 * lr)
+        assert m.stage_epochs(stage, q.replace(G.BASELINE_TUNING["epochs x0.5"]).train) == round(ep / 2)
+    assert q.replace({"train.lr_scale": 1.0, "train.epochs_scale": 1.0}).key() == q.key()  # neutral at 1: no key moved
+    assert q.replace(G.BASELINE_TUNING["lr x2"]).key() != q.key()

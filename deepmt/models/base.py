@@ -113,21 +113,25 @@ class Method(nn.Module):
         return params
 
     def stage_epochs(self, stage: str, train_cfg) -> int:
+        """Epochs of ``stage``: ``train.epochs_STAGE`` (``epochs_single`` for a one-stage method) times
+        ``train.epochs_scale`` (rounded, at least 1 where the stage trains at all)."""
         self.check_stage(stage)
-        return int(
+        epochs = int(
             {"stage1a": train_cfg.epochs_stage1a, "stage1b": train_cfg.epochs_stage1b, "stage2": train_cfg.epochs_stage2}.get(
                 stage, train_cfg.epochs_single
             )
         )
+        scale = float(getattr(train_cfg, "epochs_scale", 1.0))
+        return epochs if scale == 1.0 or epochs <= 0 else max(1, int(round(epochs * scale)))
 
     def stage_lr(self, stage: str, train_cfg) -> float:
         """Peak learning rate of ``stage``: ``train.grading_learning_rate`` for a stage that trains a grader alone on
         fully graded data (where set; see :meth:`stage_batch_size`), else ``train.lr``; times
-        ``train.lr_stage2_factor`` in stage 2."""
+        ``train.lr_stage2_factor`` in stage 2; times ``train.lr_scale``."""
         self.check_stage(stage)
         grading_lr = getattr(train_cfg, "grading_learning_rate", None)
         lr = grading_lr if grading_lr is not None and self._grading_settings_apply(stage) else train_cfg.lr
-        return float(lr * (train_cfg.lr_stage2_factor if stage == "stage2" else 1.0))
+        return float(lr * (train_cfg.lr_stage2_factor if stage == "stage2" else 1.0) * float(getattr(train_cfg, "lr_scale", 1.0)))
 
     def stage_batch_size(self, stage: str, train_cfg) -> int:
         """Training batch of ``stage``: ``train.grading_batch_size`` for a stage that trains a grader alone (where

@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from deepmt.config import Config
+from deepmt.config import Config, GraderConfig
 from deepmt.controls import CONTROLS, control_row, controls_table, regime_of
 from deepmt.models.grading import last_feature_map_side
 from deepmt.reporting import save_figure, save_table
@@ -86,6 +86,8 @@ METHOD_INPUT = "SR (the method)"
 #: the control that carries the floor (its threshold: :data:`ORACLE_FLOOR`), gating C1 and C4
 ORACLE_CONTROL = "learnable:deepmt_dr_oracle"
 ORACLE_FLOOR = CONTROLS[ORACLE_CONTROL].threshold
+#: the paper's SPP levels (the config's default)
+PAPER_SPP_LEVELS = tuple(GraderConfig().spp_levels)
 
 
 def fitting_spp_levels(cfg: Config) -> tuple[int, ...]:
@@ -98,15 +100,23 @@ def fitting_spp_levels(cfg: Config) -> tuple[int, ...]:
 
 def pathway_variants(cfg: Config) -> list[Variant]:
     """Notebook 08's diagnosis of DeepMT-DR's grading pathway (issue 27): each one change to the full DeepMT-DR,
-    warm-started from its cached stage-1 weights where the change acts later. A variant equal to the base (SPP
-    levels that already fit) reuses the base's runs."""
+    warm-started from its cached stage-1 weights where the change acts later. The SPP variant changes the levels to
+    those that fit the grader's last feature map; where the profile already takes them and they differ from the
+    paper's (quick), it is the paper's levels instead (``spp_paper``); where the two agree (paper) it equals the base
+    and reuses the base's runs."""
     levels = fitting_spp_levels(cfg)
+    if tuple(cfg.model.grader.spp_levels) == levels != PAPER_SPP_LEVELS:
+        # the profile already takes the levels that fit (quick: a named scale-down): the paper's are the change
+        spp = Variant("spp_paper", f"the paper's SPP levels {PAPER_SPP_LEVELS} (finer than the grader's last feature map)",
+                      {"model.grader.spp_levels": PAPER_SPP_LEVELS}, group="pathway")
+    else:
+        spp = Variant("spp_fit", f"SPP levels {levels} (fit the grader's last feature map)",
+                      {"model.grader.spp_levels": levels}, group="pathway")
     return [
         Variant(ORACLE_VARIANT, "ground-truth lesion maps into the grader (oracle)", {"model.grader.oracle_maps": True},
                 group="pathway"),
         Variant("spp_avg", "average- instead of max-pooled SPP", {"model.grader.spp_pool": "avg"}, group="pathway"),
-        Variant("spp_fit", f"SPP levels {levels} (fit the grader's last feature map)",
-                {"model.grader.spp_levels": levels}, group="pathway"),
+        spp,
         Variant("stage1b_on_sr", "grader trained on SR in stage 1b (paper: on HR)", {"loss.stage1b_input": "sr"},
                 group="pathway"),
         Variant("maps_attached", "lesion maps attached in stage 2 (grading also trains segmentation)",

@@ -11,14 +11,12 @@
 Every run comes from the experiment cache (:func:`deepmt.experiment_cache.run_experiment`), so a method trained
 by one notebook is reused by every later one with the same config and seed.
 
-**Effects across seeds.** :func:`paired_effect` resamples the *test images* (paired: the same images for
-both methods) and, for each resample, averages the metric over the seeds of each method: the interval
-covers image sampling, and the seed-to-seed spread enters through the averaged point estimates. Report
-the across-seed standard deviation beside it (:func:`summary_table`). :func:`hierarchical_effect` pairs A and B
-by training seed and resamples seeds, then images (or takes the seed-level t interval when that is wider), so
-its interval covers training noise too (issue 27). :func:`effect` picks between them, and :func:`effects_table`
-(every notebook's effects, claims and effect controls) uses it: over seeds and images wherever A and B were trained
-with the same seeds.
+**Effects across seeds.** :func:`paired_effect` resamples the paired *test images* and, for each resample,
+averages the metric over each method's seeds: the interval covers image sampling only (report the seed spread
+beside it, :func:`summary_table`). :func:`hierarchical_effect` pairs A and B by training seed and resamples seeds,
+then images (or takes the seed-level t interval when wider): its interval covers training noise too (issue 27).
+:func:`effect` picks between them; :func:`effects_table` (every notebook's effects, claims and effect controls) uses
+it, over seeds and images wherever A and B share their seeds.
 """
 
 from __future__ import annotations
@@ -77,13 +75,14 @@ SEG_METRICS = ("aupr", "auc", "dice")
 
 def label(name: str) -> str:
     """The readable name of a method (:data:`LABELS`), of a loss-check run (``unet_hr_dice_skip``: "U-Net on HR,
-    Dice skips empty masks"), or the name itself."""
+    Dice skips empty masks"), of a tuned configuration, or the name itself."""
     if name in LABELS:
         return LABELS[name]
     method, sep, setting = name.rpartition("_dice_")
     if sep and method in LABELS and setting in DICE_EMPTY_WORDS:
         return f"{LABELS[method]}, {DICE_EMPTY_WORDS[setting]}"
-    return name
+    method, sep, change = name.partition(" (")  # a configuration tuned on validation (table 04): "foo_mt (lr x2)"
+    return f"{LABELS[method]} ({change}" if sep and method in LABELS else name
 
 
 # --------------------------------------------------------------------------- config and seeds
@@ -103,17 +102,18 @@ def study_config(profile: str = "", dataset: str = "synthetic", data_root: str =
 STUDY_SEEDS_ENV = "DEEPMT_STUDY_SEEDS"
 
 
-def study_seeds(cfg: Config, seeds: Sequence[int]) -> list[int]:
-    """The training seeds a study uses: all of ``seeds``, except under ``smoke`` (mechanics only: the first).
+def recording_grid_shape(cfg: Config) -> bool:
+    """Whether a ``smoke`` run asks for the quick grid's shape (``$DEEPMT_STUDY_SEEDS=all``: ``python -m deepmt plan
+    --record-inventory`` records the quick grid that way, in minutes): every seed, and no choice left to chance."""
+    return cfg.profile == "smoke" and os.environ.get(STUDY_SEEDS_ENV, "").strip().lower() == "all"
 
-    ``$DEEPMT_STUDY_SEEDS=all`` keeps every seed under ``smoke`` as well, so that a smoke run asks for the same
-    grid of trainings as a real profile (``python -m deepmt plan --record-inventory`` records the quick grid's
-    shape that way, in minutes)."""
+
+def study_seeds(cfg: Config, seeds: Sequence[int]) -> list[int]:
+    """The training seeds a study uses: all of ``seeds``, under ``smoke`` only the first (unless recording the grid)."""
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("seeds must hold at least one training seed")
-    every = os.environ.get(STUDY_SEEDS_ENV, "").strip().lower() == "all"
-    return seeds[:1] if cfg.profile == "smoke" and not every else seeds
+    return seeds[:1] if cfg.profile == "smoke" and not recording_grid_shape(cfg) else seeds
 
 
 def describe_config(cfg: Config) -> str:

@@ -23,6 +23,11 @@
 # Each method is trained with every seed in `seeds`; we report mean ± standard deviation over seeds, a 95%
 # bootstrap interval over test images (metric averaged over seeds), per-grade recall, and a paired bootstrap
 # test of DeepMT-DR against the **best baseline, chosen on the validation split**.
+#
+# **An equal tuning budget** (a replication's fairness, not in the paper): DeepMT-DR's quick configuration was chosen
+# on validation among five (notebook 08's grading-pathway fixes: the SPP levels that fit the grader's feature map
+# won). So the best baseline gets five too: its own settings and half / twice its learning rate and its epochs,
+# each over the same seeds; the one with the best mean validation QWK is the one claim C4 compares with.
 
 # %% tags=["parameters"]
 profile = ""  # "" -> $DEEPMT_PROFILE (smoke in CI) or quick
@@ -56,8 +61,10 @@ save_table(res["table"], "04_grading_table")
 save_table(res["effects"], "04_effects_vs_baselines")
 save_table(res["per_grade_recall"], "04_per_grade_recall")
 save_table(res["claims"], "04_claims")
+save_table(res["tuning_table"], "04_baseline_tuning")
 save_table(res["timing"], "timing/04_train_seconds")  # seconds differ between reruns: kept apart from the results
-print(f"best baseline on validation QWK: {label(res['best_baseline'])}")
+print(f"best baseline on validation QWK: {label(res['best_baseline'])}; kept after tuning: {label(res['best_tuned'])}")
+display(res["tuning_table"])
 display(res["table"][["label", "input", "n_seeds", *GRADING_METRICS, "val_qwk_mean"]])
 display(res["table"][["label"] + [f"{m} [95% CI]" for m in GRADING_METRICS]])
 display(res["effects"][["b", "metric", "effect", "p_value"]])
@@ -69,7 +76,7 @@ display(res["timing"].round(1))
 
 # %%
 save_figure(T.plot_metric_bars(res["ci"], ["accuracy", "qwk", "macro_f1"], "Grading from LR input (test, 95% CI)"), "04_grading_table")
-save_figure(T.plot_confusions(T.confusion_matrices({m: res["runs"][m] for m in (res["best_baseline"], "deepmt_dr")})), "04_confusion");
+save_figure(T.plot_confusions(T.confusion_matrices({m: res["runs"][m] for m in (res["best_tuned"], "deepmt_dr")})), "04_confusion");
 
 # %% [markdown]
 # ## What we see

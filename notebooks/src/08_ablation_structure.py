@@ -22,8 +22,9 @@
 # | other scales | `data.scale` (`scales`): LR = HR / 2 or / 8 instead of / 4 | full runs on new LR data |
 #
 # Then a diagnosis of DeepMT-DR's grading pathway (issue 27, not in the paper; 3 seeds): oracle lesion maps, average-
-# pooled SPP, SPP levels that fit the quick feature map, the grader trained on SR, the lesion maps attached in stage
-# 2, each warm-started from the cached stage-1 weights.
+# pooled SPP, the other SPP levels (the paper's where the profile takes those that fit its feature map, as quick does),
+# the grader trained on SR, the lesion maps attached in stage 2, each warm-started from the cached stage-1 weights
+# where the change acts later.
 #
 # The base is the full DeepMT-DR of every other notebook (cached). You will see how each variant was trained (and,
 # apart, how long), grading / lesion-region ISR / segmentation metrics per variant, paired effects *variant − full* with
@@ -85,8 +86,10 @@ display(c7["controls"][["id", "rule", "threshold", "value", "lo", "hi", "n_seeds
 # without its ISR, so the deficit lives in its grading pathway (the separate grader of stage 1b and its inputs). Each
 # variant below changes one thing and is warm-started from the cached stage-1 weights where the change acts later:
 # the grader fed the **ground-truth** lesion maps (an oracle: what it could do with perfect segmentation), average-
-# instead of max-pooled SPP, SPP levels that fit its last feature map (2 × 2 at 64 px, where the paper's finest level
-# is degenerate), the grader trained on SR instead of HR in stage 1b, and the lesion maps attached in stage 2 (so the
+# instead of max-pooled SPP, the other SPP levels (the quick profile takes the levels (1, 2) that fit the grader's
+# 2 × 2 last feature map at 64 px, where the paper's finest level 4 pools copies of 4 cells: a named scale-down, chosen
+# on validation among these fixes on 2026-12-07, so here the variant is the paper's (1, 2, 4)), the grader trained on
+# SR instead of HR in stage 1b, and the lesion maps attached in stage 2 (so the
 # grading loss also trains the segmentation). Each is measured on the method's own input (LR → SR → grader) and on
 # its pathway fed [HR, Seg(HR)]; *variant − full* with an interval over seeds and images. The rule, stated before
 # the numbers: if even the oracle stays below `A.ORACLE_FLOOR` = 0.90 accuracy on HR, no ISR can lift this grader
