@@ -26,7 +26,7 @@ from deepmt.studies.ablations import (
     summary,
     wide_effects,
 )
-from deepmt.studies.common import SMOKE_NOTE, describe_config, effects_table, study_config, study_seeds
+from deepmt.studies.common import SMOKE_NOTE, describe_config, effects_table, mean_val, study_config, study_seeds
 
 #: the three feedback terms of the task-aware loss (into the ISR subnet, stage 2)
 FEEDBACK_TERMS = ("seg_aware", "cls_aware", "grading_feedback")
@@ -104,7 +104,7 @@ def feedback_gradients(ab: Ablation, names: Sequence[str] = (BASE, "authors_weig
 
 def selected_on_validation(ab: Ablation, names: Sequence[str], metric: str = "qwk") -> str:
     """The variant among ``names`` with the best mean *validation* ``metric`` over seeds (never test)."""
-    score = {n: float(np.mean([r.val_metrics.get(metric, np.nan) for r in ab.results(n) or []] or [np.nan])) for n in names}
+    score = {n: mean_val(ab.results(n) or [], metric) for n in names}
     score = {n: v for n, v in score.items() if np.isfinite(v)}
     return max(score, key=score.get) if score else ""
 

@@ -32,6 +32,7 @@ from deepmt.studies.common import (
     describe_config,
     effects_table,
     hierarchical_effect,
+    mean_val,
     method_ci,
     metric_value,
     run_methods,
@@ -147,8 +148,7 @@ def pathway_diagnosis(cfg: Config, seeds: Sequence[int] = PATHWAY_SEEDS, n_boot:
                     e = hierarchical_effect(runs[name], runs[BASE], met, n_boot=n_boot)
                     row.update({f"{met}_effect": e["diff"], f"{met}_lo": e["lo"], f"{met}_hi": e["hi"]})
                 # validation, the split a fix may be chosen on: the method's own input only (the HR pathway has none)
-                row[f"val_{met}"] = (float(np.mean([float(r.val_metrics.get(met, math.nan)) for r in runs[name]]))
-                                     if where == METHOD_INPUT else math.nan)
+                row[f"val_{met}"] = mean_val(runs[name], met) if where == METHOD_INPUT else math.nan
             rows.append(row)
     table = pd.DataFrame(rows)
     oracle = table[(table.variant == ORACLE_VARIANT) & (table.input == "HR pathway")]

@@ -189,6 +189,11 @@ def metric_value(res: ExperimentResult, metric: str) -> float:
     return float(res.metrics.get(key, math.nan))
 
 
+def mean_val(results: Sequence[ExperimentResult], metric: str) -> float:
+    """Mean *validation* ``metric`` over ``results`` (one per seed), the split a choice may be made on; nan for none."""
+    return float(np.mean([float(r.val_metrics.get(metric, math.nan)) for r in results])) if len(results) else math.nan
+
+
 def per_image_metric(results: Sequence[ExperimentResult], metric: str) -> tuple[M.Metric, tuple[Any, ...]]:
     """(fn, arrays) such that ``fn(*arrays)`` is ``metric`` averaged over the seeds of ``results``
     and the arrays' rows are the test images: ``fn`` is a :class:`deepmt.metrics.Metric` with its
@@ -434,12 +439,7 @@ def sentence(effects: pd.DataFrame, a: str, b: str, metric: str) -> str:
     r = row.iloc[0]
     if not np.isfinite(r["diff"]):
         return f"{label(a)} vs {label(b)}: {metric} undefined on this split"
-    if r["lo"] > 0:
-        word = "better than"
-    elif r["hi"] < 0:
-        word = "worse than"
-    else:
-        word = "not distinguishable from"
+    word = "better than" if r["lo"] > 0 else "worse than" if r["hi"] < 0 else "not distinguishable from"
     return (f"{label(a)} is {word} {label(b)} in {metric} ({r['value_a']:.3f} vs {r['value_b']:.3f}, "
             f"difference {r['effect']}, p = {r['p_value']:.3f})")
 

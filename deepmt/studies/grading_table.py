@@ -20,6 +20,7 @@ from deepmt.studies.common import (
     describe_config,
     effects_table,
     label,
+    mean_val,
     recording_grid_shape,
     run_methods,
     sentences,
@@ -62,8 +63,7 @@ def tune_on_validation(method: str, cfg: Config, seeds: Sequence[int], default_r
         runs.update(run_methods(list(names), cfg, seeds, overrides={n: dict(tuning[c]) for n, c in names.items()},
                                 names={n: method for n in names}))
     rows = [{"configuration": n, "change": names.get(n, "its own settings"), "n_seeds": len(rs),
-             "val_qwk_mean": float(np.mean([r.val_metrics.get("qwk", np.nan) for r in rs])),
-             "val_accuracy_mean": float(np.mean([r.val_metrics.get("accuracy", np.nan) for r in rs]))} for n, rs in runs.items()]
+             "val_qwk_mean": mean_val(rs, "qwk"), "val_accuracy_mean": mean_val(rs, "accuracy")} for n, rs in runs.items()]
     table = pd.DataFrame(rows)
     kept = str(table.loc[table["val_qwk_mean"].idxmax(), "configuration"])
     table["kept"] = table["configuration"] == kept
@@ -83,7 +83,7 @@ def grading_table(cfg: Config, seeds: Sequence[int], baselines: Sequence[str] = 
     """
     runs = run_methods([*baselines, "deepmt_dr", *references], cfg, seeds)
     metrics = list(GRADING_METRICS)
-    val = {m: float(np.mean([r.val_metrics.get("qwk", np.nan) for r in runs[m]])) for m in runs}
+    val = {m: mean_val(rs, "qwk") for m, rs in runs.items()}
     best = max(baselines, key=lambda m: val[m])
     if recording_grid_shape(cfg) and INVENTORY_TUNED_BASELINE in baselines:
         best = INVENTORY_TUNED_BASELINE  # smoke's one-epoch runs cannot say which baseline is best
@@ -92,10 +92,10 @@ def grading_table(cfg: Config, seeds: Sequence[int], baselines: Sequence[str] = 
     if tuned != best:  # the kept configuration joins the table beside its method's own settings
         runs = {**{m: rs for m, rs in runs.items() if m in baselines}, tuned: tuning_runs[tuned],
                 **{m: rs for m, rs in runs.items() if m not in baselines}}
-        val[tuned] = float(tuning_table.set_index("configuration").loc[tuned, "val_qwk_mean"])
+        val[tuned] = mean_val(tuning_runs[tuned], "qwk")
         pairs.append(("deepmt_dr", tuned))
     summary = summary_table(runs, metrics)
-    summary.insert(2, "input", [INPUTS.get(m, INPUTS.get(best, "")) if m == tuned else INPUTS.get(m, "") for m in summary.method])
+    summary.insert(2, "input", [INPUTS.get(best if m == tuned else m, "") for m in summary.method])
     summary["val_qwk_mean"] = [val[m] for m in summary.method]
     ci = ci_table(runs, metrics, n_boot)
     effects = effects_table(runs, pairs, metrics, n_boot)
