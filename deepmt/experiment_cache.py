@@ -36,6 +36,16 @@ The entry is cached apart from a full run of the same config, in
 ``warm_start`` (base key and run folder, start stage, the file it started from). Its history holds the
 base's rows of the earlier stages (column ``warm_start_from`` = base key) and its own rows;
 ``train_seconds`` counts only its own stages. An interrupted warm run resumes from its own ``last.pt``.
+
+**Built from a stage boundary.** A full run that is not in the cache is built from a complete full run of the
+same method whose config differs from it only in keys of later stages (:func:`stage_boundary_base`; the latest
+such stage wins): it is that run's warm start at that stage, so it trains only the stages from there on and is,
+bit for bit, the run a from-scratch training gives (``tests/test_warm_start.py``). It is stored as the full run
+it is, in ``<method>-<key>``, with the base's files of the earlier stages (``best-*.pt``, ``stage-end-*.pt``,
+their config the new one) so that later warm starts find them; ``result.json`` records ``built_from`` (as
+``warm_start`` would) and ``train_seconds`` counts every stage (the earlier ones as the base measured them;
+``built_from["seconds_trained_here"]`` the rest). So a change of stage-2 settings retrains stage 2 alone.
+``force=True`` trains from scratch.
 """
 
 from __future__ import annotations
@@ -85,6 +95,8 @@ class ExperimentResult:
     from_cache: bool = False
     #: None for a full run; for a warm-started one: base_key, base_run_dir, start_stage, init_checkpoint, ...
     warm_start: dict[str, Any] | None = None
+    #: None unless this full run was built from another's stage boundary (:func:`stage_boundary_base`)
+    built_from: dict[str, Any] | None = None
 
 
 def canonical_name(method_name: str) -> str:
@@ -202,6 +214,7 @@ def load_result(run_dir: Path, cfg: Config | None = None, method_name: str | Non
         predictions=predictions, checkpoint=run_dir / "final.pt", run_dir=run_dir,
         train_seconds=float(res["train_seconds"]), history=history, key=res["key"], from_cache=True,
         warm_start=warm if isinstance(warm, dict) else None,
+        built_from=res.get("built_from") if isinstance(res.get("built_from"), dict) else None,
     )
 
 
@@ -350,9 +363,11 @@ def _train_entry(method_name: str, cfg: Config, run_dir: Path, warm_key: tuple[s
         except DeepMTError as exc:
             warnings.warn(f"discarding an unusable checkpoint, training from scratch: {exc}", stacklevel=3)
             last.unlink(missing_ok=True)
-    init = warm_info = None
+    init = warm_info = built = None
     if warm_start is not None:
         init, warm_info = _warm_init(method, method_name, warm_start, start_stage)
+    elif not force and not (last.exists() and not (run_dir / BUILT_FROM_FILE).exists()):
+        init, built = _boundary_init(method, method_name, cfg, run_dir)
     t0 = time.perf_counter()
     result = train(method, cfg, datasets, run_dir, resume=True, class_counts=class_counts, init=init)
     if not ddp.current().is_main:
@@ -379,6 +394,9 @@ def _train_entry(method_name: str, cfg: Config, run_dir: Path, warm_key: tuple[s
     }
     if warm_info is not None:
         record["warm_start"] = warm_info
+    if built is not None:
+        record["built_from"] = {**built, "seconds_trained_here": result.train_seconds}
+        record["train_seconds"] = result.train_seconds + built["earlier_stages_seconds"]
     atomic_write_text(run_dir / RESULT_FILE, json.dumps(record, indent=2, default=float))
     ddp.barrier(ddp.current())
     out = load_result(run_dir, cfg, method_name, warm_start=warm_key)
@@ -473,6 +491,69 @@ def _warm_init(method, method_name: str, base: ExperimentResult, start_stage: st
         "model": model, "stage_index": k, "history": rows, "rng": rng, "from": base.key,
         "best_info": {s: v for s, v in base_best.items() if s in stages[:k]},
     }
+    return init, info
+
+
+# --------------------------------------------------------------------------- stage-boundary builds
+#: a full run built from a stage boundary records its base here before training (read again when it resumes)
+BUILT_FROM_FILE = "built_from.json"
+
+
+def stage_boundary_base(method_name: str, cfg: Config) -> tuple[ExperimentResult, str] | None:
+    """(complete full run, stage) from which the full run of ``method_name`` under ``cfg`` can be built: a cached
+    run of the same method whose config differs from ``cfg`` only in keys of that stage and later ones
+    (:func:`check_warm_start`), at the latest such stage (fewest stages to train); ties go to the first folder
+    by name. None when there is none (or the method has a single stage)."""
+    from deepmt.engine.checkpoint import RESUME_IGNORED_KEYS, config_diff
+
+    method_name = canonical_name(method_name)
+    stages = list(warm_start_stage_keys(method_name))
+    own = run_dir_for(method_name, cfg).name
+    found: list[tuple[int, Path, dict]] = []
+    for d in sorted((cache_root() / "runs").glob(f"{method_name}-*")):
+        if "-warm-" in d.name or d.name == own:
+            continue
+        try:
+            rec = json.loads((d / RESULT_FILE).read_text())
+            diff = set(config_diff(rec["config"], cfg.to_dict(), ignore=RESUME_IGNORED_KEYS))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if rec.get("method") != method_name or rec.get("warm_start") or rec.get("format") != RESULT_FORMAT:
+            continue
+        k = next((k for k in range(len(stages) - 1, 0, -1)
+                  if diff <= warm_start_keys(method_name, stages, stages[k])), 0)
+        if k:
+            found.append((-k, d, rec))
+    for negk, d, rec in sorted(found, key=lambda t: (t[0], t[1].name)):
+        try:
+            return load_result(d, config_from_dict(rec["config"]), method_name), stages[-negk]
+        except CacheEntryError:
+            continue
+    return None
+
+
+def _boundary_init(method, method_name: str, cfg: Config, run_dir: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """:func:`_warm_init` from :func:`stage_boundary_base`'s run, after copying its files of the earlier stages
+    into ``run_dir`` under ``cfg``; (None, None) when there is no such run. A resumed build reads its record."""
+    from deepmt.engine.checkpoint import config_json, load_checkpoint, save_checkpoint
+
+    marker = run_dir / BUILT_FROM_FILE
+    if marker.is_file() and (run_dir / "last.pt").is_file():  # resumed from last.pt: the trainer ignores init
+        return None, json.loads(marker.read_text())
+    found = stage_boundary_base(method_name, cfg)
+    if found is None:
+        marker.unlink(missing_ok=True)
+        return None, None
+    base, stage = found
+    check_warm_start(method_name, cfg, base, stage)
+    init, info = _warm_init(method, method_name, base, stage)
+    for st in method.stages[:method.stages.index(stage)]:
+        for name in (f"best-{st}.pt", f"stage-end-{st}.pt"):
+            if (base.run_dir / name).is_file():
+                save_checkpoint(run_dir / name, {**load_checkpoint(base.run_dir / name), "config": config_json(cfg)})
+    atomic_write_text(marker, json.dumps(info, indent=2, default=float))
+    print(f"{run_dir.name}: built from {base.run_dir.name} at its {stage} boundary (the earlier stages are the same)",
+          file=sys.stderr, flush=True)
     return init, info
 
 

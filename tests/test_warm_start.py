@@ -5,6 +5,7 @@ Pinned to the CPU (exact same-seed equality is a CPU property here, see test_exp
 
 import json
 import shutil
+from pathlib import Path
 from dataclasses import replace
 
 import numpy as np
@@ -253,3 +254,83 @@ def test_stage_config_keys_are_declared_on_the_method_class():
     assert "loss.vis_consistency" not in warm_start_keys("deepmt_dr", method_class("deepmt_dr").stages, "stage2")
     with pytest.raises(ValueError, match="unknown method"):
         method_class("nope")
+
+
+# --------------------------------------------------------------------------- full runs built from a stage boundary
+def _same_run(a, b):
+    """Two full runs are the same run: metrics, every prediction array, final weights, validation curves."""
+    np.testing.assert_equal(a.metrics, b.metrics)
+    np.testing.assert_equal(a.val_metrics, b.val_metrics)
+    assert set(a.predictions) == set(b.predictions)
+    for k in a.predictions:
+        np.testing.assert_array_equal(a.predictions[k], b.predictions[k], err_msg=k)
+    _same_state(load_checkpoint(a.checkpoint)["model"], load_checkpoint(b.checkpoint)["model"])
+    val = [c for c in a.history.columns if c.startswith(("val_", "loss_")) or c in ("stage", "epoch", "best")]
+    pd.testing.assert_frame_equal(a.history[val], b.history[val])
+
+
+@pytest.mark.parametrize("change, stage", [({"train.epochs_stage2": 2}, "stage2"),
+                                           ({"loss.vis_consistency": 0.0, "loss.cls_aware": 0.0}, "stage1b")])
+def test_full_run_built_from_a_stage_boundary_is_the_from_scratch_run(base, epochs, tmp_path, monkeypatch, change, stage):
+    res, _ = base
+    cfg = res.config.replace(change)
+    module_cache = res.run_dir.parent.parent
+    monkeypatch.setenv("DEEPMT_CACHE", str(tmp_path))  # the reference: trained from scratch in a cache of its own
+    ref = run_experiment("deepmt_dr", cfg)
+    assert ref.built_from is None and ref.history["stage"].iloc[0] == "stage1a"
+    monkeypatch.setenv("DEEPMT_CACHE", str(module_cache))
+    epochs["epochs"].clear()
+    built = run_experiment("deepmt_dr", cfg)
+    stages = ["stage1a", "stage1b", "stage2"]
+    assert sorted({s for s, _ in epochs["epochs"]}) == stages[stages.index(stage):]  # only the later stages trained
+    assert built.run_dir == run_dir_for("deepmt_dr", cfg) and built.warm_start is None
+    assert built.built_from["start_stage"] == stage  # from the base, or from another full run with its stage 1a
+    assert Path(built.built_from["base_run_dir"]).parent == module_cache / "runs"
+    _same_run(built, ref)
+    assert built.train_seconds > built.built_from["seconds_trained_here"] > 0
+    # it is a full run: the earlier stages' files are there under its own config, and warm starts from it work
+    for st in stages[:stages.index(stage)]:
+        assert json.loads(load_checkpoint(built.run_dir / f"best-{st}.pt")["config"]) == json.loads(
+            load_checkpoint(ref.run_dir / f"best-{st}.pt")["config"])
+    var = cfg.replace({"loss.seg_aware": 0.0})
+    warm_built = run_experiment("deepmt_dr", var, warm_start=built, start_stage="stage2")
+    monkeypatch.setenv("DEEPMT_CACHE", str(tmp_path))
+    np.testing.assert_equal(warm_built.metrics, run_experiment("deepmt_dr", var, warm_start=ref, start_stage="stage2").metrics)
+    # loaded again: the same entry, nothing trained
+    monkeypatch.setenv("DEEPMT_CACHE", str(module_cache))
+    epochs["epochs"].clear()
+    again = run_experiment("deepmt_dr", cfg)
+    assert again.from_cache and epochs["epochs"] == [] and again.built_from == built.built_from
+
+
+def test_no_stage_boundary_when_an_earlier_stage_changes_or_on_force(base, epochs, monkeypatch):
+    from deepmt.experiment_cache import stage_boundary_base
+
+    res, _ = base
+    assert stage_boundary_base("deepmt_dr", res.config.replace({"model.grader.width": 16})) is None  # a stage-1a key
+    assert stage_boundary_base("deepmt_dr_noisr", res.config.replace({"train.epochs_stage2": 3})) is None  # another method
+    found, stage = stage_boundary_base("deepmt_dr", res.config.replace({"train.epochs_stage2": 3}))
+    assert stage == "stage2" and found.warm_start is None  # a full run (the base, or one built from it)
+    cfg = res.config.replace({"train.epochs_stage2": 3, "loss.seg_aware": 0.0})
+    forced = run_experiment("deepmt_dr", cfg, force=True)
+    assert forced.built_from is None and epochs["epochs"][0] == ("stage1a", 0)
+
+
+def test_interrupted_stage_boundary_build_resumes(base, epochs, tmp_path, monkeypatch):
+    res, _ = base
+    cfg = res.config.replace({"train.epochs_stage2": 2, "loss.cls_aware": 0.5})
+    module_cache = res.run_dir.parent.parent
+    monkeypatch.setenv("DEEPMT_CACHE", str(tmp_path))
+    ref = run_experiment("deepmt_dr", cfg)
+    monkeypatch.setenv("DEEPMT_CACHE", str(module_cache))
+    epochs["interrupt"] = ("stage2", 1)
+    with pytest.raises(Interrupt):
+        run_experiment("deepmt_dr", cfg)
+    d = run_dir_for("deepmt_dr", cfg)
+    assert (d / "built_from.json").is_file() and not (d / "result.json").exists()
+    epochs["interrupt"] = None
+    epochs["epochs"].clear()
+    out = run_experiment("deepmt_dr", cfg)
+    assert epochs["epochs"] == [("stage2", 1)]
+    assert out.built_from["start_stage"] == "stage2"
+    _same_run(out, ref)
