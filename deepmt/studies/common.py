@@ -21,7 +21,6 @@ it, over seeds and images wherever A and B share their seeds.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Any, Iterable, Mapping, Sequence
@@ -34,6 +33,7 @@ from deepmt import metrics as M
 from deepmt.config import Config, get_config
 from deepmt.experiment_cache import ExperimentResult
 from deepmt.metrics.uncertainty import hierarchical_bootstrap_ci, hierarchical_paired_bootstrap
+from deepmt.studies.stages import best_info, stage2_fallbacks, stage_order  # noqa: F401 - re-exported
 from deepmt.worker_pool import Job, run_jobs
 
 #: readable names of the methods in tables and figures
@@ -329,40 +329,6 @@ def effect_change(a1: Sequence[ExperimentResult], b1: Sequence[ExperimentResult]
     f2, arrays2 = _effect_metric(a2, b2, metric)
     e = M.paired_bootstrap(f1, arrays1, f2, arrays2, n_boot=n_boot, seed=seed, alpha=alpha)
     return {**_effect_record(e, min(len(a1), len(b1), len(a2), len(b2)), len(ids)), "interval": "images"}
-
-
-# --------------------------------------------------------------------------- stages kept
-def stage_order(history: pd.DataFrame) -> list[str]:
-    """The stages of a run in the order they ran."""
-    if history.empty or "stage" not in history:
-        return []
-    return list(dict.fromkeys(history["stage"].tolist()))
-
-
-def best_info(res: ExperimentResult) -> dict[str, dict[str, Any]]:
-    """``{stage: {"score", "epoch", "metric"}}``: the epoch each stage kept, from the run's ``result.json``
-    (or, for an entry without it, the last epoch of the stage whose ``best`` flag is set)."""
-    try:
-        best = json.loads((res.run_dir / "result.json").read_text()).get("best") or {}
-    except (OSError, ValueError):
-        best = {}
-    h = res.history
-    for stage in stage_order(h):
-        if stage in best:
-            continue
-        rows = h[(h["stage"] == stage) & h.get("best", pd.Series(False, index=h.index)).astype(bool)]
-        if len(rows):
-            r = rows.iloc[-1]
-            best[stage] = {"score": float(r.get("selection_score", math.nan)), "epoch": int(r["epoch"]),
-                           "metric": str(r.get("selection_metric", ""))}
-    return best
-
-
-def stage2_fallbacks(results: Sequence[ExperimentResult]) -> int:
-    """How many of ``results`` kept, in their last stage (of 2 or more), the weights that stage started from
-    (``best_info`` epoch 0): DeepMT-DR's stage 2 falling back to the stage-1 weights (issue 27)."""
-    orders = [stage_order(r.history) for r in results]
-    return sum(len(o) > 1 and best_info(r).get(o[-1], {}).get("epoch") == 0 for r, o in zip(results, orders))
 
 
 # --------------------------------------------------------------------------- tables

@@ -37,6 +37,7 @@ import pandas as pd
 
 from deepmt import LESIONS
 from deepmt.experiment_cache import ExperimentResult
+from deepmt.metrics.curves import LEVEL_SHARE, MIN_EPOCHS, level_check  # noqa: F401 - the rule, re-exported
 from deepmt.studies.common import best_info, label, stage_order
 
 #: validation metrics drawn beside a stage's selection metric (where the run recorded them): DeepMT-DR's
@@ -44,10 +45,6 @@ from deepmt.studies.common import best_info, label, stage_order
 CURVE_EXTRA: dict[str, tuple[str, ...]] = {"stage1a": ("psnr",), "stage2": ("psnr",)}
 
 
-#: a curve has levelled off when its running best gained at most this share of its total gain in the last third
-LEVEL_SHARE = 0.10
-#: fewer epochs than this: the curve is not judged
-MIN_EPOCHS = 3
 #: a lesion channel has **collapsed** when the epoch its stage kept scores below this share of the best validation
 #: AUPR the lesion reached in the same stage (:func:`lesion_channels`). Added on 2026-11-30, after U-Net on HR's SE
 #: channel was seen to fall from 0.5-0.7 to 0.01-0.02 validation AUPR at epoch 5 on three seeds while the mean AUPR
@@ -92,30 +89,6 @@ def convergence_curves(runs: Mapping[str, Sequence[ExperimentResult]]) -> pd.Dat
                         rows.append({**common, "epoch": int(e), "value": float(v), "loss": float(lo), "kept": kept == e,
                                      "start": False})
     return pd.DataFrame(rows, columns=cols)
-
-
-def level_check(values: Sequence[float], n_epochs: int) -> dict[str, Any]:
-    """The "levelled off?" rule of the module docstring on one curve: ``values`` its points in order (a
-    start value first where there is one), ``n_epochs`` the epochs trained. Returns ``first`` (first finite
-    point), ``best`` (best point), ``total_gain``, ``last_third_gain`` (of the running best), ``share``
-    (last-third / total gain; 0 when both are 0) and ``levelled``: "yes", "no" or "n/a" (fewer than
-    :data:`MIN_EPOCHS` epochs, or no finite value)."""
-    v = np.asarray(values, dtype=np.float64)
-    ok = np.isfinite(v)
-    out: dict[str, Any] = {"first": math.nan, "best": math.nan, "total_gain": math.nan, "last_third_gain": math.nan,
-                           "share": math.nan, "levelled": "n/a"}
-    if not ok.any():
-        return out
-    v = v[int(np.argmax(ok)):]  # from the first finite point on
-    running = np.fmax.accumulate(v)  # nan points never lower the running best
-    tail = math.ceil(int(n_epochs) / 3)
-    total = float(running[-1] - v[0])
-    last = float(running[-1] - running[max(0, len(running) - 1 - tail)])
-    out.update(first=float(v[0]), best=float(running[-1]), total_gain=total, last_third_gain=last,
-               share=last / total if total > 0 else 0.0)
-    if int(n_epochs) >= MIN_EPOCHS:
-        out["levelled"] = "yes" if last <= LEVEL_SHARE * total else "no"
-    return out
 
 
 def convergence_table(curves: pd.DataFrame) -> pd.DataFrame:
