@@ -108,12 +108,11 @@ masks"``).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -142,7 +141,19 @@ NOT_ADJUSTED = "not adjusted: no p-value"
 #: Columns of a claims table (and of the ``results/*claims*.csv`` files). The collected table
 #: (:func:`apply_controls`) adds ``p_holm`` after ``p_value``.
 COLUMNS = ("id", "text", "metric", "comparison", "regime", "effect", "lo", "hi", "p_value", "min_effect", "n_seeds",
-           "verdict", "evidence", "interval", "stage2_fallbacks")
+           "verdict", "evidence", "interval", "stage2_fallbacks", "stage2_rising", "stage2_rising_b")
+
+#: a claims row's counts of how the last stages of its runs ended (:func:`stage2_note`)
+STAGE2_NOTES = ("stage2_fallbacks", "stage2_rising", "stage2_rising_b")
+
+
+def stage2_note(row: Mapping[str, Any]) -> str:
+    """The seeds cell's note on a row's last stages (" (B's stage 2 still rising on 1)"); "" if every count is 0."""
+    n = [0 if pd.isna(row.get(k, 0)) else int(row.get(k, 0)) for k in STAGE2_NOTES]
+    parts = [t.format(c) for t, c in zip(("stage 2 fell back on {}", "A's stage 2 still rising on {}",
+                                          "B's stage 2 still rising on {}"), n) if c]
+    return f" ({'; '.join(parts)})" if parts else ""
+
 
 #: what each ``interval`` of a claims row resamples (:func:`deepmt.studies.common.effect`), as the tables show it
 INTERVAL_OVER = {"hierarchical": "seeds + images", "seed t": "seeds (t)", "images": "images"}
@@ -371,14 +382,14 @@ PAPER_CLAIMS: dict[str, PaperClaim] = {
 class Claim:
     """One row of the claims table: a claim, one metric, the measured effect and the verdict.
 
-    ``effect`` = metric(A) - metric(B) signed so that positive supports the claim; ``lo``/``hi`` its
-    confidence interval; ``p_value`` the two-sided p-value of "no effect" (nan where none was computed);
-    ``n_seeds`` training seeds behind it; ``evidence`` the notebook that measured it; ``regime`` the benchmark
-    setting that produced it; ``min_effect`` a minimum stricter than the unit's (:data:`MIN_EFFECTS`), 0 for the
-    unit's own; ``interval`` what the interval resamples (:data:`INTERVAL_OVER`); ``stage2_fallbacks`` on how many
-    seeds A's last stage kept the weights it started from (DeepMT-DR's stage 2 falling back to stage 1's). ``verdict`` is computed from the row's own numbers by :func:`verdict` when left empty;
-    :func:`collect_claims` recomputes it by the full rule (module docstring).
-    """
+    ``effect`` = metric(A) - metric(B) signed so that positive supports the claim; ``lo``/``hi`` its confidence interval;
+    ``p_value`` the two-sided p-value of "no effect" (nan where none was computed); ``n_seeds`` training seeds behind
+    it; ``evidence`` the notebook that measured it; ``regime`` the benchmark setting that produced it; ``min_effect`` a
+    minimum stricter than the unit's (:data:`MIN_EFFECTS`), 0 for the unit's own; ``interval`` what the interval
+    resamples (:data:`INTERVAL_OVER`); ``stage2_fallbacks`` on how many seeds A's last stage kept the weights it started
+    from (DeepMT-DR's stage 2 falling back to stage 1's), ``stage2_rising`` / ``_b`` on how many of A's / B's it was
+    still rising by notebook 03's rule. ``verdict`` is computed from the row's own numbers by :func:`verdict` when left
+    empty; :func:`collect_claims` recomputes it by the full rule (module docstring)."""
 
     id: str
     text: str
@@ -395,6 +406,8 @@ class Claim:
     p_value: float = math.nan
     interval: str = ""
     stage2_fallbacks: int = 0
+    stage2_rising: int = 0
+    stage2_rising_b: int = 0
 
     def __post_init__(self) -> None:
         computed = verdict(self.effect, self.lo, self.hi, self.min_effect, self.p_value)
@@ -416,7 +429,7 @@ class Claim:
 
 def claims_table(claims: Iterable[Claim]) -> pd.DataFrame:
     """A DataFrame with one row per claim and metric, columns :data:`COLUMNS` (numbers stay numbers)."""
-    rows = [dataclasses.asdict(c) for c in claims]
+    rows = [asdict(c) for c in claims]
     df = pd.DataFrame(rows, columns=list(COLUMNS))
     return df.astype({"effect": float, "lo": float, "hi": float, "p_value": float, "min_effect": float})
 
@@ -530,7 +543,7 @@ def collect_claims(results_dir: str | Path | None = None, pattern: str = "*claim
                     evidence=text_or(row.get("evidence"), row["source"]),
                     min_effect=0.0 if pd.isna(min_eff) else float(min_eff),
                     interval=text_or(row.get("interval")),
-                    stage2_fallbacks=0 if pd.isna(row.get("stage2_fallbacks", 0)) else int(row.get("stage2_fallbacks", 0)),
+                    **{k: 0 if pd.isna(row.get(k, 0)) else int(row.get(k, 0)) for k in STAGE2_NOTES},
                 )
                 if not math.isnan(claim.effect):
                     min_effect(claim.metric, claim.min_effect)  # a measured row needs a stated minimum
@@ -575,8 +588,7 @@ def claims_markdown(claims: pd.DataFrame | Sequence[Claim], digits: int = 3) -> 
             "metric": df["metric"],
             "effect A−B [CI]": [format_ci(e, lo, hi, digits=digits, signed=True) for e, lo, hi in zip(df["effect"], df["lo"], df["hi"])],
             "min. effect": [f"{m:g}" for m in df["min_effect"]],
-            "seeds": [(str(int(n)) if n else "") + (f" (stage 2 fell back on {int(f)})" if f and not pd.isna(f) else "")
-                      for n, f in zip(df["n_seeds"], df.get("stage2_fallbacks", [0] * len(df)))],
+            "seeds": [(str(int(n)) if n else "") + stage2_note(r) for n, r in zip(df["n_seeds"], df.to_dict("records"))],
             "CI over": [INTERVAL_OVER.get(text_or(i), text_or(i)) for i in df.get("interval", [""] * len(df))],
             "p (Holm)": [_p_cell(is_primary(str(i), str(m), c), not math.isnan(e), pv, ph)
                          for i, m, c, e, pv, ph in zip(df["id"], df["metric"], df["comparison"], df["effect"],

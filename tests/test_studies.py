@@ -193,6 +193,37 @@ def test_the_claims_table_says_where_stage_2_fell_back(runs, tmp_path):
     assert "fell back" not in claims_markdown(effect_claims("C1", eff, "bad", "good", ["accuracy"], "x"))
 
 
+def test_the_claims_table_says_whose_stage_2_was_still_rising(runs, tmp_path):
+    """A run whose last stage's validation curve (from the weights it started from) was still rising by notebook 03's
+    rule is counted on its side of every claim row that compares it, and agrees with notebook 03's own table; a
+    levelled one is not counted."""
+    import dataclasses
+
+    from deepmt.claims import claims_markdown
+    from deepmt.studies.convergence import convergence_curves, convergence_table
+    from deepmt.studies.paper_tables import effect_claims
+
+    def staged(r, curve, d: Path):
+        d.mkdir()
+        h = pd.DataFrame({"stage": ["stage1"] * 2 + ["stage2"] * len(curve), "epoch": [1, 2, *range(1, len(curve) + 1)],
+                          "best": False, "selection_metric": "qwk", "val_qwk": [0.5, 0.6, *curve]})
+        (d / "result.json").write_text(json.dumps({"best": {"stage1": {"epoch": 2, "metric": "qwk"}, "stage2": {
+            "epoch": int(np.argmax(curve)) + 1, "metric": "qwk", "start_val": {"qwk": 0.6}}}}))
+        return dataclasses.replace(r, history=h, run_dir=d)
+
+    rising, flat = [0.62, 0.7, 0.8, 0.9, 0.95, 0.99], [0.9, 0.95, 0.95, 0.95, 0.95, 0.95]
+    twin = [staged(r, c, tmp_path / f"b{i}") for i, (r, c) in enumerate(zip(runs["bad"], (rising, flat, flat)))]
+    full = [staged(r, flat, tmp_path / f"g{i}") for i, r in enumerate(runs["good"])]
+    assert C.stage2_rising(twin) == 1 and C.stage2_rising(full) == 0
+    conv = convergence_table(convergence_curves({"bad": twin}))
+    assert list(conv.query("stage == 'stage2' and selects").levelled) == ["no", "yes", "yes"]
+    eff = C.effects_table({"good": full, "bad": twin}, [("good", "bad")], ["accuracy"], n_boot=100)
+    assert (eff.stage2_rising.iloc[0], eff.stage2_rising_b.iloc[0]) == (0, 1)
+    claims = effect_claims("C1", eff, "good", "bad", ["accuracy"], "01_finding1_isr_helps")
+    assert (claims.iloc[0].stage2_rising, claims.iloc[0].stage2_rising_b) == (0, 1)
+    assert "3 (B's stage 2 still rising on 1)" in claims_markdown(claims)
+
+
 def test_summary_and_sentence(runs):
     s = C.summary_table(runs, ["accuracy"])
     assert list(s.method) == ["good", "bad"] and "±" in s.loc[0, "accuracy"] and s.loc[0, "n_seeds"] == 3

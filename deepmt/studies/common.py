@@ -33,7 +33,7 @@ from deepmt import metrics as M
 from deepmt.config import Config, get_config
 from deepmt.experiment_cache import ExperimentResult
 from deepmt.metrics.uncertainty import hierarchical_bootstrap_ci, hierarchical_paired_bootstrap
-from deepmt.studies.stages import best_info, stage2_fallbacks, stage_order  # noqa: F401 - re-exported
+from deepmt.studies.stages import best_info, stage2_fallbacks, stage2_rising, stage_order  # noqa: F401 - re-exported
 from deepmt.worker_pool import Job, run_jobs
 
 #: readable names of the methods in tables and figures
@@ -383,18 +383,21 @@ def effect(a: Sequence[ExperimentResult], b: Sequence[ExperimentResult], metric:
 def effects_table(runs: Runs, pairs: Sequence[tuple[str, str]], metrics: Sequence[str], n_boot: int = 1000) -> pd.DataFrame:
     """Effects A - B with 95% CIs and p-values for each (A, B) pair and metric (:func:`effect`: over seeds and
     images where A and B share their training seeds; ``interval`` says which), and ``stage2_fallbacks``: on how many
-    of A's seeds the last stage kept its starting weights (:func:`stage2_fallbacks`)."""
+    of A's seeds the last stage kept its starting weights (:func:`stage2_fallbacks`); ``stage2_rising`` /
+    ``stage2_rising_b``: on how many of A's / B's seeds it was still rising (:func:`stage2_rising`)."""
     rows = []
     for a, b in pairs:
-        fallbacks = stage2_fallbacks(runs[a])  # reads each run's result.json: once per pair, not per metric
+        # each reads the runs' result.json: once per pair, not per metric
+        notes = {"stage2_fallbacks": stage2_fallbacks(runs[a]), "stage2_rising": stage2_rising(runs[a]),
+                 "stage2_rising_b": stage2_rising(runs[b])}
         for met in metrics:
             e = effect(runs[a], runs[b], met, n_boot=n_boot)
             rows.append({"a": a, "b": b, "metric": met, "diff": e["diff"], "lo": e["lo"], "hi": e["hi"],
                          "p_value": e["p_value"], "value_a": e["a"], "value_b": e["b"], "n_seeds": e["n_seeds"],
-                         "interval": e["interval"], "stage2_fallbacks": fallbacks,
+                         "interval": e["interval"], **notes,
                          "effect": M.format_ci(e["diff"], e["lo"], e["hi"], signed=True)})
     return pd.DataFrame(rows, columns=["a", "b", "metric", "diff", "lo", "hi", "p_value", "value_a", "value_b", "n_seeds",
-                                       "interval", "stage2_fallbacks", "effect"])
+                                       "interval", "stage2_fallbacks", "stage2_rising", "stage2_rising_b", "effect"])
 
 
 def sentence(effects: pd.DataFrame, a: str, b: str, metric: str) -> str:
