@@ -245,6 +245,6 @@ fi
 if [ "$complete" = 1 ] && [ "$profile" != smoke ]; then
   python -m deepmt.studies.summary --readme README.md docs/RESULTS.md --timing results/timing/run_all.json
   # the grid's training FLOPs against this machine's peak, beside the measured time (docs/PERFORMANCE.md)
-  python -m deepmt bench --grid "$DEEPMT_CACHE" >/dev/null && python -m deepmt bench --readme docs/PERFORMANCE.md \
+  python -m deepmt bench --grid "$DEEPMT_CACHE" --grid-profile "$profile" >/dev/null && python -m deepmt bench --readme docs/PERFORMANCE.md \
     || echo "run_all.sh: could not count the grid's training FLOPs (python -m deepmt bench --grid $DEEPMT_CACHE)" >&2
 fi

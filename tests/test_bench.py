@@ -283,3 +283,23 @@ def test_grid_counts_each_runs_training_flops_and_the_floor_they_set(fresh_cache
     assert "took 10.0 min from an empty cache." in performance_markdown([], {**warm, "cache_at_start": "empty"}, grid)
     with pytest.raises(ConfigMismatchError, match="no such experiment cache"):
         grid_compute(tmp_path / "nowhere")
+
+
+def test_grid_counts_a_run_built_from_a_stage_boundary_whole_and_only_the_grids_entries(fresh_cache):
+    """A full run built from another's stage boundary is the grid's whole run (its earlier stages are counted, the
+    run it was built from is not in the grid); ``entries`` leaves out runs of older settings left in the cache."""
+    from deepmt.bench.grid import grid_compute
+    from deepmt.config import get_config
+    from deepmt.experiment_cache import run_experiment
+
+    cfg = get_config("smoke", {"train.device": "cpu", "train.progress": False})
+    old = run_experiment("deepmt_dr", cfg)
+    built = run_experiment("deepmt_dr", cfg.replace({"train.epochs_stage2": 2}))
+    warm = run_experiment("deepmt_dr", built.config.replace({"loss.seg_aware": 0.0}), warm_start=built, start_stage="stage2")
+    assert built.built_from is not None
+    df = grid_compute(old.run_dir.parent)
+    rows = df[df["entry"] == built.run_dir.name].set_index("stage")
+    assert list(rows.index) == ["stage1a", "stage1b", "stage2"] and rows.loc["stage2", "epochs"] == 2
+    assert list(df[df["entry"] == warm.run_dir.name]["stage"]) == ["stage2"]
+    grid = grid_compute(old.run_dir.parent, {built.run_dir.name, warm.run_dir.name})
+    assert set(grid["entry"]) == {built.run_dir.name, warm.run_dir.name}

@@ -46,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="instead of the benchmark, count the training FLOPs of every finished run in this "
                         "experiment cache (e.g. ~/.cache/deepmt/quick) and compare them with the bf16 peak of this machine's "
                         "bench file in --out (or --peak-gflops); writes results/timing/grid_compute.csv")
+    parser.add_argument("--grid-profile", default=None, metavar="PROFILE",
+                        help="with --grid: count only the entries the grid inventory needs under this profile "
+                        "(results/timing/grid_inventory.jsonl), not runs of older settings left in the cache")
     parser.add_argument("--peak-gflops", type=float, default=None,
                         help="the machine's peak GFLOP/s for --grid (default: the bf16 matmul median of its bench file)")
     parser.add_argument("--workers", type=int, default=None,
@@ -115,7 +118,12 @@ def _grid(args: argparse.Namespace) -> int:
         cache_name = str(Path(args.grid).resolve().relative_to(repo_root().resolve()))
     except ValueError:
         cache_name = str(Path(args.grid))
-    compute = grid_compute(runs)
+    entries = None
+    if args.grid_profile:
+        from deepmt.bench.plan_inventory import load_inventory, needed_entries
+
+        entries = set(needed_entries(load_inventory(), args.grid_profile))
+    compute = grid_compute(runs, entries)
     workers = args.workers
     if workers is None:
         timing = load_timing(repo_root() / RUN_ALL_TIMING)

@@ -8,8 +8,12 @@ the grid this gives the floor no kernel work can beat: the grid's training FLOPs
 It answers "how fast could ``run_all.sh`` be on this machine?" before anyone tunes a kernel.
 
 Rows trained elsewhere are left out: a warm-started run's ``metrics.csv`` repeats its base's epochs
-(``warm_start_from`` set), which are counted in the base's own entry. Validation and test passes are not
-counted (they are inference, a small share); the seconds are training seconds, not wall time.
+(``warm_start_from`` set), which are counted in the base's own entry. A full run built from another's stage
+boundary (``built_from`` in its ``result.json``) counts every stage: its earlier stages are its own, measured when
+the run it was built from trained them (that run is not part of the grid). ``entries`` restricts the count to the
+grid's own entries (``bench --grid CACHE --grid-profile P``: those the grid inventory needs under profile ``P``),
+so runs of older settings left in the cache are not counted. Validation and test passes are not counted (they are
+inference, a small share); the seconds are training seconds, not wall time.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 import pandas as pd
 
@@ -45,7 +49,7 @@ def _stage_gflops(method_name: str, cfg, stage: str, memo: dict) -> float:
     return memo[key]
 
 
-def grid_compute(runs_dir: str | Path) -> pd.DataFrame:
+def grid_compute(runs_dir: str | Path, entries: Collection[str] | None = None) -> pd.DataFrame:
     """One row per (finished run, stage trained in it): method, entry, stage, epochs, images, train_s,
     gflops_per_image, tflop (= images x GFLOPs / 1000), achieved_gflops (tflop / train_s) and machine (where the run
     trained, :func:`deepmt.engine.device.machine_label`: CPU numbers are bit-identical only on the same CPU kind)."""
@@ -58,13 +62,15 @@ def grid_compute(runs_dir: str | Path) -> pd.DataFrame:
         raise ConfigMismatchError(f"{runs}: no such experiment cache folder (expected $DEEPMT_CACHE/runs)")
     rows: list[dict[str, Any]] = []
     memo: dict = {}
-    for entry in sorted(p for p in runs.iterdir() if (p / "result.json").is_file() and (p / "metrics.csv").is_file()):
+    for entry in sorted(p for p in runs.iterdir() if (p / "result.json").is_file() and (p / "metrics.csv").is_file()
+                        and (entries is None or p.name in entries)):
         stored = json.loads((entry / "config.json").read_text())
         method_name = stored.pop("method", entry.name.rsplit("-", 1)[0])
         cfg = config_from_dict(stored)
-        machine = machine_label(json.loads((entry / "result.json").read_text()).get("machine"))
+        record = json.loads((entry / "result.json").read_text())
+        machine = machine_label(record.get("machine"))
         hist = pd.read_csv(entry / "metrics.csv")
-        if "warm_start_from" in hist.columns:
+        if "warm_start_from" in hist.columns and not record.get("built_from"):
             hist = hist[hist["warm_start_from"].isna()]
         for stage, h in hist.groupby("stage", sort=False):
             images = float((h["images_per_s"] * h["seconds"]).sum())
