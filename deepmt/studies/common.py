@@ -33,7 +33,7 @@ from deepmt import metrics as M
 from deepmt.config import Config, get_config
 from deepmt.experiment_cache import ExperimentResult
 from deepmt.metrics.uncertainty import hierarchical_bootstrap_ci, hierarchical_paired_bootstrap
-from deepmt.studies.stages import best_info, stage2_fallbacks, stage2_rising, stage_order  # noqa: F401 - re-exported
+from deepmt.studies.stages import best_info, stage2_fallbacks, stage2_notes, stage2_rising, stage_order  # noqa: F401 - re-exported
 from deepmt.worker_pool import Job, run_jobs
 
 #: readable names of the methods in tables and figures
@@ -387,9 +387,7 @@ def effects_table(runs: Runs, pairs: Sequence[tuple[str, str]], metrics: Sequenc
     ``stage2_rising_b``: on how many of A's / B's seeds it was still rising (:func:`stage2_rising`)."""
     rows = []
     for a, b in pairs:
-        # each reads the runs' result.json: once per pair, not per metric
-        notes = {"stage2_fallbacks": stage2_fallbacks(runs[a]), "stage2_rising": stage2_rising(runs[a]),
-                 "stage2_rising_b": stage2_rising(runs[b])}
+        notes = stage2_notes(runs[a], runs[b])  # reads each run's result.json once per pair, not per metric
         for met in metrics:
             e = effect(runs[a], runs[b], met, n_boot=n_boot)
             rows.append({"a": a, "b": b, "metric": met, "diff": e["diff"], "lo": e["lo"], "hi": e["hi"],

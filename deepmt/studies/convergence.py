@@ -39,6 +39,7 @@ from deepmt import LESIONS
 from deepmt.experiment_cache import ExperimentResult
 from deepmt.metrics.curves import LEVEL_SHARE, MIN_EPOCHS, level_check  # noqa: F401 - the rule, re-exported
 from deepmt.studies.common import best_info, label, stage_order
+from deepmt.studies.stages import stage_curve
 
 #: validation metrics drawn beside a stage's selection metric (where the run recorded them): DeepMT-DR's
 #: stage 1a selects on mean AUPR and trains the ISR too; stage 2 selects on grading and must keep the SR
@@ -75,19 +76,14 @@ def convergence_curves(runs: Mapping[str, Sequence[ExperimentResult]]) -> pd.Dat
                 hs = h[h["stage"] == stage]
                 b = best.get(stage, {})
                 selection = str(b.get("metric") or hs["selection_metric"].iloc[0])
-                start_val = b.get("start_val") or {}
                 kept = b.get("epoch", math.nan)
-                loss = hs["loss_total"].to_numpy(float) if "loss_total" in hs else np.full(len(hs), np.nan)
                 for m in curve_metrics(stage, selection):
                     if f"val_{m}" not in hs or not hs[f"val_{m}"].notna().any():
                         continue
                     common = {"method": name, "seed": seed, "stage": stage, "metric": m, "selects": m == selection}
-                    if m in start_val:
-                        rows.append({**common, "epoch": 0, "value": float(start_val[m]), "loss": math.nan,
-                                     "kept": kept == 0, "start": True})
-                    for e, v, lo in zip(hs["epoch"].astype(int), hs[f"val_{m}"].to_numpy(float), loss):
-                        rows.append({**common, "epoch": int(e), "value": float(v), "loss": float(lo), "kept": kept == e,
-                                     "start": False})
+                    for r in stage_curve(res, stage, m, best).itertuples(index=False):
+                        rows.append({**common, "epoch": int(r.epoch), "value": float(r.value), "loss": float(r.loss),
+                                     "kept": kept == int(r.epoch), "start": bool(r.start)})
     return pd.DataFrame(rows, columns=cols)
 
 
