@@ -124,8 +124,14 @@ run_notebook() {  # NOTEBOOK LOG
   return "${PIPESTATUS[0]}"
 }
 
+# the cache at start (deepmt.run_all_timing.CACHE_AT_START): empty, or warm, which becomes partial below if this run
+# trained anything (a complete entry is a run folder with its result.json)
+complete_entries() {
+  if [ -d "$DEEPMT_CACHE/runs" ]; then find "$DEEPMT_CACHE/runs" -mindepth 2 -maxdepth 2 -name result.json | wc -l; else echo 0; fi
+}
 cache_state=empty
 if [ -n "$(ls -A "$DEEPMT_CACHE/runs" 2>/dev/null)" ]; then cache_state=warm; fi
+entries_at_start="$(complete_entries)"
 # the grid inventory of this run: every cache entry each notebook asks for (deepmt.grid_log; python -m deepmt plan)
 export DEEPMT_GRID_LOG="$PWD/$executed/grid_inventory.jsonl"
 rm -f "$DEEPMT_GRID_LOG"
@@ -222,6 +228,7 @@ echo "total time: ${total} s ($(( total / 60 )) min $(( total % 60 )) s), profil
 timing="$executed/timing.json"
 if [ "$complete" = 1 ] && [ "$profile" != smoke ]; then timing="results/timing/run_all.json"; fi
 command="./run_all.sh$([ "$profile" = quick ] || echo " --profile $profile")$([ -z "$jobs" ] || echo " -j $jobs")"
+if [ "$cache_state" = warm ] && [ "$(complete_entries)" -gt "$entries_at_start" ]; then cache_state=partial; fi
 if [ ${#times[@]} -gt 0 ]; then
   python -c "import sys
 $one_line_errors

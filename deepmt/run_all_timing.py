@@ -19,6 +19,22 @@ from deepmt.worker_pool import usable_cores
 #: where a complete ``./run_all.sh`` of a real profile records its per-notebook wall times
 RUN_ALL_TIMING = Path("results") / "timing" / "run_all.json"
 
+#: the name under which ``./run_all.sh`` records its grid queue's seconds (the training of what the cache lacked)
+GRID_QUEUE = "grid_queue"
+
+#: ``cache_at_start``: what the experiment cache held when the run began, as ``./run_all.sh`` records it -- nothing
+#: (``empty``), some runs but not all the run needed, so that it trained the rest (``partial``), or every run it
+#: needed (``warm``: it trained nothing)
+CACHE_AT_START = {"empty": "from an empty cache",
+                  "partial": "from a partly filled cache (training the runs it lacked)",
+                  "warm": "reusing runs already in the cache"}
+
+
+def cache_at_start_phrase(timing: dict[str, Any]) -> str:
+    """How a timing record's run began, in words (:data:`CACHE_AT_START`; a record of before the ``partial`` state
+    was recorded says ``warm`` for a partly filled cache too, so any unknown state reads as reusing the cache)."""
+    return CACHE_AT_START.get(str(timing.get("cache_at_start")), CACHE_AT_START["warm"])
+
 
 def write_run_all_timing(path: str | os.PathLike, *, profile: str, total_s: float, cache_at_start: str,
                          notebooks: Sequence[str], command: str = "./run_all.sh", jobs: int | None = None) -> dict[str, Any]:

@@ -277,9 +277,13 @@ def test_grid_counts_each_runs_training_flops_and_the_floor_they_set(fresh_cache
     two = performance_markdown([], None, {**grid, "trained_on": mixed["trained_on"]})
     assert f"reproduces only its own runs exactly: {amd} (1 run); {here} (1 run)." in two
     assert "What the grid" not in performance_markdown([], None, load_grid(tmp_path / "none.json"))
-    warm = {"total_s": 600.0, "cache_at_start": "warm", "jobs": 2, "notebooks": []}
-    assert (f"took 10.0 min reusing the cached runs, so from an empty cache it needs at least "
+    warm = {"total_s": 600.0, "cache_at_start": "warm", "jobs": 2, "notebooks": [{"name": "grid_queue", "seconds": 0.0}]}
+    assert (f"took 10.0 min reusing runs already in the cache, so from an empty cache it needs at least "
             f"{_minutes(600.0 + grid['train_wall_s_at_workers'])}") in performance_markdown([], warm, grid)
+    # a partly filled cache: the run's own grid queue trained part of the grid; that part is not counted twice
+    partial = {**warm, "cache_at_start": "partial", "notebooks": [{"name": "grid_queue", "seconds": 240.0}]}
+    assert (f"took 10.0 min from a partly filled cache (training the runs it lacked), so from an empty cache it needs "
+            f"at least {_minutes(360.0 + grid['train_wall_s_at_workers'])}") in performance_markdown([], partial, grid)
     assert "took 10.0 min from an empty cache." in performance_markdown([], {**warm, "cache_at_start": "empty"}, grid)
     with pytest.raises(ConfigMismatchError, match="no such experiment cache"):
         grid_compute(tmp_path / "nowhere")

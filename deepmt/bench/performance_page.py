@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from deepmt.errors import DataError
+from deepmt.run_all_timing import GRID_QUEUE, cache_at_start_phrase
 
 MARKER = "performance"
 STAGE_ORDER = ("stage1a", "stage1b", "stage2")
@@ -180,8 +181,7 @@ def _timing_lines(timing: dict[str, Any] | None) -> list[str]:
     lines = [
         f"`{timing.get('command', './run_all.sh')}` (profile `{timing.get('profile')}`, {timing.get('jobs')} worker(s) x "
         f"{timing.get('threads')} thread(s) per run) on {timing.get('machine', '?')}, {timing.get('date', '')}, "
-        + ("from an empty cache" if timing.get("cache_at_start") == "empty" else "reusing runs already in the cache")
-        + f": **{_minutes(timing.get('total_s'))}** in all.",
+        + cache_at_start_phrase(timing) + f": **{_minutes(timing.get('total_s'))}** in all.",
         "",
         "| notebook | wall time | status |",
         "|---|---|---|",
@@ -200,16 +200,18 @@ def load_grid(path: str | Path | None) -> dict[str, Any] | None:
 
 def _whole_run_clause(grid: dict[str, Any], timing: dict[str, Any] | None) -> str:
     """The whole ``./run_all.sh`` beside the grid. A run that reused cached runs (a resumed or repeated run) did
-    not pay for their training: from an empty cache it needs at least that training too, packed perfectly on
-    the grid's workers (a lower bound: worker start-up, evaluation and idle workers at a notebook's end add to it)."""
+    not pay for their training: from an empty cache it needs at least the notebooks' own time (the run's total less
+    its grid queue, which trained what the cache lacked) plus the whole grid's training, packed perfectly on the
+    grid's workers (a lower bound: worker start-up, evaluation and idle workers at a notebook's end add to it)."""
     if not timing:
         return "."
     total = float(timing.get("total_s") or 0.0)
     if timing.get("cache_at_start") == "empty":
         return f"; the whole `./run_all.sh` took {_minutes(total)} from an empty cache."
-    return (f"; the whole `./run_all.sh` took {_minutes(total)} reusing the cached runs, so from an empty cache it "
-            f"needs at least {_minutes(total + float(grid['train_wall_s_at_workers']))} (that plus the grid's training "
-            f"on {grid['workers']} workers).")
+    queue = sum(float(n.get("seconds") or 0.0) for n in timing.get("notebooks", []) if n.get("name") == GRID_QUEUE)
+    return (f"; the whole `./run_all.sh` took {_minutes(total)} {cache_at_start_phrase(timing)}, so from an empty "
+            f"cache it needs at least {_minutes(total - queue + float(grid['train_wall_s_at_workers']))} (the "
+            f"notebooks' own {_minutes(total - queue)} plus the grid's training on {grid['workers']} workers).")
 
 
 def _trained_on_clause(grid: dict[str, Any]) -> str:

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 from deepmt.bench.plan import PlanEntry, build_entries, data_sets, entry_seconds, price, summary_rows
 from deepmt.bench.plan_inventory import INVENTORY, InventoryError, load_inventory, record_inventory
 from deepmt.bench.plan_schedule import by_method_stage, render, wall_plan
-from deepmt.run_all_timing import RUN_ALL_TIMING
+from deepmt.run_all_timing import GRID_QUEUE, RUN_ALL_TIMING
 from deepmt.config import PROFILES
 from deepmt.config_checks import parse_set_items
 from deepmt.errors import ConfigMismatchError
@@ -110,10 +110,6 @@ def _log(line: str) -> None:
     print(line, flush=True)
 
 
-#: the name under which ``./run_all.sh`` records its grid queue's seconds in ``results/timing/run_all.json``
-GRID_QUEUE = "grid_queue"
-
-
 def _own_seconds(path: Path, profile: str) -> tuple[dict[str, float], str]:
     """Each notebook's seconds in a warm ``run_all.sh`` pass of ``profile``, and a note on where they came from."""
     from deepmt.bench.performance_page import load_timing
@@ -127,7 +123,7 @@ def _own_seconds(path: Path, profile: str) -> tuple[dict[str, float], str]:
     own = {str(n["name"]): float(n["seconds"]) for n in timing.get("notebooks", [])
            if "seconds" in n and n.get("name") != GRID_QUEUE}
     note = f"{path} ({timing.get('date', '?')}, cache {timing.get('cache_at_start', '?')} at start)"
-    if timing.get("cache_at_start") != "warm":
+    if timing.get("cache_at_start") == "empty":
         note += "; not a warm pass: its seconds include training, so the prediction counts that twice"
     return own, note
 

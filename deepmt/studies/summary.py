@@ -42,6 +42,7 @@ from deepmt.config import LossConfig, get_config
 from deepmt.controls import FAIL, NOT_MEASURED, PASS, collect_controls, controls_markdown, rejudge_tables
 from deepmt.errors import DataError, DeepMTError
 from deepmt.reporting import results_dir
+from deepmt.run_all_timing import cache_at_start_phrase
 from deepmt.results_io import text_or, to_markdown, update_readme_section, update_sections
 from deepmt.studies.convergence import COLLAPSE_SHARE, LEVEL_SHARE, convergence_summary, lesion_channel_summary
 from deepmt.studies.verdicts import controls_needed_markdown, regime_sentence, regimes
@@ -201,8 +202,7 @@ def results_markdown(root: str | Path | None = None, timing: dict[str, Any] | No
             f"Made by `{timing.get('command', './run_all.sh')}` (profile `{timing.get('profile', '?')}`) on "
             f"{timing.get('machine', '?')}, {timing.get('date', '')}: {timing.get('total_s', float('nan')) / 60:.1f} min "
             f"wall time for all notebooks, "
-            + ("from an empty cache" if timing.get("cache_at_start") == "empty" else "reusing runs already in the cache")
-            + ". Synthetic benchmark: "
+            + cache_at_start_phrase(timing) + ". Synthetic benchmark: "
             f"{timing.get('data', '')}. The executed notebooks are rendered into "
             f"`results/report-{timing.get('profile', 'quick')}.html` by `./run_all.sh` (not committed)."
         )
