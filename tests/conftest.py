@@ -223,3 +223,40 @@ def photo(tmp_path):
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(fundus_array(0, 96, 128)).save(path)
     return path
+
+
+@pytest.fixture
+def run_all_sandbox(tmp_path):
+    """``make(notebooks)``: :func:`make_run_all_sandbox` in this test's ``tmp_path``."""
+    return lambda notebooks: make_run_all_sandbox(tmp_path, notebooks)
+
+
+def make_run_all_sandbox(tmp_path, notebooks: dict[str, str]) -> dict:
+    """``run_all.sh``, ``pyproject.toml`` and ``scripts/`` copied into ``tmp_path`` with stand-in notebooks
+    (``{"00_name.ipynb": code}``: a title, the papermill parameters cell, the code), and the environment to run it
+    in: this interpreter's venv, a cache under ``tmp_path``, no install, none of the profile / job variables a test
+    session sets. Skips where nbformat or papermill is not installed."""
+    import os
+    import shutil
+    import sys
+    from pathlib import Path
+
+    nbformat = pytest.importorskip("nbformat")
+    if not (Path(sys.prefix) / "bin" / "papermill").exists():
+        pytest.skip("papermill is not installed in this environment")
+    root = Path(__file__).resolve().parent.parent
+    for name in ("run_all.sh", "pyproject.toml"):
+        shutil.copy(root / name, tmp_path / name)
+    shutil.copytree(root / "scripts", tmp_path / "scripts")
+    (tmp_path / "notebooks").mkdir()
+    for name, src in notebooks.items():
+        nb = nbformat.v4.new_notebook()
+        params = nbformat.v4.new_code_cell("profile = ''")
+        params.metadata["tags"] = ["parameters"]
+        nb.cells = [nbformat.v4.new_markdown_cell("# t"), params, nbformat.v4.new_code_cell(src)]
+        nb.metadata["kernelspec"] = {"name": "deepmt", "display_name": "deepmt", "language": "python"}
+        nbformat.write(nb, tmp_path / "notebooks" / name)
+    env = dict(os.environ, DEEPMT_VENV=str(Path(sys.prefix)), DEEPMT_CACHE=str(tmp_path / "cache"), DEEPMT_SKIP_INSTALL="1")
+    for name in ("DEEPMT_PROFILE", "DEEPMT_BACKEND", "DEEPMT_JOBS", "DEEPMT_GRID_LOG"):
+        env.pop(name, None)
+    return env

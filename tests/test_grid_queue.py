@@ -285,35 +285,11 @@ def test_cli_refuses_bad_arguments_and_names_a_failed_run(tmp_path, monkeypatch,
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _run_all_copy(tmp_path: Path) -> dict:
-    """run_all.sh and scripts/ in ``tmp_path`` with one notebook (00, which trains nothing in the inventory)."""
-    import os
-    import sys
-
-    nbformat = pytest.importorskip("nbformat")
-    if not (Path(sys.prefix) / "bin" / "papermill").exists():
-        pytest.skip("papermill is not installed in this environment")
-    for name in ("run_all.sh", "pyproject.toml"):
-        shutil.copy(ROOT / name, tmp_path / name)
-    shutil.copytree(ROOT / "scripts", tmp_path / "scripts")
-    (tmp_path / "notebooks").mkdir()
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell("profile = ''")
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [nbformat.v4.new_markdown_cell("# t"), params, nbformat.v4.new_code_cell("print('>> notebook ran', flush=True)")]
-    nb.metadata["kernelspec"] = {"name": "deepmt", "display_name": "deepmt", "language": "python"}
-    nbformat.write(nb, tmp_path / "notebooks" / "00_t.ipynb")
-    env = dict(os.environ, DEEPMT_VENV=str(Path(sys.prefix)), DEEPMT_CACHE=str(tmp_path / "cache"), DEEPMT_SKIP_INSTALL="1")
-    for name in ("DEEPMT_PROFILE", "DEEPMT_BACKEND", "DEEPMT_JOBS", "DEEPMT_GRID_LOG"):
-        env.pop(name, None)
-    return env
-
-
 @pytest.mark.slow
-def test_run_all_trains_the_grid_before_the_notebooks_and_stops_when_it_fails(tmp_path):
+def test_run_all_trains_the_grid_before_the_notebooks_and_stops_when_it_fails(tmp_path, run_all_sandbox):
     import subprocess
 
-    env = _run_all_copy(tmp_path)
+    env = run_all_sandbox({"00_t.ipynb": "print('>> notebook ran', flush=True)"})  # 00 trains nothing in the inventory
     cmd = ["bash", "run_all.sh", "--profile", "quick", "--only", "0"]
     executed = tmp_path / "results" / "executed" / "quick"
     ok = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)

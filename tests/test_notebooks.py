@@ -31,28 +31,9 @@ def test_notebook_committed_clean(path):
     assert nb["cells"][0]["cell_type"] == "markdown", f"{path.name}: must open with a markdown title"
 
 
-def test_run_all_names_the_failing_notebook(tmp_path):
-    if not (Path(sys.prefix) / "bin" / "papermill").exists():
-        pytest.skip("papermill is not installed in this environment")
-    for name in ("run_all.sh", "pyproject.toml"):
-        shutil.copy(ROOT / name, tmp_path / name)
-    shutil.copytree(ROOT / "scripts", tmp_path / "scripts")
-    nbdir = tmp_path / "notebooks"
-    nbdir.mkdir()
-    import nbformat
-
-    def write(name, src):
-        nb = nbformat.v4.new_notebook()
-        cell = nbformat.v4.new_code_cell("profile = ''")
-        cell.metadata["tags"] = ["parameters"]
-        nb.cells = [nbformat.v4.new_markdown_cell("# t"), cell, nbformat.v4.new_code_cell(src)]
-        nb.metadata["kernelspec"] = {"name": "deepmt", "display_name": "deepmt", "language": "python"}
-        nbformat.write(nb, nbdir / name)
-
-    write("00_ok.ipynb", "x = 1")
-    write("01_broken.ipynb", "raise RuntimeError('boom')")
-    write("02_never.ipynb", "x = 2")
-    env = dict(os.environ, DEEPMT_VENV=str(Path(sys.prefix)), DEEPMT_CACHE=str(tmp_path / "cache"), DEEPMT_SKIP_INSTALL="1")
+def test_run_all_names_the_failing_notebook(tmp_path, run_all_sandbox):
+    env = run_all_sandbox({"00_ok.ipynb": "x = 1", "01_broken.ipynb": "raise RuntimeError('boom')",
+                                     "02_never.ipynb": "x = 2"})
     proc = subprocess.run(["bash", "run_all.sh", "--profile", "smoke", "-j", "2"], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode != 0
@@ -115,33 +96,18 @@ def pair_differences(nb_path: Path) -> str:
     return "\n".join(list(diff)[:30])
 
 
-def test_run_all_records_what_the_cache_held_at_start(tmp_path):
+def test_run_all_records_what_the_cache_held_at_start(tmp_path, run_all_sandbox):
     """``cache_at_start`` of the timing record: ``empty``, ``warm`` when the run trained nothing, ``partial`` when the
     cache held runs but the run added some (deepmt.run_all_timing.CACHE_AT_START), so that the performance page does
     not count a partly filled cache's training twice."""
-    if not (Path(sys.prefix) / "bin" / "papermill").exists():
-        pytest.skip("papermill is not installed in this environment")
-    for name in ("run_all.sh", "pyproject.toml"):
-        shutil.copy(ROOT / name, tmp_path / name)
-    shutil.copytree(ROOT / "scripts", tmp_path / "scripts")
-    (tmp_path / "notebooks").mkdir()
-    import nbformat
-
-    nb = nbformat.v4.new_notebook()
-    cell = nbformat.v4.new_code_cell("profile = ''")
-    cell.metadata["tags"] = ["parameters"]
-    nb.cells = [cell, nbformat.v4.new_code_cell(  # a stand-in for a training: a complete cache entry, when asked
+    env = run_all_sandbox({"00_train.ipynb": (  # a stand-in for a training: a complete cache entry, when asked
         "import os, pathlib\nname = os.environ.get('NEW_ENTRY')\nif name:\n"
         "    d = pathlib.Path(os.environ['DEEPMT_CACHE']) / 'runs' / name\n    d.mkdir(parents=True)\n"
-        "    (d / 'result.json').write_text('{}')")]
-    nb.metadata["kernelspec"] = {"name": "deepmt", "display_name": "deepmt", "language": "python"}
-    nbformat.write(nb, tmp_path / "notebooks" / "00_train.ipynb")
+        "    (d / 'result.json').write_text('{}')")})
     states = []
     for entry in ("a", "", "b"):
-        env = dict(os.environ, DEEPMT_VENV=str(Path(sys.prefix)), DEEPMT_CACHE=str(tmp_path / "cache"),
-                   DEEPMT_SKIP_INSTALL="1", NEW_ENTRY=entry)
-        proc = subprocess.run(["bash", "run_all.sh", "--profile", "smoke"], cwd=tmp_path, env=env, capture_output=True,
-                              text=True, timeout=300)
+        proc = subprocess.run(["bash", "run_all.sh", "--profile", "smoke"], cwd=tmp_path, env={**env, "NEW_ENTRY": entry},
+                              capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr
         states.append(json.loads((tmp_path / "results/executed/smoke/timing.json").read_text())["cache_at_start"])
     assert states == ["empty", "warm", "partial"]
