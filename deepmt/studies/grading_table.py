@@ -44,10 +44,10 @@ BASELINE_TUNING: dict[str, dict[str, float]] = {
     "epochs x0.5": {"train.epochs_scale": 0.5}, "epochs x2": {"train.epochs_scale": 2.0},
 }
 #: the baseline the grid's inventory tunes (``python -m deepmt plan --record-inventory`` runs under ``smoke``, whose
-#: one-epoch runs cannot say which baseline validates best): the best on validation in the quick grid of 2026-12-07. A
-#: real profile always tunes the best on validation; where that is another one, notebook 04 trains its tuning runs
-#: itself (after the grid queue)
-INVENTORY_TUNED_BASELINE = "foo_mt"
+#: one-epoch runs cannot say which baseline validates best): the best on validation in the quick grid, the no-ISR twin
+#: since its stage 2 trains 36 epochs (foo_mt before, 2026-12-07). A real profile always tunes the best on validation;
+#: where that is another one, notebook 04 trains its tuning runs itself (after the grid queue)
+INVENTORY_TUNED_BASELINE = "deepmt_dr_noisr"
 
 
 def tune_on_validation(method: str, cfg: Config, seeds: Sequence[int], default_runs: Sequence[Any],
