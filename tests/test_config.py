@@ -15,25 +15,33 @@ def test_profiles_build_and_roundtrip(profile):
 
 
 #: The cache keys of the three profiles' runs (of a method without its own epochs in
-#: ``train.epochs_by_method``, e.g. DeepMT-DR). A refactoring of the config must leave them as they are; a new
-#: field or a changed setting changes them on purpose (every cached run is then retrained): update them here.
+#: ``train.epochs_by_method``, e.g. the seg+grade net foo_mt). A refactoring of the config must leave them as they
+#: are; a new field or a changed setting changes them on purpose (every cached run is then retrained): update them here.
 GOLDEN_KEYS = {"smoke": "6f6a7c15a7d3023d", "quick": "9f46b26ac9de1fc0", "paper": "166cc8e72c3f1579"}
+#: DeepMT-DR's quick key: its stage 2 has its own epochs there (``deepmt_dr.stage2``)
+GOLDEN_DEEPMT_DR_QUICK = "795f3b1a5c4f4dc0"
 #: the quick profile's key with every key-neutral field at its neutral value (the fields are then not hashed)
 NEUTRAL_QUICK_KEY = "fe6d4becc83d51a1"
 
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_profile_keys_are_golden(profile):
-    assert method_config(get_config(profile), "deepmt_dr").key() == GOLDEN_KEYS[profile]
+    assert method_config(get_config(profile), "foo_mt").key() == GOLDEN_KEYS[profile]
+    assert method_config(get_config(profile), "deepmt_dr").key() == (
+        GOLDEN_DEEPMT_DR_QUICK if profile == "quick" else GOLDEN_KEYS[profile])
 
 
 def test_epochs_by_method_changes_only_the_named_methods_keys():
-    """The quick profile gives two baselines more epochs: their runs are those of ``epochs_single`` at that value,
-    every other method keeps the key it had before the mapping existed (its cache entries stay valid)."""
+    """The quick profile gives two baselines more epochs and the stage 2 of DeepMT-DR and its twin their own: their
+    runs are those of ``epochs_single`` (``epochs_stage2``) at that value, every other method keeps the key it had
+    before the mapping existed (its cache entries stay valid)."""
     cfg = get_config("quick")
-    assert cfg.train.epochs_by_method == {"grader_lr": 72, "unet_bicubic": 72}
-    for name in ("deepmt_dr", "isr", "foo_mt", "foo_mt_hr", "grader_hr", "two_stage"):
+    assert cfg.train.epochs_by_method == {"grader_lr": 72, "unet_bicubic": 72, "deepmt_dr.stage2": 12,
+                                          "deepmt_dr_noisr.stage2": 36}
+    for name in ("isr", "foo_mt", "foo_mt_hr", "grader_hr", "two_stage"):
         assert method_config(cfg, name).key() == GOLDEN_KEYS["quick"], name
+    for name, epochs in (("deepmt_dr", 12), ("deepmt_dr_noisr", 36)):
+        assert method_config(cfg, name) == cfg.replace({"train.epochs_by_method": {}, "train.epochs_stage2": epochs})
     longer = method_config(cfg, "grader_lr")
     assert longer.train.epochs_single == 72 and longer.train.epochs_by_method == {}
     assert longer == cfg.replace({"train.epochs_by_method": {}, "train.epochs_single": 72})

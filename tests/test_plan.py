@@ -144,10 +144,11 @@ def test_epochs_images_and_validation_passes_per_stage():
     q = get_config("quick")
     size, crop, every, t = q.data.hr_size, q.data.nongrading_crop_size or q.data.hr_size, q.train.val_every, q.train
     gb = t.grading_batch_size or t.batch_size  # the batch of a stage that trains a grader alone
+    td = method_config(q, "deepmt_dr").train  # DeepMT-DR's own epochs (train.epochs_by_method: its stage 2)
     assert [(s.stage, s.epochs, s.images_per_epoch, s.size, s.val_passes, s.start_eval) for s in dr.stages] == [
-        ("stage1a", t.epochs_stage1a, 600, crop, val_passes(t.epochs_stage1a, t.validation_interval(t.epochs_stage1a)), False),  # crops: no grades
-        ("stage1b", t.epochs_stage1b, images_per_epoch(600, gb), size, val_passes(t.epochs_stage1b, t.validation_interval(t.epochs_stage1b)), False),
-        ("stage2", t.epochs_stage2, 600, size, val_passes(t.epochs_stage2, t.validation_interval(t.epochs_stage2)), True)]
+        ("stage1a", td.epochs_stage1a, 600, crop, val_passes(td.epochs_stage1a, t.validation_interval(td.epochs_stage1a)), False),  # crops: no grades
+        ("stage1b", td.epochs_stage1b, images_per_epoch(600, gb), size, val_passes(td.epochs_stage1b, t.validation_interval(td.epochs_stage1b)), False),
+        ("stage2", td.epochs_stage2, 600, size, val_passes(td.epochs_stage2, t.validation_interval(td.epochs_stage2)), True)]
     grader_epochs = t.epochs_by_method.get("grader_lr", t.epochs_single)
     # 60 labelled images: whole batches of train.batch_size (few labels keep it: Method.stage_batch_size), 7 of 8
     assert [(s.epochs, s.images_per_epoch) for s in grader.stages] == [(grader_epochs, 56)]
@@ -165,10 +166,10 @@ def test_the_levers_change_sizes_and_validation_where_they_exist():
         pytest.skip("train.val_every / data.nongrading_crop_size not in this config yet")
     (dr,) = build_entries([_rec("deepmt_dr")], "quick",
                          {"train.val_every": 4, "train.val_min_points": 0, "data.nongrading_crop_size": 48})
-    size = data.hr_size
+    size, td = data.hr_size, method_config(get_config("quick"), "deepmt_dr").train
     assert [(s.stage, s.size, s.val_passes) for s in dr.stages] == [
-        ("stage1a", 48, val_passes(train.epochs_stage1a, 4)), ("stage1b", size, val_passes(train.epochs_stage1b, 4)),
-        ("stage2", size, val_passes(train.epochs_stage2, 4))]  # quick's 30 / 36 / 6 epochs: 8 / 9 / 2
+        ("stage1a", 48, val_passes(td.epochs_stage1a, 4)), ("stage1b", size, val_passes(td.epochs_stage1b, 4)),
+        ("stage2", size, val_passes(td.epochs_stage2, 4))]  # DeepMT-DR's quick 30 / 36 / 12 epochs: 8 / 9 / 3
     (ts,) = build_entries([_rec("two_stage")], "quick", {"data.nongrading_crop_size": 48})
     assert [(s.stage, s.size) for s in ts.stages] == [("isr", 48), ("grade", size)]
 
