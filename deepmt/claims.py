@@ -143,15 +143,21 @@ NOT_ADJUSTED = "not adjusted: no p-value"
 COLUMNS = ("id", "text", "metric", "comparison", "regime", "effect", "lo", "hi", "p_value", "min_effect", "n_seeds",
            "verdict", "evidence", "interval", "stage2_fallbacks", "stage2_rising", "stage2_rising_b")
 
-#: a claims row's counts of how the last stages of its runs ended (:func:`stage2_note`)
-STAGE2_NOTES = ("stage2_fallbacks", "stage2_rising", "stage2_rising_b")
+#: a claims row's counts of how the last stages of its runs ended: on how many seeds A's kept the weights it started
+#: from (DeepMT-DR's stage 2 falling back to stage 1's), and A's / B's was still rising by notebook 03's rule; each
+#: with the seeds cell's note on it (:func:`stage2_note`)
+STAGE2_NOTES = {"stage2_fallbacks": "stage 2 fell back on {}", "stage2_rising": "A's stage 2 still rising on {}",
+                "stage2_rising_b": "B's stage 2 still rising on {}"}
+
+
+def stage2_counts(row: Mapping[str, Any]) -> dict[str, int]:
+    """A claims or effects row's :data:`STAGE2_NOTES` counts, 0 where missing or nan."""
+    return {k: 0 if pd.isna(row.get(k, 0)) else int(row.get(k, 0)) for k in STAGE2_NOTES}
 
 
 def stage2_note(row: Mapping[str, Any]) -> str:
     """The seeds cell's note on a row's last stages (" (B's stage 2 still rising on 1)"); "" if every count is 0."""
-    n = [0 if pd.isna(row.get(k, 0)) else int(row.get(k, 0)) for k in STAGE2_NOTES]
-    parts = [t.format(c) for t, c in zip(("stage 2 fell back on {}", "A's stage 2 still rising on {}",
-                                          "B's stage 2 still rising on {}"), n) if c]
+    parts = [STAGE2_NOTES[k].format(c) for k, c in stage2_counts(row).items() if c]
     return f" ({'; '.join(parts)})" if parts else ""
 
 
@@ -386,10 +392,8 @@ class Claim:
     ``p_value`` the two-sided p-value of "no effect" (nan where none was computed); ``n_seeds`` training seeds behind
     it; ``evidence`` the notebook that measured it; ``regime`` the benchmark setting that produced it; ``min_effect`` a
     minimum stricter than the unit's (:data:`MIN_EFFECTS`), 0 for the unit's own; ``interval`` what the interval
-    resamples (:data:`INTERVAL_OVER`); ``stage2_fallbacks`` on how many seeds A's last stage kept the weights it started
-    from (DeepMT-DR's stage 2 falling back to stage 1's), ``stage2_rising`` / ``_b`` on how many of A's / B's it was
-    still rising by notebook 03's rule. ``verdict`` is computed from the row's own numbers by :func:`verdict` when left
-    empty; :func:`collect_claims` recomputes it by the full rule (module docstring)."""
+    resamples (:data:`INTERVAL_OVER`); the counts of :data:`STAGE2_NOTES`. ``verdict`` is computed from the row's own
+    numbers by :func:`verdict` when left empty; :func:`collect_claims` recomputes it by the full rule (module docstring)."""
 
     id: str
     text: str
@@ -529,22 +533,12 @@ def collect_claims(results_dir: str | Path | None = None, pattern: str = "*claim
             min_eff = row.get("min_effect", 0.0)
             n_seeds = row.get("n_seeds", 0)
             try:
-                claim = Claim(
-                    id=cid,
-                    text=text,
-                    metric=str(row["metric"]),
-                    comparison=comp,
-                    regime=text_or(row.get("regime")),
-                    effect=float(row["effect"]),
-                    lo=float(row["lo"]),
-                    hi=float(row["hi"]),
-                    p_value=float(row.get("p_value", math.nan)),
-                    n_seeds=0 if pd.isna(n_seeds) else int(n_seeds),
-                    evidence=text_or(row.get("evidence"), row["source"]),
-                    min_effect=0.0 if pd.isna(min_eff) else float(min_eff),
-                    interval=text_or(row.get("interval")),
-                    **{k: 0 if pd.isna(row.get(k, 0)) else int(row.get(k, 0)) for k in STAGE2_NOTES},
-                )
+                claim = Claim(id=cid, text=text, metric=str(row["metric"]), comparison=comp, regime=text_or(row.get("regime")),
+                              effect=float(row["effect"]), lo=float(row["lo"]), hi=float(row["hi"]),
+                              p_value=float(row.get("p_value", math.nan)), n_seeds=0 if pd.isna(n_seeds) else int(n_seeds),
+                              evidence=text_or(row.get("evidence"), row["source"]),
+                              min_effect=0.0 if pd.isna(min_eff) else float(min_eff), interval=text_or(row.get("interval")),
+                              **stage2_counts(row))
                 if not math.isnan(claim.effect):
                     min_effect(claim.metric, claim.min_effect)  # a measured row needs a stated minimum
             except ValueError as e:

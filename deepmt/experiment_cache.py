@@ -366,7 +366,7 @@ def _train_entry(method_name: str, cfg: Config, run_dir: Path, warm_key: tuple[s
     init = warm_info = built = None
     if warm_start is not None:
         init, warm_info = _warm_init(method, method_name, warm_start, start_stage)
-    elif not force and not (last.exists() and not (run_dir / BUILT_FROM_FILE).exists()):
+    elif not force and ((run_dir / BUILT_FROM_FILE).exists() or not last.exists()):  # not resuming a from-scratch run
         init, built = _boundary_init(method, method_name, cfg, run_dir)
     t0 = time.perf_counter()
     result = train(method, cfg, datasets, run_dir, resume=True, class_counts=class_counts, init=init)

@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from deepmt.claims import Claim, claims_table
+from deepmt.claims import Claim, claims_table, stage2_counts
 from deepmt.config import Config
 from deepmt.reporting import save_figure, save_table
 from deepmt.studies.ablations import (
@@ -117,8 +117,8 @@ def c5_claims(ab: Ablation, n_seeds: int, n_boot: int = 1000, evidence: str = "0
                   "off in stage 2; stages 1a/1b shared (warm start)")
     return claims_table([
         Claim.from_paper("C5", metric=r.metric, effect=float(r.diff), lo=float(r.lo), hi=float(r.hi), n_seeds=n_seeds,
-                         p_value=float(r.p_value), interval=r.interval, stage2_fallbacks=int(r.stage2_fallbacks), stage2_rising=int(r.stage2_rising),
-                         stage2_rising_b=int(r.stage2_rising_b), evidence=evidence, comparison=comparison,
+                         p_value=float(r.p_value), interval=r.interval, **stage2_counts(r._asdict()),
+                         evidence=evidence, comparison=comparison,
                          regime=regime)
         for r in eff.itertuples()
     ])

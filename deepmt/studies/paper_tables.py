@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from deepmt import metrics as M
-from deepmt.claims import STAGE2_NOTES, Claim, claims_table
+from deepmt.claims import Claim, claims_table, stage2_counts
 from deepmt.controls import control_row
 from deepmt.studies.common import Runs, label, method_ci
 
@@ -89,7 +89,7 @@ def effect_claims(cid: str, effects: pd.DataFrame, a: str, b: str, metrics: Sequ
         kw = {"comparison": comparison} if comparison else {}
         claims.append(Claim.from_paper(cid, metric=met, effect=float(r["diff"]), lo=float(r["lo"]), hi=float(r["hi"]),
                                        p_value=float(r.get("p_value", np.nan)), n_seeds=int(r["n_seeds"]),
-                                       interval=str(r.get("interval", "") or ""), **{k: int(r.get(k, 0)) for k in STAGE2_NOTES},
+                                       interval=str(r.get("interval", "") or ""), **stage2_counts(r),
                                        evidence=evidence, regime=regime, **kw))
     return claims_table(claims)
 
